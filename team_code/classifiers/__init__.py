@@ -1,0 +1,1 @@
+"""Classifier families and the registry that names them."""

@@ -1,0 +1,51 @@
+"""The floor every report compares against: scores are each class's training prevalence.
+
+Every record gets the same scores, so a class is either predicted for every record or for
+none; which classes are predicted is chosen on the training data to maximise the challenge
+metric (in practice: sinus rhythm, the commonest class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from team_code.classifiers.base import Classifier
+from team_code.classifiers.thresholds import challenge_thresholds
+from team_code.data.records import Record
+
+
+class PrevalenceClassifier(Classifier):
+    """Constant scores equal to the training prevalence of each class."""
+
+    name = "prevalence"
+
+    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> PrevalenceClassifier:
+        self.classes_ = tuple(classes)
+        truth = self.label_matrix(records)
+        if len(truth) == 0:
+            raise ValueError("prevalence: no training records")
+        self.prevalence_ = truth.mean(axis=0)
+        scores = np.broadcast_to(self.prevalence_, truth.shape)
+        # Above the prevalence: never predicted; at or below: predicted for every record.
+        self.thresholds_ = challenge_thresholds(
+            truth, scores, self.classes_, start=np.full(len(self.classes_), np.inf)
+        )
+        return self
+
+    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
+        return np.tile(self.prevalence_, (len(records), 1))
+
+    def _save_state(self, folder) -> None:
+        from team_code.fileio import save_json
+
+        save_json(folder / "prevalence.json", {"prevalence": self.prevalence_})
+
+    def _load_state(self, folder) -> None:
+        from team_code.fileio import load_json
+
+        self.prevalence_ = np.asarray(load_json(folder / "prevalence.json")["prevalence"])
+
+    def summary(self) -> dict:
+        return {"predicted": [c for c, t in zip(self.classes_, self.thresholds_) if t <= 1]}

@@ -1,0 +1,1 @@
+"""Records, labels, output files and synthetic data."""

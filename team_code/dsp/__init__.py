@@ -1,0 +1,1 @@
+"""Signal processing on numpy arrays; every routine takes ``fs``. Never imports torch."""

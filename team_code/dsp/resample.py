@@ -1,0 +1,33 @@
+"""Resampling to a model's rate: the one function every model uses."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+
+def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
+    """(up, down) with up/down == fs_out/fs_in, exactly for integer rates (257 -> 500: 500/257)."""
+    if fs_in <= 0 or fs_out <= 0:
+        raise ValueError(f"sampling frequencies must be positive (got {fs_in} and {fs_out})")
+    ratio = Fraction(fs_out).limit_denominator(10**9) / Fraction(fs_in).limit_denominator(10**9)
+    ratio = ratio.limit_denominator(max_denominator)
+    return ratio.numerator, ratio.denominator
+
+
+def resample(signal: np.ndarray, fs: float, fs_out: float, axis: int = -1) -> np.ndarray:
+    """Resample ``signal`` from ``fs`` to ``fs_out`` Hz along ``axis`` (polyphase, anti-aliased).
+
+    The output has ``ceil(n * up / down)`` samples, the same dtype class (float32 stays
+    float32), and the same time origin: sample ``k`` of the output is at ``k / fs_out`` s.
+    Equal rates return the input unchanged (no copy).
+    """
+    signal = np.asarray(signal)
+    if fs == fs_out:
+        return signal
+    up, down = rational_ratio(fs, fs_out)
+    dtype = signal.dtype if np.issubdtype(signal.dtype, np.floating) else np.float64
+    out = resample_poly(signal.astype(np.float64, copy=False), up, down, axis=axis)
+    return out.astype(dtype, copy=False)

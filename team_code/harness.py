@@ -1,0 +1,290 @@
+"""The harness: the only module that walks folders.
+
+``train(data, model)`` fits the chosen classifiers on every readable record of a folder and
+writes a self-describing model folder; ``run(model, data, outputs)`` writes one output file
+per record. A record that cannot be read or classified is reported with its name and the
+reason, and never costs the other records their outputs.
+
+Model folder layout::
+
+    MODEL/manifest.json          classifiers, primary, classes, thresholds, versions, data summary
+    MODEL/<classifier>/config.json  + the family's tensors (safetensors) and JSON
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from team_code import __version__
+from team_code.classifiers import registry
+from team_code.classifiers.base import Classifier, coerce_option
+from team_code.data.labels import label_matrix, scored_classes
+from team_code.data.outputs import write_output
+from team_code.data.records import RecordError, RecordSet, find_records, load_record
+from team_code.fileio import load_json, save_json
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "ecg-kit-model/1"
+
+#: What ``train_model.py`` trains when no ``--classifiers`` is given.
+DEFAULT_CLASSIFIERS: tuple[str, ...] = ("prevalence",)
+
+#: Record-name prefixes of the Challenge sources, longest first.
+SOURCE_PREFIXES = ("HR", "JS", "A", "Q", "I", "S", "E")
+
+
+def record_source(name: str) -> str:
+    """The Challenge source prefix of a record name (``HR00001`` -> ``HR``), else ``other``."""
+    for prefix in SOURCE_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
+            return prefix
+    return "other"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a model depends on."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "team_code": __version__}
+    for package in ("numpy", "scipy", "torch", "safetensors", "wfdb", "PyWavelets"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+
+
+def parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["parallel_cnn.epochs=5", ...]`` -> ``{"parallel_cnn": {"epochs": "5"}}``."""
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot or not name or not field:
+            raise ValueError(f"option {item!r} is not of the form CLASSIFIER.OPTION=VALUE")
+        options.setdefault(name.strip(), {})[field.strip()] = value
+    return options
+
+
+def build_config(cls: type[Classifier], values: Mapping[str, str]):
+    """The family's default config with command-line values applied (types coerced)."""
+    config = cls.Config()
+    updates = {key: coerce_option(cls.Config, key, text) for key, text in values.items()}
+    return dataclasses.replace(config, **updates) if updates else config
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def scan_records(data_dir: str | os.PathLike) -> tuple[RecordSet, list[tuple[str, str]]]:
+    """Every readable record of a folder, and (name, reason) for those that are not."""
+    good, failures = [], []
+    for path in find_records(data_dir):
+        try:
+            load_record(path)
+        except RecordError as error:
+            failures.append((error.record, error.problem))
+            continue
+        good.append(path)
+    return RecordSet(good), failures
+
+
+def data_summary(records: RecordSet, classes: Sequence[str]) -> dict:
+    """Counts that describe a training set for the manifest."""
+    truth = label_matrix(records.labels, classes)
+    scored = scored_classes()
+    return {
+        "n_records": len(records),
+        "n_with_scored_label": int(truth.any(axis=1).sum()),
+        "by_source": dict(sorted(Counter(record_source(n) for n in records.names).items())),
+        "fs_hz": {str(k): v for k, v in sorted(Counter(h.fs for h in records.headers).items())},
+        "class_counts": {
+            scored.abbreviation(c): int(n) for c, n in zip(classes, truth.sum(axis=0))
+        },
+    }
+
+
+def train(
+    data_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    classifiers: Sequence[str] | None = None,
+    options: Mapping[str, Mapping[str, str]] | None = None,
+    log: Callable[[str], None] = _say,
+) -> dict:
+    """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
+
+    Returns the manifest. Unreadable records are left out with a warning naming each one.
+    """
+    names = list(classifiers or DEFAULT_CLASSIFIERS)
+    options = dict(options or {})
+    families = {name: registry.get(name) for name in names}  # unknown names fail before work
+    unused = sorted(set(options) - set(names))
+    if unused:
+        raise ValueError(f"options given for classifiers that are not trained: {unused}")
+    configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
+
+    records, failures = scan_records(data_dir)
+    for record, problem in failures:
+        log(f"warning: record {record} left out of training: {problem}")
+    if len(records) == 0:
+        raise ValueError(f"no readable records in {data_dir}")
+    classes = scored_classes().codes
+    log(f"training on {len(records)} records ({len(failures)} unreadable) from {data_dir}")
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    trained: dict[str, dict] = {}
+    for name, cls in families.items():
+        start = time.perf_counter()
+        log(f"fitting {name} ...")
+        model = cls(configs[name]).fit(records, classes)
+        model.save(model_dir / name)
+        seconds = time.perf_counter() - start
+        log(f"fitted {name} in {seconds:.1f} s")
+        trained[name] = {
+            "folder": name,
+            "fit_seconds": round(seconds, 3),
+            "thresholds": [float(t) for t in model.thresholds_],
+            **model.summary(),
+        }
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "classifiers": trained,
+        "primary": names[0],
+        "classes": list(classes),
+        "abbreviations": [scored_classes().abbreviation(c) for c in classes],
+        "versions": package_versions(),
+        "training_data": {
+            "folder": str(Path(data_dir).resolve()),
+            "unreadable": [{"record": r, "problem": p} for r, p in failures],
+            **data_summary(records, classes),
+        },
+    }
+    save_json(model_dir / MANIFEST, manifest)
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+
+
+def load_manifest(model_dir: str | os.PathLike) -> dict:
+    """Read and check a model folder's manifest."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir} is not a model folder: {MANIFEST} is missing")
+    manifest = load_json(path)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: unknown model format {manifest.get('format')!r}")
+    return manifest
+
+
+def load_model(model_dir: str | os.PathLike, classifier: str | None = None) -> Classifier:
+    """The primary classifier of a model folder (or the one named)."""
+    manifest = load_manifest(model_dir)
+    name = classifier or manifest["primary"]
+    if name not in manifest["classifiers"]:
+        raise KeyError(
+            f"{model_dir} has no {name!r} classifier; it has {sorted(manifest['classifiers'])}"
+        )
+    folder = Path(model_dir) / manifest["classifiers"][name]["folder"]
+    return registry.get(name).load(folder)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run wrote and what failed."""
+
+    written: list[str]  # record names with an output file
+    failures: list[tuple[str, str]]  # (record, reason)
+
+
+def _check_scores(scores: np.ndarray, n_records: int, n_classes: int) -> None:
+    if scores.shape != (n_records, n_classes):
+        raise ValueError(f"classifier returned scores of shape {scores.shape}")
+
+
+def run(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    classifier: str | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    log: Callable[[str], None] = _say,
+) -> RunResult:
+    """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
+
+    Only those files are written; nothing else in ``output_dir`` is touched.
+    """
+    from tqdm import tqdm
+
+    model = load_model(model_dir, classifier)
+    classes = list(model.classes_)
+    paths = find_records(data_dir)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(written=[], failures=[])
+
+    def fail(record: str, reason: str) -> None:
+        result.failures.append((record, reason))
+        log(f"error: record {record}: {reason}")
+
+    def emit(batch) -> None:
+        try:
+            scores = np.asarray(model.predict_proba(batch), dtype=float)
+            _check_scores(scores, len(batch), len(classes))
+            rows = list(zip(batch, scores))
+        except Exception:  # isolate the record at fault by retrying one at a time
+            rows = []
+            for record in batch:
+                try:
+                    scores = np.asarray(model.predict_proba([record]), dtype=float)
+                    _check_scores(scores, 1, len(classes))
+                    rows.append((record, scores[0]))
+                except Exception as error:
+                    fail(record.name, f"classification failed: {type(error).__name__}: {error}")
+        for record, row in rows:
+            if not np.all(np.isfinite(row)):
+                fail(record.name, "classifier returned non-finite scores")
+                continue
+            row = np.clip(row, 0.0, 1.0)
+            labels = (row >= model.thresholds_).astype(int)
+            write_output(output_dir / f"{record.name}.csv", record.name, classes, labels, row)
+            result.written.append(record.name)
+
+    batch = []
+    for path in tqdm(paths, desc="records", unit="rec", disable=not progress, file=sys.stderr):
+        try:
+            batch.append(load_record(path))
+        except RecordError as error:
+            fail(error.record, error.problem)
+        except OSError as error:
+            fail(path.stem, f"cannot be read: {error}")
+        if len(batch) >= batch_size:
+            emit(batch)
+            batch = []
+    if batch:
+        emit(batch)
+    return result

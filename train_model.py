@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Train classifiers on a folder of Challenge records: ``python train_model.py DATA MODEL``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    from team_code.harness import DEFAULT_CLASSIFIERS
+
+    parser = argparse.ArgumentParser(
+        description="Train the ECG classifiers on a folder of WFDB .hea + .mat records.",
+    )
+    parser.add_argument("data", help="folder of training records (.hea + .mat)")
+    parser.add_argument("model", help="model folder to write (created if missing)")
+    parser.add_argument(
+        "--classifiers",
+        default=",".join(DEFAULT_CLASSIFIERS),
+        help="comma-separated classifier names to train; the first is the primary one used "
+        "by run_model.py (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="CLASSIFIER.OPTION=VALUE",
+        help="set a classifier option, e.g. --set parallel_cnn.epochs=5 (repeatable)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = get_parser().parse_args(argv)
+    from team_code import harness
+    from team_code.classifiers import registry
+
+    if args.list:
+        print("\n".join(registry.available()))
+        return 0
+    names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
+    try:
+        options = harness.parse_options(args.options)
+        harness.train(args.data, args.model, names, options)
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"model written to {args.model}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
