@@ -90,6 +90,11 @@ class Classifier:
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def quick_config(cls):
+        """A configuration that trains in seconds on a few records (smoke tests, the demo)."""
+        return cls.Config()
+
     # -- learning ------------------------------------------------------------------------
     def fit(self, records: Sequence[Record], classes: Sequence[str]) -> Classifier:
         """Learn from records whose #Dx labels give the truth; ``classes`` are representatives."""

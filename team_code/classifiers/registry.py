@@ -12,6 +12,10 @@ from team_code.classifiers.base import Classifier
 
 _BUILTIN: dict[str, str] = {
     "prevalence": "team_code.classifiers.prevalence:PrevalenceClassifier",
+    "rules": "team_code.classifiers.rules:RulesClassifier",
+    "parallel_cnn": "team_code.classifiers.parallel_cnn:ParallelCNNClassifier",
+    "cwt_googlenet": "team_code.classifiers.cwt_googlenet:CWTGoogLeNetClassifier",
+    "beats": "team_code.classifiers.beats:BeatsClassifier",
 }
 _REGISTERED: dict[str, type[Classifier]] = {}
 
