@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Score Challenge 2020 outputs against label headers.
+
+    python evaluation/evaluate.py LABELS OUTPUTS [scores.csv] [class_scores.csv]
+    python -m evaluation.evaluate LABELS OUTPUTS [...] [--bootstrap N --seed S]
+        [--by-source FILE] [--strict] [--weights PATH]
+
+LABELS holds WFDB headers ``<record>.hea`` (only the ``#Dx`` line is read), OUTPUTS one
+``<record>.csv`` per header. Prints the overall and per-class scores; writes ``scores.csv``
+(AUROC, AUPRC, Accuracy, F-measure, Fbeta-measure, Gbeta-measure, Challenge metric) and
+``class_scores.csv`` (per-class AUROC, AUPRC, F-measure, 2021 layout) at full precision.
+
+Exit codes: 0 success, 1 data error (missing output file, malformed output with --strict,
+no headers, bad weights table), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `evaluation` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evaluation import metrics
+
+SCORE_COLUMNS = (
+    "AUROC",
+    "AUPRC",
+    "Accuracy",
+    "F-measure",
+    "Fbeta-measure",
+    "Gbeta-measure",
+    "Challenge metric",
+)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Score PhysioNet/CinC Challenge 2020 outputs (official 2020 semantics).",
+    )
+    p.add_argument("labels", type=Path, help="folder of WFDB headers <record>.hea with #Dx lines")
+    p.add_argument("outputs", type=Path, help="folder with one <record>.csv per header")
+    p.add_argument("scores_csv", type=Path, nargs="?", help="write overall scores here")
+    p.add_argument("class_scores_csv", type=Path, nargs="?", help="write per-class scores here")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="weights.csv (default: the shipped 2020 table)"
+    )
+    p.add_argument(
+        "--normal-class",
+        default=metrics.NORMAL_CLASS,
+        help="SNOMED CT code of the inactive reference class (default: %(default)s)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a malformed output file is an error instead of an all-negative record",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N bootstrap resamples of the records for a 95%% CI of the challenge metric",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
+    p.add_argument(
+        "--by-source",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the per-source breakdown (record-name prefixes) to this CSV",
+    )
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
+    return p
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _write_scores(path: Path, result: metrics.EvaluationResult) -> None:
+    values = result.overall()
+    path.write_text(
+        ",".join(SCORE_COLUMNS)
+        + "\n"
+        + ",".join(repr(float(values[k])) for k in SCORE_COLUMNS)
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def _write_class_scores(path: Path, result: metrics.EvaluationResult) -> None:
+    rows = [
+        "Classes," + ",".join(result.classes),
+        "AUROC," + ",".join(repr(float(x)) for x in result.auroc_classes),
+        "AUPRC," + ",".join(repr(float(x)) for x in result.auprc_classes),
+        "F-measure," + ",".join(repr(float(x)) for x in result.f_measure_classes),
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _write_by_source(path: Path, rows: list[dict]) -> None:
+    lines = ["Source,Records,Challenge metric,F-measure"]
+    for r in rows:
+        lines.append(
+            f"{r['source']},{r['records']},{float(r['challenge_metric'])!r},"
+            f"{float(r['f_measure'])!r}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _print_report(result, abbreviations, by_source, ci, n_boot, seed, malformed) -> None:
+    print(f"Records: {result.n_records}   malformed outputs: {len(malformed)}")
+    print()
+    width = max(len(k) for k in SCORE_COLUMNS)
+    for key, value in result.overall().items():
+        print(f"{key:<{width}}  {_fmt(value)}")
+    if ci is not None:
+        print(
+            f"{'':<{width}}  95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}] "
+            f"(bootstrap {n_boot} resamples, seed {seed})"
+        )
+    print()
+    print(f"{'Class':<10} {'Abbr':<7} {'Pos':>6} {'AUROC':>7} {'AUPRC':>7} {'F1':>7}")
+    for j, code in enumerate(result.classes):
+        print(
+            f"{code:<10} {abbreviations.get(code, ''):<7} {int(result.n_positives[j]):>6} "
+            f"{_fmt(result.auroc_classes[j], 3):>7} {_fmt(result.auprc_classes[j], 3):>7} "
+            f"{_fmt(result.f_measure_classes[j], 3):>7}"
+        )
+    print()
+    print(f"{'Source':<7} {'Records':>8} {'Challenge':>10} {'F1':>7}")
+    for r in by_source:
+        print(
+            f"{r['source']:<7} {r['records']:>8} {_fmt(r['challenge_metric']):>10} "
+            f"{_fmt(r['f_measure']):>7}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scorer; returns the process exit code."""
+    args = get_parser().parse_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    if args.bootstrap < 0:
+        return fail(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    try:
+        table = metrics.load_scoring_table(args.weights)
+    except (OSError, ValueError) as exc:
+        return fail(f"cannot load weights: {exc}")
+    classes, weights = list(table.classes), table.weights
+    if args.normal_class not in classes:
+        return fail(f"normal class {args.normal_class} is not a scored class of the weights")
+
+    try:
+        records, headers, outputs, missing = metrics.find_record_files(args.labels, args.outputs)
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        return fail(
+            f"{len(missing)} record(s) have no output file in {args.outputs}: {shown} "
+            f"(expected e.g. {missing[0]}.csv)"
+        )
+
+    def warn(message: str) -> None:
+        print(f"warning: malformed output, scored as all-negative: {message}", file=sys.stderr)
+
+    labels = metrics.load_label_matrix(headers, table)
+    try:
+        binary, scores, malformed = metrics.load_output_matrices(
+            outputs, table, strict=args.strict, on_malformed=warn
+        )
+    except metrics.MalformedOutputError as exc:
+        return fail(f"malformed output file (--strict): {exc}")
+
+    result = metrics.evaluate_arrays(labels, binary, scores, classes, weights, args.normal_class)
+    by_source = metrics.per_source_scores(
+        records, labels, binary, classes, weights, args.normal_class
+    )
+    ci = None
+    if args.bootstrap:
+        values = metrics.bootstrap_challenge_metric(
+            weights, labels, binary, classes, args.normal_class, args.bootstrap, args.seed
+        )
+        ci = metrics.bootstrap_ci(values)
+
+    if not args.quiet:
+        _print_report(
+            result,
+            metrics.load_abbreviations(),
+            by_source,
+            ci,
+            args.bootstrap,
+            args.seed,
+            malformed,
+        )
+    try:
+        if args.scores_csv is not None:
+            _write_scores(args.scores_csv, result)
+        if args.class_scores_csv is not None:
+            _write_class_scores(args.class_scores_csv, result)
+        if args.by_source is not None:
+            _write_by_source(args.by_source, by_source)
+    except OSError as exc:
+        return fail(f"cannot write results: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

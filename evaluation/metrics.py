@@ -1,0 +1,753 @@
+"""Scoring for the PhysioNet/CinC Challenge 2020, reimplemented from its definitions.
+
+Pure, vectorised functions on arrays plus the readers they need:
+
+- ``load_weights`` / ``load_scoring_table`` read ``weights.csv`` and merge equivalent classes
+  (pairs with an off-diagonal weight of exactly 1; ``a|b`` headers as in 2021 also work).
+- ``read_header_labels`` / ``read_output_file`` parse one label header / one output CSV the way
+  the official 2020 scorer does; ``load_label_matrix`` / ``load_output_matrices`` turn many of
+  them into arrays.
+- ``compute_*`` functions and ``evaluate_arrays`` score label and output arrays of shape
+  ``(n_records, n_classes)``.
+
+Semantics follow the official ``evaluate_12ECG_score.py`` (2020 final version) except that the
+challenge metric is NaN (not 0) when the "correct" and "inactive" scores coincide.
+Nothing here imports from ``team_code``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: SNOMED CT code of sinus rhythm, the "inactive" reference class of the challenge metric.
+NORMAL_CLASS = "426783006"
+
+#: Record-name prefixes of the 2020/2021 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL,
+#: Georgia, Chapman-Shaoxing/Ningbo); a record belongs to its longest matching prefix.
+SOURCE_PREFIXES = ("A", "Q", "I", "S", "HR", "E", "JS")
+
+#: Strings the official scorer reads as a positive binary output.
+TRUE_STRINGS = frozenset(("1", "True", "true", "T", "t"))
+
+_TABLE_DIR = Path(__file__).resolve().parent
+
+
+class MalformedOutputError(ValueError):
+    """An output file that cannot be parsed (too few lines, ragged rows, unreadable)."""
+
+
+@dataclass(frozen=True)
+class ScoringTable:
+    """Scored classes and weights with equivalent classes merged."""
+
+    # representative SNOMED CT code of each scored class, in weights.csv order
+    classes: tuple[str, ...]
+    # (n_classes, n_classes) float64 reward matrix, rows = labels, columns = outputs
+    weights: np.ndarray
+    # every scored code (representatives and their equivalents) -> column index in `classes`
+    code_to_index: dict[str, int]
+    # groups of equivalent codes, representative first (only groups with two or more codes)
+    equivalents: tuple[tuple[str, ...], ...] = field(default=())
+
+
+@dataclass
+class EvaluationResult:
+    """All overall and per-class scores of one evaluation."""
+
+    classes: list[str]  # scored classes (representative codes), column order of the arrays
+    auroc: float  # macro AUROC (nanmean over classes)
+    auprc: float  # macro AUPRC (nanmean over classes)
+    accuracy: float  # fraction of records whose whole binary label vector is right
+    f_measure: float  # macro F1 (nanmean over classes)
+    f_beta_measure: float  # macro F-beta (beta=2, per-record normalised confusion matrices)
+    g_beta_measure: float  # macro G-beta (beta=2, per-record normalised confusion matrices)
+    challenge_metric: float  # normalised challenge score; NaN when correct == inactive
+    auroc_classes: np.ndarray  # per-class AUROC, NaN for classes without positives/negatives
+    auprc_classes: np.ndarray  # per-class AUPRC, NaN for classes without positives
+    f_measure_classes: np.ndarray  # per-class F1, NaN when 2TP+FP+FN == 0
+    n_records: int = 0  # number of records scored
+    n_positives: np.ndarray | None = None  # per-class number of positive labels
+
+    def as_dict(self) -> dict:
+        """Return the result as a plain dict (arrays converted to lists)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, np.ndarray):
+                out[key] = value.tolist()
+        return out
+
+    def overall(self) -> dict[str, float]:
+        """Return the seven overall scores keyed by their scores.csv column names."""
+        return {
+            "AUROC": self.auroc,
+            "AUPRC": self.auprc,
+            "Accuracy": self.accuracy,
+            "F-measure": self.f_measure,
+            "Fbeta-measure": self.f_beta_measure,
+            "Gbeta-measure": self.g_beta_measure,
+            "Challenge metric": self.challenge_metric,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def default_weights_path() -> Path:
+    """Return the path of the shipped 2020 ``weights.csv`` (next to this module)."""
+    return _TABLE_DIR / "weights.csv"
+
+
+def _to_float(text: str) -> float:
+    """Parse a number like Python's ``float``; anything else gives NaN."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def load_scoring_table(path: str | os.PathLike | None = None) -> ScoringTable:
+    """Read a Challenge ``weights.csv`` and merge equivalent classes.
+
+    Two codes are equivalent when their off-diagonal weight is exactly 1, or when they share a
+    header cell written ``a|b`` (2021 style). The representative of a group is the code listed
+    first in the header; its row and column are kept. Raises ``ValueError`` when the table is
+    not square, has ragged rows or when equivalent classes have different weights.
+    """
+    path = Path(path) if path is not None else default_weights_path()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    table = [[cell.strip() for cell in line.split(",")] for line in text.splitlines()]
+    table = [row for row in table if any(row)]
+    if len(table) < 2:
+        raise ValueError(f"weights table {path} is empty")
+    header = table[0][1:]
+    body = table[1:]
+    if any(len(row) != len(header) + 1 for row in body):
+        raise ValueError(f"weights table {path} has rows of different lengths")
+    row_names = [row[0] for row in body]
+    if row_names != header:
+        raise ValueError(f"weights table {path}: row names differ from column names")
+    values = np.array([[_to_float(x) for x in row[1:]] for row in body], dtype=np.float64)
+
+    n = len(header)
+    cell_codes = [[c.strip() for c in cell.split("|") if c.strip()] for cell in header]
+    # Union-find over header cells: equal weight 1 off the diagonal means "equivalent".
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if values[i, j] == 1.0 or values[j, i] == 1.0:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+
+    kept = sorted(groups)  # first-listed cell of each group, in header order
+    code_to_index: dict[str, int] = {}
+    classes: list[str] = []
+    equivalents: list[tuple[str, ...]] = []
+    for new_index, root in enumerate(kept):
+        members = groups[root]
+        for m in members[1:]:
+            if not (
+                np.array_equal(values[m, :], values[root, :], equal_nan=True)
+                and np.array_equal(values[:, m], values[:, root], equal_nan=True)
+            ):
+                raise ValueError(
+                    f"weights table {path}: equivalent classes {header[root]} and {header[m]} "
+                    "have different weights"
+                )
+        codes = [code for m in members for code in cell_codes[m]]
+        classes.append(codes[0])
+        if len(codes) > 1:
+            equivalents.append(tuple(codes))
+        for code in codes:
+            if code in code_to_index and code_to_index[code] != new_index:
+                raise ValueError(f"weights table {path}: code {code} appears twice")
+            code_to_index[code] = new_index
+    weights = values[np.ix_(kept, kept)].copy()
+    return ScoringTable(tuple(classes), weights, code_to_index, tuple(equivalents))
+
+
+def load_weights(path: str | os.PathLike | None = None) -> tuple[list[str], np.ndarray]:
+    """Return ``(classes, weights)`` of ``weights.csv`` with equivalent classes merged."""
+    table = load_scoring_table(path)
+    return list(table.classes), table.weights
+
+
+def load_abbreviations(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Map SNOMED CT codes to abbreviations from ``dx_mapping_scored.csv`` (empty if absent)."""
+    path = Path(path) if path is not None else _TABLE_DIR / "dx_mapping_scored.csv"
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines:
+        return {}
+    head = [h.strip() for h in lines[0].split(",")]
+    try:
+        i_code, i_abbr = head.index("SNOMED CT Code"), head.index("Abbreviation")
+    except ValueError:
+        return {}
+    out = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) > max(i_code, i_abbr):
+            out[cells[i_code]] = cells[i_abbr]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# File readers
+# --------------------------------------------------------------------------------------------
+
+
+def parse_header_labels(text: str) -> list[str] | None:
+    """Return the codes of the first ``#Dx:`` / ``# Dx:`` line of a header text.
+
+    Codes are stripped; empty codes and duplicates are dropped (first occurrence kept).
+    Returns ``None`` when the text has no Dx line.
+    """
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            continue
+        body = stripped[1:].lstrip()
+        if not body.startswith("Dx"):
+            continue
+        rest = body[2:].lstrip()
+        if not rest.startswith(":"):
+            continue
+        codes: list[str] = []
+        for code in rest[1:].split(","):
+            code = code.strip()
+            if code and code not in codes:
+                codes.append(code)
+        return codes
+    return None
+
+
+def read_header_labels(path: str | os.PathLike) -> list[str]:
+    """Read the SNOMED CT codes of a WFDB header's ``#Dx`` line (non-UTF-8 bytes tolerated).
+
+    A header without a Dx line gives an empty list.
+    """
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    codes = parse_header_labels(text)
+    return [] if codes is None else codes
+
+
+def _parse_binary(cells: list[str]) -> list[bool]:
+    return [c in TRUE_STRINGS for c in cells]
+
+
+def _parse_scores(cells: list[str]) -> list[float]:
+    try:
+        return [float(c) for c in cells]
+    except ValueError:
+        out = []
+        for c in cells:
+            try:
+                out.append(float(c))
+            except ValueError:
+                out.append(0.0)  # the official scorer reads a non-number as 0 (not NaN)
+        return out
+
+
+def parse_output_text(text: str) -> tuple[list[str], list[bool], list[float]]:
+    """Parse the text of an output CSV into ``(codes, binary, scores)``.
+
+    Like the official scorer: blank lines and lines starting with ``#`` are skipped; the next
+    three lines are the class codes, the binary labels ('1', 'True', 'true', 'T', 't' are
+    positive) and the scores (a non-number reads as 0; 'nan' stays NaN). Every remaining line
+    must have the same number of comma-separated fields. Raises ``MalformedOutputError``.
+    """
+    raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line for line in raw if line.strip() and not line.strip().startswith("#")]
+    if len(lines) < 3:
+        raise MalformedOutputError(f"expected 3 data lines, found {len(lines)}")
+    rows = [[cell.strip() for cell in line.split(",")] for line in lines]
+    lengths = {len(row) for row in rows}
+    if len(lengths) != 1:
+        raise MalformedOutputError(f"rows have different numbers of fields {sorted(lengths)}")
+    return rows[0], _parse_binary(rows[1]), _parse_scores(rows[2])
+
+
+def read_output_file(path: str | os.PathLike) -> tuple[list[str], list[bool], list[float]]:
+    """Read one output CSV; raises ``MalformedOutputError`` (naming the file) if unusable."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise MalformedOutputError(f"{path}: cannot read ({exc})") from exc
+    try:
+        return parse_output_text(text)
+    except MalformedOutputError as exc:
+        raise MalformedOutputError(f"{path}: {exc}") from None
+
+
+def find_record_files(
+    label_dir: str | os.PathLike, output_dir: str | os.PathLike
+) -> tuple[list[str], list[Path], list[Path], list[str]]:
+    """Pair label headers with output files by header stem.
+
+    Returns ``(records, header_paths, output_paths, missing)``: records sorted by header file
+    name, and the records whose ``<record>.csv`` is missing from ``output_dir``.
+    Raises ``FileNotFoundError`` when a folder does not exist or holds no headers.
+    """
+    label_dir, output_dir = Path(label_dir), Path(output_dir)
+    if not label_dir.is_dir():
+        raise FileNotFoundError(f"label folder {label_dir} does not exist")
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"output folder {output_dir} does not exist")
+    with os.scandir(label_dir) as it:
+        headers = sorted(
+            e.name
+            for e in it
+            if e.name.lower().endswith(".hea") and not e.name.startswith(".") and e.is_file()
+        )
+    if not headers:
+        raise FileNotFoundError(f"no .hea files in {label_dir}")
+    with os.scandir(output_dir) as it:
+        outputs = {e.name for e in it if e.name.endswith(".csv") and e.is_file()}
+    records, header_paths, output_paths, missing = [], [], [], []
+    for name in headers:
+        record = name[:-4]
+        records.append(record)
+        header_paths.append(label_dir / name)
+        output_paths.append(output_dir / f"{record}.csv")
+        if f"{record}.csv" not in outputs:
+            missing.append(record)
+    return records, header_paths, output_paths, missing
+
+
+def label_matrix_from_codes(codes_per_record: list[list[str]], table: ScoringTable) -> np.ndarray:
+    """One-hot ``(n, c)`` bool labels; equivalent codes OR-ed, unscored codes ignored."""
+    labels = np.zeros((len(codes_per_record), len(table.classes)), dtype=bool)
+    lookup = table.code_to_index
+    for i, codes in enumerate(codes_per_record):
+        for code in codes:
+            j = lookup.get(code)
+            if j is not None:
+                labels[i, j] = True
+    return labels
+
+
+def load_label_matrix(
+    header_paths: list[str | os.PathLike], table: ScoringTable | None = None
+) -> np.ndarray:
+    """Read the ``#Dx`` lines of many headers into an ``(n, c)`` bool label matrix."""
+    table = table if table is not None else load_scoring_table()
+    return label_matrix_from_codes([read_header_labels(p) for p in header_paths], table)
+
+
+def output_matrices_from_rows(
+    rows: list[tuple[list[str], list[bool], list[float]] | None], table: ScoringTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn parsed output rows into ``(binary (n, c) bool, scores (n, c) float64)``.
+
+    A ``None`` row is an all-negative record. Columns whose codes map to the same scored class
+    (equivalent codes, or a code listed twice) are merged: binary OR-ed, scores averaged while
+    ignoring NaN; a class whose scores are all NaN, and any NaN left, becomes 0.
+    """
+    n, c = len(rows), len(table.classes)
+    lookup = table.code_to_index
+    flat_index: list[int] = []
+    flat_binary: list[bool] = []
+    flat_score: list[float] = []
+    for i, row in enumerate(rows):
+        if row is None:
+            continue
+        codes, binary, scores = row
+        base = i * c
+        for code, b, s in zip(codes, binary, scores):
+            j = lookup.get(code)
+            if j is not None:
+                flat_index.append(base + j)
+                flat_binary.append(b)
+                flat_score.append(s)
+    index = np.asarray(flat_index, dtype=np.int64)
+    binary_flat = np.asarray(flat_binary, dtype=bool)
+    score_flat = np.asarray(flat_score, dtype=np.float64)
+    binary = np.bincount(index[binary_flat], minlength=n * c) > 0
+    finite = ~np.isnan(score_flat)
+    sums = np.bincount(index[finite], weights=score_flat[finite], minlength=n * c)
+    counts = np.bincount(index[finite], minlength=n * c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    scores[np.isnan(scores)] = 0.0  # e.g. inf + -inf
+    return binary.reshape(n, c), scores.reshape(n, c)
+
+
+def load_output_matrices(
+    output_paths: list[str | os.PathLike],
+    table: ScoringTable | None = None,
+    strict: bool = False,
+    on_malformed=None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read many output CSVs into ``(binary, scores, malformed)``.
+
+    A malformed file scores as all-negative; its message is appended to ``malformed`` and
+    passed to ``on_malformed(message)`` if given. With ``strict=True`` the first malformed file
+    raises ``MalformedOutputError`` instead.
+    """
+    table = table if table is not None else load_scoring_table()
+    rows: list[tuple[list[str], list[bool], list[float]] | None] = []
+    malformed: list[str] = []
+    for path in output_paths:
+        try:
+            rows.append(read_output_file(path))
+        except MalformedOutputError as exc:
+            if strict:
+                raise
+            malformed.append(str(exc))
+            if on_malformed is not None:
+                on_malformed(str(exc))
+            rows.append(None)
+    binary, scores = output_matrices_from_rows(rows, table)
+    return binary, scores, malformed
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics on arrays
+# --------------------------------------------------------------------------------------------
+
+
+def _check_arrays(labels, outputs, name="outputs") -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    outputs = np.asarray(outputs)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be 2-D (n_records, n_classes), got shape {labels.shape}")
+    if outputs.shape != labels.shape:
+        raise ValueError(f"{name} shape {outputs.shape} differs from labels {labels.shape}")
+    return labels.astype(bool), outputs
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.any(~np.isnan(values)):
+        return math.nan
+    return float(np.nanmean(values))
+
+
+def compute_accuracy(labels, binary) -> float:
+    """Fraction of records whose binary output vector equals the label vector."""
+    labels, binary = _check_arrays(labels, binary)
+    if labels.shape[0] == 0:
+        return math.nan
+    return float(np.mean(np.all(labels == binary.astype(bool), axis=1)))
+
+
+def confusion_counts(labels, binary, record_weights=None) -> tuple[np.ndarray, ...]:
+    """Per-class ``(tp, fp, fn, tn)``, each record counted with ``record_weights`` (default 1)."""
+    labels, binary = _check_arrays(labels, binary)
+    binary = binary.astype(bool)
+    if record_weights is None:
+        tp = np.sum(labels & binary, axis=0, dtype=np.float64)
+        fp = np.sum(~labels & binary, axis=0, dtype=np.float64)
+        fn = np.sum(labels & ~binary, axis=0, dtype=np.float64)
+        tn = np.sum(~labels & ~binary, axis=0, dtype=np.float64)
+    else:
+        w = np.asarray(record_weights, dtype=np.float64)
+        tp = w @ (labels & binary)
+        fp = w @ (~labels & binary)
+        fn = w @ (labels & ~binary)
+        tn = w @ (~labels & ~binary)
+    return tp, fp, fn, tn
+
+
+def compute_f_measure(labels, binary) -> tuple[float, np.ndarray]:
+    """Macro and per-class F1 = 2TP / (2TP + FP + FN); NaN classes are left out of the mean."""
+    tp, fp, fn, _ = confusion_counts(labels, binary)
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), np.nan)
+    return _nanmean(f), f
+
+
+def compute_beta_measures(labels, binary, beta: float = 2.0) -> tuple[float, float]:
+    """Macro F-beta and G-beta of the 2020 unofficial phase.
+
+    Each record contributes ``1 / max(number of positive labels, 1)`` to the per-class
+    confusion matrices. F-beta = (1+b^2)TP / ((1+b^2)TP + FP + b^2 FN),
+    G-beta = TP / (TP + FP + b FN); NaN classes are left out of the means.
+    """
+    labels, binary = _check_arrays(labels, binary)
+    w = 1.0 / np.maximum(labels.sum(axis=1), 1).astype(np.float64)
+    tp, fp, fn, _ = confusion_counts(labels, binary, w)
+    b2 = beta**2
+    f_den = (1 + b2) * tp + fp + b2 * fn
+    g_den = tp + fp + beta * fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f_beta = np.where(f_den != 0, (1 + b2) * tp / np.where(f_den != 0, f_den, 1), np.nan)
+        g_beta = np.where(g_den != 0, tp / np.where(g_den != 0, g_den, 1), np.nan)
+    return _nanmean(f_beta), _nanmean(g_beta)
+
+
+def auc_curve_points(labels_k, scores_k) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative ``(tp, fp)`` at each distinct score, highest first, with (0, 0) prepended.
+
+    Equivalent to the official threshold loop: the point for threshold ``t`` counts every
+    record whose score is ``>= t``, so tied scores enter together.
+    """
+    y = np.asarray(labels_k, dtype=bool)
+    s = np.asarray(scores_k, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    y_sorted = y[order]
+    tp = np.cumsum(y_sorted, dtype=np.int64)
+    fp = np.cumsum(~y_sorted, dtype=np.int64)
+    ends = np.ones(len(s_sorted), dtype=bool)
+    ends[:-1] = s_sorted[1:] != s_sorted[:-1]
+    tp_e = np.concatenate(([0], tp[ends]))
+    fp_e = np.concatenate(([0], fp[ends]))
+    return tp_e, fp_e
+
+
+def compute_auc(labels, scores) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Macro and per-class AUROC and AUPRC as the 2020 scorer computes them.
+
+    Thresholds are the distinct scores in descending order; AUROC is the trapezoidal area under
+    TNR against TPR, AUPRC the sum of TPR steps times PPV. A class without positives gives NaN
+    for both; a class without negatives gives NaN AUROC. Means ignore NaN classes.
+    """
+    labels, scores = _check_arrays(labels, scores, "scores")
+    scores = np.nan_to_num(
+        np.asarray(scores, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+    )
+    n, c = labels.shape
+    auroc = np.full(c, np.nan)
+    auprc = np.full(c, np.nan)
+    if n == 0:
+        return math.nan, math.nan, auroc, auprc
+    for k in range(c):
+        tp, fp = auc_curve_points(labels[:, k], scores[:, k])
+        n_pos, n_neg = tp[-1], fp[-1]
+        if n_pos == 0:
+            continue  # TPR undefined: both NaN
+        tpr = tp / n_pos
+        dtpr = np.diff(tpr)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ppv = tp[1:] / (tp[1:] + fp[1:])
+        auprc[k] = float(np.sum(dtpr * ppv))
+        if n_neg > 0:
+            tnr = (n_neg - fp) / n_neg
+            auroc[k] = float(np.sum(0.5 * dtpr * (tnr[1:] + tnr[:-1])))
+    return _nanmean(auroc), _nanmean(auprc), auroc, auprc
+
+
+def compute_modified_confusion_matrix(labels, outputs) -> np.ndarray:
+    """Multi-label confusion matrix ``A[j, k]`` (rows labels, columns outputs).
+
+    Each record adds ``1 / max(|labels OR outputs|, 1)`` for every (positive label j, positive
+    output k) pair; computed as one matrix product.
+    """
+    labels, outputs = _check_arrays(labels, outputs)
+    outputs = outputs.astype(bool)
+    norm = np.maximum(np.sum(labels | outputs, axis=1), 1).astype(np.float64)
+    return (labels / norm[:, None]).T @ outputs.astype(np.float64)
+
+
+def _normal_index(classes, normal_class) -> int:
+    try:
+        return list(classes).index(normal_class)
+    except ValueError:
+        raise ValueError(f"normal class {normal_class} is not one of the scored classes") from None
+
+
+def challenge_scores(weights, labels, binary, normal_index: int) -> tuple[float, float, float]:
+    """Return ``(observed, correct, inactive)`` unnormalised challenge scores."""
+    labels, binary = _check_arrays(labels, binary)
+    weights = np.asarray(weights, dtype=np.float64)
+    observed = np.nansum(weights * compute_modified_confusion_matrix(labels, binary))
+    correct = np.nansum(weights * compute_modified_confusion_matrix(labels, labels))
+    inactive_out = np.zeros_like(labels)
+    inactive_out[:, normal_index] = True
+    inactive = np.nansum(weights * compute_modified_confusion_matrix(labels, inactive_out))
+    return float(observed), float(correct), float(inactive)
+
+
+def compute_challenge_metric(
+    weights, labels, binary, classes, normal_class: str = NORMAL_CLASS
+) -> float:
+    """Normalised challenge metric (observed - inactive) / (correct - inactive).
+
+    "inactive" outputs only the normal class, "correct" outputs the labels. NaN when
+    correct == inactive (the official 2020 script returns 0.0 there).
+    """
+    observed, correct, inactive = challenge_scores(
+        weights, labels, binary, _normal_index(classes, normal_class)
+    )
+    if correct == inactive:
+        return math.nan
+    return (observed - inactive) / (correct - inactive)
+
+
+def record_challenge_contributions(
+    weights, labels, binary, normal_index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-record ``(observed, correct, inactive)`` contributions to the challenge scores.
+
+    Their column sums equal ``challenge_scores`` (up to rounding); used for the bootstrap and
+    the per-source breakdown.
+    """
+    labels, binary = _check_arrays(labels, binary)
+    binary = binary.astype(bool)
+    w = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0)
+    lw = labels.astype(np.float64) @ w  # (n, c): sum over true j of W[j, k]
+
+    def contrib(out: np.ndarray) -> np.ndarray:
+        norm = np.maximum(np.sum(labels | out, axis=1), 1)
+        return np.sum(lw * out, axis=1) / norm
+
+    inactive_out = np.zeros_like(labels)
+    inactive_out[:, normal_index] = True
+    return contrib(binary), contrib(labels), contrib(inactive_out)
+
+
+def evaluate_arrays(
+    labels, binary, scores, classes, weights, normal_class: str = NORMAL_CLASS
+) -> EvaluationResult:
+    """Compute every 2020 score from arrays.
+
+    ``labels`` and ``binary`` are ``(n, c)`` bool-like, ``scores`` ``(n, c)`` float (NaN read as
+    0), ``classes`` the c class codes (equivalents already merged), ``weights`` ``(c, c)``.
+    """
+    labels, binary = _check_arrays(labels, binary)
+    binary = binary.astype(bool)
+    _, scores = _check_arrays(labels, scores, "scores")
+    scores = np.nan_to_num(
+        np.asarray(scores, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+    )
+    classes = [str(x) for x in classes]
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(classes) != labels.shape[1] or weights.shape != (len(classes), len(classes)):
+        raise ValueError(
+            f"{len(classes)} classes and weights {weights.shape} do not fit arrays with "
+            f"{labels.shape[1]} columns"
+        )
+    auroc, auprc, auroc_k, auprc_k = compute_auc(labels, scores)
+    f_measure, f_k = compute_f_measure(labels, binary)
+    f_beta, g_beta = compute_beta_measures(labels, binary, beta=2)
+    return EvaluationResult(
+        classes=classes,
+        auroc=auroc,
+        auprc=auprc,
+        accuracy=compute_accuracy(labels, binary),
+        f_measure=f_measure,
+        f_beta_measure=f_beta,
+        g_beta_measure=g_beta,
+        challenge_metric=compute_challenge_metric(weights, labels, binary, classes, normal_class),
+        auroc_classes=auroc_k,
+        auprc_classes=auprc_k,
+        f_measure_classes=f_k,
+        n_records=int(labels.shape[0]),
+        n_positives=labels.sum(axis=0).astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Beyond the official scorer
+# --------------------------------------------------------------------------------------------
+
+
+def bootstrap_challenge_metric(
+    weights,
+    labels,
+    binary,
+    classes,
+    normal_class: str = NORMAL_CLASS,
+    n_boot: int = 1000,
+    seed: int | None = 0,
+    chunk: int = 64,
+) -> np.ndarray:
+    """Challenge metric of ``n_boot`` bootstrap resamples of the records (with replacement).
+
+    Resamples where correct == inactive give NaN. Returns an array of length ``n_boot``.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    obs, cor, ina = record_challenge_contributions(
+        weights, labels, binary, _normal_index(classes, normal_class)
+    )
+    contrib = np.stack([obs, cor, ina], axis=1)  # (n, 3)
+    n = contrib.shape[0]
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(start + chunk, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        sums = contrib[idx].sum(axis=1)  # (b, 3)
+        den = sums[:, 1] - sums[:, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:stop] = np.where(den != 0, (sums[:, 0] - sums[:, 2]) / den, np.nan)
+    return out
+
+
+def bootstrap_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap values (NaN values ignored)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def record_source(record: str, prefixes=SOURCE_PREFIXES) -> str:
+    """Source prefix of a record name (longest matching prefix), or ``"other"``."""
+    best = ""
+    for p in prefixes:
+        if record.startswith(p) and len(p) > len(best):
+            best = p
+    return best or "other"
+
+
+def per_source_scores(
+    records,
+    labels,
+    binary,
+    classes,
+    weights,
+    normal_class: str = NORMAL_CLASS,
+    prefixes=SOURCE_PREFIXES,
+) -> list[dict]:
+    """Challenge metric, macro F-measure and record count of each record source.
+
+    Returns one dict per source present (``source``, ``records``, ``challenge_metric``,
+    ``f_measure``), in the order of ``prefixes`` then ``"other"``.
+    """
+    labels, binary = _check_arrays(labels, binary)
+    sources = np.array([record_source(r, prefixes) for r in records])
+    out = []
+    for src in [*prefixes, "other"]:
+        mask = sources == src
+        if not mask.any():
+            continue
+        out.append(
+            {
+                "source": src,
+                "records": int(mask.sum()),
+                "challenge_metric": compute_challenge_metric(
+                    weights, labels[mask], binary[mask], classes, normal_class
+                ),
+                "f_measure": compute_f_measure(labels[mask], binary[mask])[0],
+            }
+        )
+    return out
