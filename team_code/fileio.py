@@ -54,7 +54,7 @@ def _to_jsonable(value):
 
 def save_json(path: str | os.PathLike, obj) -> None:
     """Save an object as indented JSON, atomically (numpy values converted)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_to_jsonable) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_to_jsonable, allow_nan=False) + "\n")
 
 
 def load_json(path: str | os.PathLike):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from team_code.classifiers.base import Classifier
-from team_code.classifiers.thresholds import challenge_thresholds
+from team_code.classifiers.thresholds import NEVER, challenge_thresholds
 from team_code.data.records import Record
 
 
@@ -30,7 +30,7 @@ class PrevalenceClassifier(Classifier):
         scores = np.broadcast_to(self.prevalence_, truth.shape)
         # Above the prevalence: never predicted; at or below: predicted for every record.
         self.thresholds_ = challenge_thresholds(
-            truth, scores, self.classes_, start=np.full(len(self.classes_), np.inf)
+            truth, scores, self.classes_, start=np.full(len(self.classes_), NEVER)
         )
         return self
 
@@ -48,4 +48,4 @@ class PrevalenceClassifier(Classifier):
         self.prevalence_ = np.asarray(load_json(folder / "prevalence.json")["prevalence"])
 
     def summary(self) -> dict:
-        return {"predicted": [c for c, t in zip(self.classes_, self.thresholds_) if t <= 1]}
+        return {"predicted": [c for c, t in zip(self.classes_, self.thresholds_) if t < NEVER]}

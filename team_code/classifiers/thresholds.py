@@ -15,6 +15,9 @@ import numpy as np
 
 from team_code.data.labels import NORMAL_CLASS, scored_classes
 
+#: A threshold above every score in [0, 1]: the class is never predicted.
+NEVER = float(np.nextafter(1.0, 2.0))
+
 
 def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per-class threshold maximising TPR - FPR; 0.5 for classes without both outcomes."""
@@ -37,19 +40,20 @@ def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def challenge_weights(classes) -> tuple[np.ndarray, int | None]:
-    """The challenge-metric weights restricted to ``classes`` and the normal class's column."""
+def challenge_weights(classes) -> np.ndarray:
+    """The challenge-metric weights restricted to ``classes`` (representative codes)."""
     scored = scored_classes()
     index = [scored.codes.index(c) for c in classes]
-    normal = list(classes).index(NORMAL_CLASS) if NORMAL_CLASS in classes else None
-    return scored.weights[np.ix_(index, index)], normal
+    return scored.weights[np.ix_(index, index)]
 
 
-def challenge_score(labels: np.ndarray, binary: np.ndarray, weights: np.ndarray, normal) -> float:
-    """The normalised challenge metric of binary outputs (see ``evaluation.metrics``)."""
-    from evaluation.metrics import challenge_metric
+def challenge_score(labels: np.ndarray, binary: np.ndarray, classes) -> float:
+    """The normalised challenge metric of binary outputs, by the project's scorer."""
+    from evaluation.metrics import compute_challenge_metric
 
-    return challenge_metric(labels, binary, weights, normal)
+    return compute_challenge_metric(
+        challenge_weights(classes), labels, binary, list(classes), NORMAL_CLASS
+    )
 
 
 def challenge_thresholds(
@@ -63,22 +67,21 @@ def challenge_thresholds(
     """Thresholds maximising the challenge metric by coordinate ascent over classes."""
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=float)
-    weights, normal = challenge_weights(classes)
     thresholds = youden_thresholds(labels, scores) if start is None else np.array(start, float)
-    best = challenge_score(labels, scores >= thresholds, weights, normal)
+    best = challenge_score(labels, scores >= thresholds, classes)
     for _ in range(max_passes):
         improved = False
         for j in range(labels.shape[1]):
             candidates = np.unique(
-                np.r_[np.quantile(scores[:, j], np.linspace(0, 1, n_candidates)), np.inf]
+                np.r_[np.quantile(scores[:, j], np.linspace(0, 1, n_candidates)), NEVER]
             )
             binary = scores >= thresholds
             for t in candidates:
                 binary[:, j] = scores[:, j] >= t
-                value = challenge_score(labels, binary, weights, normal)
+                value = challenge_score(labels, binary, classes)
                 if value > best + 1e-12:
                     best, thresholds[j], improved = value, t, True
             binary[:, j] = scores[:, j] >= thresholds[j]
-        if not improved:
+        if not improved:  # a pass that changed nothing: a local optimum
             break
     return thresholds

@@ -1,0 +1,84 @@
+"""Scored classes from the shipped weights table, and the output-file module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from team_code.data.labels import NORMAL_CLASS, TABLES_DIR, label_matrix, scored_classes
+from team_code.data.outputs import format_output, read_output, validate_output, write_output
+
+
+def test_shipped_weights_equal_the_official_table(shared_data):
+    official = shared_data / "scoring" / "2020"
+    for name in ("weights.csv", "dx_mapping_scored.csv"):
+        assert (TABLES_DIR / name).read_bytes() == (official / name).read_bytes(), name
+
+
+def test_scored_classes_and_equivalents():
+    scored = scored_classes()
+    assert len(scored.all_codes) == 27 and len(scored.codes) == 24
+    assert scored.representative["59118001"] == "713427006"  # RBBB -> CRBBB
+    assert scored.representative["63593006"] == "284470004"  # SVPB -> PAC
+    assert scored.representative["17338001"] == "427172004"  # VPB -> PVC
+    assert scored.abbreviation("59118001") == "CRBBB|RBBB"
+    assert scored.abbreviation(NORMAL_CLASS) == "NSR"
+    assert scored.weights.shape == (24, 24)
+    np.testing.assert_array_equal(np.diag(scored.weights), 1.0)
+    np.testing.assert_array_equal(scored.weights, scored.weights.T)
+
+
+def test_label_matrix_merges_equivalents_and_ignores_unscored():
+    scored = scored_classes()
+    truth = label_matrix([("59118001", "713427006"), ("17338001",), ("55930002",), ()])
+    assert truth.shape == (4, 24)
+    assert truth[0].sum() == 1 and truth[0, scored.index("713427006")]
+    assert truth[1, scored.index("427172004")]
+    assert not truth[2].any() and not truth[3].any()
+    sub = label_matrix([("164889003", "426783006")], ["426783006", "164889003"])
+    assert sub.tolist() == [[True, True]]
+
+
+def test_output_round_trip(tmp_path):
+    classes = ["164889003", "426783006"]
+    path = write_output(tmp_path / "A1.csv", "A1", classes, [1, 0], [0.75, 0.125])
+    assert path.read_text() == "#A1\n164889003,426783006\n1,0\n0.75,0.125\n"
+    assert validate_output(path, "A1") == []
+    out = read_output(path)
+    assert out.record == "A1" and out.classes == tuple(classes)
+    assert out.labels.tolist() == [1, 0] and out.scores.tolist() == [0.75, 0.125]
+    # Full precision survives the round trip.
+    value = 1 / 3
+    write_output(path, "A1", classes, [0, 0], [value, 0.0])
+    assert read_output(path).scores[0] == value
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("#A\n1,2\n0,1\n", "expected 4"),
+        ("A\n1,2\n0,1\n0.1,0.2\n", "'#<record>'"),
+        ("#A\n1,2\n0,1,1\n0.1,0.2\n", "different lengths"),
+        ("#A\n1,2\n0,2\n0.1,0.2\n", "0 or 1"),
+        ("#A\n1,2\n0,1\n0.1,x\n", "not a number"),
+        ("#A\n1,2\n0,1\n0.1,1.5\n", "outside [0, 1]"),
+        ("#A\n1,1\n0,1\n0.1,0.5\n", "listed twice"),
+    ],
+)
+def test_validator_names_the_problem(tmp_path, text, problem):
+    path = tmp_path / "A.csv"
+    path.write_text(text)
+    problems = validate_output(path)
+    assert any(problem in p for p in problems), problems
+    with pytest.raises(ValueError, match="output file"):
+        read_output(path)
+
+
+def test_validator_checks_record_name(tmp_path):
+    path = write_output(tmp_path / "A.csv", "A", ["1"], [0], [0.5])
+    assert "expected 'B'" in validate_output(path, "B")[0]
+
+
+def test_format_rejects_ragged_rows():
+    with pytest.raises(ValueError, match="differ in length"):
+        format_output("A", ["1", "2"], [0], [0.1, 0.2])
