@@ -1,0 +1,14 @@
+"""Torch building blocks shared by the deep models.
+
+- :mod:`team_code.nn.device`: ``pick_device("auto" | "cpu" | "cuda" | "cuda:N")``, autocast
+  settings;
+- :mod:`team_code.nn.training`: ``TrainConfig``, ``fit`` (seeded, mixed precision on CUDA,
+  atomic resumable checkpoints, history CSV, early stopping, DDP under ``torchrun``),
+  ``predict``, ``set_seed``, ``balanced_weights``;
+- :mod:`team_code.nn.cache`: preprocessed signals cached as one memory-mapped ``.npy`` per
+  record list and preprocessing key, and a ``Dataset`` over them;
+- :mod:`team_code.nn.distributed`: the ``torchrun`` environment, process group, rank-0 helpers;
+- :mod:`team_code.nn.layers`: grouped layers (``GroupedLinear``).
+
+Nothing here runs at import time; every submodule imports torch.
+"""
