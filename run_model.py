@@ -23,6 +23,12 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 even when some records could not be classified",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes classifying records in parallel (outputs are identical to 1 worker)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             args.outputs,
             classifier=args.classifier,
+            workers=args.workers,
             progress=not args.no_progress,
         )
     except (KeyError, ValueError, FileNotFoundError) as error:

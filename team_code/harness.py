@@ -225,26 +225,16 @@ def _check_scores(scores: np.ndarray, n_records: int, n_classes: int) -> None:
         raise ValueError(f"classifier returned scores of shape {scores.shape}")
 
 
-def run(
-    model_dir: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    classifier: str | None = None,
-    batch_size: int = 32,
-    progress: bool = True,
-    log: Callable[[str], None] = _say,
+def _classify_paths(
+    model: Classifier,
+    paths: Sequence[Path],
+    output_dir: Path,
+    batch_size: int,
+    log: Callable[[str], None],
+    on_record: Callable[[], None] = lambda: None,
 ) -> RunResult:
-    """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
-
-    Only those files are written; nothing else in ``output_dir`` is touched.
-    """
-    from tqdm import tqdm
-
-    model = load_model(model_dir, classifier)
+    """Load, classify and write the outputs of ``paths``; failures are reported, not raised."""
     classes = list(model.classes_)
-    paths = find_records(data_dir)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult(written=[], failures=[])
 
     def fail(record: str, reason: str) -> None:
@@ -275,7 +265,7 @@ def run(
             result.written.append(record.name)
 
     batch = []
-    for path in tqdm(paths, desc="records", unit="rec", disable=not progress, file=sys.stderr):
+    for path in paths:
         try:
             batch.append(load_record(path))
         except RecordError as error:
@@ -285,6 +275,80 @@ def run(
         if len(batch) >= batch_size:
             emit(batch)
             batch = []
+        on_record()
     if batch:
         emit(batch)
     return result
+
+
+# State of a worker process: the model, loaded once by the pool's initializer.
+_WORKER: dict = {}
+
+
+def _worker_init(model_dir: str, classifier: str | None, threads: int) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    _WORKER["model"] = load_model(model_dir, classifier)
+
+
+def _worker_chunk(args) -> tuple[RunResult, list[str]]:
+    paths, output_dir, batch_size = args
+    messages: list[str] = []
+    result = _classify_paths(_WORKER["model"], paths, output_dir, batch_size, messages.append)
+    return result, messages
+
+
+def run(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    classifier: str | None = None,
+    batch_size: int = 32,
+    workers: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = _say,
+) -> RunResult:
+    """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
+
+    Only those files are written; nothing else in ``output_dir`` is touched. With
+    ``workers > 1`` contiguous chunks of records go to separate processes (each loads the model
+    once); the outputs are identical to one worker's.
+    """
+    from tqdm import tqdm
+
+    paths = find_records(data_dir)
+    output_dir = Path(output_dir)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
+    load_manifest(model_dir)  # fail early, before any output folder is made
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(paths), desc="records", unit="rec", disable=not progress, file=sys.stderr)
+    with bar:
+        if workers == 1:
+            model = load_model(model_dir, classifier)
+            return _classify_paths(model, paths, output_dir, batch_size, log, bar.update)
+        import concurrent.futures
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        chunk = max(1, min(batch_size, -(-len(paths) // workers)))
+        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+        result = RunResult(written=[], failures=[])
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(str(model_dir), classifier, threads),
+        ) as pool:
+            jobs = [(c, output_dir, batch_size) for c in chunks]
+            for (part, messages), paths_done in zip(pool.map(_worker_chunk, jobs), chunks):
+                for message in messages:
+                    log(message)
+                result.written += part.written
+                result.failures += part.failures
+                bar.update(len(paths_done))
+        return result

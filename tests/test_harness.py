@@ -138,3 +138,20 @@ def test_record_source():
         "E",
         "other",
     ]
+
+
+def test_workers_give_identical_outputs_and_failures(tmp_path, challenge_dir):
+    data = _small_folder(tmp_path / "data", n=6)
+    (data / "T0004.mat").unlink()
+    model = tmp_path / "model"
+    harness.train(challenge_dir, model, ["prevalence"], log=lambda m: None)
+    one = harness.run(model, data, tmp_path / "one", progress=False, log=lambda m: None)
+    two = harness.run(
+        model, data, tmp_path / "two", workers=2, batch_size=2, progress=False, log=lambda m: None
+    )
+    assert one.written == two.written == ["T0000", "T0001", "T0002", "T0003", "T0005"]
+    assert one.failures == two.failures and one.failures[0][0] == "T0004"
+    for name in one.written:
+        assert (tmp_path / "one" / f"{name}.csv").read_bytes() == (
+            tmp_path / "two" / f"{name}.csv"
+        ).read_bytes()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install the dev requirements into ./.venv, lint, and run the default test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
+source "$(dirname "$0")/env.sh" requirements-dev.txt
+ruff check .
+ruff format --check .
+python -m pytest "$@"
