@@ -3,5 +3,6 @@
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
 source "$(dirname "$0")/env.sh" requirements-dev.txt
 ruff check .
+hadolint Dockerfile
 ruff format --check .
 python -m pytest "$@"
