@@ -46,6 +46,10 @@ _CANONICAL = {lead.lower(): lead for lead in STANDARD_LEADS}
 #: Physical units accepted in a gain field, with their factor to millivolts.
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
 
+#: Sampling frequencies an ECG can be analysed at; outside them a record is refused.
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 20_000.0
+
 _GAIN_RE = re.compile(r"^(?P<gain>[^(/]+)(?:\((?P<baseline>[^)]*)\))?(?:/(?P<units>.+))?$")
 
 
@@ -235,6 +239,12 @@ def read_header(path: str | os.PathLike) -> Header:
     fs = _parse_float(fields[2].split("/")[0], record, "sampling frequency")
     if fs <= 0:
         raise RecordError(record, f"sampling frequency {fs:g} Hz is not positive")
+    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise RecordError(
+            record,
+            f"sampling frequency {fs:g} Hz is outside the {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz an ECG "
+            "can be analysed at",
+        )
     n_samples = None
     if len(fields) > 3:
         try:

@@ -224,7 +224,7 @@ def test_bad_gain(tmp_path, gain, problem):
         load_record(_broken(tmp_path, lines=lines))
 
 
-@pytest.mark.parametrize("fs", ["fast", "nan", "0"])
+@pytest.mark.parametrize("fs", ["fast", "nan", "0", "1", "1e6"])
 def test_bad_fs(tmp_path, fs):
     with pytest.raises(RecordError, match=r"record B: sampling frequency"):
         load_record(_broken(tmp_path, lines=[f"B 2 {fs} 500", *GOOD[1:]]))
