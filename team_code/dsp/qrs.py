@@ -32,6 +32,21 @@ adaptive threshold", BioMedical Engineering OnLine 3:28 (2004), algorithm 1, run
    signal, in the lead where that deviation is largest. Peaks closer than the refractory
    period are merged (the larger deviation wins).
 
+Our additions to the paper's algorithm 1 (each a field of :class:`Christov2004Config`; the
+benchmark numbers in benchmarks/qrs.py are measured with all of them on):
+
+- ``lead_weighting="snr"``: each lead's smoothed |derivative| is divided by its noise floor
+  (running median over 30 s) before averaging, so one noisy lead does not swamp the complex
+  lead (``"mean"`` is the paper's plain average). On MIT-BIH 103 (noise in V1) this cut
+  false detections from 59 to 11.
+- search-back (Pan-Tompkins style): when nothing is detected for 1.66 x Rm, the sample of
+  the refractory-to-now stretch where Y is largest relative to the threshold is taken as a
+  beat if Y reaches half the threshold there; beats before the first detection are searched
+  the same way. This recovers small premature ventricular beats (MIT-BIH 106: 49 -> 0 FN).
+- M's start value is 0.6 x the median of the 1-s maxima of Y over the first 5 s rather
+  than of the 5-s maximum, so one large ectopic beat at the start does not blind the
+  detector for several beats.
+
 Every window and period is defined in ms or s in :class:`Christov2004Config` and converted
 to samples once from ``fs``. F is precomputed for the whole record and the threshold logic
 advances beat by beat with vectorised segments, so a 30-min record takes a fraction of a
