@@ -1,0 +1,309 @@
+"""The per-record measurement bundle: from a raw 12-lead signal to named measurements.
+
+``measure(signal_mv, fs, leads)`` (or ``measure_record(record)``) runs the whole signal chain
+once and returns :class:`Measurements`: a flat dict of JSON-able numbers (NaN where a
+measurement could not be made), notes on what went wrong, and the intermediate objects (the
+average beat and its delineation) for plots.
+
+Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
+
+1. the 12 standard leads in standard order (a missing lead becomes a flat row and a note);
+   at most the first ``max_duration_s`` seconds; resampled to ``fs_analysis`` Hz;
+   non-finite samples set to 0 (noted);
+2. power-line notch (kept for the pacemaker-spike search), then baseline and EMG filters
+   (:func:`team_code.dsp.filters.clean`);
+3. flat leads (peak-to-peak below ``flat_mv``) are left out of everything (their measures are
+   NaN); very noisy leads (high-frequency residual above ``noisy_ratio`` of the signal) are
+   left out of QRS detection only;
+4. QRS detection (:func:`team_code.dsp.qrs.detect`, Christov 2004) on the usable leads;
+   RR statistics and premature beats (:mod:`team_code.dsp.rhythm`);
+5. the robust average beat (:func:`team_code.dsp.beats.average_beat`) and its global
+   delineation on the independent leads I, II, V1-V6 (:mod:`team_code.dsp.delineation`);
+6. per-lead amplitudes on the average beat, the frontal QRS/P/T axes, QTc (Bazett,
+   Fridericia), X/Y/Z loops (:mod:`team_code.dsp.vcg`, Kors), AF evidence (derivative zero
+   crossings in lead II, atrial frequency after QRST cancellation in V1, P-wave consistency
+   across beats), pacemaker spikes, premature atrial/ventricular beat counts.
+
+Per-lead keys are ``<lead>_<measure>`` with measures ``r_mv``, ``s_mv``, ``q_mv``, ``q_ms``,
+``rprime_mv``, ``qrs_area_mvms``, ``qrs_pp_mv``, ``term_mv`` (mean of the last 40 ms of the
+QRS), ``st_mv`` (J + 60 ms), ``t_mv`` (signed T amplitude at the T peak), ``p_mv`` (signed P
+amplitude at the P peak); amplitudes are referred to the PR-segment level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from team_code.data.records import STANDARD_LEADS, Record
+from team_code.dsp import beats, delineation, filters, qrs, rhythm, vcg
+from team_code.dsp.resample import resample
+
+__all__ = ["FeatureConfig", "Measurements", "measure", "measure_record", "LEAD_MEASURES"]
+
+#: Measures computed for every lead of the average beat.
+LEAD_MEASURES: tuple[str, ...] = (
+    "r_mv",
+    "s_mv",
+    "q_mv",
+    "q_ms",
+    "rprime_mv",
+    "qrs_area_mvms",
+    "qrs_pp_mv",
+    "term_mv",
+    "st_mv",
+    "t_mv",
+    "p_mv",
+)
+
+#: Leads used for the global delineation (the 8 independent leads).
+DELINEATION_LEADS: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Options of the measurement chain."""
+
+    fs_analysis: float = 500.0  # every record is resampled to this rate first (Hz)
+    max_duration_s: float = 30.0  # only the first this many seconds are analysed (time budget)
+    flat_mv: float = 0.02  # a lead whose filtered peak-to-peak is below this is flat
+    noisy_ratio: float = 0.5  # a lead whose >40 Hz residual RMS exceeds this x its RMS is noisy
+    qrs_method: str = "christov2004"  # QRS detector, see team_code.dsp.qrs.METHODS
+    xyz_method: str = "kors1990"  # 12-lead to X/Y/Z transform, see team_code.dsp.vcg.MATRICES
+    min_beats: int = 3  # fewer detected beats: no average beat, interval measurements NaN
+    prematurity: float = 0.85  # a beat earlier than this x local RR is premature
+    ectopic_qrs_ms: float = 20.0  # a non-dominant beat wider than dominant + this is ventricular
+
+
+@dataclasses.dataclass
+class Measurements:
+    """What :func:`measure` found in one record."""
+
+    values: dict  # measurement name -> float (NaN when not measurable) or int
+    notes: list  # human-readable notes on leads left out and measurements not made
+    beat: beats.AverageBeat | None = None  # the average beat (fs = fs_analysis)
+    delineation: delineation.Delineation | None = None  # its global delineation
+    fs: float = 500.0  # sampling frequency of the analysed signal
+
+
+def measure_record(record: Record, config: FeatureConfig | None = None) -> Measurements:
+    """Measurements of a :class:`~team_code.data.records.Record` (see :func:`measure`)."""
+    return measure(record.signal, record.fs, record.leads, config)
+
+
+def _n(ms: float, fs: float) -> int:
+    return max(1, int(round(ms * 1e-3 * fs)))
+
+
+def _standard(signal_mv, leads: Sequence[str], notes: list) -> np.ndarray:
+    x = np.asarray(signal_mv, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != len(leads):
+        raise ValueError(
+            f"signal_mv must be (n_leads, n_samples) with one row per lead name; got shape "
+            f"{x.shape} for {len(leads)} lead names"
+        )
+    out = np.zeros((len(STANDARD_LEADS), x.shape[1]))
+    names = list(leads)
+    for i, lead in enumerate(STANDARD_LEADS):
+        if lead in names:
+            out[i] = x[names.index(lead)]
+        else:
+            notes.append(f"lead {lead} missing: treated as flat")
+    return out
+
+
+def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> dict:
+    """Per-lead amplitudes on the average beat (see the module docstring)."""
+    out: dict = {}
+    nan = math.nan
+    for lead in STANDARD_LEADS:
+        for m in LEAD_MEASURES:
+            out[f"{lead}_{m}"] = nan
+    if not (math.isfinite(d.qrs_on) and math.isfinite(d.qrs_off)):
+        return out
+    on, off = int(d.qrs_on), int(d.qrs_off)
+    ref = beat[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
+    y = beat - ref[:, None]
+    q = y[:, on : off + 1]
+    n_term = _n(40, fs)
+    j60 = min(beat.shape[-1] - 1, off + _n(60, fs))
+    for i, lead in enumerate(STANDARD_LEADS):
+        w = q[i]
+        k_max = int(np.argmax(w))
+        r_mv = max(0.0, float(w[k_max]))
+        before = w[: k_max + 1]
+        q_mv = min(0.0, float(before.min())) if before.size else 0.0
+        neg = np.flatnonzero(before >= 0)  # the initial negative deflection ends at first >= 0
+        q_ms = (neg[0] if neg.size else 0) * 1e3 / fs if q_mv < 0 else 0.0
+        after = w[k_max:]
+        s_mv = min(0.0, float(after.min())) if after.size else 0.0
+        k_s = k_max + int(np.argmin(after)) if after.size else k_max
+        rprime = max(0.0, float(w[k_s:].max())) if s_mv < -0.05 else 0.0
+        out.update(
+            {
+                f"{lead}_r_mv": r_mv,
+                f"{lead}_s_mv": s_mv,
+                f"{lead}_q_mv": q_mv,
+                f"{lead}_q_ms": q_ms,
+                f"{lead}_rprime_mv": rprime,
+                f"{lead}_qrs_area_mvms": float(w.sum() * 1e3 / fs),
+                f"{lead}_qrs_pp_mv": float(w.max() - w.min()),
+                f"{lead}_term_mv": float(w[-n_term:].mean()),
+                f"{lead}_st_mv": float(y[i, j60]),
+                f"{lead}_t_mv": float(y[i, int(d.t_peak)]) if math.isfinite(d.t_peak) else nan,
+                f"{lead}_p_mv": float(y[i, int(d.p_peak)]) if math.isfinite(d.p_peak) else nan,
+            }
+        )
+    return out
+
+
+def _axis(values: dict, measure: str) -> float:
+    a, b = values.get(f"I_{measure}", math.nan), values.get(f"aVF_{measure}", math.nan)
+    if not (math.isfinite(a) and math.isfinite(b)) or (a == 0 and b == 0):
+        return math.nan
+    return math.degrees(math.atan2(b, a))
+
+
+def _p_consistency(x: np.ndarray, r: np.ndarray, ab: beats.AverageBeat, d) -> float:
+    """Median correlation of each dominant beat's P segment with the average beat's."""
+    if not (math.isfinite(d.p_on) and math.isfinite(d.p_off)):
+        return math.nan
+    fs = ab.fs
+    a = int(d.p_on) - _n(20, fs) - ab.r_index
+    b = int(d.p_off) + _n(20, fs) - ab.r_index
+    ref = ab.beat_mv[:, ab.r_index + a : ab.r_index + b]
+    use = r[ab.dominant & (r + a >= 0) & (r + b <= x.shape[-1])]
+    if use.size < 2 or ref.shape[-1] < 3:
+        return math.nan
+    segs = x[:, use[:, None] + np.arange(a, b)[None, :]].transpose(1, 0, 2)
+    return float(np.median(beats.qrs_correlation(segs, ref)))
+
+
+def measure(
+    signal_mv, fs, leads: Sequence[str], config: FeatureConfig | None = None
+) -> Measurements:
+    """Run the measurement chain on one record (see the module docstring).
+
+    Args:
+        signal_mv: (n_leads, n_samples) raw ECG in mV.
+        fs: sampling frequency in Hz.
+        leads: the row names (canonical spelling, any order; the 12 standard leads are used).
+        config: options; defaults to :class:`FeatureConfig()`.
+
+    Returns:
+        :class:`Measurements`. Never raises on flat, short or noisy signals: what cannot be
+        measured is NaN and explained in ``notes``.
+    """
+    config = config or FeatureConfig()
+    fs = float(fs)
+    if not np.isfinite(fs) or fs <= 0:
+        raise ValueError(f"fs must be a positive sampling frequency in Hz; got {fs}")
+    notes: list[str] = []
+    x = _standard(signal_mv, leads, notes)
+    n_max = int(round(config.max_duration_s * fs))
+    if x.shape[1] > n_max:
+        notes.append(f"analysed the first {config.max_duration_s:g} s of {x.shape[1] / fs:.1f} s")
+        x = x[:, :n_max]
+    bad = ~np.isfinite(x)
+    if bad.any():
+        notes.append(f"{int(bad.sum())} non-finite samples set to 0")
+        x = np.where(bad, 0.0, x)
+    if fs != config.fs_analysis:
+        x = resample(x, fs, config.fs_analysis)
+        fs = config.fs_analysis
+    values: dict = {"duration_s": x.shape[1] / fs}
+    result = Measurements(values=values, notes=notes, fs=fs)
+    x_pl = filters.remove_powerline(x, fs)
+    xf = filters.remove_emg(filters.remove_baseline(x_pl, fs), fs)
+    # ---- lead quality
+    pp = np.ptp(xf, axis=1) if xf.shape[1] else np.zeros(12)
+    hf = x_pl - filters.remove_emg(x_pl, fs)
+    rms = np.sqrt(np.mean(xf**2, axis=1)) + 1e-12
+    noisy = np.sqrt(np.mean(hf**2, axis=1)) > config.noisy_ratio * rms
+    flat = pp < config.flat_mv
+    good = ~flat & ~noisy
+    if not good.any():
+        good = ~flat  # every lead noisy: detect on them all the same
+    for i, lead in enumerate(STANDARD_LEADS):
+        if flat[i]:
+            notes.append(f"lead {lead} flat (peak-to-peak {pp[i]:.3f} mV): left out")
+        elif noisy[i]:
+            notes.append(f"lead {lead} noisy: left out of QRS detection")
+    values["n_flat_leads"] = int(flat.sum())
+    values["n_noisy_leads"] = int((noisy & ~flat).sum())
+    nan = math.nan
+    if not good.any() or x.shape[1] < int(2 * fs):
+        notes.append("no usable lead (or under 2 s): nothing measured")
+        return result
+    # ---- beats and rhythm
+    r = qrs.detect(xf[good], fs, method=config.qrs_method)
+    good = ~flat  # noisy leads are still measured on the (noise-averaging) median beat
+    values.update(rhythm.rr_statistics(r, fs))
+    premature = rhythm.premature_beats(r, fs, config.prematurity)
+    if r.size < config.min_beats:
+        notes.append(f"only {r.size} beats detected: no average beat")
+        return result
+    ab = beats.average_beat(xf, fs, r)
+    if ab is None:
+        notes.append("no beat with a full window inside the record: no average beat")
+        return result
+    result.beat = ab
+    idx = [
+        STANDARD_LEADS.index(lead) for lead in DELINEATION_LEADS if good[STANDARD_LEADS.index(lead)]
+    ]
+    if not idx:
+        idx = list(np.flatnonzero(good))
+    d = delineation.delineate(ab.beat_mv[idx], fs, ab.r_index, values["rr_median_s"])
+    result.delineation = d
+    values.update(d.as_dict())
+    values["qtc_bazett_ms"] = delineation.qtc(d.qt_ms, values["rr_median_s"], "bazett1920")
+    values["qtc_fridericia_ms"] = delineation.qtc(d.qt_ms, values["rr_median_s"], "fridericia1920")
+    if not math.isfinite(d.qrs_ms):
+        notes.append("average beat too flat to delineate: interval measurements NaN")
+    if not math.isfinite(d.pr_ms):
+        notes.append("no P wave found on the average beat")
+    lm = _lead_measures(ab.beat_mv, fs, d)
+    for i, lead in enumerate(STANDARD_LEADS):  # unusable leads: NaN measures
+        if not good[i]:
+            for m in LEAD_MEASURES:
+                lm[f"{lead}_{m}"] = nan
+    values.update(lm)
+    values["qrs_axis_deg"] = _axis(values, "qrs_area_mvms")
+    values["p_axis_deg"] = _axis(values, "p_mv")
+    values["t_axis_deg"] = _axis(values, "t_mv")
+    limb = [values[f"{lead}_qrs_pp_mv"] for lead in STANDARD_LEADS[:6]]
+    chest = [values[f"{lead}_qrs_pp_mv"] for lead in STANDARD_LEADS[6:]]
+    values["limb_qrs_max_mv"] = float(np.nanmax(limb)) if np.isfinite(limb).any() else nan
+    values["chest_qrs_max_mv"] = float(np.nanmax(chest)) if np.isfinite(chest).any() else nan
+    # ---- ectopic beats: premature and/or of another QRS morphology
+    dominant = ab.dominant
+    other = ~dominant & np.isfinite(ab.qrs_corr)
+    values["n_premature"] = int(premature.sum())
+    values["n_other_morphology"] = int(other.sum())
+    values["n_pac"] = int((premature & dominant).sum())
+    values["n_pvc"] = int(other.sum())
+    values["dominant_fraction"] = float(dominant.mean())
+    # ---- VCG
+    if math.isfinite(d.qrs_on):
+        on = int(d.qrs_on)
+        ref = ab.beat_mv[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
+        xyz = vcg.to_xyz(ab.beat_mv - ref[:, None], STANDARD_LEADS, config.xyz_method)
+        values.update(vcg.loop_descriptors(xyz, fs, d.qrs_on, d.qrs_off, d.t_end))
+    # ---- atrial activity
+    i2, iv1 = STANDARD_LEADS.index("II"), STANDARD_LEADS.index("V1")
+    lead_af = i2 if good[i2] else int(np.flatnonzero(good)[0])
+    values["zc_per_s"] = rhythm.derivative_zero_crossings(xf[lead_af], fs, ab.r_peaks)
+    lead_aa = iv1 if good[iv1] else lead_af
+    values.update(
+        rhythm.atrial_activity(
+            xf[lead_aa], fs, ab.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
+        )
+    )
+    values["p_consistency"] = _p_consistency(
+        xf[idx], ab.r_peaks, dataclasses.replace(ab, beat_mv=ab.beat_mv[idx]), d
+    )
+    values.update(rhythm.pacing_spikes(x_pl[good], fs, ab.r_peaks))
+    return result
