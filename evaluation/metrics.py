@@ -453,22 +453,31 @@ def compute_accuracy(labels, binary) -> float:
     return float(np.mean(np.all(labels == binary.astype(bool), axis=1)))
 
 
-def confusion_counts(labels, binary, record_weights=None) -> tuple[np.ndarray, ...]:
-    """Per-class ``(tp, fp, fn, tn)``, each record counted with ``record_weights`` (default 1)."""
+def _per_norm_sum(matrix: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """Column sums of ``matrix[i] / norm[i]`` for integer ``norm``, deterministically.
+
+    Records are grouped by their (small, integer) normaliser; each group's column counts are
+    exact integers, so the result does not depend on record order or memory layout.
+    """
+    out = np.zeros(matrix.shape[1])
+    for m in np.unique(norm):
+        out += np.count_nonzero(matrix[norm == m], axis=0) / float(m)
+    return out
+
+
+def confusion_counts(labels, binary, per_label_norm: bool = False) -> tuple[np.ndarray, ...]:
+    """Per-class ``(tp, fp, fn, tn)``.
+
+    With ``per_label_norm`` each record counts ``1 / max(number of positive labels, 1)``
+    (the normalisation of the 2020 F-beta and G-beta measures) instead of 1.
+    """
     labels, binary = _check_arrays(labels, binary)
     binary = binary.astype(bool)
-    if record_weights is None:
-        tp = np.sum(labels & binary, axis=0, dtype=np.float64)
-        fp = np.sum(~labels & binary, axis=0, dtype=np.float64)
-        fn = np.sum(labels & ~binary, axis=0, dtype=np.float64)
-        tn = np.sum(~labels & ~binary, axis=0, dtype=np.float64)
-    else:
-        w = np.asarray(record_weights, dtype=np.float64)
-        tp = w @ (labels & binary)
-        fp = w @ (~labels & binary)
-        fn = w @ (labels & ~binary)
-        tn = w @ (~labels & ~binary)
-    return tp, fp, fn, tn
+    parts = (labels & binary, ~labels & binary, labels & ~binary, ~labels & ~binary)
+    if not per_label_norm:
+        return tuple(np.count_nonzero(p, axis=0).astype(np.float64) for p in parts)
+    norm = np.maximum(labels.sum(axis=1), 1)
+    return tuple(_per_norm_sum(p, norm) for p in parts)
 
 
 def compute_f_measure(labels, binary) -> tuple[float, np.ndarray]:
@@ -487,9 +496,7 @@ def compute_beta_measures(labels, binary, beta: float = 2.0) -> tuple[float, flo
     confusion matrices. F-beta = (1+b^2)TP / ((1+b^2)TP + FP + b^2 FN),
     G-beta = TP / (TP + FP + b FN); NaN classes are left out of the means.
     """
-    labels, binary = _check_arrays(labels, binary)
-    w = 1.0 / np.maximum(labels.sum(axis=1), 1).astype(np.float64)
-    tp, fp, fn, _ = confusion_counts(labels, binary, w)
+    tp, fp, fn, _ = confusion_counts(labels, binary, per_label_norm=True)
     b2 = beta**2
     f_den = (1 + b2) * tp + fp + b2 * fn
     g_den = tp + fp + beta * fn
@@ -555,12 +562,19 @@ def compute_modified_confusion_matrix(labels, outputs) -> np.ndarray:
     """Multi-label confusion matrix ``A[j, k]`` (rows labels, columns outputs).
 
     Each record adds ``1 / max(|labels OR outputs|, 1)`` for every (positive label j, positive
-    output k) pair; computed as one matrix product.
+    output k) pair. Computed as one exact integer matrix product per normaliser value, so the
+    result is deterministic (independent of record order and BLAS).
     """
     labels, outputs = _check_arrays(labels, outputs)
     outputs = outputs.astype(bool)
-    norm = np.maximum(np.sum(labels | outputs, axis=1), 1).astype(np.float64)
-    return (labels / norm[:, None]).T @ outputs.astype(np.float64)
+    c = labels.shape[1]
+    norm = np.maximum(np.count_nonzero(labels | outputs, axis=1), 1)
+    a = np.zeros((c, c))
+    for m in np.unique(norm):
+        rows = norm == m
+        counts = labels[rows].T.astype(np.int64) @ outputs[rows].astype(np.int64)
+        a += counts / float(m)
+    return a
 
 
 def _normal_index(classes, normal_class) -> int:
