@@ -30,6 +30,14 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="CLASSIFIER.OPTION=VALUE",
         help="set a classifier option, e.g. --set parallel_cnn.epochs=5 (repeatable)",
     )
+    parser.add_argument(
+        "--beat-data",
+        action="append",
+        default=[],
+        metavar="DIR[,DIR]",
+        help="MIT-BIH (and PTB) record folders for the beat-level networks; repeatable. "
+        "Trains the 'beats' classifier's networks and adds it to the hybrid",
+    )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
     return parser
 
@@ -46,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
     try:
         options = harness.parse_options(args.options)
+        if args.beat_data:
+            folders = [f for item in args.beat_data for f in item.split(",") if f]
+            options.setdefault("beats", {})["beat_data"] = ",".join(folders)
         harness.train(args.data, args.model, names, options)
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

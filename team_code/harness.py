@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "ecg-kit-model/1"
 
 #: What ``train_model.py`` trains when no ``--classifiers`` is given.
-DEFAULT_CLASSIFIERS: tuple[str, ...] = ("prevalence",)
+DEFAULT_CLASSIFIERS: tuple[str, ...] = ("hybrid",)
 
 #: Record-name prefixes of the Challenge sources, longest first.
 SOURCE_PREFIXES = ("HR", "JS", "A", "Q", "I", "S", "E")
@@ -137,10 +137,21 @@ def train(
     names = list(classifiers or DEFAULT_CLASSIFIERS)
     options = dict(options or {})
     families = {name: registry.get(name) for name in names}  # unknown names fail before work
-    unused = sorted(set(options) - set(names))
-    if unused:
-        raise ValueError(f"options given for classifiers that are not trained: {unused}")
     configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
+    # Options of classifiers that are not trained themselves go to ensembles that train them.
+    member_options = {k: dict(v) for k, v in options.items() if k not in families}
+    for name in member_options:
+        registry.get(name)  # an unknown name fails here, with the known ones
+    ensembles = [n for n, c in configs.items() if hasattr(c, "member_options")]
+    if member_options and not ensembles:
+        raise ValueError(
+            f"options given for classifiers that are not trained: {sorted(member_options)}"
+        )
+    for name in ensembles:
+        merged = {**configs[name].member_options}
+        for member, values in member_options.items():
+            merged[member] = {**merged.get(member, {}), **values}
+        configs[name] = dataclasses.replace(configs[name], member_options=merged)
 
     records, failures = scan_records(data_dir)
     for record, problem in failures:

@@ -16,6 +16,7 @@ _BUILTIN: dict[str, str] = {
     "parallel_cnn": "team_code.classifiers.parallel_cnn:ParallelCNNClassifier",
     "cwt_googlenet": "team_code.classifiers.cwt_googlenet:CWTGoogLeNetClassifier",
     "beats": "team_code.classifiers.beats:BeatsClassifier",
+    "hybrid": "team_code.classifiers.hybrid:HybridClassifier",
 }
 _REGISTERED: dict[str, type[Classifier]] = {}
 

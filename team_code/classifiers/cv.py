@@ -1,0 +1,105 @@
+"""Cross-validation splits users can trust.
+
+- :func:`grouped_kfold`: k folds in which records with identical signals (the same recording
+  released under two names, like ``E07509``/``E07510``) always land on the same side, and
+  whose label distribution is kept close to the whole set's by a greedy assignment of the
+  groups with the rarest labels first;
+- :func:`leave_one_source_out`: one fold per Challenge source (record-name prefix), the
+  protocol that shows how a model does on a hospital it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from team_code.data.records import Record, RecordSet
+
+
+def signal_digests(records: Sequence[Record]) -> list[str]:
+    """A digest per record's signal: equal digests mean identical recordings.
+
+    For a lazy :class:`RecordSet` the signal files' bytes are hashed (no parsing); for
+    in-memory records the float32 samples are.
+    """
+    if isinstance(records, RecordSet):
+        digests = []
+        for header in records.headers:
+            path = header.path.parent / header.signal_file
+            digests.append(hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest())
+        return digests
+    return [
+        hashlib.md5(np.ascontiguousarray(r.signal).tobytes(), usedforsecurity=False).hexdigest()
+        for r in records
+    ]
+
+
+def grouped_kfold(
+    labels: np.ndarray, groups: Sequence[str], n_folds: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_index, test_index) pairs; every group's records share a fold.
+
+    Groups are taken rarest-label first (ties broken by a seeded shuffle) and each goes to the
+    fold that currently holds the fewest positives of that group's rarest label (then the
+    fewest records), which spreads rare classes over the folds.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    n = len(labels)
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2 (got {n_folds})")
+    unique_groups, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    if len(unique_groups) < n_folds:
+        raise ValueError(f"{len(unique_groups)} distinct recordings cannot fill {n_folds} folds")
+    rng = np.random.default_rng(seed)
+    group_labels = np.zeros((len(unique_groups), labels.shape[1]), dtype=bool)
+    np.logical_or.at(group_labels, group_of, labels)
+    counts = labels.sum(axis=0)
+    rarity = np.where(group_labels, counts[np.newaxis, :], n + 1).min(axis=1)
+    order = np.lexsort((rng.permutation(len(unique_groups)), rarity))
+    fold_counts = np.zeros((n_folds, labels.shape[1]))
+    fold_sizes = np.zeros(n_folds)
+    fold_of_group = np.empty(len(unique_groups), dtype=int)
+    group_sizes = np.bincount(group_of)
+    for g in order:
+        present = np.flatnonzero(group_labels[g])
+        if len(present):
+            rarest = present[np.argmin(counts[present])]
+            key = np.lexsort((fold_sizes, fold_counts[:, rarest]))
+        else:
+            key = np.argsort(fold_sizes, kind="stable")
+        fold = int(key[0])
+        fold_of_group[g] = fold
+        fold_counts[fold] += group_labels[g]
+        fold_sizes[fold] += group_sizes[g]
+    fold_of_record = fold_of_group[group_of]
+    return [
+        (np.flatnonzero(fold_of_record != k), np.flatnonzero(fold_of_record == k))
+        for k in range(n_folds)
+    ]
+
+
+def leave_one_source_out(
+    sources: Sequence[str], groups: Sequence[str] | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(source, train_index, test_index) for each source; identical signals stay together.
+
+    A recording released under two sources' names is kept out of training when either copy
+    is tested.
+    """
+    sources = np.asarray(sources)
+    groups = np.asarray(groups if groups is not None else np.arange(len(sources)).astype(str))
+    splits = []
+    for source in sorted(set(sources.tolist())):
+        test = sources == source
+        leaked = np.isin(groups, groups[test])
+        splits.append((source, np.flatnonzero(~leaked), np.flatnonzero(test)))
+    return splits
+
+
+def take(records: Sequence[Record], index: Sequence[int]) -> Sequence[Record]:
+    """The records at ``index``, staying lazy for a :class:`RecordSet`."""
+    if isinstance(records, RecordSet):
+        return records.subset(list(index))
+    return [records[i] for i in index]
