@@ -494,7 +494,8 @@ def synthesize(
     ``axis_deg``, ``qrs_scale``, ``qrs_p2p_mv`` (12 per-lead QRS peak-to-peak of the sinus
     beats), ``r_peaks`` (sample of each beat's main QRS peak, every beat whose peak lies in
     the record), ``beat_types`` ('N' or 'V' per r_peak), ``qrs_onsets``/``qrs_offsets``
-    (samples), ``p_onsets`` (sample of the P onset of each 'N' beat in sinus rhythm, else -1),
+    (samples), ``p_onsets`` (sample of the P onset of each 'N' beat in sinus rhythm; -1 for
+    PVCs, AF and a P wave that starts before the record),
     ``rr_s`` (diff of r_peaks in s), ``pvc_indices`` (r_peaks of PVCs), ``af_hz``,
     ``fs``, ``n_samples``, ``leads``, ``spec``.
     """
@@ -579,7 +580,8 @@ def synthesize(
             if k and types[k - 1] == "V":
                 prev_rr = rr[k - 1] + rr[k - 2]  # after the compensatory pause
             lobes += p_lobes
-            p_onsets[k] = onset + math.ceil(-spec.pr_ms / 1000.0 * fs)
+            p_onset = onset + math.ceil(-spec.pr_ms / 1000.0 * fs)
+            p_onsets[k] = p_onset if p_onset >= 0 else -1
         lobes.append(_t_wave(q_s, _qt_s(spec, prev_rr), t_vec, 0.6))
         _render(dipole, onset, lobes, fs)
 
