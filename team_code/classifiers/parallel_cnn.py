@@ -1,0 +1,423 @@
+"""The parallel 1D-CNN of Pardasani and Awasthi (Challenge 2020): one branch per scored class.
+
+Each branch is the same 1D CNN over all 12 leads at 500 Hz, trimmed or wrap-padded to
+``length`` samples (10,000 in the paper):
+
+    Conv(k=11, s=5, 64) + ReLU + Dropout(0.3) + BatchNorm
+    n_blocks x [Conv(k=5, s=2, 64) + ReLU + Dropout(0.3) + BatchNorm]
+    Conv(k=3, s=1, 1), Flatten, Dropout(0.3), Dense(1) + sigmoid
+
+All convolutions are unpadded ('valid'). At 10,000 samples the lengths run 1998, 997, 497, 247,
+122, 59, 28, 12 after 7 blocks, and the head convolution leaves 10 steps (the paper's "13" is not
+reached exactly by unpadded convolutions; 7 blocks is the closest). Our reading gives 153,548
+trainable parameters per branch, 3,685,152 for the 24 scored classes (3,709,728 counting the
+BatchNorm running statistics, as Keras does; 4,145,796 trainable for 27 unmerged classes): the
+paper quotes about 3.8 M.
+Fewer blocks are used when ``length`` is too short for ``n_blocks``.
+
+The branches run as one batched computation: the stem is one convolution with
+``n_classes * filters`` output channels (each branch sees every lead), the blocks are grouped
+convolutions (``groups = n_classes``) with BatchNorm over ``n_classes * filters`` channels, the
+head is a grouped convolution to one channel per class and the dense layers are a
+:class:`~team_code.nn.layers.GroupedLinear`. :func:`grouped_from_branches` copies separate
+branch modules into the batched one; their outputs agree to float rounding.
+
+Training as in the paper: binary cross-entropy, Adam at 1e-4, gradient clipping at 0.5, small
+L1/L2 penalties, the best epoch by validation loss. Unlike the paper (thresholds read off the
+training set: 0.342 on validation, 0.077 on test), the per-class thresholds are chosen on the
+held-out validation split, by Youden's J or by the challenge metric (``threshold_method``).
+The validation split keeps records with identical preprocessed signals together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from team_code.classifiers.base import Classifier, record_labels
+from team_code.classifiers.thresholds import challenge_thresholds, youden_thresholds
+from team_code.data.labels import label_matrix
+from team_code.data.records import STANDARD_LEADS, Record
+from team_code.fileio import atomic_write_bytes, load_json, save_json
+from team_code.nn.layers import GroupedLinear
+
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "parallel_cnn.json"
+#: Bump when preprocessing changes, so old cache files are not reused.
+PREPROCESS_VERSION = "parallel_cnn/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelCNNConfig:
+    """Options of the parallel 1D-CNN classifier."""
+
+    fs_hz: float = 500.0  # sampling rate the network sees; records are resampled to it
+    length: int = 10000  # samples per lead after trimming or wrap-padding
+    filters: int = 64  # channels per branch
+    n_blocks: int = 7  # Conv(k=5, s=2) blocks per branch (fewer if the input is too short)
+    dropout: float = 0.3  # dropout after every convolution and before the dense layer
+    epochs: int = 30  # training epochs
+    batch_size: int = 32  # records per step
+    lr: float = 1e-4  # Adam learning rate
+    grad_clip: float = 0.5  # global gradient-norm clipping
+    l1: float = 1e-6  # L1 penalty on weights
+    l2: float = 1e-5  # L2 penalty on weights
+    weight_decay: float = 0.0  # Adam weight decay
+    lr_decay_rate: float = 1.0  # exponential lr decay per lr_decay_steps steps (1: none)
+    lr_decay_steps: int = 0  # steps per decay (0: constant lr)
+    patience: int = 5  # early stopping on the validation loss (0: never)
+    seed: int = 0  # initialisation, split, shuffling and dropout
+    val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
+    threshold_method: str = "youden"  # "youden" (the paper's) or "challenge" (metric search)
+    balanced_sampling: bool = False  # draw training records so that classes even out
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
+    amp: bool = True  # mixed precision on CUDA
+    amp_dtype: str = "bf16"  # "bf16" or "fp16"
+    num_workers: int = 0  # processes for preprocessing and data loading
+    cache_dir: str = ""  # preprocessed-signal cache ("": $ECG_KIT_CACHE, else in memory)
+    cache_dtype: str = "float16"  # "float16" or "float32" cache files
+    workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
+    resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
+    progress: bool = True  # progress bars on stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def fix_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """Trim to the first ``length`` samples, or repeat the signal from its start (wrap-pad)."""
+    n = signal.shape[-1]
+    if n == 0:
+        raise ValueError("signal has no samples")
+    if n >= length:
+        return signal[..., :length]
+    return np.take(signal, np.arange(length) % n, axis=-1)
+
+
+def preprocess_record(record: Record, fs_hz: float = 500.0, length: int = 10000) -> np.ndarray:
+    """The 12 standard leads in mV, resampled to ``fs_hz`` and fixed to ``length`` samples."""
+    from team_code.dsp.resample import resample
+
+    signal_mv = record.select_leads(STANDARD_LEADS)
+    signal_mv = resample(signal_mv, record.fs, fs_hz, axis=-1)
+    return fix_length(signal_mv, length).astype(np.float32, copy=False)
+
+
+def stack_lengths(length: int, n_blocks: int) -> list[int]:
+    """Sequence lengths after the stem and each block that fits (unpadded convolutions).
+
+    Blocks stop when the next one would leave fewer than 3 steps (the head needs 3).
+    """
+    if length < 11 + 5 * 2:
+        raise ValueError(f"length {length} is too short for the network (at least 21 samples)")
+    lengths = [(length - 11) // 5 + 1]
+    for _ in range(n_blocks):
+        following = (lengths[-1] - 5) // 2 + 1
+        if following < 3:
+            break
+        lengths.append(following)
+    return lengths
+
+
+# --------------------------------------------------------------------------------------------
+# Networks
+
+
+class ParallelCNN(nn.Module):
+    """One 1D-CNN branch per class, all branches in grouped layers.
+
+    Input (batch, n_leads, length) in mV; output logits (batch, n_classes). With
+    ``n_classes=1`` this is one separate branch.
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        length: int,
+        filters: int = 64,
+        n_blocks: int = 7,
+        dropout: float = 0.3,
+        n_leads: int = 12,
+    ):
+        super().__init__()
+        lengths = stack_lengths(length, n_blocks)
+        channels = n_classes * filters
+        self.n_classes = n_classes
+        self.lengths = lengths
+        self.stem = nn.Sequential(
+            nn.Conv1d(n_leads, channels, kernel_size=11, stride=5),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.BatchNorm1d(channels),
+        )
+        self.blocks = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.Conv1d(channels, channels, 5, stride=2, groups=n_classes),
+                    nn.ReLU(),
+                    nn.Dropout(dropout),
+                    nn.BatchNorm1d(channels),
+                )
+                for _ in lengths[1:]
+            ]
+        )
+        self.head = nn.Conv1d(channels, n_classes, kernel_size=3, groups=n_classes)
+        self.dropout = nn.Dropout(dropout)
+        self.dense = GroupedLinear(n_classes, lengths[-1] - 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every branch."""
+        x = self.head(self.blocks(self.stem(x)))  # (batch, n_classes, steps)
+        return self.dense(self.dropout(x)).squeeze(-1)
+
+
+class LoopedParallelCNN(nn.Module):
+    """The unbatched reference: separate branch modules run one after the other."""
+
+    def __init__(self, n_classes: int, length: int, **options):
+        super().__init__()
+        self.n_classes = n_classes
+        self.branches = nn.ModuleList(ParallelCNN(1, length, **options) for _ in range(n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each branch's logit, concatenated."""
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+def grouped_from_branches(grouped: ParallelCNN, branches: Sequence[ParallelCNN]) -> None:
+    """Copy separate branch networks (``ParallelCNN(1, ...)``) into a batched one, in place.
+
+    Every tensor of the batched state is the branches' tensors stacked along the first axis.
+    """
+    if len(branches) != grouped.n_classes:
+        raise ValueError(f"{len(branches)} branches for {grouped.n_classes} classes")
+    states = [b.state_dict() for b in branches]
+    merged = {}
+    for key, value in grouped.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            merged[key] = states[0][key].clone()
+        else:
+            merged[key] = torch.cat([s[key] for s in states], dim=0).reshape(value.shape)
+    grouped.load_state_dict(merged)
+
+
+def count_parameters(module) -> int:
+    """Trainable parameters of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation split
+
+
+def signal_groups(array: np.ndarray) -> np.ndarray:
+    """Group ids: rows with byte-identical contents share one (duplicated recordings)."""
+    seen: dict[bytes, int] = {}
+    groups = np.empty(len(array), dtype=int)
+    for i in range(len(array)):
+        digest = hashlib.blake2b(np.ascontiguousarray(array[i]).tobytes(), digest_size=16)
+        groups[i] = seen.setdefault(digest.digest(), len(seen))
+    return groups
+
+
+def group_split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions: about ``fraction`` of the groups held out, whole."""
+    unique = np.unique(groups)
+    n_val = int(round(fraction * len(unique)))
+    if fraction <= 0 or n_val == 0 or n_val >= len(unique):
+        return np.arange(len(groups)), np.zeros(0, dtype=int)
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(unique)[:n_val].tolist())
+    in_val = np.array([g in held for g in groups])
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The classifier
+
+
+class ParallelCNNClassifier(Classifier):
+    """One binary 1D-CNN branch per scored class, run as one grouped network."""
+
+    name = "parallel_cnn"
+    Config = ParallelCNNConfig
+
+    @classmethod
+    def quick_config(cls) -> ParallelCNNConfig:
+        """2 s at 100 Hz, 8 filters, 3 blocks, 1 epoch: fits ~20 records in a few seconds."""
+        return ParallelCNNConfig(
+            fs_hz=100.0,
+            length=200,
+            filters=8,
+            n_blocks=3,
+            epochs=1,
+            batch_size=8,
+            lr=1e-3,
+            val_fraction=0.25,
+            progress=False,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _preprocess(self):
+        c = self.config
+        return functools.partial(preprocess_record, fs_hz=c.fs_hz, length=c.length)
+
+    def _settings(self) -> dict:
+        c = self.config
+        return {
+            "kind": PREPROCESS_VERSION,
+            "fs_hz": c.fs_hz,
+            "length": c.length,
+            "leads": list(STANDARD_LEADS),
+        }
+
+    def _train_config(self):
+        from team_code.nn.training import TrainConfig
+
+        c = self.config
+        return TrainConfig(
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            weight_decay=c.weight_decay,
+            l1=c.l1,
+            l2=c.l2,
+            grad_clip=c.grad_clip,
+            patience=c.patience,
+            seed=c.seed,
+            device=c.device,
+            amp=c.amp,
+            amp_dtype=c.amp_dtype,
+            num_workers=c.num_workers,
+            balanced_sampling=c.balanced_sampling,
+            lr_decay_rate=c.lr_decay_rate,
+            lr_decay_steps=c.lr_decay_steps,
+            progress=c.progress,
+        )
+
+    def _network(self):
+        c = self.config
+        return ParallelCNN(len(self.classes_), c.length, c.filters, c.n_blocks, c.dropout)
+
+    def _scores(self, array: np.ndarray) -> np.ndarray:
+        from team_code.nn.cache import SignalDataset
+        from team_code.nn.training import predict
+
+        logits = predict(self.model_, SignalDataset(array), self._train_config())
+        return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(float)
+
+    # -- learning --------------------------------------------------------------------------
+    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> ParallelCNNClassifier:
+        """Train on ``records``; thresholds from the held-out validation split."""
+        from team_code.nn import distributed
+        from team_code.nn.cache import SignalDataset, cached_signals
+        from team_code.nn.device import pick_device
+        from team_code.nn.training import balanced_weights, fit, set_seed
+
+        c = self.config
+        if c.threshold_method not in ("youden", "challenge"):
+            raise ValueError(
+                f"threshold_method must be 'youden' or 'challenge', not {c.threshold_method!r}"
+            )
+        self.classes_ = tuple(classes)
+        distributed.setup(pick_device(c.device))
+        truth_all = label_matrix(record_labels(records), self.classes_)
+        cached = cached_signals(
+            records,
+            self._preprocess(),
+            self._settings(),
+            cache_dir=c.cache_dir or None,
+            dtype=c.cache_dtype,
+            num_workers=c.num_workers,
+            progress=c.progress,
+        )
+        if len(cached) == 0:
+            raise ValueError("parallel_cnn: no record could be loaded for training")
+        truth = truth_all[cached.kept]
+        train_rows, val_rows = group_split(signal_groups(cached.array), c.val_fraction, c.seed)
+
+        set_seed(c.seed)
+        self.model_ = self._network()
+        train_set = SignalDataset(cached.array, truth[train_rows], rows=train_rows)
+        val_set = SignalDataset(cached.array, truth[val_rows], rows=val_rows)
+        result = fit(
+            self.model_,
+            train_set,
+            val_set if len(val_rows) else None,
+            nn.BCEWithLogitsLoss(),
+            self._train_config(),
+            workdir=c.workdir or None,
+            resume=c.resume or None,
+            sample_weights=balanced_weights(truth[train_rows]) if c.balanced_sampling else None,
+        )
+        self.model_.cpu().eval()
+
+        held_out = val_rows if len(val_rows) else train_rows
+        if not len(val_rows):
+            _say("parallel_cnn: no validation split; thresholds read off the training set")
+        scores = self._scores(cached.array[held_out] if len(held_out) else cached.array[:0])
+        if c.threshold_method == "youden":
+            self.thresholds_ = youden_thresholds(truth[held_out], scores)
+        else:
+            self.thresholds_ = challenge_thresholds(truth[held_out], scores, self.classes_)
+        self.fit_summary_ = {
+            "n_train": len(train_rows),
+            "n_val": len(val_rows),
+            "left_out": [{"record": r, "problem": p} for r, p in cached.failures],
+            "best_epoch": result.best_epoch,
+            "best_loss": result.best_loss,
+            "stopped_early": result.stopped_early,
+            "history": result.history,
+            "n_parameters": count_parameters(self.model_),
+        }
+        return self
+
+    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
+        """Sigmoid outputs of every branch, (n_records, n_classes)."""
+        if len(records) == 0:
+            return np.zeros((0, len(self.classes_)))
+        preprocess = self._preprocess()
+        array = np.stack([preprocess(r) for r in records])
+        return np.clip(self._scores(array), 0.0, 1.0)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, folder) -> None:
+        """Write config, thresholds and weights (rank 0 only under torchrun)."""
+        from team_code.nn import distributed
+
+        if distributed.is_main():
+            super().save(folder)
+
+    def _save_state(self, folder: Path) -> None:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
+        save_json(folder / STATE_FILE, getattr(self, "fit_summary_", {}))
+
+    def _load_state(self, folder: Path) -> None:
+        from safetensors.torch import load
+
+        self.model_ = self._network()
+        self.model_.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
+        self.model_.eval()
+        if (folder / STATE_FILE).is_file():
+            self.fit_summary_ = load_json(folder / STATE_FILE)
+
+    def summary(self) -> dict:
+        """Config, parameter count and the training run's figures."""
+        fit_summary = dict(getattr(self, "fit_summary_", {}))
+        return {"config": dataclasses.asdict(self.config), **fit_summary}

@@ -1,0 +1,236 @@
+"""The parallel 1D-CNN: grouped == separate branches, learning, persistence, seeds, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import team_code.data.records as records_module
+from team_code.classifiers.parallel_cnn import (
+    LoopedParallelCNN,
+    ParallelCNN,
+    ParallelCNNClassifier,
+    count_parameters,
+    fix_length,
+    group_split,
+    grouped_from_branches,
+    preprocess_record,
+    signal_groups,
+    stack_lengths,
+)
+from team_code.data.labels import scored_classes
+from team_code.data.records import STANDARD_LEADS, Record, RecordSet
+
+AF = "164889003"
+NSR = "426783006"
+
+
+def synthetic_records(n, seed, fs=250.0, seconds=4.0):
+    """Half the records (AF) carry a 9 Hz oscillation of 0.3 mV on every lead; all have noise
+    and a 1 Hz baseline of random phase; the others are labelled sinus rhythm."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(fs * seconds)) / fs
+    records = []
+    for i in range(n):
+        planted = i % 2 == 0
+        signal = 0.2 * rng.standard_normal((12, t.size))
+        signal += 0.5 * np.sin(2 * np.pi * 1.0 * t + rng.uniform(0, 2 * np.pi))
+        if planted:
+            signal += 0.3 * np.sin(2 * np.pi * 9.0 * t + rng.uniform(0, 2 * np.pi))
+        records.append(
+            Record(
+                name=f"SYN{seed}_{i:03d}",
+                signal=signal.astype(np.float32),
+                fs=fs,
+                leads=STANDARD_LEADS,
+                labels=(AF,) if planted else (NSR,),
+            )
+        )
+    return records
+
+
+SMALL = dataclasses.replace(
+    ParallelCNNClassifier.quick_config(), fs_hz=100.0, length=400, epochs=1, device="cpu"
+)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    torch.set_num_threads(1)
+    records = synthetic_records(24, seed=1)
+    return ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes), records
+
+
+def test_grouped_equals_separate_branches():
+    torch.manual_seed(0)
+    options = dict(filters=6, n_blocks=3, dropout=0.3)
+    branches = [ParallelCNN(1, 300, **options) for _ in range(4)]
+    for branch in branches:  # non-trivial BatchNorm statistics and affine parameters
+        for module in branch.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.uniform_(-0.2, 0.2)
+    grouped = ParallelCNN(4, 300, **options)
+    grouped_from_branches(grouped, branches)
+    looped = LoopedParallelCNN(4, 300, **options)
+    looped.branches = torch.nn.ModuleList(branches)
+    x = torch.randn(5, 12, 300)
+    grouped.eval(), looped.eval()
+    with torch.no_grad():
+        separate = torch.cat([b(x) for b in branches], dim=1)
+        torch.testing.assert_close(grouped(x), separate, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(looped(x), separate, atol=0, rtol=0)
+    # training mode (batch statistics) and gradients too, without dropout
+    no_drop = dict(options, dropout=0.0)
+    branches = [ParallelCNN(1, 300, **no_drop) for _ in range(3)]
+    grouped = ParallelCNN(3, 300, **no_drop)
+    grouped_from_branches(grouped, branches)
+    out_grouped = grouped(x)
+    out_separate = torch.cat([b(x) for b in branches], dim=1)
+    torch.testing.assert_close(out_grouped, out_separate, atol=1e-5, rtol=1e-5)
+    out_grouped.sum().backward()
+    out_separate.sum().backward()
+    torch.testing.assert_close(
+        grouped.head.weight.grad,
+        torch.cat([b.head.weight.grad for b in branches]),
+        atol=1e-5,
+        rtol=1e-4,
+    )
+
+
+def test_paper_sized_network_shape_and_parameter_count():
+    assert stack_lengths(10000, 7) == [1998, 997, 497, 247, 122, 59, 28, 12]
+    assert stack_lengths(200, 7) == [38, 17, 7]  # a 4th block would leave 2 < 3 steps
+    with pytest.raises(ValueError, match="too short"):
+        stack_lengths(20, 3)
+    branch = ParallelCNN(1, 10000)
+    # 12*64*11+64 + 7*(64*64*5+64) + 8*2*64 (BatchNorm) + 64*3+1 + 10+1
+    assert count_parameters(branch) == 8512 + 7 * 20544 + 1024 + 193 + 11 == 153548
+    assert count_parameters(ParallelCNN(24, 10000)) == 24 * 153548
+
+
+def test_fix_length_and_preprocess():
+    signal = np.arange(10.0)[None, :]
+    np.testing.assert_array_equal(fix_length(signal, 4), [[0, 1, 2, 3]])
+    np.testing.assert_array_equal(fix_length(signal, 13)[0, 10:], [0, 1, 2])
+    record = Record("R", np.ones((12, 1000), np.float32), 1000.0, STANDARD_LEADS[::-1])
+    out = preprocess_record(record, fs_hz=500.0, length=800)
+    assert out.shape == (12, 800) and out.dtype == np.float32
+    with pytest.raises(records_module.RecordError, match="no lead"):
+        preprocess_record(Record("R", np.ones((2, 100), np.float32), 500.0, ("I", "II")))
+
+
+def test_groups_and_split_keep_identical_signals_together():
+    array = np.zeros((6, 2, 3), np.float16)
+    array[1] = array[4] = 1  # a duplicated recording
+    array[2], array[3], array[5] = 2, 3, 4
+    groups = signal_groups(array)
+    assert groups[1] == groups[4] and len(set(groups)) == 5 and groups[0] == groups[0]
+    for seed in range(10):
+        train, val = group_split(groups, 0.4, seed)
+        assert sorted([*train, *val]) == list(range(6)) and len(val) >= 1
+        assert (1 in val) == (4 in val)
+
+
+def test_output_shape_range_and_thresholds(fitted):
+    model, records = fitted
+    scores = model.predict_proba(records[:5])
+    assert scores.shape == (5, 24)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert model.thresholds_.shape == (24,)
+    assert model.fit_summary_["n_val"] == 6 and model.fit_summary_["n_train"] == 18
+    assert model.predict(records[:5]).dtype == bool
+
+
+def test_save_load_round_trip_without_pickle(fitted, tmp_path, monkeypatch):
+    model, records = fitted
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "parallel_cnn.json",
+        "weights.safetensors",
+    ]
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("loading must not unpickle")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    loaded = ParallelCNNClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
+    np.testing.assert_array_equal(loaded.thresholds_, model.thresholds_)
+    assert loaded.config == model.config
+
+
+def test_learns_a_planted_class():
+    from sklearn.metrics import roc_auc_score
+
+    torch.set_num_threads(1)
+    config = dataclasses.replace(
+        SMALL, epochs=8, lr=3e-3, filters=8, val_fraction=0.2, threshold_method="challenge", seed=3
+    )
+    model = ParallelCNNClassifier(config).fit(synthetic_records(48, 2), scored_classes().codes)
+    history = model.fit_summary_["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    test = synthetic_records(40, 9)
+    af = model.classes_.index(AF)
+    truth = model.label_matrix(test)[:, af]
+    assert roc_auc_score(truth, model.predict_proba(test)[:, af]) > 0.9
+
+
+def test_same_seed_same_model():
+    records = synthetic_records(16, 4)
+    a = ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes)
+    b = ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes)
+    np.testing.assert_array_equal(a.predict_proba(records), b.predict_proba(records))
+    c = ParallelCNNClassifier(dataclasses.replace(SMALL, seed=1)).fit(
+        records, scored_classes().codes
+    )
+    assert not np.array_equal(a.predict_proba(records), c.predict_proba(records))
+
+
+def test_second_epoch_and_second_run_read_the_cache(challenge_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = records_module.load_record
+
+    def counting(path):
+        calls["n"] += 1
+        return original(path)
+
+    monkeypatch.setattr(records_module, "load_record", counting)
+    records = RecordSet.from_folder(challenge_dir).subset(range(12))
+    config = dataclasses.replace(SMALL, epochs=2, cache_dir=str(tmp_path / "cache"))
+    first = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    assert calls["n"] == 12  # each record read once over two epochs
+    calls["n"] = 0
+    second = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    assert calls["n"] == 0
+    np.testing.assert_array_equal(first.thresholds_, second.thresholds_)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def test_bad_threshold_method():
+    with pytest.raises(ValueError, match="threshold_method"):
+        ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_method="f1")).fit(
+            synthetic_records(4, 0), scored_classes().codes
+        )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_cuda_mixed_precision_matches_cpu(dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    records = synthetic_records(24, 5)
+    config = dataclasses.replace(SMALL, device="cuda", amp=True, amp_dtype=dtype, epochs=2)
+    model = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    cuda_scores = model.predict_proba(records)
+    model_cpu = dataclasses.replace(config, device="cpu")
+    model.config = model_cpu
+    cpu_scores = model.predict_proba(records)
+    assert np.all((cuda_scores >= 0) & (cuda_scores <= 1))
+    np.testing.assert_allclose(cuda_scores, cpu_scores, atol=0.02)  # reduced precision
