@@ -136,8 +136,11 @@ def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> d
         r_mv = max(0.0, float(w[k_max]))
         before = w[: k_max + 1]
         q_mv = min(0.0, float(before.min())) if before.size else 0.0
-        neg = np.flatnonzero(before >= 0)  # the initial negative deflection ends at first >= 0
-        q_ms = (neg[0] if neg.size else 0) * 1e3 / fs if q_mv < 0 else 0.0
+        q_ms = 0.0
+        if q_mv < 0:  # Q: from QRS onset to where the initial negative deflection recrosses 0
+            k_q = int(np.argmin(before))
+            up = np.flatnonzero(before[k_q:] >= 0)
+            q_ms = (k_q + (up[0] if up.size else before.size - k_q)) * 1e3 / fs
         after = w[k_max:]
         s_mv = min(0.0, float(after.min())) if after.size else 0.0
         k_s = k_max + int(np.argmin(after)) if after.size else k_max
@@ -242,7 +245,6 @@ def measure(
     r = qrs.detect(xf[good], fs, method=config.qrs_method)
     good = ~flat  # noisy leads are still measured on the (noise-averaging) median beat
     values.update(rhythm.rr_statistics(r, fs))
-    premature = rhythm.premature_beats(r, fs, config.prematurity)
     if r.size < config.min_beats:
         notes.append(f"only {r.size} beats detected: no average beat")
         return result
@@ -280,11 +282,12 @@ def measure(
     values["chest_qrs_max_mv"] = float(np.nanmax(chest)) if np.isfinite(chest).any() else nan
     # ---- ectopic beats: premature and/or of another QRS morphology
     dominant = ab.dominant
+    premature = rhythm.premature_beats(ab.r_peaks, fs, config.prematurity)
     other = ~dominant & np.isfinite(ab.qrs_corr)
     values["n_premature"] = int(premature.sum())
     values["n_other_morphology"] = int(other.sum())
     values["n_pac"] = int((premature & dominant).sum())
-    values["n_pvc"] = int(other.sum())
+    values["n_pvc"] = int((premature & other).sum())
     values["dominant_fraction"] = float(dominant.mean())
     # ---- VCG
     if math.isfinite(d.qrs_on):

@@ -1,0 +1,758 @@
+"""Rule-based classifier: measured intervals, axes and loops, one readable rule per class.
+
+After Bortolan, Christov and Simova's 2020 Challenge entry (filtering, Christov's QRS
+detector, a robust average beat, Dower's X/Y/Z leads, a physician's knowledge base refined on
+data): every record is measured once (:func:`team_code.dsp.features.measure`), then each
+scored class has a rule written with its clinical criterion and thresholds in physical units.
+
+Scores are graded, not 0/1: a condition "value above threshold" scores
+``1 / (1 + exp(-(value - threshold) / scale))`` (0.5 at the threshold); "and" is the product,
+"or" the maximum, "not" the complement. A condition whose measurement is missing (NaN) scores
+0, and the explanation lists it under ``missing``. ``predict`` applies ``thresholds_`` = 0.5
+on these scores unless ``decision="challenge"`` tunes them on training scores.
+
+Second phase (``tune=True``): for each rule, the knowledge-base value of its primary threshold
+is replaced by the value, within clinically plausible bounds, that maximises the class's
+F-measure on the training records (1-D grid search; ties go to the knowledge-base value;
+classes with fewer than ``min_positives`` training positives keep the knowledge base).
+
+References for the criteria: Surawicz et al., AHA/ACCF/HRS recommendations for the
+standardization and interpretation of the ECG, parts III (intraventricular conduction,
+Circulation 2009;119:e235), IV (ST segment, T and U waves, QT interval, e241) and V (chamber
+hypertrophy); Mason et al. part II (computerized interpretation, 2007); Prineas, Crow and
+Zhang, The Minnesota Code Manual of Electrocardiographic Findings (2nd ed., 2010);
+January et al., AHA/ACC/HRS atrial fibrillation guideline (2014); Thygesen et al., fourth
+universal definition of myocardial infarction (2018).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from team_code.classifiers.base import Classifier
+from team_code.classifiers.thresholds import challenge_thresholds
+from team_code.data.labels import scored_classes
+from team_code.data.records import Record
+from team_code.dsp.features import FeatureConfig, measure_record
+
+__all__ = ["RulesClassifier", "Threshold", "Rule", "RULES", "evaluate_rules"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """A rule threshold in physical units."""
+
+    value: float  # knowledge-base value
+    scale: float  # width of the logistic transition, same unit
+    lo: float  # lowest clinically plausible value (tuning bound)
+    hi: float  # highest clinically plausible value (tuning bound)
+    unit: str = ""  # unit, for the explanation
+
+
+class _Context:
+    """Evaluates graded conditions on one record's measurements and records them."""
+
+    def __init__(self, values: dict, thresholds: dict[str, float], specs: dict[str, Threshold]):
+        self.values = values
+        self.thresholds = thresholds
+        self.specs = specs
+        self.terms: list[dict] = []
+        self.missing: list[str] = []
+
+    def value(self, key: str) -> float:
+        v = self.values.get(key, math.nan)
+        return float(v) if v is not None else math.nan
+
+    def _term(self, key: str, op: str, name: str, sign: float, value: float | None = None) -> float:
+        v = self.value(key) if value is None else value
+        thr, spec = self.thresholds[name], self.specs[name]
+        if not math.isfinite(v):
+            self.missing.append(key)
+            score = 0.0
+        else:
+            z = sign * (v - thr) / spec.scale
+            score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        self.terms.append(
+            {
+                "measure": key,
+                "value": v if math.isfinite(v) else None,
+                "op": op,
+                "threshold": thr,
+                "unit": spec.unit,
+                "score": score,
+            }
+        )
+        return score
+
+    def above(self, key: str, name: str, value: float | None = None) -> float:
+        """Graded ``measure > threshold``."""
+        return self._term(key, ">", name, 1.0, value)
+
+    def below(self, key: str, name: str, value: float | None = None) -> float:
+        """Graded ``measure < threshold``."""
+        return self._term(key, "<", name, -1.0, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One class's rule: criterion text, thresholds and the graded logic."""
+
+    abbreviation: str  # class abbreviation
+    code: str  # representative SNOMED CT code
+    criterion: str  # the clinical criterion and its source
+    thresholds: dict  # name -> Threshold
+    primary: str  # the threshold tuned in the second phase
+    logic: Callable[[_Context], float]  # graded score from a context
+
+
+# ---- shared evidence ---------------------------------------------------------------------
+
+_P = {
+    "p_min_mv": Threshold(0.05, 0.015, 0.02, 0.12, "mV"),
+    "p_consistency": Threshold(0.7, 0.06, 0.4, 0.9, ""),
+}
+_AF = {
+    "af_irregularity": Threshold(0.08, 0.015, 0.04, 0.2, ""),
+    "af_zc_per_s": Threshold(9.0, 1.5, 5.0, 15.0, "1/s"),
+}
+
+
+def _p_waves(c: _Context) -> float:
+    """Distinct, repeatable P waves: magnitude and beat-to-beat consistency."""
+    return c.above("p_mv", "p_min_mv") * c.above("p_consistency", "p_consistency")
+
+
+def _af(c: _Context) -> float:
+    """Irregularly irregular RR and (no distinct P waves or fibrillatory waves)."""
+    irregular = c.above("rr_irregularity", "af_irregularity")
+    no_p = 1.0 - _p_waves(c)
+    f_waves = c.above("zc_per_s", "af_zc_per_s")
+    return irregular * max(no_p, f_waves)
+
+
+def _sinus(c: _Context) -> float:
+    """Sinus rhythm: distinct consistent P waves, upright in II, and no AF."""
+    return _p_waves(c) * c.above("II_p_mv", "p_upright_mv") * (1.0 - _af(c))
+
+
+_SINUS = {**_P, **_AF, "p_upright_mv": Threshold(0.0, 0.02, -0.05, 0.05, "mV")}
+
+
+def _rbbb_shape(c: _Context) -> float:
+    """Terminal QRS forces rightward and anterior: positive end of QRS in V1 (rsR'),
+    slurred terminal S in I and V6."""
+    v1 = c.above("V1_term_mv", "rbbb_v1_term_mv")
+    lateral = max(
+        c.below("I_term_mv", "rbbb_lat_term_mv"), c.below("V6_term_mv", "rbbb_lat_term_mv")
+    )
+    return v1 * lateral
+
+
+_RBBB_SHAPE = {
+    "rbbb_v1_term_mv": Threshold(0.05, 0.05, -0.1, 0.3, "mV"),
+    "rbbb_lat_term_mv": Threshold(-0.02, 0.04, -0.15, 0.05, "mV"),
+}
+
+
+def _lbbb_shape(c: _Context) -> float:
+    """Predominantly negative QRS in V1 (QS or rS), upright end of QRS in I and V6, no q in
+    I and V6."""
+    v1 = c.below("V1_qrs_area_mvms", "lbbb_v1_area_mvms")
+    lateral = max(
+        c.above("I_term_mv", "lbbb_lat_term_mv"), c.above("V6_term_mv", "lbbb_lat_term_mv")
+    )
+    no_q = c.above("I_q_mv", "lbbb_q_mv") * c.above("V6_q_mv", "lbbb_q_mv")
+    return v1 * lateral * no_q
+
+
+_LBBB_SHAPE = {
+    "lbbb_v1_area_mvms": Threshold(-20.0, 8.0, -60.0, 0.0, "mV ms"),
+    "lbbb_lat_term_mv": Threshold(0.03, 0.03, -0.05, 0.15, "mV"),
+    "lbbb_q_mv": Threshold(-0.08, 0.03, -0.2, -0.02, "mV"),
+}
+
+
+def _qrs_wide(name: str, value: float, lo: float, hi: float) -> dict:
+    return {name: Threshold(value, 6.0, lo, hi, "ms")}
+
+
+def _t_count(c: _Context, leads: Sequence[str], name: str) -> int:
+    """Number of leads whose T amplitude is below the threshold ``name`` (counted as terms)."""
+    hits = [c.below(f"{lead}_t_mv", name) >= 0.5 for lead in leads]
+    return int(sum(hits))
+
+
+_T_LEADS = ("I", "II", "aVF", "V3", "V4", "V5", "V6")
+_CONTIGUOUS = (
+    ("I", "aVL"),
+    ("I", "V6"),
+    ("II", "aVF"),
+    ("III", "aVF"),
+    ("V2", "V3"),
+    ("V3", "V4"),
+    ("V4", "V5"),
+    ("V5", "V6"),
+)
+
+
+def _q_lead(c: _Context, lead: str) -> float:
+    return c.above(f"{lead}_q_ms", "qab_q_ms") * c.below(f"{lead}_q_mv", "qab_q_mv")
+
+
+def _qab(c: _Context) -> float:
+    return max(min(_q_lead(c, a), _q_lead(c, b)) for a, b in _CONTIGUOUS)
+
+
+def _lqt(c: _Context) -> float:
+    female = c.values.get("sex") == "Female"
+    name = "lqt_qtc_female_ms" if female else "lqt_qtc_male_ms"
+    return c.above("qtc_bazett_ms", name)
+
+
+def _in_range_hr(c: _Context) -> float:
+    return c.above("hr_bpm", "nsr_hr_lo_bpm") * c.below("hr_bpm", "nsr_hr_hi_bpm")
+
+
+def _build_rules() -> list[Rule]:
+    T = Threshold
+    return [
+        Rule(
+            "IAVB",
+            "270492004",
+            "First-degree AV block: PR interval > 200 ms with a P wave before every QRS "
+            "(AHA/ACCF/HRS 2009; Minnesota code 6-3).",
+            {"pr_ms": T(200.0, 8.0, 180.0, 260.0, "ms"), **_P},
+            "pr_ms",
+            lambda c: c.above("pr_ms", "pr_ms") * _p_waves(c),
+        ),
+        Rule(
+            "AF",
+            "164889003",
+            "Atrial fibrillation: irregularly irregular RR intervals without distinct P waves, "
+            "fibrillatory waves in the TQ segments (AHA/ACC/HRS 2014; Minnesota code 8-3-1); "
+            "f waves counted as zero crossings of the first derivative of lead II between QRS "
+            "complexes (Bortolan, Christov and Simova 2020).",
+            dict(_AF, **_P),
+            "af_irregularity",
+            _af,
+        ),
+        Rule(
+            "AFL",
+            "164890007",
+            "Atrial flutter: regular, organised atrial waves at 240-340/min (4-5.7 Hz) without "
+            "isoelectric baseline (Minnesota code 8-3-2); dominant atrial frequency of the "
+            "QRST-cancelled V1 and its spectral organisation.",
+            {
+                "afl_organisation": T(0.5, 0.05, 0.35, 0.7),
+                "afl_freq_lo_hz": T(3.8, 0.2, 3.0, 4.5, "Hz"),
+                "afl_freq_hi_hz": T(6.2, 0.2, 5.5, 7.0, "Hz"),
+                **_P,
+            },
+            "afl_organisation",
+            lambda c: (
+                c.above("atrial_organisation", "afl_organisation")
+                * c.above("atrial_freq_hz", "afl_freq_lo_hz")
+                * c.below("atrial_freq_hz", "afl_freq_hi_hz")
+                * (1.0 - _p_waves(c))
+            ),
+        ),
+        Rule(
+            "Brady",
+            "426627000",
+            "Bradycardia: ventricular rate < 60/min, whatever the rhythm (AHA/ACCF/HRS 2009).",
+            {"brady_hr_bpm": T(60.0, 2.0, 50.0, 62.0, "1/min")},
+            "brady_hr_bpm",
+            lambda c: c.below("hr_bpm", "brady_hr_bpm"),
+        ),
+        Rule(
+            "CRBBB|RBBB",
+            "713427006",
+            "Complete right bundle branch block: QRS >= 120 ms; rsr', rsR' or rSR' in V1/V2 "
+            "(positive terminal QRS in V1); S wave longer than R or > 40 ms in I and V6 "
+            "(AHA/ACCF/HRS 2009 part III; Minnesota code 7-2-1).",
+            {**_qrs_wide("rbbb_qrs_ms", 120.0, 100.0, 130.0), **_RBBB_SHAPE},
+            "rbbb_qrs_ms",
+            lambda c: c.above("qrs_ms", "rbbb_qrs_ms") * _rbbb_shape(c),
+        ),
+        Rule(
+            "IRBBB",
+            "713426002",
+            "Incomplete right bundle branch block: RBBB morphology with QRS 110-119 ms in "
+            "adults (AHA/ACCF/HRS 2009 part III; Minnesota code 7-3).",
+            {
+                **_qrs_wide("irbbb_qrs_lo_ms", 100.0, 85.0, 115.0),
+                **_qrs_wide("irbbb_qrs_hi_ms", 120.0, 110.0, 130.0),
+                **_RBBB_SHAPE,
+            },
+            "irbbb_qrs_lo_ms",
+            lambda c: (
+                c.above("qrs_ms", "irbbb_qrs_lo_ms")
+                * c.below("qrs_ms", "irbbb_qrs_hi_ms")
+                * _rbbb_shape(c)
+            ),
+        ),
+        Rule(
+            "LAnFB",
+            "445118002",
+            "Left anterior fascicular block: frontal QRS axis between -45 and -90 degrees, "
+            "qR in aVL, QRS < 120 ms (AHA/ACCF/HRS 2009 part III).",
+            {
+                "lafb_axis_deg": T(-45.0, 5.0, -60.0, -30.0, "deg"),
+                "lafb_axis_lo_deg": T(-90.0, 5.0, -120.0, -80.0, "deg"),
+                **_qrs_wide("lafb_qrs_ms", 120.0, 110.0, 130.0),
+                "lafb_avl_r_mv": T(0.1, 0.05, 0.0, 0.3, "mV"),
+            },
+            "lafb_axis_deg",
+            lambda c: (
+                c.below("qrs_axis_deg", "lafb_axis_deg")
+                * c.above("qrs_axis_deg", "lafb_axis_lo_deg")
+                * c.below("qrs_ms", "lafb_qrs_ms")
+                * c.above("aVL_r_mv", "lafb_avl_r_mv")
+            ),
+        ),
+        Rule(
+            "LAD",
+            "39732003",
+            "Left axis deviation: frontal QRS axis between -30 and -90 degrees (AHA/ACCF/HRS "
+            "2009 part I; Minnesota code 2-1).",
+            {
+                "lad_axis_deg": T(-30.0, 5.0, -45.0, -15.0, "deg"),
+                "lad_axis_lo_deg": T(-90.0, 5.0, -120.0, -80.0, "deg"),
+            },
+            "lad_axis_deg",
+            lambda c: (
+                c.below("qrs_axis_deg", "lad_axis_deg") * c.above("qrs_axis_deg", "lad_axis_lo_deg")
+            ),
+        ),
+        Rule(
+            "LBBB",
+            "164909002",
+            "Complete left bundle branch block: QRS >= 120 ms; broad notched or slurred R in I, "
+            "aVL, V5, V6; absent q in I, V5, V6; QS or rS in V1 (AHA/ACCF/HRS 2009 part III; "
+            "Minnesota code 7-1-1).",
+            {**_qrs_wide("lbbb_qrs_ms", 120.0, 110.0, 140.0), **_LBBB_SHAPE},
+            "lbbb_qrs_ms",
+            lambda c: c.above("qrs_ms", "lbbb_qrs_ms") * _lbbb_shape(c),
+        ),
+        Rule(
+            "LQRSV",
+            "251146004",
+            "Low QRS voltages: QRS peak-to-peak < 0.5 mV in every limb lead or < 1.0 mV in every "
+            "precordial lead (AHA/ACCF/HRS 2009; Minnesota code 9-1).",
+            {
+                "lqrsv_limb_mv": T(0.5, 0.05, 0.3, 0.7, "mV"),
+                "lqrsv_chest_mv": T(1.0, 0.08, 0.6, 1.3, "mV"),
+            },
+            "lqrsv_limb_mv",
+            lambda c: max(
+                c.below("limb_qrs_max_mv", "lqrsv_limb_mv"),
+                c.below("chest_qrs_max_mv", "lqrsv_chest_mv"),
+            ),
+        ),
+        Rule(
+            "NSIVCB",
+            "698252002",
+            "Nonspecific intraventricular conduction delay: QRS > 110 ms without the criteria "
+            "of right or left bundle branch block (AHA/ACCF/HRS 2009 part III; Minnesota 7-4).",
+            {**_qrs_wide("nsivcb_qrs_ms", 110.0, 100.0, 130.0), **_RBBB_SHAPE, **_LBBB_SHAPE},
+            "nsivcb_qrs_ms",
+            lambda c: (
+                c.above("qrs_ms", "nsivcb_qrs_ms") * (1.0 - _rbbb_shape(c)) * (1.0 - _lbbb_shape(c))
+            ),
+        ),
+        Rule(
+            "PR",
+            "10370003",
+            "Pacing rhythm: pacemaker stimulus artefacts (narrow spikes) before most QRS "
+            "complexes (Minnesota code 6-8).",
+            {"paced_fraction": T(0.5, 0.1, 0.2, 0.8)},
+            "paced_fraction",
+            lambda c: c.above("paced_fraction", "paced_fraction"),
+        ),
+        Rule(
+            "PAC|SVPB",
+            "284470004",
+            "Premature atrial/supraventricular complex: a beat earlier than 85 % of the local RR "
+            "with the dominant (supraventricular) QRS morphology, outside AF "
+            "(Minnesota code 8-1-1).",
+            {"pac_count": T(0.5, 0.2, 0.5, 2.5, "beats"), **_AF, **_P},
+            "pac_count",
+            lambda c: c.above("n_pac", "pac_count") * (1.0 - _af(c)),
+        ),
+        Rule(
+            "PVC|VPB",
+            "427172004",
+            "Premature ventricular complex: a premature beat whose QRS differs from the dominant "
+            "morphology (correlation < 0.9) (Minnesota code 8-1-2).",
+            {"pvc_count": T(0.5, 0.2, 0.5, 2.5, "beats")},
+            "pvc_count",
+            lambda c: c.above("n_pvc", "pvc_count"),
+        ),
+        Rule(
+            "LPR",
+            "164947007",
+            "Prolonged PR interval: PR > 200 ms (AHA/ACCF/HRS 2009; Minnesota code 6-3).",
+            {"lpr_pr_ms": T(200.0, 8.0, 180.0, 260.0, "ms"), **_P},
+            "lpr_pr_ms",
+            lambda c: c.above("pr_ms", "lpr_pr_ms") * _p_waves(c),
+        ),
+        Rule(
+            "LQT",
+            "111975006",
+            "Prolonged QT: QTc (Bazett) > 450 ms in men, > 460 ms in women (AHA/ACCF/HRS 2009 "
+            "part IV).",
+            {
+                "lqt_qtc_male_ms": T(450.0, 8.0, 430.0, 490.0, "ms"),
+                "lqt_qtc_female_ms": T(460.0, 8.0, 440.0, 500.0, "ms"),
+            },
+            "lqt_qtc_male_ms",
+            _lqt,
+        ),
+        Rule(
+            "QAb",
+            "164917005",
+            "Pathological Q waves: Q >= 30 ms and >= 0.1 mV deep in two contiguous leads "
+            "(fourth universal definition of MI 2018; Minnesota codes 1-1/1-2).",
+            {
+                "qab_q_ms": T(30.0, 4.0, 20.0, 40.0, "ms"),
+                "qab_q_mv": T(-0.1, 0.03, -0.3, -0.05, "mV"),
+            },
+            "qab_q_ms",
+            _qab,
+        ),
+        Rule(
+            "RAD",
+            "47665007",
+            "Right axis deviation: frontal QRS axis between +90 and +180 degrees (AHA/ACCF/HRS "
+            "2009 part I; Minnesota code 2-2).",
+            {"rad_axis_deg": T(90.0, 5.0, 75.0, 110.0, "deg")},
+            "rad_axis_deg",
+            lambda c: c.above("qrs_axis_deg", "rad_axis_deg"),
+        ),
+        Rule(
+            "SA",
+            "427393009",
+            "Sinus arrhythmia: sinus P waves with RR intervals varying by more than 0.12 s "
+            "(max - min) without premature beats (AHA/ACCF/HRS 2009 part II).",
+            {
+                "sa_rr_range_s": T(0.12, 0.03, 0.08, 0.3, "s"),
+                "sa_premature": T(0.5, 0.2, 0.5, 2.5, "beats"),
+                **_SINUS,
+            },
+            "sa_rr_range_s",
+            lambda c: (
+                _sinus(c)
+                * c.above("rr_range_s", "sa_rr_range_s")
+                * c.below("n_premature", "sa_premature")
+            ),
+        ),
+        Rule(
+            "SB",
+            "426177001",
+            "Sinus bradycardia: sinus rhythm at < 60/min (AHA/ACCF/HRS 2009; Minnesota 8-7).",
+            {"sb_hr_bpm": T(60.0, 2.0, 50.0, 62.0, "1/min"), **_SINUS},
+            "sb_hr_bpm",
+            lambda c: _sinus(c) * c.below("hr_bpm", "sb_hr_bpm"),
+        ),
+        Rule(
+            "NSR",
+            "426783006",
+            "Normal sinus rhythm: sinus rhythm at 60-100/min, PR <= 200 ms, QRS < 120 ms "
+            "(AHA/ACCF/HRS 2009).",
+            {
+                "nsr_hr_lo_bpm": T(60.0, 2.0, 50.0, 65.0, "1/min"),
+                "nsr_hr_hi_bpm": T(100.0, 2.0, 90.0, 110.0, "1/min"),
+                "nsr_pr_ms": T(210.0, 8.0, 190.0, 260.0, "ms"),
+                **_qrs_wide("nsr_qrs_ms", 120.0, 100.0, 130.0),
+                **_SINUS,
+            },
+            "nsr_qrs_ms",
+            lambda c: (
+                _sinus(c)
+                * _in_range_hr(c)
+                * c.below("pr_ms", "nsr_pr_ms")
+                * c.below("qrs_ms", "nsr_qrs_ms")
+            ),
+        ),
+        Rule(
+            "STach",
+            "427084000",
+            "Sinus tachycardia: sinus rhythm at > 100/min (AHA/ACCF/HRS 2009; Minnesota 8-8).",
+            {"stach_hr_bpm": T(100.0, 2.0, 90.0, 110.0, "1/min"), **_SINUS},
+            "stach_hr_bpm",
+            lambda c: _sinus(c) * c.above("hr_bpm", "stach_hr_bpm"),
+        ),
+        Rule(
+            "TAb",
+            "164934002",
+            "T-wave abnormality: T flat (< 0.1 mV) or negative in two or more of I, II, aVF, "
+            "V3-V6, where it is normally upright (Minnesota codes 5-1 to 5-4).",
+            {
+                "tab_t_mv": T(0.1, 0.03, 0.0, 0.15, "mV"),
+                "tab_count": T(1.5, 0.4, 1.0, 4.0, "leads"),
+            },
+            "tab_count",
+            lambda c: c.above(
+                "tab_leads", "tab_count", value=float(_t_count(c, _T_LEADS, "tab_t_mv"))
+            ),
+        ),
+        Rule(
+            "TInv",
+            "59931005",
+            "T-wave inversion: negative T (< -0.1 mV) in two or more of I, II, aVF, V3-V6 "
+            "(Minnesota codes 5-1/5-2).",
+            {
+                "tinv_t_mv": T(-0.1, 0.03, -0.2, 0.0, "mV"),
+                "tinv_count": T(1.5, 0.4, 1.0, 4.0, "leads"),
+            },
+            "tinv_count",
+            lambda c: c.above(
+                "tinv_leads", "tinv_count", value=float(_t_count(c, _T_LEADS, "tinv_t_mv"))
+            ),
+        ),
+    ]
+
+
+def _rules_by_code() -> dict[str, Rule]:
+    return {rule.code: rule for rule in _build_rules()}
+
+
+RULES: dict[str, Rule] = {}  # filled lazily by :func:`_rule_table` (nothing at import time)
+
+
+def _rule_table() -> dict[str, Rule]:
+    if not RULES:
+        RULES.update(_rules_by_code())
+    return RULES
+
+
+def default_thresholds() -> dict[str, dict[str, float]]:
+    """Knowledge-base threshold values of every rule: code -> name -> value."""
+    return {
+        code: {k: t.value for k, t in r.thresholds.items()} for code, r in _rule_table().items()
+    }
+
+
+def evaluate_rules(values: dict, thresholds: dict[str, dict[str, float]] | None = None, codes=None):
+    """Score every rule on one record's measurements.
+
+    Args:
+        values: measurement dict (from :func:`team_code.dsp.features.measure`), plus ``sex``.
+        thresholds: code -> threshold name -> value (knowledge base when None).
+        codes: the classes to score (all rules when None).
+
+    Returns:
+        code -> ``{"score", "terms", "missing"}`` for the codes that have a rule.
+    """
+    table = _rule_table()
+    thresholds = thresholds or default_thresholds()
+    out = {}
+    for code in codes if codes is not None else table:
+        rule = table.get(code)
+        if rule is None:
+            continue
+        ctx = _Context(values, thresholds[code], rule.thresholds)
+        score = float(min(1.0, max(0.0, rule.logic(ctx))))
+        out[code] = {"score": score, "terms": ctx.terms, "missing": sorted(set(ctx.missing))}
+    return out
+
+
+def _f1(y: np.ndarray, p: np.ndarray) -> float:
+    tp = float(np.sum(y & p))
+    denom = float(2 * tp + np.sum(~y & p) + np.sum(y & ~p))
+    return 2 * tp / denom if denom else 0.0
+
+
+def _jsonable(v):
+    if isinstance(v, float | np.floating):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+class RulesClassifier(Classifier):
+    """Knowledge-base rules per scored class on measured intervals, axes and loops."""
+
+    name = "rules"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        """Options of the rule-based classifier."""
+
+        tune: bool = True  # second phase: tune each rule's primary threshold on training data
+        min_positives: int = 3  # classes with fewer training positives keep the knowledge base
+        n_grid: int = 25  # grid points of the per-rule threshold search
+        decision: str = "half"  # "half": thresholds_ 0.5; "challenge": tuned on training scores
+        max_duration_s: float = 30.0  # only the first this many seconds of a record are analysed
+
+    @classmethod
+    def quick_config(cls):
+        """Knowledge base only: fits instantly (no measurement pass over the training set)."""
+        return cls.Config(tune=False)
+
+    # -- measurements --------------------------------------------------------------------
+    def _feature_config(self) -> FeatureConfig:
+        return FeatureConfig(max_duration_s=self.config.max_duration_s)
+
+    def measure(self, record: Record) -> dict:
+        """Measurements of one record plus its sex (for sex-specific limits) and notes."""
+        m = measure_record(record, self._feature_config())
+        values = dict(m.values)
+        values["sex"] = record.sex
+        return {"values": values, "notes": m.notes}
+
+    def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
+        scores = np.zeros((len(all_values), len(self.classes_)))
+        for i, values in enumerate(all_values):
+            result = evaluate_rules(values, self.rule_thresholds_, self.classes_)
+            for j, code in enumerate(self.classes_):
+                if code in result:
+                    scores[i, j] = result[code]["score"]
+        return scores
+
+    # -- learning ------------------------------------------------------------------------
+    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> RulesClassifier:
+        """Start from the knowledge base; with ``tune``, search each primary threshold."""
+        if self.config.decision not in ("half", "challenge"):
+            raise ValueError(
+                f"rules: decision must be 'half' or 'challenge', not {self.config.decision!r}"
+            )
+        self.classes_ = tuple(classes)
+        self.rule_thresholds_ = default_thresholds()
+        self.tuning_ = {}
+        self.thresholds_ = np.full(len(self.classes_), 0.5)
+        if not self.config.tune and self.config.decision == "half":
+            return self
+        start = time.perf_counter()
+        all_values = [self.measure(r)["values"] for r in records]
+        self.fit_seconds_per_record_ = (time.perf_counter() - start) / max(1, len(records))
+        truth = self.label_matrix(records)
+        if self.config.tune:
+            self.tune_on_values(all_values, truth)
+        if self.config.decision == "challenge":
+            scores = self._scores_from_values(all_values)
+            self.thresholds_ = challenge_thresholds(
+                truth, scores, self.classes_, start=self.thresholds_
+            )
+        return self
+
+    def tune_on_values(self, all_values: Sequence[dict], truth: np.ndarray) -> None:
+        """Per-rule 1-D grid search of the primary threshold maximising the class's F1."""
+        table = _rule_table()
+        for j, code in enumerate(self.classes_):
+            rule = table.get(code)
+            y = truth[:, j]
+            if rule is None or y.sum() < self.config.min_positives:
+                continue
+            spec = rule.thresholds[rule.primary]
+            grid = np.unique(np.r_[np.linspace(spec.lo, spec.hi, self.config.n_grid), spec.value])
+            best_value, best_f1 = spec.value, -1.0
+            for value in sorted(grid, key=lambda g: abs(g - spec.value)):  # ties: nearest to KB
+                th = dict(self.rule_thresholds_[code], **{rule.primary: float(value)})
+                pred = np.array(
+                    [
+                        evaluate_rules(v, {code: th}, [code])[code]["score"] >= 0.5
+                        for v in all_values
+                    ]
+                )
+                f1 = _f1(y, pred)
+                if f1 > best_f1 + 1e-12:
+                    best_value, best_f1 = float(value), f1
+            self.rule_thresholds_[code][rule.primary] = best_value
+            self.tuning_[code] = {
+                "threshold": rule.primary,
+                "value": best_value,
+                "knowledge_base": spec.value,
+                "train_f1": best_f1,
+            }
+
+    # -- inference -----------------------------------------------------------------------
+    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
+        """Graded rule scores in [0, 1]; classes without a rule score 0."""
+        return self._scores_from_values([self.measure(r)["values"] for r in records])
+
+    def explain(self, record: Record) -> dict:
+        """A JSON-able account of one record: measurements, notes, and every rule's verdict.
+
+        Returns:
+            ``{"record", "notes", "measurements", "labels", "rules"}`` where ``rules`` holds,
+            per class, ``code``, ``abbreviation``, ``criterion``, ``score``, ``threshold``
+            (decision threshold on the score), ``label`` (bool), ``terms`` (each condition:
+            ``measure``, ``value``, ``op``, ``threshold``, ``unit``, ``score``), ``missing``
+            (measurements that were NaN; their conditions scored 0) and ``why`` (a sentence).
+        """
+        m = self.measure(record)
+        values = m["values"]
+        result = evaluate_rules(values, self.rule_thresholds_, self.classes_)
+        table = _rule_table()
+        rules, labels = [], []
+        for j, code in enumerate(self.classes_):
+            rule = table.get(code)
+            if rule is None:
+                continue
+            r = result[code]
+            label = bool(r["score"] >= self.thresholds_[j])
+            if label:
+                labels.append(rule.abbreviation)
+            parts = [
+                f"{t['measure']} = {t['value']:.3g} {t['op']} {t['threshold']:.3g}"
+                + (f" {t['unit']}" if t["unit"] else "")
+                + f" ({t['score']:.2f})"
+                for t in r["terms"]
+                if t["value"] is not None
+            ]
+            why = ("fired: " if label else "not fired: ") + "; ".join(parts)
+            if r["missing"]:
+                why += "; not measurable: " + ", ".join(r["missing"]) + " (scored 0)"
+            rules.append(
+                {
+                    "code": code,
+                    "abbreviation": rule.abbreviation,
+                    "criterion": rule.criterion,
+                    "score": r["score"],
+                    "threshold": float(self.thresholds_[j]),
+                    "label": label,
+                    "terms": r["terms"],
+                    "missing": r["missing"],
+                    "why": why,
+                }
+            )
+        return {
+            "record": record.name,
+            "notes": list(m["notes"]),
+            "measurements": {k: _jsonable(v) for k, v in values.items()},
+            "labels": labels,
+            "rules": rules,
+        }
+
+    # -- persistence ---------------------------------------------------------------------
+    def _save_state(self, folder) -> None:
+        from team_code.fileio import save_json
+
+        save_json(
+            folder / "rules.json", {"thresholds": self.rule_thresholds_, "tuning": self.tuning_}
+        )
+
+    def _load_state(self, folder) -> None:
+        from team_code.fileio import load_json
+
+        state = load_json(folder / "rules.json")
+        self.rule_thresholds_ = default_thresholds()
+        for code, th in state["thresholds"].items():
+            self.rule_thresholds_.setdefault(code, {}).update(th)
+        self.tuning_ = state.get("tuning", {})
+
+    def summary(self) -> dict:
+        """Config, tuned thresholds and the classes covered by a rule."""
+        covered = [c for c in self.classes_ if c in _rule_table()]
+        return {
+            "config": dataclasses.asdict(self.config),
+            "rules": [scored_classes().abbreviation(c) for c in covered],
+            "tuning": self.tuning_,
+        }
