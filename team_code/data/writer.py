@@ -109,9 +109,7 @@ def digitize(
         raise ValueError(f"record {name}: gain must be positive; got {gains.tolist()}")
     baselines = _per_lead(baseline, n_leads, "baseline", name)
     if not np.all(baselines == np.round(baselines)):
-        raise ValueError(
-            f"record {name}: baseline must be an integer; got {baselines.tolist()}"
-        )
+        raise ValueError(f"record {name}: baseline must be an integer; got {baselines.tolist()}")
     digital = np.rint(signal * gains[:, None]) + baselines[:, None]
     outside = (digital > _DIGITAL_MAX) | (digital < _DIGITAL_MIN)
     if outside.any():
@@ -152,9 +150,7 @@ def format_header(
     if isinstance(date, _dt.datetime):
         record_line += " " + _format_date(date)
     elif date is not False:
-        raise ValueError(
-            f"record {name}: date must be True, False or a datetime; got {date!r}"
-        )
+        raise ValueError(f"record {name}: date must be True, False or a datetime; got {date!r}")
     checksums = wfdb_checksum(digital)
     first = digital[:, 0] if n_samples else np.zeros(n_leads, dtype=np.int16)
     lines = [record_line]
@@ -228,9 +224,7 @@ def write_record(
         )
     for lead in leads:
         if not lead or any(ch.isspace() for ch in lead):
-            raise ValueError(
-                f"record {name}: lead name {lead!r} is empty or has whitespace"
-            )
+            raise ValueError(f"record {name}: lead name {lead!r} is empty or has whitespace")
     if not (isinstance(fs, (int, float, np.number)) and math.isfinite(fs) and fs > 0):
         raise ValueError(f"record {name}: fs must be a positive number; got {fs!r}")
     codes = [str(code).strip() for code in dx]
@@ -242,9 +236,7 @@ def write_record(
     if age is not None and not (isinstance(age, (int, float, np.number))):
         raise ValueError(f"record {name}: age must be a number or None; got {age!r}")
 
-    digital = digitize(
-        signal, gain, baseline, name=name, max_clipped_fraction=max_clipped_fraction
-    )
+    digital = digitize(signal, gain, baseline, name=name, max_clipped_fraction=max_clipped_fraction)
     header = format_header(
         name,
         digital,
