@@ -343,3 +343,39 @@ def beats_of_lead(
         beats, kept = hu_segments(signal_mv, fs, r_peaks, config)
         return beats, r_peaks[kept]
     raise ValueError(f"unknown beat extraction {method!r}; known: {', '.join(METHODS)}")
+
+
+def detect_r_peaks(signal_mv: np.ndarray, fs: float) -> np.ndarray:
+    """R peaks of a record, all leads analysed together (``qrs.detect``, Christov 2004)."""
+    from team_code.dsp import qrs
+
+    signal_mv = np.atleast_2d(np.asarray(signal_mv, dtype=np.float64))
+    signal_mv = np.nan_to_num(signal_mv, nan=0.0, posinf=0.0, neginf=0.0)
+    if signal_mv.shape[-1] < int(fs):
+        return np.zeros(0, dtype=np.int64)
+    return qrs.detect(signal_mv, fs, method="christov2004")
+
+
+def record_beats(
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Sequence[str],
+    method: str,
+    config=None,
+    lead: str = "II",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Beats of one lead of a multi-lead record, R peaks detected on all its leads.
+
+    Returns ``beats`` (n, beat_length), their R samples at ``fs``, and every detected R peak
+    (including those whose beat could not be cut), from which RR intervals are read.
+    """
+    signal_mv = np.atleast_2d(np.asarray(signal_mv))
+    names = [name.lower() for name in leads]
+    if lead.lower() not in names:
+        raise ValueError(f"no lead {lead!r} among {', '.join(leads)}")
+    r_peaks = detect_r_peaks(signal_mv, fs)
+    one = np.nan_to_num(np.asarray(signal_mv[names.index(lead.lower())], dtype=np.float64))
+    if r_peaks.size == 0:
+        return np.zeros((0, beat_length(method, config)), np.float32), r_peaks, r_peaks
+    beats, r_used = beats_of_lead(one, fs, r_peaks, method, config)
+    return beats, r_used, r_peaks
