@@ -160,27 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.normal_class not in classes:
         return fail(f"normal class {args.normal_class} is not a scored class of the weights")
 
-    try:
-        records, headers, outputs, missing = metrics.find_record_files(args.labels, args.outputs)
-    except FileNotFoundError as exc:
-        return fail(str(exc))
-    if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        return fail(
-            f"{len(missing)} record(s) have no output file in {args.outputs}: {shown} "
-            f"(expected e.g. {missing[0]}.csv)"
-        )
-
     def warn(message: str) -> None:
         print(f"warning: malformed output, scored as all-negative: {message}", file=sys.stderr)
 
-    labels = metrics.load_label_matrix(headers, table)
     try:
-        binary, scores, malformed = metrics.load_output_matrices(
-            outputs, table, strict=args.strict, on_malformed=warn
+        records, labels, binary, scores, malformed = metrics.load_folders(
+            args.labels, args.outputs, table, strict=args.strict, on_malformed=warn
         )
     except metrics.MalformedOutputError as exc:
         return fail(f"malformed output file (--strict): {exc}")
+    except OSError as exc:  # missing outputs, missing folders, unreadable headers
+        return fail(str(exc))
 
     result = metrics.evaluate_arrays(labels, binary, scores, classes, weights, args.normal_class)
     by_source = metrics.per_source_scores(

@@ -423,6 +423,54 @@ def load_output_matrices(
     return binary, scores, malformed
 
 
+class MissingOutputError(FileNotFoundError):
+    """Label records without an output file; ``records`` lists them."""
+
+    def __init__(self, message: str, records: list[str]):
+        super().__init__(message)
+        self.records = records
+
+
+def load_folders(
+    label_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    table: ScoringTable | None = None,
+    strict: bool = False,
+    on_malformed=None,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Read a label folder and an output folder into ``(records, labels, binary, scores,
+    malformed)``.
+
+    Raises ``MissingOutputError`` naming the records without ``<record>.csv``, and
+    ``MalformedOutputError`` for the first malformed file when ``strict``.
+    """
+    table = table if table is not None else load_scoring_table()
+    records, headers, outputs, missing = find_record_files(label_dir, output_dir)
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise MissingOutputError(
+            f"{len(missing)} record(s) have no output file in {output_dir}: {shown} "
+            f"(expected e.g. {missing[0]}.csv)",
+            missing,
+        )
+    labels = load_label_matrix(headers, table)
+    binary, scores, malformed = load_output_matrices(outputs, table, strict, on_malformed)
+    return records, labels, binary, scores, malformed
+
+
+def evaluate_folders(
+    label_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    weights_path: str | os.PathLike | None = None,
+    normal_class: str = NORMAL_CLASS,
+    strict: bool = False,
+) -> EvaluationResult:
+    """Score an output folder against a label folder (what the CLI prints), in one call."""
+    table = load_scoring_table(weights_path)
+    _, labels, binary, scores, _ = load_folders(label_dir, output_dir, table, strict)
+    return evaluate_arrays(labels, binary, scores, table.classes, table.weights, normal_class)
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics on arrays
 # --------------------------------------------------------------------------------------------

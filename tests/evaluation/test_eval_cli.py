@@ -176,3 +176,16 @@ def test_real_headers_perfect_and_inactive_outputs(shared_data, tmp_path):
     assert results["perfect"]["AUROC"] == pytest.approx(1.0)
     assert results["perfect"]["AUPRC"] == pytest.approx(1.0)
     assert results["perfect"]["Accuracy"] == pytest.approx(1.0)
+
+
+def test_evaluate_folders_api(tmp_path):
+    labels_dir, outputs_dir, names, labels, binary, scores, table = write_case(tmp_path, seed=5)
+    res = metrics.evaluate_folders(labels_dir, outputs_dir)
+    expected = metrics.evaluate_arrays(labels, binary, scores, table.classes, table.weights)
+    assert res.overall() == expected.overall()
+    assert res.n_records == len(names)
+    (outputs_dir / f"{names[0]}.csv").unlink()
+    (outputs_dir / f"{names[7]}.csv").unlink()
+    with pytest.raises(metrics.MissingOutputError) as info:
+        metrics.evaluate_folders(labels_dir, outputs_dir)
+    assert info.value.records == [names[0], names[7]]
