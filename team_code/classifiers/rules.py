@@ -181,10 +181,12 @@ def _qrs_wide(name: str, value: float, lo: float, hi: float) -> dict:
     return {name: Threshold(value, 6.0, lo, hi, "ms")}
 
 
-def _t_count(c: _Context, leads: Sequence[str], name: str) -> int:
-    """Number of leads whose T amplitude is below the threshold ``name`` (counted as terms)."""
-    hits = [c.below(f"{lead}_t_mv", name) >= 0.5 for lead in leads]
-    return int(sum(hits))
+def _t_count(c: _Context, leads: Sequence[str], name: str) -> float:
+    """Number of leads whose T amplitude is below the threshold ``name`` (each a term);
+    NaN when no lead's T wave could be measured."""
+    if not any(math.isfinite(c.value(f"{lead}_t_mv")) for lead in leads):
+        return math.nan
+    return float(sum(c.below(f"{lead}_t_mv", name) >= 0.5 for lead in leads))
 
 
 _T_LEADS = ("I", "II", "aVF", "V3", "V4", "V5", "V6")
@@ -497,9 +499,7 @@ def _build_rules() -> list[Rule]:
                 "tab_count": T(1.5, 0.4, 1.0, 4.0, "leads"),
             },
             "tab_count",
-            lambda c: c.above(
-                "tab_leads", "tab_count", value=float(_t_count(c, _T_LEADS, "tab_t_mv"))
-            ),
+            lambda c: c.above("tab_leads", "tab_count", value=_t_count(c, _T_LEADS, "tab_t_mv")),
         ),
         Rule(
             "TInv",
@@ -511,9 +511,7 @@ def _build_rules() -> list[Rule]:
                 "tinv_count": T(1.5, 0.4, 1.0, 4.0, "leads"),
             },
             "tinv_count",
-            lambda c: c.above(
-                "tinv_leads", "tinv_count", value=float(_t_count(c, _T_LEADS, "tinv_t_mv"))
-            ),
+            lambda c: c.above("tinv_leads", "tinv_count", value=_t_count(c, _T_LEADS, "tinv_t_mv")),
         ),
     ]
 

@@ -1,0 +1,147 @@
+"""Rule-based classifier: rules fire on planted synthetic findings and real records, graded
+scores, explanations, tuning within bounds, graceful degradation, save/load."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from team_code.classifiers import registry
+from team_code.classifiers.rules import RulesClassifier, default_thresholds, evaluate_rules
+from team_code.data import synth
+from team_code.data.labels import scored_classes
+from team_code.data.records import Record, load_record
+
+NOISE = synth.NoiseSpec(white_mv=0.01, emg_mv=0.01, baseline_mv=0.05, powerline_mv=0.01)
+CLASSES = scored_classes().codes
+ABBREV = dict(zip(scored_classes().abbreviations, CLASSES))
+
+
+def _record(name="syn", seed=0, **kw) -> Record:
+    spec = synth.RecordSpec(noise=NOISE, **kw)
+    x, _ = synth.synthesize(spec, 500, 10, seed=seed)
+    return Record(
+        name=name, signal=x, fs=500.0, leads=synth.LEADS, age=60, sex="Male", labels=spec.labels()
+    )
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RulesClassifier(RulesClassifier.Config(tune=False)).fit([], CLASSES)
+
+
+def _fired(model, record) -> set[str]:
+    return set(model.explain(record)["labels"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "must", "must_not"),
+    [
+        (dict(heart_rate_bpm=75), {"NSR"}, {"AF", "SB", "STach", "IAVB", "LAD", "RAD", "PVC|VPB"}),
+        (dict(heart_rate_bpm=48), {"SB", "Brady"}, {"NSR", "STach", "AF"}),
+        (dict(heart_rate_bpm=118), {"STach"}, {"NSR", "SB", "AF"}),
+        (dict(pr_ms=280), {"IAVB", "LPR"}, {"AF"}),
+        (dict(axis_deg=-60), {"LAD", "LAnFB"}, {"RAD"}),
+        (dict(axis_deg=130), {"RAD"}, {"LAD", "LAnFB"}),
+        (dict(qrs_scale=0.7), {"LQRSV"}, set()),
+        (dict(rhythm="af", heart_rate_bpm=95, rr_cv=0.2), {"AF"}, {"NSR", "SB", "STach", "IAVB"}),
+        (dict(n_pvc=2, heart_rate_bpm=80), {"PVC|VPB"}, {"AF"}),
+    ],
+)
+def test_rules_fire_on_planted_findings(model, spec, must, must_not):
+    fired = _fired(model, _record(**spec))
+    assert must <= fired, fired
+    assert not (must_not & fired), fired
+
+
+def test_scores_are_graded_by_distance_to_threshold():
+    values = {"pr_ms": 190.0, "p_mv": 0.2, "p_consistency": 0.95}
+    code = ABBREV["IAVB"]
+    scores = [
+        evaluate_rules(dict(values, pr_ms=pr), codes=[code])[code]["score"]
+        for pr in (170, 195, 200, 205, 240)
+    ]
+    assert all(a < b for a, b in itertools.pairwise(scores))
+    assert 0.35 < scores[2] < 0.55  # at the threshold: about 0.5 times the P-wave evidence
+    assert scores[0] < 0.05 and scores[-1] > 0.95
+
+
+def test_explain_is_json_and_names_the_criteria(model):
+    out = model.explain(_record(pr_ms=280))
+    text = json.dumps(out, allow_nan=False)  # NaN measurements come out as null
+    assert "IAVB" in out["labels"]
+    iavb = next(r for r in out["rules"] if r["abbreviation"] == "IAVB")
+    assert iavb["label"] and "200 ms" in iavb["criterion"]
+    assert any(t["measure"] == "pr_ms" and t["threshold"] == 200.0 for t in iavb["terms"])
+    assert iavb["why"].startswith("fired")
+    assert len(out["rules"]) == 24 and "pr_ms" in out["measurements"] and text
+
+
+def test_flat_record_degrades_gracefully(model):
+    flat = Record(name="flat", signal=np.zeros((12, 5000), np.float32), fs=500.0, leads=synth.LEADS)
+    scores = model.predict_proba([flat])
+    assert scores.shape == (1, 24) and np.all(scores == 0)
+    out = model.explain(flat)
+    json.dumps(out, allow_nan=False)
+    assert any("flat" in n for n in out["notes"])
+    iavb = next(r for r in out["rules"] if r["abbreviation"] == "IAVB")
+    assert "pr_ms" in iavb["missing"] and "not measurable" in iavb["why"]
+
+
+def test_noisy_short_and_odd_rate_records_do_not_crash(model):
+    rng = np.random.default_rng(0)
+    noisy = Record(
+        name="noise",
+        signal=rng.normal(0, 1, (12, 2570)).astype(np.float32),
+        fs=257.0,
+        leads=synth.LEADS,
+    )
+    short = Record(name="short", signal=_record().signal[:, :600], fs=500.0, leads=synth.LEADS)
+    scores = model.predict_proba([noisy, short])
+    assert scores.shape == (2, 24) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_tuning_moves_thresholds_within_bounds_and_survives_save_load(tmp_path):
+    records = [
+        _record(f"s{i}", seed=i, pr_ms=pr)
+        for i, pr in enumerate((150, 170, 215, 230, 260, 160, 240))
+    ]
+    # label only PR > 225 ms as IAVB: the tuned PR threshold must move above the default 200
+    labels = [
+        ("270492004",) if pr > 225 else ("426783006",) for pr in (150, 170, 215, 230, 260, 160, 240)
+    ]
+    records = [
+        Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, lab)
+        for r, lab in zip(records, labels)
+    ]
+    model = RulesClassifier(RulesClassifier.Config(tune=True, min_positives=2)).fit(
+        records, CLASSES
+    )
+    tuned = model.rule_thresholds_["270492004"]["pr_ms"]
+    assert 200 < tuned <= 240  # moved up from the knowledge base, inside the bounds
+    assert model.tuning_["270492004"]["train_f1"] == 1.0
+    np.testing.assert_array_equal(model.thresholds_, 0.5)
+    model.save(tmp_path)
+    loaded = RulesClassifier.load(tmp_path)
+    assert loaded.rule_thresholds_["270492004"]["pr_ms"] == tuned
+    np.testing.assert_allclose(loaded.predict_proba(records[:2]), model.predict_proba(records[:2]))
+
+
+def test_registered_and_untuned_option_keeps_knowledge_base():
+    assert registry.get("rules") is RulesClassifier
+    model = registry.create("rules", RulesClassifier.quick_config()).fit([], CLASSES)
+    assert model.rule_thresholds_ == default_thresholds()
+
+
+@pytest.mark.parametrize(("name", "code"), [("A0003", "164889003"), ("A0002", "426783006")])
+def test_real_records(challenge_dir, model, name, code):
+    """A0003 is labelled AF only, A0002 sinus rhythm only (CPSC 2018 via the manifest)."""
+    record = load_record(challenge_dir / f"{name}.hea")
+    assert record.labels == (code,)
+    out = model.explain(record)
+    assert scored_classes().abbreviation(code) in out["labels"], out["labels"]
+    m = out["measurements"]
+    assert 40 <= m["hr_bpm"] <= 200 and 60 <= m["qrs_ms"] <= 120
