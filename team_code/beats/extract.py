@@ -233,7 +233,8 @@ def denoise_wavelet(signal_mv: np.ndarray, fs: float, config: HuConfig = HuConfi
         if fs / 2 ** (j + 1) >= config.noise_hz:
             coeffs[index] = np.zeros_like(coeffs[index])
         else:
-            coeffs[index] = pywt.threshold(coeffs[index], threshold, mode="soft")
+            c = coeffs[index]
+            coeffs[index] = np.sign(c) * np.maximum(np.abs(c) - threshold, 0.0)  # soft
     return pywt.waverec(coeffs, wavelet)[: signal_mv.size]
 
 

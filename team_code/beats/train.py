@@ -266,13 +266,14 @@ def beat_metrics(
     }
 
 
-def format_metrics(metrics: dict, indent: str = "  ") -> str:
+def format_metrics(metrics: dict, indent: str = "  ", unit: str = "beats") -> str:
     """A per-class table and the confusion matrix as text."""
     classes = metrics["classes"]
+    w = max(5, *(len(c) for c in classes))
     lines = [
-        f"{indent}beats {metrics['n']}, accuracy {100 * metrics['accuracy']:.1f} % "
+        f"{indent}{unit} {metrics['n']}, accuracy {100 * metrics['accuracy']:.1f} % "
         f"(majority class alone: {100 * metrics['majority_rate']:.1f} %)",
-        f"{indent}{'class':>5} {'n':>6} {'Se %':>6} {'+P %':>6} {'F1 %':>6}",
+        f"{indent}{'class':>{w}} {'n':>6} {'Se %':>6} {'+P %':>6} {'F1 %':>6}",
     ]
 
     def pct(v):
@@ -280,13 +281,13 @@ def format_metrics(metrics: dict, indent: str = "  ") -> str:
 
     for i, c in enumerate(classes):
         lines.append(
-            f"{indent}{c:>5} {metrics['support'][i]:>6} {pct(metrics['sensitivity'][i])} "
+            f"{indent}{c:>{w}} {metrics['support'][i]:>6} {pct(metrics['sensitivity'][i])} "
             f"{pct(metrics['ppv'][i])} {pct(metrics['f1'][i])}"
         )
     lines.append(f"{indent}confusion (rows truth, columns predicted): " + " ".join(classes))
     for i, c in enumerate(classes):
         row = " ".join(f"{v:6d}" for v in metrics["confusion"][i])
-        lines.append(f"{indent}  {c:>3} {row}")
+        lines.append(f"{indent}{c:>{w}} {row}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,88 @@
+"""The beats classifier on real records: errors, evidence, scores, save/load without pickle."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from team_code.classifiers import registry
+from team_code.classifiers.base import coerce_option
+from team_code.classifiers.beats import EVIDENCE_NAMES, BeatsClassifier
+from team_code.data.labels import scored_classes
+from team_code.data.records import RecordSet
+
+# Records of /work/shared/data/challenge chosen to hold PVC (164884008/427172004), PAC
+# (284470004), MI (164865005) and sinus-rhythm-only records (see challenge/MANIFEST.csv).
+SUBSET = (
+    "A0002", "A0016", "A0020", "A0029", "A0030", "A0037", "A0059", "A0073", "E00001",
+    "E00003", "HR00005", "HR00009", "A0005", "A0012", "A0024", "A0031", "A0050", "A0047",
+    "A0049", "A0055", "HR00008", "Q0001", "Q0010", "S0004",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def records(challenge_dir):
+    return RecordSet([challenge_dir / f"{name}.hea" for name in SUBSET])
+
+
+@pytest.fixture(scope="module")
+def fitted(records, shared_data):
+    import torch
+
+    torch.set_num_threads(1)
+    config = dataclasses.replace(
+        BeatsClassifier.quick_config(),
+        beat_data=(str(shared_data / "mitdb"),),
+        max_beats=1000,
+        mi_epochs=1,
+        device="cpu",
+    )
+    return BeatsClassifier(config).fit(records, scored_classes().codes)
+
+
+def test_registered():
+    assert registry.get("beats") is BeatsClassifier
+
+
+def test_fit_without_beat_data_says_what_is_needed(records):
+    with pytest.raises(ValueError, match="--beat-data"):
+        BeatsClassifier(BeatsClassifier.Config()).fit(records, scored_classes().codes)
+
+
+def test_beat_data_option_takes_a_comma_list():
+    value = coerce_option(BeatsClassifier.Config, "beat_data", "/a/mitdb,/b/ptbdb")
+    assert value == ("/a/mitdb", "/b/ptbdb")
+
+
+def test_evidence_and_scores(fitted, records):
+    evidence = fitted.evidence(records)
+    assert evidence.shape == (len(SUBSET), len(EVIDENCE_NAMES))
+    assert fitted.evidence_names_ == EVIDENCE_NAMES
+    col = {n: i for i, n in enumerate(EVIDENCE_NAMES)}
+    # 10-s records at 50-150 bpm have 8-25 beats; the fractions of classes sum to 1
+    a0002 = evidence[0]
+    assert 8 <= a0002[col["n_beats"]] <= 25
+    assert 40 < a0002[col["heart_rate_bpm"]] < 160
+    fractions = evidence[:, [col[f"frac_{c}"] for c in "NSVFQ"]]
+    assert np.allclose(fractions.sum(axis=1), 1)
+    assert np.all((evidence[:, col["mean_mi_prob"]] >= 0) & (evidence[:, col["mean_mi_prob"]] <= 1))
+    scores = fitted.predict_proba(records)
+    assert scores.shape == (len(SUBSET), 24)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert fitted.predict(records).shape == scores.shape
+
+
+def test_save_load_round_trip_without_pickle(fitted, records, tmp_path):
+    fitted.save(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["beat_model.safetensors", "beats.json", "config.json", "mi_model.safetensors"]
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["classifier"] == "beats"
+    again = BeatsClassifier.load(tmp_path)
+    assert again.config == fitted.config
+    assert np.array_equal(again.thresholds_, fitted.thresholds_)
+    few = records.subset([0, 12, 17])
+    assert np.allclose(again.predict_proba(few), fitted.predict_proba(few), atol=1e-6)
