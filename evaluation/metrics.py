@@ -66,7 +66,7 @@ class EvaluationResult:
     f_measure: float  # macro F1 (nanmean over classes)
     f_beta_measure: float  # macro F-beta (beta=2, per-record normalised confusion matrices)
     g_beta_measure: float  # macro G-beta (beta=2, per-record normalised confusion matrices)
-    challenge_metric: float  # normalised challenge score; NaN when correct == inactive
+    challenge_metric: float  # normalised challenge score; 0.0 when correct == inactive
     auroc_classes: np.ndarray  # per-class AUROC, NaN for classes without positives/negatives
     auprc_classes: np.ndarray  # per-class AUPRC, NaN for classes without positives
     f_measure_classes: np.ndarray  # per-class F1, NaN when 2TP+FP+FN == 0
@@ -649,14 +649,14 @@ def compute_challenge_metric(
 ) -> float:
     """Normalised challenge metric (observed - inactive) / (correct - inactive).
 
-    "inactive" outputs only the normal class, "correct" outputs the labels. NaN when
-    correct == inactive (the official 2020 script returns 0.0 there).
+    "inactive" outputs only the normal class, "correct" outputs the labels. 0.0 when
+    correct == inactive (every record labelled sinus rhythm only), as the official 2020 scorer.
     """
     observed, correct, inactive = challenge_scores(
         weights, labels, binary, _normal_index(classes, normal_class)
     )
     if correct == inactive:
-        return math.nan
+        return 0.0
     return (observed - inactive) / (correct - inactive)
 
 
@@ -740,7 +740,7 @@ def bootstrap_challenge_metric(
 ) -> np.ndarray:
     """Challenge metric of ``n_boot`` bootstrap resamples of the records (with replacement).
 
-    Resamples where correct == inactive give NaN. Returns an array of length ``n_boot``.
+    Resamples where correct == inactive give 0.0, as the metric itself. Returns ``n_boot`` values.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
@@ -757,7 +757,7 @@ def bootstrap_challenge_metric(
         sums = contrib[idx].sum(axis=1)  # (b, 3)
         den = sums[:, 1] - sums[:, 2]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = np.where(den != 0, (sums[:, 0] - sums[:, 2]) / den, np.nan)
+            out[start:stop] = np.where(den != 0, (sums[:, 0] - sums[:, 2]) / den, 0.0)
     return out
 
 

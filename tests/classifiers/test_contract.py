@@ -51,8 +51,11 @@ def _unusual_records(training_records):
         STANDARD_LEADS,
     )
     order = list(reversed(range(12)))
-    shuffled = Record(
-        real.name + "R", real.signal[order], real.fs, tuple(STANDARD_LEADS[i] for i in order)
+    shuffled = dataclasses.replace(
+        real,
+        name=real.name + "R",
+        signal=real.signal[order],
+        leads=tuple(real.leads[i] for i in order),
     )
     return flat, long, shuffled, real
 

@@ -69,14 +69,13 @@ def test_challenge_metric_hand_computed():
     assert cm == pytest.approx((1.75 - 1.25) / (2.0 - 1.25))
 
 
-def test_challenge_metric_is_nan_when_correct_equals_inactive(table):
+def test_challenge_metric_is_zero_when_correct_equals_inactive(table):
+    """The official 2020 scorer returns 0.0 when the perfect and the inactive score coincide."""
     labels = np.zeros((5, len(table.classes)), dtype=bool)
     labels[:, table.classes.index(N)] = True  # every record is sinus rhythm only
     outputs = np.zeros_like(labels)
     outputs[:, 0] = True
-    assert math.isnan(
-        metrics.compute_challenge_metric(table.weights, labels, outputs, table.classes)
-    )
+    assert metrics.compute_challenge_metric(table.weights, labels, outputs, table.classes) == 0.0
 
 
 def test_unknown_normal_class_raises(table):

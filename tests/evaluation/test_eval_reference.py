@@ -61,7 +61,7 @@ def ref_challenge(weights, labels, outputs, normal_index):
     inactive = np.zeros_like(labels)
     inactive[:, normal_index] = True
     ina = np.sum(weights * ref_modified_confusion(labels, inactive))
-    return math.nan if cor == ina else (obs - ina) / (cor - ina)
+    return 0.0 if cor == ina else (obs - ina) / (cor - ina)
 
 
 def ref_f_and_beta(labels, outputs, beta=2):
