@@ -378,6 +378,8 @@ def fit(
     log = log or (lambda message: None)
     device = pick_device(config.device)
     dist_env = distributed.setup(device)
+    if not distributed.is_main():
+        log = lambda message: None  # noqa: E731 - one process speaks for all
     set_seed(config.seed, config.deterministic)
     if len(train_set) == 0:
         raise ValueError("fit: the training set is empty")
