@@ -57,7 +57,7 @@ from team_code.dsp import cwt
 STATE_FILE = "googlenet.pt"
 TRAINING_FILE = "training.json"
 #: Bump when the mosaic computation changes, so that cached images are rebuilt.
-IMAGE_VERSION = "cwt_googlenet-image/1"
+IMAGE_VERSION = "cwt_googlenet-image/2"
 _COLORS = ("jet", "gray")
 _THRESHOLD_METHODS = ("challenge", "youden")
 
@@ -74,11 +74,12 @@ class CWTGoogLeNetConfig:
     color: str = "jet"  # grey mosaic to RGB: "jet" colour map or "gray" replicated
     fs_hz: float = 250.0  # rate the filtered ECG is resampled to before the CWT
     rhythm_s: float = 10.0  # length of the rhythm segment (centred; zero-padded if shorter)
+    margin_s: float = 2.0  # signal filtered on each side of the segment (longer records)
     rhythm_band_hz: tuple[float, float] = (0.7, 40.0)  # rhythm scalogram frequency range
     beat_band_hz: tuple[float, float] = (2.0, 40.0)  # average-beat scalogram frequency range
     n_scales: int = 56  # CWT scales per scalogram (area-averaged to the tile height)
     ref_mv: float = 0.02  # pixel = log1p(|W| / ref_mv) / log1p(max_mv / ref_mv)
-    max_mv: float = 1.0  # CWT magnitude (mV) mapped to the brightest pixel
+    max_mv: float = 2.0  # CWT magnitude (mV) mapped to the brightest pixel
     pretrained_weights: str = ""  # ImageNet state dict file; "": $ECG_KIT_GOOGLENET_WEIGHTS
     aux_weight: float = 0.3  # weight of each auxiliary classifier's loss (paper: 0.3)
     dropout: float = 0.2  # dropout before the main classifier (torchvision: 0.2)
@@ -109,6 +110,7 @@ def scalogram_config(config: CWTGoogLeNetConfig) -> cwt.ScalogramConfig:
     return cwt.ScalogramConfig(
         fs_hz=config.fs_hz,
         rhythm_s=config.rhythm_s,
+        margin_s=config.margin_s,
         rhythm_band_hz=tuple(config.rhythm_band_hz),
         beat_band_hz=tuple(config.beat_band_hz),
         n_scales=config.n_scales,
@@ -269,6 +271,17 @@ def _loss_function(aux_weight: float):
     return loss
 
 
+def _json_safe(value):
+    """Non-finite floats (a NaN validation loss without a validation set) become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) positions; no validation below 2 held-out records."""
     n_val = int(math.floor(n * val_fraction)) if val_fraction > 0 else 0
@@ -301,6 +314,7 @@ class CWTGoogLeNetClassifier(Classifier):
         """Tiny images, one epoch, from scratch, in memory: ~20 records in seconds on a CPU."""
         return CWTGoogLeNetConfig(
             image_size=48,
+            fs_hz=100.0,
             n_scales=12,
             pretrained_weights="none",
             epochs=1,
@@ -398,21 +412,23 @@ class CWTGoogLeNetClassifier(Classifier):
             self.thresholds_ = challenge_thresholds(held_truth, scores, self.classes_)
         else:
             self.thresholds_ = youden_thresholds(held_truth, scores)
-        self.training_ = {
-            "n_records": len(records),
-            "n_images": len(images),
-            "failures": [list(f) for f in images.failures],
-            "n_train_records": int(train_rows.size),
-            "n_validation_records": int(val_rows.size),
-            "n_balanced_draw": int(drawn.size),
-            "draw_class_counts": [int(v) for v in y[drawn].sum(axis=0)],
-            "thresholds_from": source,
-            "best_epoch": result.best_epoch,
-            "best_loss": result.best_loss,
-            "stopped_early": result.stopped_early,
-            "history": result.history,
-            "image_cache": str(images.path) if images.path else None,
-        }
+        self.training_ = _json_safe(
+            {
+                "n_records": len(records),
+                "n_images": len(images),
+                "failures": [list(f) for f in images.failures],
+                "n_train_records": int(train_rows.size),
+                "n_validation_records": int(val_rows.size),
+                "n_balanced_draw": int(drawn.size),
+                "draw_class_counts": [int(v) for v in y[drawn].sum(axis=0)],
+                "thresholds_from": source,
+                "best_epoch": result.best_epoch,
+                "best_loss": result.best_loss,
+                "stopped_early": result.stopped_early,
+                "history": result.history,
+                "image_cache": str(images.path) if images.path else None,
+            }
+        )
         return self
 
     def _scores(self, dataset, train_config=None) -> np.ndarray:

@@ -52,8 +52,8 @@ The ECG picture (:func:`ecg_image`)
 
 Pixel values
     ``log1p(|W| / ref_mv) / log1p(max_mv / ref_mv)`` clipped to [0, 1]: a compressive,
-    fixed mapping from millivolts (0.02 mV -> 0.16, 0.2 mV -> 0.6, 2 mV -> 1 with the
-    defaults), the same for every record.
+    fixed mapping from millivolts (0.02 mV -> 0.15, 0.2 mV -> 0.52, 1 mV -> 0.85, 2 mV -> 1
+    with the defaults), the same for every record.
 
 Resizing
     Scalograms are computed at ``n_scales`` log-spaced frequencies and every sample of the
@@ -270,6 +270,7 @@ class ScalogramConfig:
 
     fs_hz: float = 250.0  # rate the filtered ECG is resampled to before the CWT
     rhythm_s: float = 10.0  # length of the rhythm segment (centred; zero-padded if shorter)
+    margin_s: float = 2.0  # extra signal filtered on each side of the segment (transients)
     rhythm_band_hz: tuple[float, float] = (0.7, 40.0)  # lowest, highest rhythm frequency
     beat_band_hz: tuple[float, float] = (2.0, 40.0)  # lowest, highest average-beat frequency
     n_scales: int = 56  # scales computed per scalogram before area-resizing to the tile
@@ -296,13 +297,18 @@ def ecg_components(
     """The two signals drawn per lead: (rhythm (n_leads, rhythm_s * fs_hz), beat or None).
 
     ``signal_mv`` is raw ECG (n_leads, n_samples) in mV, usually the 8 leads of
-    :data:`ECG_IMAGE_LEADS`; it is filtered with ``filters.clean`` at its own rate, resampled
-    to ``config.fs_hz``, cut to the centred ``rhythm_s`` (zero-padded at the end if shorter).
-    The beat is the robust average beat of the whole filtered record at ``fs_hz`` (None when
-    no R peak with a full window is found).
+    :data:`ECG_IMAGE_LEADS`. Only its centred ``rhythm_s + 2 margin_s`` seconds are analysed
+    (a 60-s record costs what a 14-s one does): filtered with ``filters.clean`` at its own
+    rate, resampled to ``config.fs_hz``, then cut to the centred ``rhythm_s`` (zero-padded at
+    the end if shorter). The beat is the robust average beat of that filtered segment at
+    ``fs_hz`` (None when no R peak with a full window is found).
     """
     config = config or ScalogramConfig()
     x = np.atleast_2d(np.asarray(signal_mv, dtype=np.float64))
+    n_keep = int(round((config.rhythm_s + 2 * config.margin_s) * fs))
+    if x.shape[-1] > n_keep:  # long record: only the centred segment (+ margins) is analysed
+        start = (x.shape[-1] - n_keep) // 2
+        x = x[:, start : start + n_keep]
     if not np.all(np.isfinite(x)):
         raise ValueError("signal_mv contains non-finite samples")
     x = resample(filters.clean(x, fs), fs, config.fs_hz, axis=-1)

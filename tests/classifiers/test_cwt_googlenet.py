@@ -1,0 +1,159 @@
+"""cwt_googlenet: class-balanced draw, image cache reuse, fit/predict/save/load, ImageNet start."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from team_code.classifiers import cwt_googlenet as cg
+from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier, balanced_draw
+from team_code.data.labels import scored_classes
+from team_code.data.records import RecordSet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The machine is shared: one intra-op thread, restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def records(challenge_dir):
+    # 20 records: CPSC (A*), Georgia (E*), PTB-XL (HR*), CPSC-Extra (Q*), PTB (S*, 1000 Hz)
+    return RecordSet.from_folder(challenge_dir).subset([*range(0, 200, 12), 1, 2, 224, 230])
+
+
+@pytest.fixture(scope="module")
+def fitted(records):
+    return CWTGoogLeNetClassifier(CWTGoogLeNetClassifier.quick_config()).fit(
+        records, scored_classes().codes
+    )
+
+
+def test_balanced_draw_caps_common_classes_and_duplicates_rare_ones():
+    labels = np.zeros((112, 3), dtype=bool)
+    labels[:100, 0] = True  # common: 100 records
+    labels[100:110, 1] = True  # rarer: 10 records
+    labels[110:112, 2] = True  # rare: 2 records
+    draw = balanced_draw(labels, n_max=20, max_copies=5, rng=np.random.default_rng(0))
+    counts = labels[draw].sum(axis=0)
+    assert counts.tolist() == [20, 20, 10]  # capped; 10 -> 20 (2 copies); 2 -> 10 (5 copies)
+    copies = np.bincount(draw, minlength=112)
+    assert copies[:100].max() == 1 and (copies[:100] == 1).sum() == 20  # common: no repeats
+    assert copies[100:110].tolist() == [2] * 10  # rarer class: every record twice
+    assert copies[110:].tolist() == [5, 5]  # rare class: max_copies each
+    again = balanced_draw(labels, n_max=20, max_copies=5, rng=np.random.default_rng(0))
+    assert np.array_equal(draw, again)  # seeded
+
+
+def test_balanced_draw_multilabel_and_unlabelled_records():
+    labels = np.zeros((50, 2), dtype=bool)
+    labels[:40, 0] = True
+    labels[:3, 1] = True  # rare class co-occurring with the common one
+    # records 40..49 have no positive class: they form one more class
+    draw = balanced_draw(labels, n_max=12, max_copies=3, rng=np.random.default_rng(1))
+    counts = labels[draw].sum(axis=0)
+    assert counts[1] == 9  # 3 records x 3 copies
+    assert counts[0] == 12  # the 9 co-occurring instances count toward the cap of 12
+    assert (~labels[draw].any(axis=1)).sum() == 12  # 10 unlabelled records, 2 of them twice
+    with pytest.raises(ValueError, match="n_max"):
+        balanced_draw(labels, n_max=0, max_copies=1, rng=np.random.default_rng(0))
+
+
+def test_fit_predict_save_load_round_trip(fitted, records, tmp_path):
+    model = fitted
+    n_classes = len(scored_classes().codes)
+    batch = [records[i] for i in range(4)]
+    scores = model.predict_proba(batch)
+    assert scores.shape == (4, n_classes)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert model.thresholds_.shape == (n_classes,)
+    assert np.array_equal(model.predict(batch), scores >= model.thresholds_)
+    summary = model.summary()
+    assert summary["pretrained"]["source"].startswith("none")  # says it trained from scratch
+    assert summary["training"]["n_validation_records"] == 5  # 25 % of 20
+    assert summary["training"]["thresholds_from"] == "validation"
+    model.save(tmp_path / "model")
+    assert (tmp_path / "model" / cg.STATE_FILE).is_file()
+    again = CWTGoogLeNetClassifier.load(tmp_path / "model")
+    np.testing.assert_allclose(again.predict_proba(batch), scores, atol=1e-6)
+    np.testing.assert_array_equal(again.thresholds_, model.thresholds_)
+
+
+def test_image_cache_is_written_once_and_reused(records, tmp_path, monkeypatch):
+    config = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), image_size=32, cache_dir=str(tmp_path)
+    )
+    subset = records.subset(range(4))
+    first = cg.images_for(subset, config, log=None)
+    assert first.path is not None and first.path.parent == tmp_path
+    assert first.array.shape == (4, 32, 32) and first.array.dtype == np.float16
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(cg, "record_image", fail)
+    second = cg.images_for(subset, config, log=None)
+    assert second.path == first.path
+    np.testing.assert_array_equal(np.asarray(second.array), np.asarray(first.array))
+    # a different image size is a different cache entry (and would be computed)
+    other = dataclasses.replace(config, image_size=40)
+    with pytest.raises(AssertionError, match="cache should have been used"):
+        cg.images_for(subset, other, log=None)
+
+
+def test_images_match_the_direct_computation(records):
+    config = CWTGoogLeNetClassifier.quick_config()
+    cached = cg.images_for(records.subset([0]), config, log=None)
+    direct = cg.record_image(records[0], config.image_size, cg.scalogram_config(config))
+    np.testing.assert_allclose(np.asarray(cached.array[0], np.float32), direct, atol=1e-3)
+
+
+def test_imagenet_weights_are_loaded_and_reported(records, tmp_path):
+    from team_code.nn.googlenet import GoogLeNet
+
+    torch.manual_seed(1)
+    path = tmp_path / "imagenet.pth"
+    torch.save(GoogLeNet(num_classes=1000).state_dict(), path)  # torchvision's layout
+    config = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), pretrained_weights=str(path), val_fraction=0.0
+    )
+    model = CWTGoogLeNetClassifier(config).fit(records.subset(range(8)), scored_classes().codes)
+    pretrained = model.summary()["pretrained"]
+    assert pretrained["source"] == "imagenet"
+    assert pretrained["replaced_heads"] == ["aux1.fc2", "aux2.fc2", "fc"]
+    assert model.network_.net.transform_input
+    assert model.summary()["training"]["thresholds_from"] == "training"
+    model.save(tmp_path / "model")
+    again = CWTGoogLeNetClassifier.load(tmp_path / "model")
+    assert again.network_.net.transform_input
+
+
+def test_bad_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="color"):
+        CWTGoogLeNetClassifier(dataclasses.replace(CWTGoogLeNetClassifier.Config(), color="x"))
+    with pytest.raises(ValueError, match="image_size"):
+        CWTGoogLeNetClassifier(dataclasses.replace(CWTGoogLeNetClassifier.Config(), image_size=16))
+    missing = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), pretrained_weights=str(tmp_path / "nope.pth")
+    )
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
+        CWTGoogLeNetClassifier(missing)._load_pretrained(None, log=lambda m: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_gpu_with_mixed_precision(records):
+    config = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), image_size=96, epochs=2, device="cuda"
+    )
+    model = CWTGoogLeNetClassifier(config).fit(records, scored_classes().codes)
+    assert next(model.network_.parameters()).is_cuda
+    scores = model.predict_proba([records[0], records[1]])
+    assert scores.shape == (2, len(scored_classes().codes)) and np.all(np.isfinite(scores))
