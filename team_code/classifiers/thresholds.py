@@ -64,24 +64,52 @@ def challenge_thresholds(
     max_passes: int = 4,
     start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Thresholds maximising the challenge metric by coordinate ascent over classes."""
+    """Thresholds maximising the challenge metric by coordinate ascent over classes.
+
+    Each class in turn tries ``n_candidates`` quantiles of its scores (and "never"); all
+    candidates of a class are scored at once. With the other classes' outputs fixed, the
+    observed score is ``sum_i (rest_i + o_ij * LW_ij) / max(union_i, 1)`` where ``LW = L @ W``
+    (labels times weights), ``rest_i`` the contribution of the other classes and ``union_i``
+    the size of the union of labels and outputs; the perfect and inactive scores do not depend
+    on the outputs. Passes repeat until none improves (at most ``max_passes``).
+    """
+    from evaluation.metrics import challenge_scores
+
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=float)
+    classes = list(classes)
+    weights = challenge_weights(classes)
     thresholds = youden_thresholds(labels, scores) if start is None else np.array(start, float)
-    best = challenge_score(labels, scores >= thresholds, classes)
+    binary = scores >= thresholds
+    _, correct, inactive = challenge_scores(weights, labels, binary, classes.index(NORMAL_CLASS))
+    if correct == inactive:  # nothing to gain: the metric is 0 whatever the outputs
+        return thresholds
+    label_weights = labels.astype(float) @ weights  # (n, c): LW
+
+    def metric(observed):
+        return (observed - inactive) / (correct - inactive)
+
+    union = labels | binary
+    best = metric(((binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)).sum())
     for _ in range(max_passes):
         improved = False
         for j in range(labels.shape[1]):
             candidates = np.unique(
                 np.r_[np.quantile(scores[:, j], np.linspace(0, 1, n_candidates)), NEVER]
             )
-            binary = scores >= thresholds
-            for t in candidates:
-                binary[:, j] = scores[:, j] >= t
-                value = challenge_score(labels, binary, classes)
-                if value > best + 1e-12:
-                    best, thresholds[j], improved = value, t, True
-            binary[:, j] = scores[:, j] >= thresholds[j]
+            out = scores[:, j, None] >= candidates[None, :]  # (n, T)
+            others = binary.copy()
+            others[:, j] = False
+            rest = (others * label_weights).sum(axis=1)
+            union_others = labels | others
+            union_others[:, j] = False
+            size = union_others.sum(axis=1)[:, None] + (labels[:, j, None] | out)
+            observed = (rest[:, None] + out * label_weights[:, j, None]) / np.maximum(size, 1)
+            values = metric(observed.sum(axis=0))
+            k = int(np.argmax(values))
+            if values[k] > best + 1e-12:
+                best, thresholds[j], improved = values[k], candidates[k], True
+                binary[:, j] = out[:, k]
         if not improved:  # a pass that changed nothing: a local optimum
             break
     return thresholds

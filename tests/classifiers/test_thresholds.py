@@ -1,0 +1,61 @@
+"""Threshold searches: Youden's J per class, and the challenge-metric coordinate ascent."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation.metrics import compute_challenge_metric
+from team_code.classifiers.thresholds import (
+    NEVER,
+    challenge_score,
+    challenge_thresholds,
+    challenge_weights,
+    youden_thresholds,
+)
+from team_code.data.labels import scored_classes
+
+
+def test_youden_finds_the_separating_threshold():
+    labels = np.array([[0], [0], [0], [1], [1]], bool)
+    scores = np.array([[0.1], [0.2], [0.3], [0.6], [0.9]])
+    assert youden_thresholds(labels, scores)[0] == 0.6
+    # A class with one outcome keeps 0.5.
+    assert youden_thresholds(np.ones((3, 1), bool), np.full((3, 1), 0.4))[0] == 0.5
+
+
+def _problem(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    classes = list(scored_classes().codes)
+    labels = rng.random((n, len(classes))) < np.linspace(0.02, 0.3, len(classes))
+    scores = np.clip(labels * 0.3 + rng.random(labels.shape) * 0.7, 0, 1)
+    return classes, labels, scores
+
+
+def test_challenge_search_value_matches_the_scorer_and_beats_youden():
+    classes, labels, scores = _problem()
+    youden = youden_thresholds(labels, scores)
+    searched = challenge_thresholds(labels, scores, classes)
+    weights = challenge_weights(classes)
+    value = compute_challenge_metric(weights, labels, scores >= searched, classes)
+    assert value == challenge_score(labels, scores >= searched, classes)
+    assert value > challenge_score(labels, scores >= youden, classes) + 0.01
+
+
+def test_no_single_class_change_improves_the_search_result():
+    """Coordinate-wise optimality, checked by brute force with the scorer itself."""
+    classes, labels, scores = _problem(seed=1, n=120)
+    searched = challenge_thresholds(labels, scores, classes, n_candidates=11, max_passes=10)
+    best = challenge_score(labels, scores >= searched, classes)
+    for j in range(len(classes)):
+        for t in np.r_[np.quantile(scores[:, j], np.linspace(0, 1, 11)), NEVER]:
+            trial = searched.copy()
+            trial[j] = t
+            assert challenge_score(labels, scores >= trial, classes) <= best + 1e-9
+
+
+def test_constant_scores_choose_classes_to_predict_for_everyone():
+    classes, labels, _ = _problem(seed=2)
+    prevalence = np.broadcast_to(labels.mean(axis=0), labels.shape)
+    searched = challenge_thresholds(labels, prevalence, classes, start=np.full(len(classes), NEVER))
+    predicted = searched <= labels.mean(axis=0)
+    assert predicted.any() and not predicted.all()
