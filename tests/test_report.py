@@ -1,0 +1,220 @@
+"""Per-record report: PNG pages, thumbnails, HTML index and per-panel status.
+
+Real records from the challenge folder: A0003 (atrial fibrillation, MANIFEST dx 164889003) and
+A0002 (normal sinus rhythm, 426783006); synthetic records for the failure cases (all-zero
+signal, limb leads only, 1-s record).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from team_code import report
+from team_code.data.labels import scored_classes
+from team_code.data.records import Record, RecordError, load_record
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AF, NSR = "164889003", "426783006"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, after checking the PNG signature."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("href", "src"):
+                self.links.append(value)
+
+
+def links_of(index: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser.links
+
+
+def fake_explanation(record: Record) -> dict:
+    """An explanation in the documented RulesClassifier.explain format, one rule fired."""
+    if record.name == "A0002":
+        raise RuntimeError("measurement chain broke")
+    return {
+        "record": record.name,
+        "notes": [],
+        "measurements": {},
+        "labels": ["AF"],
+        "rules": [
+            {
+                "code": AF,
+                "abbreviation": "AF",
+                "criterion": "Atrial fibrillation: irregular RR without P waves",
+                "score": 0.96,
+                "threshold": 0.5,
+                "label": True,
+                "terms": [
+                    {
+                        "measure": "rr_irregularity",
+                        "value": 0.155,
+                        "op": ">",
+                        "threshold": 0.08,
+                        "unit": "",
+                        "score": 0.99,
+                    }
+                ],
+                "missing": [],
+                "why": "fired: rr_irregularity = 0.155 > 0.08 (0.99)",
+            },
+            {"code": NSR, "abbreviation": "NSR", "score": 0.1, "threshold": 0.5, "label": False},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def written(challenge_dir, tmp_path_factory):
+    """One report over two real and three synthetic records (written once)."""
+    af = load_record(challenge_dir / "A0003.hea")
+    nsr = load_record(challenge_dir / "A0002.hea")
+    flat = Record("FLAT", np.zeros_like(af.signal), af.fs, af.leads, 60, "Male", ())
+    limb = Record("LIMB", af.signal[:6].copy(), af.fs, af.leads[:6], None, None, (AF,))
+    short = Record("SHORT 1s", af.signal[:, :500].copy(), af.fs, af.leads, 50, "Female", ())
+    records = [af, nsr, flat, limb, short]
+    classes = list(scored_classes().codes)
+    scores = np.full((len(records), len(classes)), 0.2)
+    scores[0, classes.index(AF)] = 0.9
+    scores[1, classes.index(NSR)] = 0.8
+    thresholds = np.full(len(classes), 0.5)
+    thresholds[classes.index(NSR)] = 0.85  # NSR 0.8 stays below its threshold
+    members = {"rules": scores * 0.5, "parallel_cnn": np.clip(scores + 0.05, 0, 1)}
+    out = tmp_path_factory.mktemp("report")
+    index = report.write_report(
+        records,
+        scores,
+        classes,
+        thresholds,
+        out,
+        explain=fake_explanation,
+        member_scores=members,
+        top_k=4,
+    )
+    rows = json.loads((out / "report.json").read_text())["records"]
+    return out, index, {r["record"]: r for r in rows}
+
+
+def test_pages_and_thumbnails_are_pngs_of_page_size(written):
+    out, _, rows = written
+    width_px = round(report.ReportConfig().page_in[0] * report.ReportConfig().dpi)
+    height_px = round(report.ReportConfig().page_in[1] * report.ReportConfig().dpi)
+    assert set(rows) == {"A0003", "A0002", "FLAT", "LIMB", "SHORT 1s"}
+    for row in rows.values():
+        page = out / row["file"]
+        assert png_size(page) == (width_px, height_px)
+        assert page.stat().st_size > 50_000  # a drawn page, not a blank canvas
+        thumb_w, thumb_h = png_size(out / row["thumb"])
+        assert thumb_w == report.ReportConfig().thumb_px
+        assert abs(thumb_h - thumb_w * height_px / width_px) <= 1
+    assert rows["SHORT 1s"]["file"] == "SHORT_1s.png"  # unsafe characters replaced
+
+
+def test_index_links_every_record_and_every_link_resolves(written):
+    out, index, rows = written
+    assert index == out / "index.html"
+    links = links_of(index)
+    for row in rows.values():
+        assert row["file"] in links and row["thumb"] in links
+        assert row["record"] in index.read_text(encoding="utf-8")
+    for link in links:
+        assert not link.startswith(("/", "file:", "http")), link
+        assert (out / link).is_file(), link
+
+
+def test_real_records_draw_every_panel(written):
+    _, _, rows = written
+    af = rows["A0003"]
+    assert af["panels"] == dict.fromkeys(report.PANELS, "ok")
+    assert af["predicted"] == "AF" and af["true"] == "AF"
+    assert af["top"].startswith("AF 0.90")
+    nsr = rows["A0002"]
+    assert nsr["predicted"] == ""  # 0.8 < NSR threshold 0.85
+    assert nsr["true"] == "NSR"
+    assert nsr["panels"]["rules"].startswith("not available: explain failed: RuntimeError")
+    assert all(nsr["panels"][p] == "ok" for p in report.PANELS if p != "rules")
+
+
+def test_flat_short_and_missing_leads_give_not_available_panels(written):
+    _, _, rows = written
+    flat = rows["FLAT"]["panels"]
+    assert flat["beats"].startswith("not available")
+    assert flat["vcg"].startswith("not available")
+    assert flat["measurements"].startswith("not available")
+    assert flat["ecg"].startswith("partial: QRS not detected")
+    assert flat["scalogram"] == "partial: blank image (flat signal)"
+    assert flat["scores"] == "ok" and flat["rules"] == "ok"
+    limb = rows["LIMB"]["panels"]
+    assert limb["vcg"].startswith("not available: needs leads V1")
+    assert limb["scalogram"].startswith("not available") and "V1" in limb["scalogram"]
+    assert limb["ecg"] == "partial: leads missing: V1, V2, V3, V4, V5, V6"
+    short = rows["SHORT 1s"]["panels"]
+    assert short["ecg"].startswith("partial: QRS not detected (record too short")
+    assert short["beats"].startswith("not available")
+
+
+def test_a_failing_panel_is_reported_not_raised(tmp_path, challenge_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(report, "_draw_vcg", broken)
+    record = load_record(challenge_dir / "A0002.hea")
+    classes = list(scored_classes().codes)
+    status = report.render_record(
+        record, np.full(len(classes), 0.3), classes, np.full(len(classes), 0.5), tmp_path / "a.png"
+    )
+    assert status["vcg"] == "not available: RuntimeError: boom"
+    assert status["rules"] == "not available: no rules explanation given"
+    assert status["ecg"] == "ok"
+    assert png_size(tmp_path / "a.png")[0] > 1000
+
+
+class _Flaky(list):
+    """A record sequence whose second record cannot be read (as a RecordSet may)."""
+
+    names = ("A", "BAD")
+
+    def __getitem__(self, i):
+        if i == 1:
+            raise RecordError("BAD", "signal file missing")
+        return super().__getitem__(i)
+
+
+def test_unreadable_record_is_listed_not_fatal_and_shapes_are_checked(tmp_path):
+    fs = 250.0
+    t = np.arange(int(4 * fs)) / fs
+    beat = np.exp(-(((t % 0.8) - 0.4) ** 2) / (2 * 0.01**2)).astype(np.float32)  # 75 bpm
+    signal = np.tile(beat, (12, 1))
+    good = Record("A", signal, fs, tuple(report.STANDARD_LEADS), None, None, ())
+    classes = [AF, NSR]
+    records = _Flaky([good, good])
+    index = report.write_report(records, np.zeros((2, 2)), classes, [0.5, 0.5], tmp_path)
+    rows = json.loads((tmp_path / "report.json").read_text())["records"]
+    assert [r["record"] for r in rows] == ["A", "BAD"]
+    assert "signal file missing" in rows[1]["error"] and "file" not in rows[1]
+    assert all((tmp_path / link).is_file() for link in links_of(index))
+    with pytest.raises(ValueError, match="scores must be"):
+        report.write_report([good], np.zeros((2, 2)), classes, [0.5, 0.5], tmp_path)
+    with pytest.raises(ValueError, match="member_scores"):
+        report.write_report(
+            [good], np.zeros((1, 2)), classes, [0.5, 0.5], tmp_path, member_scores={"x": [0.1]}
+        )
