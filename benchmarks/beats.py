@@ -3,8 +3,9 @@
 
     python benchmarks/beats.py [--data ../shared/data/mitdb] \
         [--mi-data ../shared/data/challenge ../shared/data/ptbdb] \
-        [--models kachuee2018,skip_cnn,resnet_tcn] [--epochs 4] [--max-beats 4000] \
-        [--tcn-epochs 2] [--tcn-max-beats 1200] [--mi-epochs 10] [--folds 5] [--threads 1]
+        [--models kachuee2018,skip_cnn,resnet_tcn] [--epochs 5] [--max-beats 4000] \
+        [--batch-size 64] [--tcn-epochs 3] [--tcn-max-beats 1000] [--tcn-batch-size 32] \
+        [--mi-epochs 10] [--folds 5] [--threads 1]
 
 Two protocols for each network, labelled in the output:
 
@@ -57,10 +58,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="Challenge-format and/or PTB folders for the MI transfer (none: skip it)",
     )
     parser.add_argument("--models", default="kachuee2018,skip_cnn,resnet_tcn")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs (kachuee2018, skip_cnn)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs (kachuee2018, skip_cnn)")
+    parser.add_argument("--batch-size", type=int, default=64, help="(kachuee2018, skip_cnn)")
     parser.add_argument("--max-beats", type=int, default=4000, help="training beats per model")
-    parser.add_argument("--tcn-epochs", type=int, default=2, help="epochs of resnet_tcn")
-    parser.add_argument("--tcn-max-beats", type=int, default=1200, help="beats for resnet_tcn")
+    parser.add_argument("--tcn-epochs", type=int, default=3, help="epochs of resnet_tcn")
+    parser.add_argument("--tcn-max-beats", type=int, default=1000, help="beats for resnet_tcn")
+    parser.add_argument("--tcn-batch-size", type=int, default=32, help="batch of resnet_tcn")
     parser.add_argument(
         "--kachuee-r",
         choices=("local_maxima", "annotations"),
@@ -93,6 +96,7 @@ def run_protocol(name, beats, train_idx, test_idx, args):
     config = beat_train.BeatTrainConfig(
         epochs=args.tcn_epochs if is_tcn else args.epochs,
         max_beats=args.tcn_max_beats if is_tcn else args.max_beats,
+        batch_size=args.tcn_batch_size if is_tcn else args.batch_size,
         augment=is_tcn,
         seed=args.seed,
         device=args.device,

@@ -77,21 +77,21 @@ def test_random_crop_stretch_keeps_length():
 
 
 def test_tiny_training_run_learns(shared_data):
-    """Records 106 and 208 (N, V, F beats): 3 epochs beat the majority rate on held-out beats."""
+    """Record 208 (N, V, F beats): 4 short epochs beat the majority rate on held-out beats."""
     torch.set_num_threads(1)
-    records = [mitdb.read_record(shared_data / "mitdb", n) for n in ("106", "208")]
+    record = mitdb.read_record(shared_data / "mitdb", "208")
     config = dataclasses.replace(extract.Kachuee2018Config(), r_source="annotations")
-    beats = extract.extract_database(records, "kachuee2018", config)
+    beats = extract.extract(record, "kachuee2018", config)
     train_idx, test_idx = bt.split_intra_patient(beats, 0.2, seed=0)
-    # a held-out piece of 600 beats keeps the test fast
-    test_idx = np.random.default_rng(0).choice(test_idx, 600, replace=False)
+    test_idx = np.random.default_rng(0).choice(test_idx, 400, replace=False)
     model = models.build("kachuee2018")
-    cfg = bt.BeatTrainConfig(epochs=3, batch_size=32, max_beats=1500, seed=0, device="cpu")
+    cfg = bt.BeatTrainConfig(epochs=4, batch_size=32, max_beats=900, seed=0, device="cpu")
     result = bt.train_beat_model(model, beats.subset(train_idx), cfg, 5)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
     probs = bt.predict_proba(model, beats.x[test_idx], "cpu")
-    assert probs.shape == (600, 5)
+    assert probs.shape == (400, 5)
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     metrics = bt.beat_metrics(beats.y[test_idx], probs.argmax(axis=1))
-    assert metrics["accuracy"] > metrics["majority_rate"] + 0.1
+    # majority (N) rate of this piece: about 0.54
+    assert metrics["accuracy"] > metrics["majority_rate"] + 0.15
