@@ -29,6 +29,12 @@ def get_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes classifying records in parallel (outputs are identical to 1 worker)",
     )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also draw a picture per record (12 leads with QRS marks, average beats, X/Y/Z "
+        "loops, scalogram input, rules fired, top scores) and an HTML index in DIR",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -55,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(result.failures)} records failed",
         file=sys.stderr,
     )
+    if args.report:
+        index = harness.report(
+            args.model, args.data, args.outputs, args.report, result.written, args.classifier
+        )
+        print(f"report written to {index}", file=sys.stderr)
     if result.failures and not args.allow_failures:
         return 1
     return 0

@@ -75,6 +75,12 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the per-source breakdown (record-name prefixes) to this CSV",
     )
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="draw per-class F-measure and AUROC bars and ROC curves (PNG + index.html) in DIR",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors")
     return p
 
@@ -200,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             _write_class_scores(args.class_scores_csv, result)
         if args.by_source is not None:
             _write_by_source(args.by_source, by_source)
+        if args.plots is not None:
+            from evaluation.plots import write_plots
+
+            mapping = args.weights.parent / "dx_mapping_scored.csv" if args.weights else None
+            abbreviations = metrics.load_abbreviations(mapping)
+            write_plots(labels, binary, scores, classes, abbreviations, args.plots)
     except OSError as exc:
         return fail(f"cannot write results: {exc}")
     return 0

@@ -155,3 +155,23 @@ def test_workers_give_identical_outputs_and_failures(tmp_path, challenge_dir):
         assert (tmp_path / "one" / f"{name}.csv").read_bytes() == (
             tmp_path / "two" / f"{name}.csv"
         ).read_bytes()
+
+
+def test_report_and_plots_from_the_clis(tmp_path, challenge_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("A0002", "A0003"):
+        for suffix in (".hea", ".mat"):
+            (data / f"{name}{suffix}").write_bytes((challenge_dir / f"{name}{suffix}").read_bytes())
+    model, outputs = tmp_path / "model", tmp_path / "out"
+    harness.train(challenge_dir, model, ["prevalence"], log=lambda m: None)
+    done = _cli("run_model.py", model, data, outputs, "--no-progress", "--report", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    index = (tmp_path / "r" / "index.html").read_text()
+    for name in ("A0002", "A0003"):
+        assert (tmp_path / "r" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"{name}.png" in index
+    done = _cli(REPO / "evaluation" / "evaluate.py", data, outputs, "--plots", tmp_path / "p")
+    assert done.returncode == 0, done.stderr
+    for name in ("f_measure.png", "auroc.png", "roc.png", "index.html"):
+        assert (tmp_path / "p" / name).stat().st_size > 0
