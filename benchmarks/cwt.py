@@ -16,6 +16,14 @@ Every figure is the median of ``--repeats`` runs after one warm-up run. Usage::
 
     python benchmarks/cwt.py [--data DIR] [--records 6] [--repeats 5] [--threads 1]
         [--sizes 64 112 224] [--batch 16] [--device cpu]
+
+``--cv K`` instead cross-validates the classifier on the Challenge records: K folds grouped so
+that identical signals stay on one side (``cv.grouped_kfold``), ``cwt_googlenet`` with the
+options given by ``--set OPTION=VALUE`` trained on each training part, the test parts'
+predictions pooled and scored (challenge metric, macro F1, per-class F1 and AUROC with the
+number of positives), next to ``prevalence`` on the same folds::
+
+    python benchmarks/cwt.py --cv 3 --set image_size=96 --set epochs=6 --set lr=0.001
 """
 
 from __future__ import annotations
@@ -63,7 +71,80 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-conv", action="store_true", help="skip the slow pywt conv run")
+    parser.add_argument("--cv", type=int, default=0, help="cross-validate with this many folds")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="OPT=V")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     return parser
+
+
+def cross_validate(args) -> None:
+    """Pooled out-of-fold scores of cwt_googlenet and prevalence, with per-class counts."""
+    import dataclasses
+    import tempfile
+
+    from evaluation import metrics
+    from team_code.classifiers.cv import grouped_kfold, signal_digests, take
+    from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier
+    from team_code.classifiers.prevalence import PrevalenceClassifier
+    from team_code.classifiers.thresholds import challenge_score
+    from team_code.data.labels import label_matrix, scored_classes
+    from team_code.data.records import RecordSet
+    from team_code.harness import build_config
+
+    records = RecordSet.from_folder(args.data)
+    classes = scored_classes().codes
+    truth = label_matrix(records.labels, classes)
+    folds = grouped_kfold(truth, signal_digests(records), args.cv, seed=args.seed)
+    values = dict(item.partition("=")[::2] for item in args.options)
+    config = build_config(CWTGoogLeNetClassifier, values)
+    cache = tempfile.mkdtemp(prefix="cwt-cv-cache-")
+    config = dataclasses.replace(config, cache_dir=cache)
+    print(f"{args.cv}-fold CV on {len(records)} records; cwt_googlenet options {values}")
+    methods = {"cwt_googlenet": None, "prevalence": None}
+    scores = {m: np.zeros(truth.shape) for m in methods}
+    binary = {m: np.zeros(truth.shape, dtype=bool) for m in methods}
+    start = time.perf_counter()
+    for k, (train, test) in enumerate(folds):
+        models = {
+            "cwt_googlenet": CWTGoogLeNetClassifier(config),
+            "prevalence": PrevalenceClassifier(),
+        }
+        for name, model in models.items():
+            model.fit(take(records, train), classes)
+            test_records = [records[i] for i in test]
+            scores[name][test] = model.predict_proba(test_records)
+            binary[name][test] = scores[name][test] >= model.thresholds_
+        pretrained = models["cwt_googlenet"].summary()["pretrained"]["source"]
+        print(
+            f"fold {k + 1}: {len(train)} train / {len(test)} test, weights: {pretrained}, "
+            f"{time.perf_counter() - start:.0f} s"
+        )
+    np.savez(
+        Path(cache) / "cv_predictions.npz",
+        truth=truth,
+        **{f"scores_{m}": scores[m] for m in methods},
+        **{f"binary_{m}": binary[m] for m in methods},
+    )
+    print(f"predictions saved in {Path(cache) / 'cv_predictions.npz'}")
+    print("\n| method | challenge metric | macro F1 | macro AUROC |\n|---|---|---|---|")
+    per_class = {}
+    for name in methods:
+        f1, f1_per = metrics.compute_f_measure(truth, binary[name])
+        auroc, _, auroc_per, _ = metrics.compute_auc(truth, scores[name])
+        per_class[name] = (f1_per, auroc_per)
+        value = challenge_score(truth, binary[name], classes)
+        print(f"| {name} | {value:.3f} | {f1:.3f} | {auroc:.3f} |")
+    print("\n| class | positives | F1 cwt | AUROC cwt | F1 prevalence |\n|---|---|---|---|---|")
+    counts = truth.sum(axis=0)
+    for j in np.argsort(-counts):
+        if counts[j] == 0:
+            continue
+        f1_cwt, auroc_cwt = per_class["cwt_googlenet"][0][j], per_class["cwt_googlenet"][1][j]
+        f1_prev = per_class["prevalence"][0][j]
+        print(
+            f"| {scored_classes().abbreviation(classes[j])} | {int(counts[j])} | "
+            f"{f1_cwt:.3f} | {auroc_cwt:.3f} | {f1_prev:.3f} |"
+        )
 
 
 def cwt_table(records, args) -> None:
@@ -185,6 +266,9 @@ def main(args) -> int:
     from team_code.data.records import RecordSet
 
     torch.set_num_threads(args.threads)
+    if args.cv:
+        cross_validate(args)
+        return 0
     records_all = RecordSet.from_folder(args.data)
     step = max(1, len(records_all) // args.records)
     records = [records_all[i] for i in range(0, len(records_all), step)][: args.records]
