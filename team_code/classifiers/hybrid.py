@@ -321,4 +321,3 @@ class HybridClassifier(Classifier):
             "fusion": self.fusion_,
             "cv_challenge_metric": {**self.member_scores_, **self.fusion_scores_},
         }
-
