@@ -123,6 +123,41 @@ def data_summary(records: RecordSet, classes: Sequence[str]) -> dict:
     }
 
 
+def _default_cache_dir(model_dir: Path) -> str:
+    """Where deep models cache preprocessed inputs: ``$ECG_KIT_CACHE``, else ``MODEL/.cache``."""
+    return os.environ.get("ECG_KIT_CACHE") or str(model_dir / ".cache")
+
+
+def _with_cache(configs: dict, model_dir: Path) -> dict:
+    """Give every config with a ``cache_dir`` left at its default (``""`` or ``"auto"``) the
+    training cache folder, members of ensembles included, so that nothing is written outside
+    the folders the user named (or ``$ECG_KIT_CACHE``)."""
+
+    def unset(value) -> bool:
+        return value in (None, "", "auto")
+
+    cache = _default_cache_dir(model_dir)
+    out = {}
+    for name, config in configs.items():
+        if hasattr(config, "cache_dir") and unset(config.cache_dir):
+            config = dataclasses.replace(config, cache_dir=cache)
+        if hasattr(config, "member_options"):
+            members = {k: dict(v) for k, v in config.member_options.items()}
+            for member in getattr(config, "members", ()):
+                fields = {f.name for f in dataclasses.fields(registry.get(member).Config)}
+                options = members.setdefault(member, {})
+                if "cache_dir" in fields and unset(options.get("cache_dir")):
+                    options["cache_dir"] = cache
+            config = dataclasses.replace(config, member_options=members)
+        out[name] = config
+    return out
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a ``torchrun`` job, which train but do not write."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def train(
     data_dir: str | os.PathLike,
     model_dir: str | os.PathLike,
@@ -152,6 +187,7 @@ def train(
         for member, values in member_options.items():
             merged[member] = {**merged.get(member, {}), **values}
         configs[name] = dataclasses.replace(configs[name], member_options=merged)
+    configs = _with_cache(configs, Path(model_dir))
 
     records, failures = scan_records(data_dir)
     for record, problem in failures:
@@ -168,7 +204,8 @@ def train(
         start = time.perf_counter()
         log(f"fitting {name} ...")
         model = cls(configs[name]).fit(records, classes)
-        model.save(model_dir / name)
+        if is_main_process():
+            model.save(model_dir / name)
         seconds = time.perf_counter() - start
         log(f"fitted {name} in {seconds:.1f} s")
         trained[name] = {
@@ -192,7 +229,8 @@ def train(
             **data_summary(records, classes),
         },
     }
-    save_json(model_dir / MANIFEST, manifest)
+    if is_main_process():
+        save_json(model_dir / MANIFEST, manifest)
     return manifest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -175,3 +176,24 @@ def test_report_and_plots_from_the_clis(tmp_path, challenge_dir):
     assert done.returncode == 0, done.stderr
     for name in ("f_measure.png", "auroc.png", "roc.png", "index.html"):
         assert (tmp_path / "p" / name).stat().st_size > 0
+
+
+def test_caches_default_to_the_model_folder(tmp_path, monkeypatch):
+    from team_code.classifiers.hybrid import HybridConfig
+    from team_code.classifiers.parallel_cnn import ParallelCNNConfig
+
+    monkeypatch.delenv("ECG_KIT_CACHE", raising=False)
+    configs = {
+        "parallel_cnn": ParallelCNNConfig(),
+        "hybrid": HybridConfig(members=("rules", "parallel_cnn")),
+        "prevalence": registry.get("prevalence").Config(),
+    }
+    out = harness._with_cache(configs, tmp_path / "model")
+    cache = str(tmp_path / "model" / ".cache")
+    assert out["parallel_cnn"].cache_dir == cache
+    assert out["hybrid"].member_options["parallel_cnn"]["cache_dir"] == cache
+    assert "cache_dir" not in out["hybrid"].member_options.get("rules", {})
+    chosen = dataclasses.replace(ParallelCNNConfig(), cache_dir=str(tmp_path / "mine"))
+    assert harness._with_cache({"p": chosen}, tmp_path)["p"].cache_dir == str(tmp_path / "mine")
+    monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
+    assert harness._with_cache(configs, tmp_path)["parallel_cnn"].cache_dir == str(tmp_path / "env")
