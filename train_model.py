@@ -38,6 +38,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="MIT-BIH (and PTB) record folders for the beat-level networks; repeatable. "
         "Trains the 'beats' classifier's networks and adds it to the hybrid",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted training from the checkpoints in MODEL/.work",
+    )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
     return parser
 
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.beat_data:
             folders = [f for item in args.beat_data for f in item.split(",") if f]
             options.setdefault("beats", {})["beat_data"] = ",".join(folders)
-        harness.train(args.data, args.model, names, options)
+        harness.train(args.data, args.model, names, options, resume=args.resume)
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

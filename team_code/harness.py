@@ -153,6 +153,20 @@ def _with_cache(configs: dict, model_dir: Path) -> dict:
     return out
 
 
+def _with_workdirs(configs: dict, model_dir: Path, resume: bool) -> dict:
+    """Checkpoints of directly trained deep models go to ``MODEL/.work/<name>``; with
+    ``resume``, training continues from the checkpoint found there (if any)."""
+    out = {}
+    for name, config in configs.items():
+        if hasattr(config, "workdir") and not config.workdir:
+            config = dataclasses.replace(config, workdir=str(model_dir / ".work" / name))
+        found = hasattr(config, "workdir") and (Path(config.workdir) / "checkpoint.pt").is_file()
+        if resume and found and not config.resume:
+            config = dataclasses.replace(config, resume=config.workdir)
+        out[name] = config
+    return out
+
+
 def is_main_process() -> bool:
     """False in the non-zero ranks of a ``torchrun`` job, which train but do not write."""
     return os.environ.get("RANK", "0") == "0"
@@ -164,10 +178,13 @@ def train(
     classifiers: Sequence[str] | None = None,
     options: Mapping[str, Mapping[str, str]] | None = None,
     log: Callable[[str], None] = _say,
+    resume: bool = False,
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
     Returns the manifest. Unreadable records are left out with a warning naming each one.
+    Deep models checkpoint every epoch under ``MODEL/.work/<name>``; ``resume=True`` continues
+    an interrupted training from there.
     """
     names = list(classifiers or DEFAULT_CLASSIFIERS)
     options = dict(options or {})
@@ -187,7 +204,7 @@ def train(
         for member, values in member_options.items():
             merged[member] = {**merged.get(member, {}), **values}
         configs[name] = dataclasses.replace(configs[name], member_options=merged)
-    configs = _with_cache(configs, Path(model_dir))
+    configs = _with_workdirs(_with_cache(configs, Path(model_dir)), Path(model_dir), resume)
 
     records, failures = scan_records(data_dir)
     for record, problem in failures:
