@@ -14,9 +14,12 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
   ``image_size`` sets the square image side (224 as ImageNet; smaller sizes work through the
   adaptive pooling, e.g. 64-112 on a CPU); the scalograms are computed at ``n_scales``
   frequencies and every sample, then area-averaged to the tile pixels.
-- Cache: mosaics are computed once per record list and settings and kept as one memory-mapped
-  float16 ``.npy`` (:func:`team_code.nn.cache.cached_signals`) under ``cache_dir``
-  (``"auto"``: ``$ECG_KIT_CACHE``, else ``~/.cache/ecg-kit``; ``"none"``: in memory).
+- Cache: mosaics are computed once per record and image settings and kept as one float16
+  ``.npy`` per record (:func:`images_for`) under ``cache_dir`` (``"auto"``:
+  ``$ECG_KIT_CACHE``, else ``~/.cache/ecg-kit``; ``"none"``: in memory). Per record rather
+  than per record list (as :func:`team_code.nn.cache.cached_signals` does) because the
+  hybrid's folds, cross-validation and retraining all use subsets of the same records: each
+  mosaic is computed once, whatever subset asks for it, and nothing is duplicated on disk.
 - Network: :class:`team_code.nn.googlenet.GoogLeNet` with its two auxiliary classifiers used
   in training (loss = BCE(main) + ``aux_weight`` * (BCE(aux1) + BCE(aux2)), 0.3 as in the
   paper) and one logit per scored class.
@@ -38,9 +41,11 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import functools
+import hashlib
 import io
+import json
 import math
 import os
 import sys
@@ -53,6 +58,7 @@ from team_code.classifiers.base import Classifier
 from team_code.classifiers.thresholds import challenge_thresholds, youden_thresholds
 from team_code.data.records import Record, RecordError
 from team_code.dsp import cwt
+from team_code.fileio import atomic_write_bytes, load_json, save_json
 
 STATE_FILE = "googlenet.pt"
 TRAINING_FILE = "training.json"
@@ -152,22 +158,125 @@ def image_cache_dir(option: str) -> Path | None:
     return Path(env) if env else Path.home() / ".cache" / "ecg-kit"
 
 
-def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say):
-    """Cached mosaics of ``records`` (:class:`team_code.nn.cache.CachedSignals`)."""
-    from team_code.nn.cache import cached_signals
+@dataclasses.dataclass
+class Images:
+    """Mosaics of a record list; rows of ``array`` follow ``kept``."""
 
-    function = functools.partial(
-        record_image, image_size=config.image_size, scalograms=scalogram_config(config)
-    )
-    return cached_signals(
-        records,
-        function,
-        image_settings(config),
-        cache_dir=image_cache_dir(config.cache_dir),
-        dtype="float16",
-        num_workers=config.preprocess_workers,
-        progress=config.progress,
-        log=log,
+    array: Sequence[np.ndarray]  # (len(kept), H, W) float16: a stacked array or a file reader
+    kept: np.ndarray  # positions (into the records given) of the rows of ``array``
+    failures: list[tuple[str, str]]  # (record, problem) of the records left out
+    folder: Path | None  # the per-record image store, None when computed in memory
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+
+class ImageFiles(Sequence[np.ndarray]):
+    """A read-only array-like over per-record ``.npy`` images (loaded on indexing)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return np.load(self.paths[int(index)])
+
+
+def _settings_digest(settings: dict) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _record_stamp(path: Path, signal_file: str) -> str:
+    """A digest of a record's header and signal files (path, size, modification time)."""
+    parts = []
+    for file in (path, path.parent / signal_file):
+        stat = file.stat()
+        parts.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _store_one(path: Path, target: Path, image_size: int, scalograms) -> tuple[str, str] | None:
+    """Compute and save one record's mosaic; (name, problem) when it cannot be made."""
+    from team_code.data.records import load_record
+
+    try:
+        image = record_image(load_record(path), image_size, scalograms)
+    except RecordError as error:
+        return error.record, error.problem
+    except (OSError, ValueError, IndexError) as error:
+        return path.stem, f"{type(error).__name__}: {error}"
+    buffer = io.BytesIO()
+    np.save(buffer, image.astype(np.float16))
+    atomic_write_bytes(target, buffer.getvalue())
+    return None
+
+
+def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) -> Images:
+    """The mosaics of ``records``, from the per-record image store when possible.
+
+    Records of a :class:`RecordSet` are cached one ``.npy`` (float16) per record in
+    ``<cache>/cwt_googlenet-<settings digest>/<record>-<file stamp digest>.npy``, so any
+    subset, fold or later run of the same records with the same image settings reuses them
+    (and a changed record file gets a new entry). Other sequences of records, or
+    ``cache_dir="none"``, are computed in memory. Unusable records are logged and left out;
+    the store remembers them (``failures.json``) rather than retrying unchanged files.
+    """
+    from team_code.data.records import RecordSet
+
+    log = log or (lambda message: None)
+    size, scalograms = config.image_size, scalogram_config(config)
+    root = image_cache_dir(config.cache_dir)
+    if root is None or not isinstance(records, RecordSet):
+        rows, kept, failures = [], [], []
+        for i in range(len(records)):
+            try:
+                rows.append(record_image(records[i], size, scalograms).astype(np.float16))
+                kept.append(i)
+            except RecordError as error:
+                failures.append((error.record, error.problem))
+                log(f"warning: record {error.record} left out: {error.problem}")
+        array = np.stack(rows) if rows else np.zeros((0, size, size), np.float16)
+        return Images(array, np.asarray(kept, dtype=int), failures, None)
+
+    settings = image_settings(config)
+    folder = root / f"cwt_googlenet-{_settings_digest(settings)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings_file = folder / "settings.json"
+    if not settings_file.is_file():
+        save_json(settings_file, settings)
+    targets = [
+        folder / f"{header.name}-{_record_stamp(path, header.signal_file)}.npy"
+        for path, header in zip(records.paths, records.headers)
+    ]
+    failures_file = folder / "failures.json"  # records that cannot be drawn: not retried
+    known = load_json(failures_file) if failures_file.is_file() else {}
+    todo = [i for i, t in enumerate(targets) if not t.is_file() and t.name not in known]
+    problems: dict[int, tuple[str, str]] = {}
+    if todo:
+        log(f"cwt_googlenet: computing {len(todo)} scalogram mosaics into {folder}")
+        jobs = [(records.paths[i], targets[i], size, scalograms) for i in todo]
+        if config.preprocess_workers > 0:
+            with concurrent.futures.ProcessPoolExecutor(config.preprocess_workers) as pool:
+                results = list(pool.map(_store_one, *zip(*jobs), chunksize=8))
+        else:
+            results = [_store_one(*job) for job in jobs]
+        problems = {i: result for i, result in zip(todo, results) if result is not None}
+    if problems:
+        known.update({targets[i].name: list(p) for i, p in problems.items()})
+        save_json(failures_file, known)
+    kept, failures = [], []
+    for i, target in enumerate(targets):
+        if target.is_file():
+            kept.append(i)
+        else:
+            name, problem = problems.get(i) or known.get(target.name, [target.stem, "no image"])
+            failures.append((name, problem))
+            log(f"warning: record {name} left out: {problem}")
+    return Images(
+        ImageFiles([targets[i] for i in kept]), np.asarray(kept, dtype=int), failures, folder
     )
 
 
@@ -426,7 +535,7 @@ class CWTGoogLeNetClassifier(Classifier):
                 "best_loss": result.best_loss,
                 "stopped_early": result.stopped_early,
                 "history": result.history,
-                "image_cache": str(images.path) if images.path else None,
+                "image_cache": str(images.folder) if images.folder else None,
             }
         )
         return self
@@ -453,8 +562,6 @@ class CWTGoogLeNetClassifier(Classifier):
     def _save_state(self, folder: Path) -> None:
         import torch
 
-        from team_code.fileio import atomic_write_bytes, save_json
-
         buffer = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in self.network_.net.state_dict().items()}
         torch.save(state, buffer)
@@ -470,8 +577,6 @@ class CWTGoogLeNetClassifier(Classifier):
 
     def _load_state(self, folder: Path) -> None:
         import torch
-
-        from team_code.fileio import load_json
 
         meta = load_json(folder / TRAINING_FILE)
         self.pretrained_ = meta["pretrained"]

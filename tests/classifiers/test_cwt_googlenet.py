@@ -86,33 +86,59 @@ def test_fit_predict_save_load_round_trip(fitted, records, tmp_path):
     np.testing.assert_array_equal(again.thresholds_, model.thresholds_)
 
 
-def test_image_cache_is_written_once_and_reused(records, tmp_path, monkeypatch):
+def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, monkeypatch):
     config = dataclasses.replace(
         CWTGoogLeNetClassifier.quick_config(), image_size=32, cache_dir=str(tmp_path)
     )
     subset = records.subset(range(4))
     first = cg.images_for(subset, config, log=None)
-    assert first.path is not None and first.path.parent == tmp_path
-    assert first.array.shape == (4, 32, 32) and first.array.dtype == np.float16
+    assert first.folder is not None and first.folder.parent == tmp_path
+    assert len(list(first.folder.glob("*.npy"))) == 4  # one file per record
+    stack = np.stack([first.array[i] for i in range(len(first))])
+    assert stack.shape == (4, 32, 32) and stack.dtype == np.float16
 
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
     monkeypatch.setattr(cg, "record_image", fail)
-    second = cg.images_for(subset, config, log=None)
-    assert second.path == first.path
-    np.testing.assert_array_equal(np.asarray(second.array), np.asarray(first.array))
+    again = cg.images_for(subset, config, log=None)
+    np.testing.assert_array_equal(np.stack([again.array[i] for i in range(4)]), stack)
+    part = cg.images_for(records.subset([2, 0]), config, log=None)  # a subset, another order
+    np.testing.assert_array_equal(part.array[0], stack[2])
+    np.testing.assert_array_equal(part.array[1], stack[0])
     # a different image size is a different cache entry (and would be computed)
     other = dataclasses.replace(config, image_size=40)
     with pytest.raises(AssertionError, match="cache should have been used"):
         cg.images_for(subset, other, log=None)
 
 
+def test_unusable_records_are_left_out_and_remembered(records, tmp_path, monkeypatch):
+    config = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), image_size=32, cache_dir=str(tmp_path)
+    )
+    real = cg.record_image
+
+    def broken_second(record, image_size, scalograms):
+        if record.name == records.names[1]:
+            raise cg.RecordError(record.name, "has no lead 'V3'")
+        return real(record, image_size, scalograms)
+
+    monkeypatch.setattr(cg, "record_image", broken_second)
+    messages = []
+    images = cg.images_for(records.subset(range(3)), config, log=messages.append)
+    assert images.kept.tolist() == [0, 2]
+    assert images.failures == [(records.names[1], "has no lead 'V3'")]
+    monkeypatch.setattr(cg, "record_image", real)  # the failure is remembered, not retried
+    again = cg.images_for(records.subset(range(3)), config, log=messages.append)
+    assert again.kept.tolist() == [0, 2] and again.failures == images.failures
+
+
 def test_images_match_the_direct_computation(records):
     config = CWTGoogLeNetClassifier.quick_config()
-    cached = cg.images_for(records.subset([0]), config, log=None)
+    in_memory = cg.images_for(records.subset([0]), config, log=None)  # cache_dir "none"
+    assert in_memory.folder is None
     direct = cg.record_image(records[0], config.image_size, cg.scalogram_config(config))
-    np.testing.assert_allclose(np.asarray(cached.array[0], np.float32), direct, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(in_memory.array[0], np.float32), direct, atol=1e-3)
 
 
 def test_imagenet_weights_are_loaded_and_reported(records, tmp_path):
