@@ -91,7 +91,7 @@ class CWTGoogLeNetConfig:
     dropout: float = 0.2  # dropout before the main classifier (torchvision: 0.2)
     epochs: int = 30  # training epochs (best by validation loss is kept)
     batch_size: int = 32  # images per optimiser step
-    lr: float = 1e-4  # Adam learning rate
+    lr: float = 1e-4  # Adam learning rate (fine-tuning ImageNet weights; ~1e-3 from scratch)
     weight_decay: float = 1e-4  # Adam weight decay
     patience: int = 5  # early stopping after this many epochs without a better val loss
     n_max: int = 2000  # class balancing: most instances of a class in the training draw
