@@ -15,8 +15,9 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
   adaptive pooling, e.g. 64-112 on a CPU); the scalograms are computed at ``n_scales``
   frequencies and every sample, then area-averaged to the tile pixels.
 - Cache: mosaics are computed once per record and image settings and kept as one float16
-  ``.npy`` per record (:func:`images_for`) under ``cache_dir`` (``"auto"``:
-  ``$ECG_KIT_CACHE``, else ``~/.cache/ecg-kit``; ``"none"``: in memory). Per record rather
+  ``.npy`` per record (:func:`images_for`) under ``cache_dir`` (``train_model.py`` gives
+  ``MODEL/.cache`` or ``$ECG_KIT_CACHE``; ``"auto"`` elsewhere: ``$ECG_KIT_CACHE``, else in
+  memory; ``"none"``: in memory). Per record rather
   than per record list (as :func:`team_code.nn.cache.cached_signals` does) because the
   hybrid's folds, cross-validation and retraining all use subsets of the same records: each
   mosaic is computed once, whatever subset asks for it, and nothing is duplicated on disk.
@@ -102,7 +103,9 @@ class CWTGoogLeNetConfig:
     amp: bool = True  # mixed precision on CUDA (bf16)
     num_workers: int = 0  # DataLoader worker processes
     preprocess_workers: int = 0  # processes computing scalograms (0: in this process)
-    cache_dir: str = "auto"  # image cache: "auto" ($ECG_KIT_CACHE or ~/.cache/ecg-kit), "none"
+    cache_dir: str = "auto"  # image store folder; "auto": $ECG_KIT_CACHE, else in memory; "none"
+    workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
+    resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
     seed: int = 0  # initialisation, split, balancing draw and batch order
     progress: bool = False  # progress bars while preprocessing and training
 
@@ -149,13 +152,16 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
 
 
 def image_cache_dir(option: str) -> Path | None:
-    """Where mosaics are cached: the option, ``$ECG_KIT_CACHE``, ``~/.cache/ecg-kit``, or None."""
+    """Where mosaics are stored: the option, else ``$ECG_KIT_CACHE``, else None (in memory).
+
+    ``train_model.py`` sets the option to ``MODEL/.cache`` (or ``$ECG_KIT_CACHE``).
+    """
     if option.lower() == "none":
         return None
     if option and option.lower() != "auto":
         return Path(option).expanduser()
     env = os.environ.get("ECG_KIT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ecg-kit"
+    return Path(env) if env else None
 
 
 @dataclasses.dataclass
@@ -506,6 +512,8 @@ class CWTGoogLeNetClassifier(Classifier):
             val_set,
             _loss_function(config.aux_weight),
             train_config,
+            workdir=config.workdir or None,
+            resume=config.resume or None,
             log=log,
         )
         network.eval()

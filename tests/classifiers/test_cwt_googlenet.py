@@ -183,3 +183,23 @@ def test_fit_on_gpu_with_mixed_precision(records):
     assert next(model.network_.parameters()).is_cuda
     scores = model.predict_proba([records[0], records[1]])
     assert scores.shape == (2, len(scored_classes().codes)) and np.all(np.isfinite(scores))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(records, tmp_path):
+    subset = records.subset(range(10))
+    base = dataclasses.replace(
+        CWTGoogLeNetClassifier.quick_config(), image_size=32, n_max=8, val_fraction=0.2
+    )
+    classes = scored_classes().codes
+    whole = CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=2)).fit(subset, classes)
+    work = tmp_path / "work"
+    CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=1, workdir=str(work))).fit(
+        subset, classes
+    )
+    assert (work / "checkpoint.pt").is_file() and (work / "history.csv").is_file()
+    resumed = CWTGoogLeNetClassifier(
+        dataclasses.replace(base, epochs=2, workdir=str(work), resume=str(work))
+    ).fit(subset, classes)
+    assert [row["epoch"] for row in resumed.training_["history"]] == [1, 2]
+    for key, value in whole.network_.state_dict().items():
+        assert torch.equal(resumed.network_.state_dict()[key], value), key
