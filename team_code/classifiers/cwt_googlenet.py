@@ -364,8 +364,7 @@ def _network(num_classes: int, config: CWTGoogLeNetConfig):
             return (x - self.mean) / self.std
 
         def forward(self, x):
-            out = self.net(self.rgb(x))
-            return tuple(out) if isinstance(out, tuple) else out
+            return self.net(self.rgb(x))
 
     return ScalogramGoogLeNet()
 

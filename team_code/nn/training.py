@@ -194,6 +194,8 @@ def to_device(obj, device: torch.device):
 def _to_float(obj):
     if isinstance(obj, torch.Tensor):
         return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple of outputs
+        return type(obj)(*(_to_float(o) for o in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_float(o) for o in obj)
     return obj

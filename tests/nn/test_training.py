@@ -212,3 +212,14 @@ def test_cuda_mixed_precision_fit(dtype):
     with autocast(torch.device("cuda"), True, dtype):
         out = model(val.tensors[0][:4].cuda())
     assert out.dtype in (torch.bfloat16, torch.float16)
+
+
+def test_named_tuple_outputs_reach_the_loss_as_float():
+    from collections import namedtuple
+
+    from team_code.nn.training import _to_float
+
+    Outputs = namedtuple("Outputs", ["logits", "aux"])
+    out = _to_float(Outputs(torch.ones(2, dtype=torch.bfloat16), [torch.zeros(1).half()]))
+    assert isinstance(out, Outputs)
+    assert out.logits.dtype == torch.float32 and out.aux[0].dtype == torch.float32
