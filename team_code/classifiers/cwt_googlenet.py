@@ -444,20 +444,7 @@ class CWTGoogLeNetClassifier(Classifier):
     def _train_config(self):
         from team_code.nn.training import TrainConfig
 
-        c = self.config
-        return TrainConfig(
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            optimizer="adam",
-            weight_decay=c.weight_decay,
-            patience=c.patience,
-            seed=c.seed,
-            device=c.device,
-            amp=c.amp,
-            num_workers=c.num_workers,
-            progress=c.progress,
-        )
+        return TrainConfig.from_options(self.config)
 
     def _build_network(self):
         import torch

@@ -309,26 +309,7 @@ class ParallelCNNClassifier(Classifier):
     def _train_config(self):
         from team_code.nn.training import TrainConfig
 
-        c = self.config
-        return TrainConfig(
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            l1=c.l1,
-            l2=c.l2,
-            grad_clip=c.grad_clip,
-            patience=c.patience,
-            seed=c.seed,
-            device=c.device,
-            amp=c.amp,
-            amp_dtype=c.amp_dtype,
-            num_workers=c.num_workers,
-            balanced_sampling=c.balanced_sampling,
-            lr_decay_rate=c.lr_decay_rate,
-            lr_decay_steps=c.lr_decay_steps,
-            progress=c.progress,
-        )
+        return TrainConfig.from_options(self.config)
 
     def _network(self):
         c = self.config

@@ -44,21 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Lead order of every synthetic record.
-LEADS: tuple[str, ...] = (
-    "I",
-    "II",
-    "III",
-    "aVR",
-    "aVL",
-    "aVF",
-    "V1",
-    "V2",
-    "V3",
-    "V4",
-    "V5",
-    "V6",
-)
+from team_code.data.records import STANDARD_LEADS
+
+#: Lead order of every synthetic record: the standard twelve.
+LEADS: tuple[str, ...] = STANDARD_LEADS
 
 # SNOMED CT codes of the classes the generator plants (from evaluation/dx_mapping_scored.csv).
 NSR = "426783006"  # sinus rhythm
