@@ -51,6 +51,7 @@ benchmark numbers in benchmarks/qrs.py are measured with all of them on):
   ahead of the QRS (a tall P wave, an artefact) was otherwise placed on that wave, more
   than 150 ms from the R: one false and one missed beat. With the high-pass on, this took
   the benchmark from 53 to 43 false and from 58 to 49 missed detections (108: 18 -> 12 FP).
+  Together the two took lead MLII alone from Se 98.94 % / +P 98.59 % to 99.71 % / 99.62 %.
 - ``lead_weighting="snr"``: each lead's smoothed |derivative| is divided by its noise floor
   (running median over 30 s) before averaging, so one noisy lead does not swamp the complex
   lead (``"mean"`` is the paper's plain average). On MIT-BIH 103 (noise in V1) this cut
@@ -66,7 +67,7 @@ benchmark numbers in benchmarks/qrs.py are measured with all of them on):
 Every window and period is defined in ms or s in :class:`Christov2004Config` and converted
 to samples once from ``fs``. F is precomputed for the whole record and the threshold logic
 advances beat by beat with vectorised segments, so a 30-min record takes a fraction of a
-second and a 10-s 12-lead record about a millisecond or two.
+second and a 10-s 12-lead 500 Hz record a few milliseconds.
 """
 
 from __future__ import annotations
