@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Seconds per record of the hybrid's inference at the engines' default (paper) sizes.
+
+    python benchmarks/inference.py [--data DIR] [--records 30] [--threads 2] [--beat-data DIR]
+
+The hybrid and its members are fitted briefly on a few records (one epoch: inference time
+does not depend on how well the weights are trained, only on the networks' sizes, which stay
+at their defaults: parallel_cnn 12 x 10,000 samples, GoogLeNet at 224 px), then each 10-s
+record is classified alone, as ``run_model.py`` would, and the median over records is printed
+for the hybrid and each member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from team_code.classifiers.hybrid import HybridClassifier, HybridConfig  # noqa: E402
+from team_code.data.labels import scored_classes  # noqa: E402
+from team_code.data.records import RecordSet  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "challenge")
+    parser.add_argument("--records", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--beat-data", default="")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    records = RecordSet.from_folder(args.data)
+    ten_s = [i for i, h in enumerate(records.headers) if h.n_samples == 10 * h.fs]
+    fit_set = records.subset(ten_s[: 2 * args.records : 2])
+    test_set = [records[i] for i in ten_s[1 : 2 * args.records : 2]]
+    members = ("rules", "parallel_cnn", "cwt_googlenet") + (("beats",) if args.beat_data else ())
+    options = {
+        "rules": {"tune": False},
+        "parallel_cnn": {"epochs": 1, "progress": False, "cache_dir": "none"},
+        "cwt_googlenet": {"epochs": 1, "pretrained_weights": "none", "cache_dir": "none"},
+    }
+    if args.beat_data:
+        options["beats"] = {"beat_data": (args.beat_data,), "epochs": 1, "max_beats": 2000}
+    config = HybridConfig(members=members, n_folds=2, member_options=options)
+    model = HybridClassifier(config).fit(fit_set, scored_classes().codes)
+    model.predict_proba(test_set[:1])  # warm-up: lazy imports, filter banks
+    seconds = {name: [] for name in [*model.members_, "hybrid"]}
+    for record in test_set:
+        for name, member in model.members_.items():
+            tic = time.perf_counter()
+            member.predict_proba([record])
+            seconds[name].append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        model.predict_proba([record])
+        seconds["hybrid"].append(time.perf_counter() - tic)
+    print(f"{len(test_set)} ten-second 12-lead records, one at a time, {args.threads} threads")
+    print(f"{'model':<14} {'median s':>9} {'max s':>7}")
+    for name, values in seconds.items():
+        print(f"{name:<14} {statistics.median(values):9.3f} {max(values):7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
