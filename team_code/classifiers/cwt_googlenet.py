@@ -48,7 +48,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,16 +151,10 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
 
 
 def image_cache_dir(option: str) -> Path | None:
-    """Where mosaics are stored: the option, else ``$ECG_KIT_CACHE``, else None (in memory).
+    """Where mosaics are stored (:func:`team_code.nn.cache.default_cache_dir` resolves it)."""
+    from team_code.nn.cache import default_cache_dir
 
-    ``train_model.py`` sets the option to ``MODEL/.cache`` (or ``$ECG_KIT_CACHE``).
-    """
-    if option.lower() == "none":
-        return None
-    if option and option.lower() != "auto":
-        return Path(option).expanduser()
-    env = os.environ.get("ECG_KIT_CACHE")
-    return Path(env) if env else None
+    return default_cache_dir(option)
 
 
 @dataclasses.dataclass

@@ -60,9 +60,13 @@ def _say(message: str) -> None:
 
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """``cache_dir`` when given, else ``$ECG_KIT_CACHE``, else None (in memory)."""
-    if cache_dir:
-        return Path(cache_dir)
+    """Resolve a cache option: a folder; ``"none"``: None (in memory); ``""``, ``"auto"`` or
+    None: ``$ECG_KIT_CACHE``, else None. ``train_model.py`` passes ``MODEL/.cache``."""
+    option = str(cache_dir) if cache_dir is not None else ""
+    if option.lower() == "none":
+        return None
+    if option and option.lower() != "auto":
+        return Path(option).expanduser()
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else None
 
