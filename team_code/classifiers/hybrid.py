@@ -7,17 +7,20 @@ Training (``fit``):
    folds and predicts the held-out fold, giving out-of-fold (OOF) scores for every record;
    a member with an ``evidence(records)`` method (``beats``: fractions of V and S beats,
    the MI probability) adds those features too;
-3. two fusions are compared on the OOF scores, each itself cross-validated over the same
+3. three fusions are compared on the OOF scores, each itself cross-validated over the same
    folds so that neither is judged on records it was fitted to:
    - ``stacking``: per class, an L2-regularised logistic regression on the members'
      logit scores for that class plus the evidence features;
-   - ``selection``: per class, the member with the best OOF average precision;
-   the one with the higher challenge metric is kept (``fusion="auto"``), or the one named;
+   - ``selection``: per class, the member with the best OOF average precision (classes
+     with fewer than ``selection_min_positives`` positives take the best member overall);
+   - ``single``: the one member with the best mean average precision (fusion that does not
+     pay on a small training set must not cost the best engine's score);
+   the one with the highest challenge metric is kept (``fusion="auto"``), or the one named;
 4. thresholds maximising the challenge metric on the chosen fusion's cross-validated scores;
 5. every member is refitted on all records for inference.
 
-A member that fails to train (for example ``beats`` without ``--beat-data``) is left out
-with a message, never silently: the manifest lists the members actually used.
+``beats`` joins only when it has beat data (``--beat-data``); without it, it is left out
+with a message, and the manifest lists the members actually used.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from team_code.classifiers.thresholds import challenge_score, challenge_threshol
 from team_code.data.records import Record
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
-FUSIONS = ("stacking", "selection")
+FUSIONS = ("stacking", "selection", "single")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +50,12 @@ class HybridConfig:
     members: tuple[str, ...] = ("rules", "parallel_cnn", "cwt_googlenet", "beats")
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
-    # "auto" compares stacking and selection on cross-validated OOF scores; or name one.
+    # "auto" picks the best of stacking, selection and single on cross-validated OOF scores.
     fusion: str = "auto"
     # Inverse L2 strength of the per-class logistic regressions (stacking).
     stacking_c: float = 0.5
+    # Per-class selection only for classes with this many positives (else the best member).
+    selection_min_positives: int = 5
     # Seed of the fold assignment.
     seed: int = 0
     # Options of the members: {"parallel_cnn": {"epochs": "5"}, ...} (strings, as on the CLI).
@@ -119,7 +124,16 @@ class _Stacker:
 
 
 class _Selector:
-    """Per class, the scores of the member with the best average precision."""
+    """Per class, the scores of one member, chosen by average precision (AP).
+
+    ``per_class``: each class with at least ``min_positives`` positives takes the member with
+    its best AP; rarer classes (where AP is noise) take the member with the best mean AP over
+    all classes. Without ``per_class`` every class takes that member ("single").
+    """
+
+    def __init__(self, per_class: bool = True, min_positives: int = 5):
+        self.per_class = per_class
+        self.min_positives = min_positives
 
     def fit(self, scores: np.ndarray, evidence: np.ndarray, truth: np.ndarray) -> _Selector:
         del evidence
@@ -130,7 +144,12 @@ class _Selector:
                 for j in range(n_classes)
             ]
         )
-        self.choice_ = precision.argmax(axis=1)
+        present = truth.any(axis=0)
+        overall = int(precision[present].mean(axis=0).argmax()) if present.any() else 0
+        self.choice_ = np.full(n_classes, overall)
+        if self.per_class:
+            frequent = truth.sum(axis=0) >= self.min_positives
+            self.choice_[frequent] = precision[frequent].argmax(axis=1)
         return self
 
     def predict(self, scores: np.ndarray, evidence: np.ndarray) -> np.ndarray:
@@ -261,7 +280,9 @@ class HybridClassifier(Classifier):
         return self
 
     def _new_fuser(self, fusion: str):
-        return _Stacker(self.config.stacking_c) if fusion == "stacking" else _Selector()
+        if fusion == "stacking":
+            return _Stacker(self.config.stacking_c)
+        return _Selector(fusion == "selection", self.config.selection_min_positives)
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """Each member's scores for ``records`` (for reports and comparisons)."""
@@ -283,7 +304,7 @@ class HybridClassifier(Classifier):
             "fusion_scores": self.fusion_scores_,
             "member_scores": self.member_scores_,
         }
-        if self.fusion_ == "selection":
+        if self.fusion_ != "stacking":
             state["choice"] = self.fuser_.choice_.tolist()
         else:
             save_arrays(
@@ -306,7 +327,7 @@ class HybridClassifier(Classifier):
         self.fusion_scores_ = state["fusion_scores"]
         self.member_scores_ = state["member_scores"]
         self.fuser_ = self._new_fuser(self.fusion_)
-        if self.fusion_ == "selection":
+        if self.fusion_ != "stacking":
             self.fuser_.choice_ = np.asarray(state["choice"], dtype=int)
         else:
             arrays = load_arrays(folder / "stacker.safetensors")

@@ -22,6 +22,7 @@ def test_stacker_learns_which_member_to_trust():
     assert (stacked.coef_[:, 1] > 5 * np.abs(stacked.coef_[:, 0])).all()
     selector = _Selector().fit(scores[:300], evidence[:300], truth[:300])
     assert selector.choice_.tolist() == [1, 1, 1]
+    assert _Selector(per_class=False).fit(scores, evidence, truth).choice_.tolist() == [1, 1, 1]
     np.testing.assert_array_equal(selector.predict(scores[300:], evidence), good[300:])
     # Fused scores rank the held-out truth well.
     for j in range(c):
@@ -41,10 +42,27 @@ def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
     records = RecordSet.from_folder(challenge_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3)
     model = HybridClassifier(config).fit(records, scored_classes().codes)
-    assert set(model.fusion_scores_) == {"stacking", "selection"}
-    assert model.fusion_ in ("stacking", "selection")
+    assert set(model.fusion_scores_) == {"stacking", "selection", "single"}
+    assert model.fusion_ == max(model.fusion_scores_, key=model.fusion_scores_.get)
     model.save(tmp_path / "h")
     loaded = HybridClassifier.load(tmp_path / "h")
     few = records.subset([0, 1, 2])
     np.testing.assert_allclose(loaded.predict_proba(few), model.predict_proba(few))
     assert loaded.summary()["members"] == ["prevalence"]
+
+
+def test_selection_trusts_per_class_choices_only_with_enough_positives():
+    rng = np.random.default_rng(2)
+    n = 200
+    truth = np.zeros((n, 2), bool)
+    truth[:60, 0] = True  # a common class
+    truth[:3, 1] = True  # a rare class
+    good = np.clip(truth + rng.normal(0, 0.3, truth.shape), 0, 1)
+    lucky = good.copy()
+    lucky[:, 1] = np.where(truth[:, 1], 1.0, good[:, 1] * 0.5)  # perfect on the 3 rare ones
+    scores = np.stack([good, lucky], axis=1)
+    scores[:, 1, 0] = rng.random(n)  # member 1 is noise on the common class
+    selector = _Selector(per_class=True, min_positives=5).fit(scores, np.zeros((n, 0)), truth)
+    assert selector.choice_[0] == 0  # chosen by its own AP
+    assert selector.choice_[1] == 0  # too few positives: the best member overall
+    assert _Selector(min_positives=3).fit(scores, np.zeros((n, 0)), truth).choice_[1] == 1
