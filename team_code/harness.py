@@ -274,8 +274,12 @@ def load_model(model_dir: str | os.PathLike, classifier: str | None = None) -> C
         raise KeyError(
             f"{model_dir} has no {name!r} classifier; it has {sorted(manifest['classifiers'])}"
         )
-    folder = Path(model_dir) / manifest["classifiers"][name]["folder"]
-    return registry.get(name).load(folder)
+    folder_name = str(manifest["classifiers"][name]["folder"])
+    if folder_name in ("", ".", "..") or "/" in folder_name or "\\" in folder_name:
+        raise ValueError(
+            f"{model_dir}: classifier folder {folder_name!r} points outside the model folder"
+        )
+    return registry.get(name).load(Path(model_dir) / folder_name)
 
 
 @dataclasses.dataclass

@@ -197,3 +197,13 @@ def test_caches_default_to_the_model_folder(tmp_path, monkeypatch):
     assert harness._with_cache({"p": chosen}, tmp_path)["p"].cache_dir == str(tmp_path / "mine")
     monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
     assert harness._with_cache(configs, tmp_path)["parallel_cnn"].cache_dir == str(tmp_path / "env")
+
+
+def test_a_manifest_cannot_point_outside_the_model_folder(tmp_path, challenge_dir):
+    model = tmp_path / "model"
+    harness.train(challenge_dir, model, ["prevalence"], log=lambda m: None)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["classifiers"]["prevalence"]["folder"] = "../elsewhere"
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="points outside the model folder"):
+        harness.load_model(model)
