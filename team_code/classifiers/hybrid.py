@@ -35,7 +35,7 @@ import numpy as np
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, coerce_option
 from team_code.classifiers.cv import grouped_kfold, signal_digests, take
-from team_code.classifiers.thresholds import challenge_score, challenge_thresholds
+from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
 from team_code.data.records import Record
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
@@ -56,6 +56,9 @@ class HybridConfig:
     stacking_c: float = 0.5
     # Per-class selection only for classes with this many positives (else the best member).
     selection_min_positives: int = 5
+    # Thresholds are searched only for classes with this many positives; the others keep the
+    # chosen member's own thresholds (0.5 for stacking).
+    threshold_min_positives: int = 5
     # Seed of the fold assignment.
     seed: int = 0
     # Options of the members: {"parallel_cnn": {"epochs": "5"}, ...} (strings, as on the CLI).
@@ -223,10 +226,12 @@ class HybridClassifier(Classifier):
         n, c = truth.shape
         oof_scores = np.zeros((n, len(members), c))
         oof_evidence: list[np.ndarray | None] = [None] * len(members)
+        fold_thresholds = np.zeros((len(folds), len(members), c))
         for k, (train_index, test_index) in enumerate(folds):
             for m, name in enumerate(members):
                 self._log(f"hybrid: fold {k + 1}/{len(folds)}: fitting {name}")
                 model = self._new_member(name).fit(take(records, train_index), self.classes_)
+                fold_thresholds[k, m] = np.clip(model.thresholds_, 0.0, NEVER)
                 scores, evidence = self._member_outputs(model, take(records, test_index))
                 oof_scores[test_index, m] = scores
                 if oof_evidence[m] is None:
@@ -245,16 +250,29 @@ class HybridClassifier(Classifier):
                 fused_cv[fusion][test_index] = fuser.predict(
                     oof_scores[test_index], evidence[test_index]
                 )
+        fused_fusers = {f: self._new_fuser(f).fit(oof_scores, evidence, truth) for f in FUSIONS}
         self.fusion_scores_ = {}
         thresholds = {}
         for fusion in FUSIONS:
-            thresholds[fusion] = challenge_thresholds(truth, fused_cv[fusion], self.classes_)
+            thresholds[fusion] = challenge_thresholds(
+                truth,
+                fused_cv[fusion],
+                self.classes_,
+                start=self._start_thresholds(fusion, fused_fusers[fusion], fold_thresholds),
+                min_positives=self.config.threshold_min_positives,
+            )
             self.fusion_scores_[fusion] = challenge_score(
                 truth, fused_cv[fusion] >= thresholds[fusion], self.classes_
             )
         self.member_scores_ = {}
         for m, name in enumerate(members):
-            member_thresholds = challenge_thresholds(truth, oof_scores[:, m], self.classes_)
+            member_thresholds = challenge_thresholds(
+                truth,
+                oof_scores[:, m],
+                self.classes_,
+                start=fold_thresholds[:, m].mean(axis=0),
+                min_positives=self.config.threshold_min_positives,
+            )
             self.member_scores_[name] = challenge_score(
                 truth, oof_scores[:, m] >= member_thresholds, self.classes_
             )
@@ -271,13 +289,22 @@ class HybridClassifier(Classifier):
             + f"; using {self.fusion_}"
         )
         self.thresholds_ = thresholds[self.fusion_]
-        self.fuser_ = self._new_fuser(self.fusion_).fit(oof_scores, evidence, truth)
+        self.fuser_ = fused_fusers[self.fusion_]
 
         self.members_ = {}
         for name in members:
             self._log(f"hybrid: fitting {name} on all {n} records")
             self.members_[name] = self._new_member(name).fit(records, self.classes_)
         return self
+
+    @staticmethod
+    def _start_thresholds(fusion: str, fuser, fold_thresholds: np.ndarray) -> np.ndarray:
+        """Where the threshold search starts (and where rare classes stay): 0.5 on stacked
+        probabilities, else each class's chosen member's own thresholds (mean over folds)."""
+        n_classes = fold_thresholds.shape[2]
+        if fusion == "stacking":
+            return np.full(n_classes, 0.5)
+        return fold_thresholds.mean(axis=0)[fuser.choice_, np.arange(n_classes)]
 
     def _new_fuser(self, fusion: str):
         if fusion == "stacking":

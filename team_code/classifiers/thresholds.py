@@ -63,8 +63,12 @@ def challenge_thresholds(
     n_candidates: int = 41,
     max_passes: int = 4,
     start: np.ndarray | None = None,
+    min_positives: int = 0,
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
+
+    Classes with fewer than ``min_positives`` positive labels keep their ``start`` threshold:
+    a threshold searched on two or three positives mostly learns which records they were.
 
     Each class in turn tries ``n_candidates`` quantiles of its scores (and "never"); all
     candidates of a class are scored at once. With the other classes' outputs fixed, the
@@ -91,9 +95,10 @@ def challenge_thresholds(
 
     union = labels | binary
     best = metric(((binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)).sum())
+    searched = np.flatnonzero(labels.sum(axis=0) >= min_positives)
     for _ in range(max_passes):
         improved = False
-        for j in range(labels.shape[1]):
+        for j in searched:
             candidates = np.unique(
                 np.r_[np.quantile(scores[:, j], np.linspace(0, 1, n_candidates)), NEVER]
             )

@@ -59,3 +59,14 @@ def test_constant_scores_choose_classes_to_predict_for_everyone():
     searched = challenge_thresholds(labels, prevalence, classes, start=np.full(len(classes), NEVER))
     predicted = searched <= labels.mean(axis=0)
     assert predicted.any() and not predicted.all()
+
+
+def test_rare_classes_keep_their_start_thresholds():
+    classes, labels, scores = _problem(seed=3)
+    counts = labels.sum(axis=0)
+    start = np.full(len(classes), 0.5)
+    searched = challenge_thresholds(labels, scores, classes, start=start, min_positives=20)
+    rare = counts < 20
+    assert rare.any() and (~rare).any()
+    np.testing.assert_array_equal(searched[rare], 0.5)
+    assert (searched[~rare] != 0.5).any()
