@@ -39,3 +39,14 @@ def shared_data() -> Path:
 def challenge_dir(shared_data) -> Path:
     """The 231 real Challenge records."""
     return _need(shared_data / "challenge")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test (the CI machine has two cores), then restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

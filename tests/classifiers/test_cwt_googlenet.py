@@ -13,14 +13,7 @@ from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier, balanced
 from team_code.data.labels import scored_classes
 from team_code.data.records import RecordSet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The machine is shared: one intra-op thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
