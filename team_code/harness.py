@@ -27,7 +27,7 @@ import numpy as np
 
 from team_code import __version__
 from team_code.classifiers import registry
-from team_code.classifiers.base import Classifier, coerce_option
+from team_code.classifiers.base import Classifier, apply_options
 from team_code.data.labels import label_matrix, scored_classes
 from team_code.data.outputs import write_output
 from team_code.data.records import RecordError, RecordSet, find_records, load_record
@@ -86,9 +86,7 @@ def parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
 
 def build_config(cls: type[Classifier], values: Mapping[str, str]):
     """The family's default config with command-line values applied (types coerced)."""
-    config = cls.Config()
-    updates = {key: coerce_option(cls.Config, key, text) for key, text in values.items()}
-    return dataclasses.replace(config, **updates) if updates else config
+    return apply_options(cls.Config, values)
 
 
 # --------------------------------------------------------------------------------------------

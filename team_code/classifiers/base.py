@@ -72,6 +72,20 @@ def coerce_option(config_class: type, key: str, text: str):
     return target(text)
 
 
+def apply_options(config_class: type, values: Mapping[str, Any]):
+    """The default config of ``config_class`` with ``values`` applied: strings (from the
+    command line) coerced to the field types, lists (from JSON) made tuples, others as given."""
+    updates = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            value = coerce_option(config_class, key, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        updates[key] = value
+    config = config_class()
+    return dataclasses.replace(config, **updates) if updates else config
+
+
 def record_labels(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """Each record's raw #Dx codes, from headers when the records are lazy."""
     if isinstance(records, RecordSet):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from team_code.classifiers import registry
-from team_code.classifiers.base import Classifier, coerce_option
+from team_code.classifiers.base import Classifier, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, take
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
 from team_code.data.records import Record
@@ -174,17 +174,8 @@ class HybridClassifier(Classifier):
 
     # -- members -------------------------------------------------------------------------
     def _member_config(self, name: str):
-        cls = registry.get(name)
         values = self.config.member_options.get(name, {})
-        config = cls.Config()
-        updates = {}
-        for key, value in values.items():  # strings from the command line, values from JSON
-            if isinstance(value, str):
-                value = coerce_option(cls.Config, key, value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            updates[key] = value
-        return dataclasses.replace(config, **updates) if updates else config
+        return apply_options(registry.get(name).Config, values)
 
     def _new_member(self, name: str) -> Classifier:
         return registry.get(name)(self._member_config(name))
