@@ -7,16 +7,23 @@ Training (``fit``):
    folds and predicts the held-out fold, giving out-of-fold (OOF) scores for every record;
    a member with an ``evidence(records)`` method (``beats``: fractions of V and S beats,
    the MI probability) adds those features too;
-3. three fusions are compared on the OOF scores, each itself cross-validated over the same
-   folds so that neither is judged on records it was fitted to:
-   - ``stacking``: per class, an L2-regularised logistic regression on the members'
-     logit scores for that class plus the evidence features;
-   - ``selection``: per class, the member with the best OOF average precision (classes
-     with fewer than ``selection_min_positives`` positives take the best member overall);
+3. three fusions, each with two ways of setting thresholds, are compared on records that
+   neither the fuser nor the thresholds saw (fusers fitted on k-1 folds of the OOF scores;
+   searched thresholds taken from the other folds' fused scores):
    - ``single``: the one member with the best mean average precision (fusion that does not
      pay on a small training set must not cost the best engine's score);
-   the one with the highest challenge metric is kept (``fusion="auto"``), or the one named;
-4. thresholds maximising the challenge metric on the chosen fusion's cross-validated scores;
+   - ``selection``: per class, the member with the best OOF average precision (classes
+     with fewer than ``selection_min_positives`` positives take the best member overall);
+   - ``stacking``: per class, an L2-regularised logistic regression on the members'
+     margins (logit score minus the logit of the member's own threshold) plus the evidence
+     features; rare classes take the best member's scores as they are;
+   - thresholds ``own`` (each class's member's own, 0.5 on stacked probabilities) or
+     ``searched`` for the challenge metric (classes with fewer than
+     ``threshold_min_positives`` positives keep their own);
+   the best candidate is kept, the simplest on ties (``fusion``/``thresholding`` "auto"),
+   or the one named;
+4. the chosen fuser is refitted on all OOF scores (and its thresholds searched on all of
+   them when ``searched`` won);
 5. every member is refitted on all records for inference.
 
 ``beats`` joins only when it has beat data (``--beat-data``); without it, it is left out
@@ -39,7 +46,8 @@ from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_t
 from team_code.data.records import Record
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
-FUSIONS = ("stacking", "selection", "single")
+FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
+THRESHOLDINGS = ("own", "searched")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +58,12 @@ class HybridConfig:
     members: tuple[str, ...] = ("rules", "parallel_cnn", "cwt_googlenet", "beats")
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
-    # "auto" picks the best of stacking, selection and single on cross-validated OOF scores.
+    # "auto" picks the best of single, selection and stacking on cross-validated OOF scores.
     fusion: str = "auto"
+    # "own": each class keeps its member's own threshold (0.5 on stacked probabilities);
+    # "searched": thresholds searched for the challenge metric; "auto": the better of the
+    # two on records the thresholds were not searched on.
+    thresholding: str = "auto"
     # Inverse L2 strength of the per-class logistic regressions (stacking).
     stacking_c: float = 0.5
     # Per-class selection only for classes with this many positives (else the best member).
@@ -83,15 +95,38 @@ def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
     return float((precision * hits).sum() / hits.sum())
 
 
+def _best_member(precision: np.ndarray, truth: np.ndarray) -> int:
+    """The member with the best mean average precision over the classes that have positives."""
+    present = truth.any(axis=0)
+    return int(precision[present].mean(axis=0).argmax()) if present.any() else 0
+
+
+def _precision_table(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Average precision of every (class, member): shape (n_classes, n_members)."""
+    return np.array(
+        [
+            [_average_precision(truth[:, j], scores[:, m, j]) for m in range(scores.shape[1])]
+            for j in range(scores.shape[2])
+        ]
+    )
+
+
 class _Stacker:
-    """Per-class logistic regressions on [member logits of the class, evidence]."""
+    """Per-class logistic regressions on the members' margins and the evidence.
 
-    def __init__(self, c: float):
+    A member's margin for a class is its logit score minus the logit of its own threshold, so
+    0 is that member's decision boundary whatever its score scale. Classes with fewer than
+    ``min_positives`` positives are not regressed (a regression on two positives learns
+    which records they were): they take the best member's scores and thresholds as they are.
+    """
+
+    def __init__(self, c: float, own: np.ndarray, min_positives: int = 5):
         self.c = c
+        self.own = np.asarray(own, dtype=float)  # (n_members, n_classes) members' thresholds
+        self.min_positives = min_positives
 
-    @staticmethod
-    def features(scores: np.ndarray, evidence: np.ndarray, j: int) -> np.ndarray:
-        return np.column_stack([_logit(scores[:, :, j]), evidence])
+    def features(self, scores: np.ndarray, evidence: np.ndarray, j: int) -> np.ndarray:
+        return np.column_stack([_logit(scores[:, :, j]) - _logit(self.own[:, j]), evidence])
 
     def fit(self, scores: np.ndarray, evidence: np.ndarray, truth: np.ndarray) -> _Stacker:
         """scores (n, n_members, n_classes); evidence (n, n_evidence); truth (n, n_classes)."""
@@ -103,17 +138,15 @@ class _Stacker:
         self.intercept_ = np.zeros(n_classes)
         self.mean_ = np.zeros((n_classes, n_features))
         self.scale_ = np.ones((n_classes, n_features))
-        for j in range(n_classes):
+        best = _best_member(_precision_table(scores, truth), truth)
+        frequent = (truth.sum(axis=0) >= self.min_positives) & ~truth.all(axis=0)
+        self.fallback_ = np.where(frequent, -1, best)  # -1: regressed
+        for j in np.flatnonzero(frequent):
             x = self.features(scores, evidence, j)
-            y = truth[:, j]
             self.mean_[j] = x.mean(axis=0)
             self.scale_[j] = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
-            if y.all() or not y.any():  # one outcome only: a constant at its (smoothed) rate
-                rate = (y.sum() + 0.5) / (len(y) + 1.0)
-                self.intercept_[j] = np.log(rate / (1 - rate))
-                continue
             model = LogisticRegression(C=self.c, max_iter=1000)
-            model.fit((x - self.mean_[j]) / self.scale_[j], y)
+            model.fit((x - self.mean_[j]) / self.scale_[j], truth[:, j])
             self.coef_[j] = model.coef_[0]
             self.intercept_[j] = model.intercept_[0]
         return self
@@ -121,9 +154,17 @@ class _Stacker:
     def predict(self, scores: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         out = np.empty((scores.shape[0], scores.shape[2]))
         for j in range(scores.shape[2]):
+            if self.fallback_[j] >= 0:
+                out[:, j] = scores[:, self.fallback_[j], j]
+                continue
             x = (self.features(scores, evidence, j) - self.mean_[j]) / self.scale_[j]
             out[:, j] = _sigmoid(x @ self.coef_[j] + self.intercept_[j])
         return out
+
+    def start_thresholds(self) -> np.ndarray:
+        """0.5 on regressed probabilities; the fallback member's own threshold elsewhere."""
+        columns = np.arange(len(self.fallback_))
+        return np.where(self.fallback_ >= 0, self.own[self.fallback_, columns], 0.5)
 
 
 class _Selector:
@@ -134,22 +175,15 @@ class _Selector:
     all classes. Without ``per_class`` every class takes that member ("single").
     """
 
-    def __init__(self, per_class: bool = True, min_positives: int = 5):
+    def __init__(self, own: np.ndarray, per_class: bool = True, min_positives: int = 5):
+        self.own = np.asarray(own, dtype=float)  # (n_members, n_classes) members' thresholds
         self.per_class = per_class
         self.min_positives = min_positives
 
     def fit(self, scores: np.ndarray, evidence: np.ndarray, truth: np.ndarray) -> _Selector:
         del evidence
-        n_members, n_classes = scores.shape[1], scores.shape[2]
-        precision = np.array(
-            [
-                [_average_precision(truth[:, j], scores[:, m, j]) for m in range(n_members)]
-                for j in range(n_classes)
-            ]
-        )
-        present = truth.any(axis=0)
-        overall = int(precision[present].mean(axis=0).argmax()) if present.any() else 0
-        self.choice_ = np.full(n_classes, overall)
+        precision = _precision_table(scores, truth)
+        self.choice_ = np.full(truth.shape[1], _best_member(precision, truth))
         if self.per_class:
             frequent = truth.sum(axis=0) >= self.min_positives
             self.choice_[frequent] = precision[frequent].argmax(axis=1)
@@ -158,6 +192,10 @@ class _Selector:
     def predict(self, scores: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         del evidence
         return scores[:, self.choice_, np.arange(scores.shape[2])]
+
+    def start_thresholds(self) -> np.ndarray:
+        """Each class's chosen member's own threshold."""
+        return self.own[self.choice_, np.arange(len(self.choice_))]
 
 
 class HybridClassifier(Classifier):
@@ -230,57 +268,7 @@ class HybridClassifier(Classifier):
                 oof_evidence[m][test_index] = evidence
         evidence = np.concatenate(oof_evidence, axis=1)
         self.oof_scores_ = oof_scores  # kept for reports; not saved
-
-        # Compare the fusions on scores cross-validated over the same folds.
-        fused_cv = {fusion: np.zeros((n, c)) for fusion in FUSIONS}
-        for train_index, test_index in folds:
-            for fusion in FUSIONS:
-                fuser = self._new_fuser(fusion).fit(
-                    oof_scores[train_index], evidence[train_index], truth[train_index]
-                )
-                fused_cv[fusion][test_index] = fuser.predict(
-                    oof_scores[test_index], evidence[test_index]
-                )
-        fused_fusers = {f: self._new_fuser(f).fit(oof_scores, evidence, truth) for f in FUSIONS}
-        self.fusion_scores_ = {}
-        thresholds = {}
-        for fusion in FUSIONS:
-            thresholds[fusion] = challenge_thresholds(
-                truth,
-                fused_cv[fusion],
-                self.classes_,
-                start=self._start_thresholds(fusion, fused_fusers[fusion], fold_thresholds),
-                min_positives=self.config.threshold_min_positives,
-            )
-            self.fusion_scores_[fusion] = challenge_score(
-                truth, fused_cv[fusion] >= thresholds[fusion], self.classes_
-            )
-        self.member_scores_ = {}
-        for m, name in enumerate(members):
-            member_thresholds = challenge_thresholds(
-                truth,
-                oof_scores[:, m],
-                self.classes_,
-                start=fold_thresholds[:, m].mean(axis=0),
-                min_positives=self.config.threshold_min_positives,
-            )
-            self.member_scores_[name] = challenge_score(
-                truth, oof_scores[:, m] >= member_thresholds, self.classes_
-            )
-        if self.config.fusion == "auto":
-            self.fusion_ = max(FUSIONS, key=lambda f: self.fusion_scores_[f])
-        elif self.config.fusion in FUSIONS:
-            self.fusion_ = self.config.fusion
-        else:
-            raise ValueError(f"hybrid: fusion must be auto or one of {FUSIONS}")
-        scores = {**self.member_scores_, **self.fusion_scores_}
-        self._log(
-            "hybrid: cross-validated challenge metric "
-            + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-            + f"; using {self.fusion_}"
-        )
-        self.thresholds_ = thresholds[self.fusion_]
-        self.fuser_ = fused_fusers[self.fusion_]
+        self._fuse(members, truth, folds, oof_scores, evidence, fold_thresholds)
 
         self.members_ = {}
         for name in members:
@@ -288,19 +276,87 @@ class HybridClassifier(Classifier):
             self.members_[name] = self._new_member(name).fit(records, self.classes_)
         return self
 
-    @staticmethod
-    def _start_thresholds(fusion: str, fuser, fold_thresholds: np.ndarray) -> np.ndarray:
-        """Where the threshold search starts (and where rare classes stay): 0.5 on stacked
-        probabilities, else each class's chosen member's own thresholds (mean over folds)."""
-        n_classes = fold_thresholds.shape[2]
-        if fusion == "stacking":
-            return np.full(n_classes, 0.5)
-        return fold_thresholds.mean(axis=0)[fuser.choice_, np.arange(n_classes)]
+    def _fuse(self, members, truth, folds, oof_scores, evidence, fold_thresholds) -> None:
+        """Choose the fusion and its thresholds from the members' out-of-fold outputs.
 
-    def _new_fuser(self, fusion: str):
+        Every candidate (a fusion with its members' own thresholds, or with thresholds
+        searched for the challenge metric) is scored on records neither its fuser nor its
+        thresholds saw: fusers are fitted on k-1 folds of the OOF scores, and searched
+        thresholds come from the other folds' fused scores. The first best candidate, simplest
+        first, is kept.
+        """
+        n, c = truth.shape
+        fusions = FUSIONS if self.config.fusion == "auto" else (self.config.fusion,)
+        modes = THRESHOLDINGS if self.config.thresholding == "auto" else (self.config.thresholding,)
+        if not set(fusions) <= set(FUSIONS):
+            raise ValueError(f"hybrid: fusion must be auto or one of {FUSIONS}")
+        if not set(modes) <= set(THRESHOLDINGS):
+            raise ValueError(f"hybrid: thresholding must be auto or one of {THRESHOLDINGS}")
+        min_positives = self.config.threshold_min_positives
+        self.fusion_scores_ = {}
+        thresholds = {}
+        fusers = {}
+        for fusion in fusions:
+            fused_cv, start_cv = np.zeros((n, c)), np.zeros((n, c))
+            for train_index, test_index in folds:
+                fuser = self._new_fuser(fusion, fold_thresholds).fit(
+                    oof_scores[train_index], evidence[train_index], truth[train_index]
+                )
+                fused_cv[test_index] = fuser.predict(oof_scores[test_index], evidence[test_index])
+                start_cv[test_index] = fuser.start_thresholds()
+            fusers[fusion] = self._new_fuser(fusion, fold_thresholds).fit(
+                oof_scores, evidence, truth
+            )
+            start = fusers[fusion].start_thresholds()
+            for mode in modes:
+                if mode == "own":
+                    binary = fused_cv >= start_cv
+                    thresholds[fusion, mode] = start
+                else:
+                    binary = np.zeros((n, c), dtype=bool)
+                    for train_index, test_index in folds:
+                        searched = truth[train_index].sum(axis=0) >= min_positives
+                        fold_thresholds_k = challenge_thresholds(
+                            truth[train_index],
+                            fused_cv[train_index],
+                            self.classes_,
+                            start=start,
+                            min_positives=min_positives,
+                        )
+                        cut = np.where(searched, fold_thresholds_k, start_cv[test_index])
+                        binary[test_index] = fused_cv[test_index] >= cut
+                    thresholds[fusion, mode] = challenge_thresholds(
+                        truth, fused_cv, self.classes_, start=start, min_positives=min_positives
+                    )
+                self.fusion_scores_[f"{fusion}/{mode}"] = challenge_score(
+                    truth, binary, self.classes_
+                )
+        # The members alone, each with its own thresholds of each fold (for the log/manifest).
+        self.member_scores_ = {}
+        for m, name in enumerate(members):
+            binary = np.zeros((n, c), dtype=bool)
+            for k, (_, test_index) in enumerate(folds):
+                binary[test_index] = oof_scores[test_index, m] >= fold_thresholds[k, m]
+            self.member_scores_[name] = challenge_score(truth, binary, self.classes_)
+        candidates = [(f, m) for f in fusions for m in modes]
+        self.fusion_, self.thresholding_ = max(
+            candidates, key=lambda fm: self.fusion_scores_["/".join(fm)]
+        )
+        scores = {**self.member_scores_, **self.fusion_scores_}
+        self._log(
+            "hybrid: cross-validated challenge metric "
+            + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            + f"; using {self.fusion_}/{self.thresholding_}"
+        )
+        self.thresholds_ = thresholds[self.fusion_, self.thresholding_]
+        self.fuser_ = fusers[self.fusion_]
+
+    def _new_fuser(self, fusion: str, fold_thresholds: np.ndarray):
+        """A fuser; ``fold_thresholds`` (folds, members, classes) are the members' own."""
+        own = fold_thresholds.mean(axis=0)
         if fusion == "stacking":
-            return _Stacker(self.config.stacking_c)
-        return _Selector(fusion == "selection", self.config.selection_min_positives)
+            return _Stacker(self.config.stacking_c, own, self.config.selection_min_positives)
+        return _Selector(own, fusion == "selection", self.config.selection_min_positives)
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """Each member's scores for ``records`` (for reports and comparisons)."""
@@ -319,21 +375,22 @@ class HybridClassifier(Classifier):
         state = {
             "members": list(self.members_),
             "fusion": self.fusion_,
+            "thresholding": self.thresholding_,
             "fusion_scores": self.fusion_scores_,
             "member_scores": self.member_scores_,
         }
-        if self.fusion_ != "stacking":
-            state["choice"] = self.fuser_.choice_.tolist()
-        else:
-            save_arrays(
-                folder / "stacker.safetensors",
-                {
-                    "coef": self.fuser_.coef_,
-                    "intercept": self.fuser_.intercept_,
-                    "mean": self.fuser_.mean_,
-                    "scale": self.fuser_.scale_,
-                },
+        arrays = {"own": self.fuser_.own}
+        if self.fusion_ == "stacking":
+            arrays.update(
+                coef=self.fuser_.coef_,
+                intercept=self.fuser_.intercept_,
+                mean=self.fuser_.mean_,
+                scale=self.fuser_.scale_,
+                fallback=self.fuser_.fallback_.astype(np.int64),
             )
+        else:
+            arrays["choice"] = self.fuser_.choice_.astype(np.int64)
+        save_arrays(folder / "fuser.safetensors", arrays)
         save_json(folder / "hybrid.json", state)
 
     def _load_state(self, folder: Path) -> None:
@@ -342,21 +399,24 @@ class HybridClassifier(Classifier):
             name: registry.get(name).load(folder / "members" / name) for name in state["members"]
         }
         self.fusion_ = state["fusion"]
+        self.thresholding_ = state["thresholding"]
         self.fusion_scores_ = state["fusion_scores"]
         self.member_scores_ = state["member_scores"]
-        self.fuser_ = self._new_fuser(self.fusion_)
-        if self.fusion_ != "stacking":
-            self.fuser_.choice_ = np.asarray(state["choice"], dtype=int)
-        else:
-            arrays = load_arrays(folder / "stacker.safetensors")
+        arrays = load_arrays(folder / "fuser.safetensors")
+        self.fuser_ = self._new_fuser(self.fusion_, arrays["own"][np.newaxis])
+        if self.fusion_ == "stacking":
             self.fuser_.coef_ = arrays["coef"]
             self.fuser_.intercept_ = arrays["intercept"]
             self.fuser_.mean_ = arrays["mean"]
             self.fuser_.scale_ = arrays["scale"]
+            self.fuser_.fallback_ = arrays["fallback"].astype(int)
+        else:
+            self.fuser_.choice_ = arrays["choice"].astype(int)
 
     def summary(self) -> dict:
         return {
             "members": list(self.members_),
             "fusion": self.fusion_,
+            "thresholding": self.thresholding_,
             "cv_challenge_metric": {**self.member_scores_, **self.fusion_scores_},
         }

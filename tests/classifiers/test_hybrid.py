@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from team_code.classifiers.hybrid import HybridClassifier, HybridConfig, _Selector, _Stacker
-from team_code.data.labels import scored_classes
+from team_code.data.labels import NORMAL_CLASS, scored_classes
 from team_code.data.records import RecordSet
 
 
@@ -17,12 +17,14 @@ def test_stacker_learns_which_member_to_trust():
     noise = rng.random((n, c))
     scores = np.stack([noise, good], axis=1)  # member 1 is informative
     evidence = np.zeros((n, 0))
-    stacked = _Stacker(1.0).fit(scores[:300], evidence[:300], truth[:300])
+    own = np.full((2, c), 0.5)
+    stacked = _Stacker(1.0, own).fit(scores[:300], evidence[:300], truth[:300])
     fused = stacked.predict(scores[300:], evidence[300:])
     assert (stacked.coef_[:, 1] > 5 * np.abs(stacked.coef_[:, 0])).all()
-    selector = _Selector().fit(scores[:300], evidence[:300], truth[:300])
+    selector = _Selector(own).fit(scores[:300], evidence[:300], truth[:300])
     assert selector.choice_.tolist() == [1, 1, 1]
-    assert _Selector(per_class=False).fit(scores, evidence, truth).choice_.tolist() == [1, 1, 1]
+    single = _Selector(own, per_class=False).fit(scores, evidence, truth)
+    assert single.choice_.tolist() == [1, 1, 1]
     np.testing.assert_array_equal(selector.predict(scores[300:], evidence), good[300:])
     # Fused scores rank the held-out truth well.
     for j in range(c):
@@ -30,20 +32,45 @@ def test_stacker_learns_which_member_to_trust():
         assert (pos[:, None] > neg[None, :]).mean() > 0.9
 
 
-def test_stacker_handles_a_class_with_one_outcome():
-    truth = np.zeros((20, 2), bool)
-    truth[:10, 0] = True
-    scores = np.random.default_rng(1).random((20, 1, 2))
-    fused = _Stacker(1.0).fit(scores, np.zeros((20, 0)), truth).predict(scores, np.zeros((20, 0)))
-    assert np.all((fused[:, 1] > 0) & (fused[:, 1] < 0.1))
+def test_stacker_margins_are_centred_on_each_members_own_threshold():
+    rng = np.random.default_rng(3)
+    truth = rng.random((300, 1)) < 0.4
+    # Member 0 decides at 0.9: positives score about 0.95, negatives about 0.6.
+    scores = np.where(truth, 0.95, 0.6)[:, np.newaxis, :] + rng.normal(0, 0.01, (300, 1, 1))
+    stacked = _Stacker(1.0, np.array([[0.9]])).fit(scores, np.zeros((300, 0)), truth)
+    margin = stacked.features(np.full((1, 1, 1), 0.9), np.zeros((1, 0)), 0)
+    np.testing.assert_allclose(margin, 0.0, atol=1e-9)
+    fused = stacked.predict(scores, np.zeros((300, 0)))
+    assert ((fused >= 0.5) == truth).mean() > 0.99
+
+
+def test_stacker_leaves_rare_classes_to_the_best_member_with_its_threshold():
+    rng = np.random.default_rng(1)
+    truth = np.zeros((40, 3), bool)
+    truth[:20, 0] = True  # frequent: regressed
+    truth[:2, 1] = True  # two positives: not regressed
+    good = np.clip(truth + rng.normal(0, 0.2, truth.shape), 0.01, 0.99)
+    scores = np.stack([rng.random((40, 3)), good], axis=1)  # member 1 is the best
+    own = np.array([[0.5, 0.5, 0.5], [0.5, 0.3, 0.7]])
+    stacked = _Stacker(1.0, own, min_positives=5).fit(scores, np.zeros((40, 0)), truth)
+    assert stacked.fallback_.tolist() == [-1, 1, 1]
+    fused = stacked.predict(scores, np.zeros((40, 0)))
+    np.testing.assert_array_equal(fused[:, 1:], good[:, 1:])
+    np.testing.assert_array_equal(stacked.start_thresholds(), [0.5, 0.3, 0.7])
 
 
 def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
     records = RecordSet.from_folder(challenge_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3)
     model = HybridClassifier(config).fit(records, scored_classes().codes)
-    assert set(model.fusion_scores_) == {"stacking", "selection", "single"}
-    assert model.fusion_ == max(model.fusion_scores_, key=model.fusion_scores_.get)
+    assert set(model.fusion_scores_) == {
+        f"{f}/{t}" for f in ("single", "selection", "stacking") for t in ("own", "searched")
+    }
+    best = max(model.fusion_scores_.values())
+    chosen = f"{model.fusion_}/{model.thresholding_}"
+    assert model.fusion_scores_[chosen] == best
+    # Ties go to the simplest candidate (dicts keep the order candidates were scored in).
+    assert chosen == next(k for k, v in model.fusion_scores_.items() if v == best)
     model.save(tmp_path / "h")
     loaded = HybridClassifier.load(tmp_path / "h")
     few = records.subset([0, 1, 2])
@@ -62,7 +89,51 @@ def test_selection_trusts_per_class_choices_only_with_enough_positives():
     lucky[:, 1] = np.where(truth[:, 1], 1.0, good[:, 1] * 0.5)  # perfect on the 3 rare ones
     scores = np.stack([good, lucky], axis=1)
     scores[:, 1, 0] = rng.random(n)  # member 1 is noise on the common class
-    selector = _Selector(per_class=True, min_positives=5).fit(scores, np.zeros((n, 0)), truth)
+    own = np.array([[0.5, 0.4], [0.6, 0.7]])
+    selector = _Selector(own, min_positives=5).fit(scores, np.zeros((n, 0)), truth)
     assert selector.choice_[0] == 0  # chosen by its own AP
     assert selector.choice_[1] == 0  # too few positives: the best member overall
-    assert _Selector(min_positives=3).fit(scores, np.zeros((n, 0)), truth).choice_[1] == 1
+    np.testing.assert_array_equal(selector.start_thresholds(), [0.5, 0.4])
+    selector = _Selector(own, min_positives=3).fit(scores, np.zeros((n, 0)), truth)
+    assert selector.choice_[1] == 1
+    np.testing.assert_array_equal(selector.start_thresholds(), [0.5, 0.7])
+
+
+def _oof_inputs(own_threshold: float, seed: int = 4):
+    """Out-of-fold inputs of one member on two frequent classes: positives score about 0.7,
+    negatives about 0.3; the member's own thresholds are ``own_threshold``."""
+    from team_code.classifiers.cv import grouped_kfold
+
+    rng = np.random.default_rng(seed)
+    classes = [scored_classes().codes[0], NORMAL_CLASS]
+    n = 240
+    truth = rng.random((n, 2)) < 0.3
+    scores = np.clip(np.where(truth, 0.7, 0.3) + rng.normal(0, 0.05, truth.shape), 0, 1)
+    folds = grouped_kfold(truth, [str(i) for i in range(n)], 3)
+    fold_thresholds = np.full((3, 1, 2), own_threshold)
+    return classes, truth, folds, scores[:, np.newaxis, :], np.zeros((n, 0)), fold_thresholds
+
+
+def test_fusion_searches_thresholds_when_the_members_own_ones_are_wrong():
+    classes, truth, folds, oof, evidence, fold_thresholds = _oof_inputs(own_threshold=0.9)
+    # (stacking would recalibrate the scores instead: the test is about thresholds)
+    model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3, fusion="single"))
+    model.classes_ = tuple(classes)
+    model._fuse(["m"], truth, folds, oof, evidence, fold_thresholds)
+    assert set(model.fusion_scores_) == {"single/own", "single/searched"}
+    assert model.fusion_scores_["single/own"] < 0.5  # nothing predicted above 0.9
+    assert model.thresholding_ == "searched"
+    assert model.fusion_scores_["single/searched"] > 0.95
+    assert ((model.thresholds_ > 0.35) & (model.thresholds_ < 0.65)).all()
+
+
+def test_fusion_keeps_the_members_own_thresholds_when_search_does_not_pay():
+    classes, truth, folds, oof, evidence, fold_thresholds = _oof_inputs(own_threshold=0.5)
+    model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3))
+    model.classes_ = tuple(classes)
+    model._fuse(["m"], truth, folds, oof, evidence, fold_thresholds)
+    # The own thresholds already separate the classes: the simplest candidate is kept.
+    assert model.fusion_scores_["single/own"] == 1.0
+    assert (model.fusion_, model.thresholding_) == ("single", "own")
+    np.testing.assert_array_equal(model.thresholds_, [0.5, 0.5])
+    assert model.member_scores_ == {"m": 1.0}
