@@ -30,7 +30,13 @@ from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
 from team_code.data.labels import label_matrix, scored_classes
 from team_code.data.outputs import write_output
-from team_code.data.records import RecordError, RecordSet, find_records, load_record
+from team_code.data.records import (
+    RecordError,
+    RecordSet,
+    find_records,
+    load_record,
+    record_source,
+)
 from team_code.fileio import load_json, save_json
 
 MANIFEST = "manifest.json"
@@ -38,17 +44,6 @@ MANIFEST_FORMAT = "ecg-kit-model/1"
 
 #: What ``train_model.py`` trains when no ``--classifiers`` is given.
 DEFAULT_CLASSIFIERS: tuple[str, ...] = ("hybrid",)
-
-#: Record-name prefixes of the Challenge sources, longest first.
-SOURCE_PREFIXES = ("HR", "JS", "A", "Q", "I", "S", "E")
-
-
-def record_source(name: str) -> str:
-    """The Challenge source prefix of a record name (``HR00001`` -> ``HR``), else ``other``."""
-    for prefix in SOURCE_PREFIXES:
-        if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
-            return prefix
-    return "other"
 
 
 def _say(message: str) -> None:

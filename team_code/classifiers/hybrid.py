@@ -2,7 +2,8 @@
 
 Training (``fit``):
 
-1. k folds grouped so that identical signals stay on one side (:mod:`.cv`);
+1. k folds grouped so that identical signals stay on one side (:mod:`.cv`), or whole sources
+   (``fold_groups="source"``);
 2. every member (``rules``, ``parallel_cnn``, ``cwt_googlenet``, ``beats``) is trained on k-1
    folds and predicts the held-out fold, giving out-of-fold (OOF) scores for every record;
    a member with an ``evidence(records)`` method (``beats``: fractions of V and S beats,
@@ -41,9 +42,9 @@ import numpy as np
 
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
-from team_code.classifiers.cv import grouped_kfold, signal_digests, take
+from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
-from team_code.data.records import Record
+from team_code.data.records import Record, RecordSet, record_source
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
 FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
@@ -58,6 +59,10 @@ class HybridConfig:
     members: tuple[str, ...] = ("rules", "parallel_cnn", "cwt_googlenet", "beats")
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
+    # "signal": folds keep identical signals together; "source": whole sources (record-name
+    # prefixes) stay together, so the fusion and its thresholds are chosen on scores for
+    # hospitals the members did not see (falls back to "signal" with fewer sources than folds).
+    fold_groups: str = "signal"
     # "auto" picks the best of single, selection and stacking on cross-validated OOF scores.
     fusion: str = "auto"
     # "own": each class keeps its member's own threshold (0.5 on stacked probabilities);
@@ -236,6 +241,22 @@ class HybridClassifier(Classifier):
     def _log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    def _fold_groups(self, records: Sequence[Record]) -> list[str]:
+        digests = signal_digests(records)
+        if self.config.fold_groups == "signal":
+            return digests
+        if self.config.fold_groups != "source":
+            raise ValueError("hybrid: fold_groups must be 'signal' or 'source'")
+        names = records.names if isinstance(records, RecordSet) else [r.name for r in records]
+        groups = source_groups([record_source(name) for name in names], digests)
+        if len(set(groups)) >= self.config.n_folds:
+            return groups
+        self._log(
+            f"hybrid: {len(set(groups))} sources cannot fill {self.config.n_folds} folds; "
+            "folds keep identical signals together instead"
+        )
+        return digests
+
     @staticmethod
     def _member_outputs(model: Classifier, records: Sequence[Record]):
         scores = np.asarray(model.predict_proba(records), dtype=float)
@@ -251,7 +272,9 @@ class HybridClassifier(Classifier):
         self.classes_ = tuple(classes)
         truth = self.label_matrix(records)
         members = self._usable_members()
-        folds = grouped_kfold(truth, signal_digests(records), self.config.n_folds, self.config.seed)
+        folds = grouped_kfold(
+            truth, self._fold_groups(records), self.config.n_folds, self.config.seed
+        )
         n, c = truth.shape
         oof_scores = np.zeros((n, len(members), c))
         oof_evidence: list[np.ndarray | None] = [None] * len(members)

@@ -405,3 +405,15 @@ class RecordSet(Sequence[Record]):
     def __iter__(self) -> Iterator[Record]:
         for path in self.paths:
             yield load_record(path)
+
+
+#: Record-name prefixes of the Challenge sources, longest first.
+SOURCE_PREFIXES = ("HR", "JS", "A", "Q", "I", "S", "E")
+
+
+def record_source(name: str) -> str:
+    """The Challenge source prefix of a record name (``HR00001`` -> ``HR``), else ``other``."""
+    for prefix in SOURCE_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
+            return prefix
+    return "other"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from team_code import harness
+from team_code.classifiers.cv import signal_digests
 from team_code.classifiers.hybrid import HybridClassifier, HybridConfig, _Selector, _Stacker
 from team_code.data.labels import NORMAL_CLASS, scored_classes
 from team_code.data.records import RecordSet
@@ -137,3 +139,25 @@ def test_fusion_keeps_the_members_own_thresholds_when_search_does_not_pay():
     assert (model.fusion_, model.thresholding_) == ("single", "own")
     np.testing.assert_array_equal(model.thresholds_, [0.5, 0.5])
     assert model.member_scores_ == {"m": 1.0}
+
+
+def test_source_groups_keep_hospitals_and_identical_signals_together():
+    from team_code.classifiers.cv import source_groups
+
+    sources = ["A", "A", "E", "Q", "Q", "HR"]
+    digests = ["x", "y", "z", "y", "w", "v"]  # A's second record is Q's first
+    assert source_groups(sources, digests) == ["A", "A", "E", "A", "Q", "HR"]
+
+
+def test_hybrid_source_folds_hold_out_whole_sources(challenge_dir):
+    records = RecordSet.from_folder(challenge_dir)
+    model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3, fold_groups="source"))
+    groups = model._fold_groups(records)
+    sources = [harness.record_source(n) for n in records.names]
+    assert len(set(groups)) >= 3
+    moved = [(s, g) for g, s in zip(groups, sources, strict=True) if g != s]
+    assert moved == [("Q", "A")]  # Q0048 is A0101's signal
+    # Too few sources for the folds: back to identical-signal groups, with a message.
+    few = records.subset([i for i, s in enumerate(sources) if s in ("E", "HR")])
+    model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3, fold_groups="source"))
+    assert model._fold_groups(few) == signal_digests(few)
