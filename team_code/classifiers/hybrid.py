@@ -21,8 +21,9 @@ Training (``fit``):
    - thresholds ``own`` (each class's member's own, 0.5 on stacked probabilities) or
      ``searched`` for the challenge metric (classes with fewer than
      ``threshold_min_positives`` positives keep their own);
-   the best candidate is kept, the simplest on ties (``fusion``/``thresholding`` "auto"),
-   or the one named;
+   the simplest candidate is kept unless a more complex one scores higher by more than
+   ``tolerance_se`` standard errors of the paired per-record difference (the
+   one-standard-error rule; ``fusion``/``thresholding`` "auto"), or the one named;
 4. the chosen fuser is refitted on all OOF scores (and its thresholds searched on all of
    them when ``searched`` won);
 5. every member is refitted on all records for inference.
@@ -69,6 +70,9 @@ class HybridConfig:
     # "searched": thresholds searched for the challenge metric; "auto": the better of the
     # two on records the thresholds were not searched on.
     thresholding: str = "auto"
+    # Among the candidates ("auto"), the simplest is kept unless a more complex one scores
+    # higher by more than this many standard errors (0: the highest score wins).
+    tolerance_se: float = 1.0
     # Inverse L2 strength of the per-class logistic regressions (stacking).
     stacking_c: float = 0.5
     # Per-class selection only for classes with this many positives (else the best member).
@@ -98,6 +102,35 @@ def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
     hits = y[order]
     precision = np.cumsum(hits) / np.arange(1, len(y) + 1)
     return float((precision * hits).sum() / hits.sum())
+
+
+def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes) -> np.ndarray:
+    """Each record's share of the normalised challenge metric (they sum to the metric's
+    distance above the inactive score)."""
+    from evaluation.metrics import record_challenge_contributions
+    from team_code.classifiers.thresholds import challenge_weights
+    from team_code.data.labels import NORMAL_CLASS
+
+    observed, correct, inactive = record_challenge_contributions(
+        challenge_weights(classes), truth, binary, list(classes).index(NORMAL_CLASS)
+    )
+    span = correct.sum() - inactive.sum()
+    return observed / span if span else np.zeros_like(observed)
+
+
+def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tuple:
+    """The first (simplest) candidate whose cross-validated score is within ``tolerance_se``
+    standard errors of the best one's, the standard error taken of the paired per-record
+    difference (the one-standard-error rule: on a small set, the best score among several
+    candidates is partly luck, and the simpler candidate is the safer bet)."""
+    totals = {k: float(v.sum()) for k, v in contributions.items()}
+    best = max(totals, key=totals.get)
+    for key, values in contributions.items():
+        difference = contributions[best] - values
+        se = np.sqrt(len(difference)) * difference.std(ddof=1) if len(difference) > 1 else 0.0
+        if totals[best] - totals[key] <= tolerance_se * se:
+            return key
+    return best
 
 
 def _best_member(precision: np.ndarray, truth: np.ndarray) -> int:
@@ -319,6 +352,7 @@ class HybridClassifier(Classifier):
         self.fusion_scores_ = {}
         thresholds = {}
         fusers = {}
+        contributions = {}
         for fusion in fusions:
             fused_cv, start_cv = np.zeros((n, c)), np.zeros((n, c))
             for train_index, test_index in folds:
@@ -354,6 +388,7 @@ class HybridClassifier(Classifier):
                 self.fusion_scores_[f"{fusion}/{mode}"] = challenge_score(
                     truth, binary, self.classes_
                 )
+                contributions[fusion, mode] = _record_contributions(truth, binary, self.classes_)
         # The members alone, each with its own thresholds of each fold (for the log/manifest).
         self.member_scores_ = {}
         for m, name in enumerate(members):
@@ -361,9 +396,8 @@ class HybridClassifier(Classifier):
             for k, (_, test_index) in enumerate(folds):
                 binary[test_index] = oof_scores[test_index, m] >= fold_thresholds[k, m]
             self.member_scores_[name] = challenge_score(truth, binary, self.classes_)
-        candidates = [(f, m) for f in fusions for m in modes]
-        self.fusion_, self.thresholding_ = max(
-            candidates, key=lambda fm: self.fusion_scores_["/".join(fm)]
+        self.fusion_, self.thresholding_ = _simplest_within_tolerance(
+            contributions, self.config.tolerance_se
         )
         scores = {**self.member_scores_, **self.fusion_scores_}
         self._log(

@@ -161,3 +161,16 @@ def test_hybrid_source_folds_hold_out_whole_sources(challenge_dir):
     few = records.subset([i for i, s in enumerate(sources) if s in ("E", "HR")])
     model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3, fold_groups="source"))
     assert model._fold_groups(few) == signal_digests(few)
+
+
+def test_a_simpler_candidate_wins_unless_the_better_one_is_clearly_better():
+    from team_code.classifiers.hybrid import _simplest_within_tolerance
+
+    rng = np.random.default_rng(5)
+    simple = rng.normal(0.002, 0.01, 200)
+    swing = np.tile([0.01, -0.01], 100)
+    noisy_gain = simple + swing + 0.0002  # 0.04 better in total, SE about 0.14
+    clear_gain = simple + 0.001  # 0.2 better on every record alike: SE 0
+    assert _simplest_within_tolerance({"a": simple, "b": noisy_gain}, 1.0) == "a"
+    assert _simplest_within_tolerance({"a": simple, "b": noisy_gain}, 0.0) == "b"
+    assert _simplest_within_tolerance({"a": simple, "b": clear_gain}, 1.0) == "b"
