@@ -452,6 +452,11 @@ class HybridClassifier(Classifier):
 
     def _load_state(self, folder: Path) -> None:
         state = load_json(folder / "hybrid.json")
+        if "thresholding" not in state or not (folder / "fuser.safetensors").is_file():
+            raise ValueError(
+                f"{folder}: a hybrid saved by an earlier version of the kit (no fuser file); "
+                "train it again"
+            )
         self.members_ = {
             name: registry.get(name).load(folder / "members" / name) for name in state["members"]
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from team_code import harness
 from team_code.classifiers.cv import signal_digests
@@ -78,6 +79,9 @@ def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
     few = records.subset([0, 1, 2])
     np.testing.assert_allclose(loaded.predict_proba(few), model.predict_proba(few))
     assert loaded.summary()["members"] == ["prevalence"]
+    (tmp_path / "h" / "fuser.safetensors").unlink()  # as saved before fusers had a file
+    with pytest.raises(ValueError, match="earlier version"):
+        HybridClassifier.load(tmp_path / "h")
 
 
 def test_selection_trusts_per_class_choices_only_with_enough_positives():
