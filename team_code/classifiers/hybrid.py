@@ -155,7 +155,10 @@ class _Stacker:
     A member's margin for a class is its logit score minus the logit of its own threshold, so
     0 is that member's decision boundary whatever its score scale. Classes with fewer than
     ``min_positives`` positives are not regressed (a regression on two positives learns
-    which records they were): they take the best member's scores and thresholds as they are.
+    which records they were): they take the best member's scores and thresholds as they are,
+    except classes with one outcome only, which score a constant at their smoothed rate (the
+    data-driven fusion predicts no class it has never seen; ``single`` and ``selection``
+    keep the engines' knowledge of such classes, and cross-validation chooses).
     """
 
     def __init__(self, c: float, own: np.ndarray, min_positives: int = 5):
@@ -177,8 +180,14 @@ class _Stacker:
         self.mean_ = np.zeros((n_classes, n_features))
         self.scale_ = np.ones((n_classes, n_features))
         best = _best_member(_precision_table(scores, truth), truth)
-        frequent = (truth.sum(axis=0) >= self.min_positives) & ~truth.all(axis=0)
-        self.fallback_ = np.where(frequent, -1, best)  # -1: regressed
+        positives = truth.sum(axis=0)
+        frequent = (positives >= self.min_positives) & ~truth.all(axis=0)
+        one_outcome = (positives == 0) | truth.all(axis=0)
+        # -1: regressed; -2: one outcome only, a constant at its smoothed rate; else a member.
+        self.fallback_ = np.where(frequent, -1, np.where(one_outcome, -2, best))
+        for j in np.flatnonzero(one_outcome):
+            rate = (positives[j] + 0.5) / (len(truth) + 1.0)
+            self.intercept_[j] = np.log(rate / (1 - rate))
         for j in np.flatnonzero(frequent):
             x = self.features(scores, evidence, j)
             self.mean_[j] = x.mean(axis=0)
@@ -195,6 +204,9 @@ class _Stacker:
             if self.fallback_[j] >= 0:
                 out[:, j] = scores[:, self.fallback_[j], j]
                 continue
+            if self.fallback_[j] == -2:
+                out[:, j] = _sigmoid(self.intercept_[j])
+                continue
             x = (self.features(scores, evidence, j) - self.mean_[j]) / self.scale_[j]
             out[:, j] = _sigmoid(x @ self.coef_[j] + self.intercept_[j])
         return out
@@ -202,7 +214,8 @@ class _Stacker:
     def start_thresholds(self) -> np.ndarray:
         """0.5 on regressed probabilities; the fallback member's own threshold elsewhere."""
         columns = np.arange(len(self.fallback_))
-        return np.where(self.fallback_ >= 0, self.own[self.fallback_, columns], 0.5)
+        member = np.maximum(self.fallback_, 0)
+        return np.where(self.fallback_ >= 0, self.own[member, columns], 0.5)
 
 
 class _Selector:

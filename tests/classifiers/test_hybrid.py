@@ -47,19 +47,21 @@ def test_stacker_margins_are_centred_on_each_members_own_threshold():
     assert ((fused >= 0.5) == truth).mean() > 0.99
 
 
-def test_stacker_leaves_rare_classes_to_the_best_member_with_its_threshold():
+def test_stacker_leaves_rare_classes_to_the_best_member_and_unseen_ones_out():
     rng = np.random.default_rng(1)
     truth = np.zeros((40, 3), bool)
     truth[:20, 0] = True  # frequent: regressed
-    truth[:2, 1] = True  # two positives: not regressed
+    truth[:2, 1] = True  # two positives: not regressed, the best member's scores
+    # class 2 has no positive at all: a constant at its smoothed rate, never predicted
     good = np.clip(truth + rng.normal(0, 0.2, truth.shape), 0.01, 0.99)
     scores = np.stack([rng.random((40, 3)), good], axis=1)  # member 1 is the best
     own = np.array([[0.5, 0.5, 0.5], [0.5, 0.3, 0.7]])
     stacked = _Stacker(1.0, own, min_positives=5).fit(scores, np.zeros((40, 0)), truth)
-    assert stacked.fallback_.tolist() == [-1, 1, 1]
+    assert stacked.fallback_.tolist() == [-1, 1, -2]
     fused = stacked.predict(scores, np.zeros((40, 0)))
-    np.testing.assert_array_equal(fused[:, 1:], good[:, 1:])
-    np.testing.assert_array_equal(stacked.start_thresholds(), [0.5, 0.3, 0.7])
+    np.testing.assert_array_equal(fused[:, 1], good[:, 1])
+    np.testing.assert_allclose(fused[:, 2], 0.5 / 41)
+    np.testing.assert_array_equal(stacked.start_thresholds(), [0.5, 0.3, 0.5])
 
 
 def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
