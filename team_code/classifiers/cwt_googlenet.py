@@ -150,13 +150,6 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
     }
 
 
-def image_cache_dir(option: str) -> Path | None:
-    """Where mosaics are stored (:func:`team_code.nn.cache.default_cache_dir` resolves it)."""
-    from team_code.nn.cache import default_cache_dir
-
-    return default_cache_dir(option)
-
-
 @dataclasses.dataclass
 class Images:
     """Mosaics of a record list; rows of ``array`` follow ``kept``."""
@@ -224,10 +217,11 @@ def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) 
     the store remembers them (``failures.json``) rather than retrying unchanged files.
     """
     from team_code.data.records import RecordSet
+    from team_code.nn.cache import default_cache_dir
 
     log = log or (lambda message: None)
     size, scalograms = config.image_size, scalogram_config(config)
-    root = image_cache_dir(config.cache_dir)
+    root = default_cache_dir(config.cache_dir)
     if root is None or not isinstance(records, RecordSet):
         rows, kept, failures = [], [], []
         for i in range(len(records)):

@@ -64,7 +64,8 @@ class HybridConfig:
     # prefixes) stay together, so the fusion and its thresholds are chosen on scores for
     # hospitals the members did not see (falls back to "signal" with fewer sources than folds).
     fold_groups: str = "signal"
-    # "auto" picks the best of single, selection and stacking on cross-validated OOF scores.
+    # "auto" compares single, selection and stacking on cross-validated OOF scores (see
+    # tolerance_se); or name one.
     fusion: str = "auto"
     # "own": each class keeps its member's own threshold (0.5 on stacked probabilities);
     # "searched": thresholds searched for the challenge metric; "auto": the better of the
@@ -351,8 +352,8 @@ class HybridClassifier(Classifier):
         Every candidate (a fusion with its members' own thresholds, or with thresholds
         searched for the challenge metric) is scored on records neither its fuser nor its
         thresholds saw: fusers are fitted on k-1 folds of the OOF scores, and searched
-        thresholds come from the other folds' fused scores. The first best candidate, simplest
-        first, is kept.
+        thresholds come from the other folds' fused scores. The simplest candidate is kept
+        unless a more complex one wins by more than ``tolerance_se`` standard errors.
         """
         n, c = truth.shape
         fusions = FUSIONS if self.config.fusion == "auto" else (self.config.fusion,)
@@ -362,6 +363,7 @@ class HybridClassifier(Classifier):
         if not set(modes) <= set(THRESHOLDINGS):
             raise ValueError(f"hybrid: thresholding must be auto or one of {THRESHOLDINGS}")
         min_positives = self.config.threshold_min_positives
+        own = fold_thresholds.mean(axis=0)  # (members, classes): each member's own thresholds
         self.fusion_scores_ = {}
         thresholds = {}
         fusers = {}
@@ -369,14 +371,12 @@ class HybridClassifier(Classifier):
         for fusion in fusions:
             fused_cv, start_cv = np.zeros((n, c)), np.zeros((n, c))
             for train_index, test_index in folds:
-                fuser = self._new_fuser(fusion, fold_thresholds).fit(
+                fuser = self._new_fuser(fusion, own).fit(
                     oof_scores[train_index], evidence[train_index], truth[train_index]
                 )
                 fused_cv[test_index] = fuser.predict(oof_scores[test_index], evidence[test_index])
                 start_cv[test_index] = fuser.start_thresholds()
-            fusers[fusion] = self._new_fuser(fusion, fold_thresholds).fit(
-                oof_scores, evidence, truth
-            )
+            fusers[fusion] = self._new_fuser(fusion, own).fit(oof_scores, evidence, truth)
             start = fusers[fusion].start_thresholds()
             for mode in modes:
                 if mode == "own":
@@ -421,9 +421,8 @@ class HybridClassifier(Classifier):
         self.thresholds_ = thresholds[self.fusion_, self.thresholding_]
         self.fuser_ = fusers[self.fusion_]
 
-    def _new_fuser(self, fusion: str, fold_thresholds: np.ndarray):
-        """A fuser; ``fold_thresholds`` (folds, members, classes) are the members' own."""
-        own = fold_thresholds.mean(axis=0)
+    def _new_fuser(self, fusion: str, own: np.ndarray):
+        """A fuser; ``own`` (members, classes) are the members' own thresholds."""
         if fusion == "stacking":
             return _Stacker(self.config.stacking_c, own, self.config.selection_min_positives)
         return _Selector(own, fusion == "selection", self.config.selection_min_positives)
@@ -478,7 +477,7 @@ class HybridClassifier(Classifier):
         self.fusion_scores_ = state["fusion_scores"]
         self.member_scores_ = state["member_scores"]
         arrays = load_arrays(folder / "fuser.safetensors")
-        self.fuser_ = self._new_fuser(self.fusion_, arrays["own"][np.newaxis])
+        self.fuser_ = self._new_fuser(self.fusion_, arrays["own"])
         if self.fusion_ == "stacking":
             self.fuser_.coef_ = arrays["coef"]
             self.fuser_.intercept_ = arrays["intercept"]
