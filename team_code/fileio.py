@@ -1,7 +1,10 @@
 """Files written atomically, JSON and tensors saved without pickle.
 
 Every file the kit writes goes to a temporary file in the same folder first and is renamed
-into place, so an interrupted run never leaves a half-written model or output behind.
+into place, so an interrupted run never leaves a half-written model or output behind. The
+file gets the permissions of the user's umask, as ``open()`` would give it (``0644`` under
+the usual ``022``), so a model trained by one user can be read by another (the Docker image's
+non-root user, say); ``tempfile.mkstemp`` would leave it ``0600``.
 Arrays are stored with ``safetensors`` (no code execution on load).
 """
 
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +23,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -33,6 +36,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file beside ``path``, opened for writing with mode ``0o666``
+    less the umask (the kernel applies the umask, so no thread ever changes it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

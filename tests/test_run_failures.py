@@ -1,0 +1,194 @@
+"""What ``run_model.py`` keeps when things go wrong: an output that cannot be written, a worker
+process that dies, an OUTPUTS that is a file; and who can read what the kit writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from team_code import harness
+from team_code.data.outputs import read_output
+from team_code.data.writer import write_record
+from team_code.fileio import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def _records(folder: Path, names) -> Path:
+    rng = np.random.default_rng(2)
+    for name in names:
+        signal = rng.normal(0, 0.2, size=(12, 2500)).astype(np.float32)
+        write_record(folder, name, signal, 500, LEADS, age=60, sex="Female", dx=("426783006",))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prevalence_model(challenge_dir, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model")
+    harness.train(challenge_dir, model, ["prevalence"], log=lambda m: None)
+    return model
+
+
+def test_an_output_that_cannot_be_written_costs_only_its_record(prevalence_model, tmp_path):
+    data = _records(tmp_path / "data", ["R0000", "R0001", "R0002"])
+    outputs = tmp_path / "out"
+    (outputs / "R0001.csv").mkdir(parents=True)  # a folder where the output should go
+    listing = tmp_path / "failed.json"
+    done = _cli(
+        "run_model.py", prevalence_model, data, outputs, "--no-progress", "--failure-list", listing
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "error: record R0001: output file could not be written" in done.stderr
+    assert read_output(outputs / "R0000.csv").record == "R0000"
+    assert read_output(outputs / "R0002.csv").record == "R0002"  # the record after it too
+    failed = json.loads(listing.read_text())
+    assert failed["n_records"] == 3 and failed["written"] == 2
+    assert [(f["record"], f["output"]) for f in failed["failed"]] == [("R0001", "none")]
+
+
+def test_a_failed_record_gets_an_all_negative_output_and_the_folder_stays_scoreable(
+    prevalence_model, tmp_path
+):
+    data = _records(tmp_path / "data", ["R0000", "R0001", "R0002"])
+    (data / "R0001.mat").write_bytes(b"\x00" * 10)  # truncated signal file
+    outputs = tmp_path / "out"
+    listing = outputs / "failures.json"  # inside OUTPUTS: neither scorer reads it
+    done = _cli(
+        "run_model.py", prevalence_model, data, outputs, "--no-progress", "--failure-list", listing
+    )
+    assert done.returncode == 1
+    assert "error: record R0001: signal file R0001.mat" in done.stderr
+    assert "1 records failed (1 given an all-negative output)" in done.stderr
+    placeholder = read_output(outputs / "R0001.csv")
+    assert placeholder.record == "R0001"
+    assert not placeholder.labels.any() and not placeholder.scores.any()
+    assert read_output(outputs / "R0000.csv").scores.any()
+    failed = json.loads(listing.read_text())["failed"]
+    assert [(f["record"], f["output"]) for f in failed] == [("R0001", "all-negative")]
+    assert "truncated" in failed[0]["reason"] or "unreadable" in failed[0]["reason"]
+    # The header is fine, so the scorer counts the record (its output all negative).
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for name in ("R0000", "R0001", "R0002"):
+        (labels / f"{name}.hea").write_text((data / f"{name}.hea").read_text())
+    scored = _cli(REPO / "evaluation" / "evaluate.py", labels, outputs, tmp_path / "scores.csv")
+    assert scored.returncode == 0, scored.stderr
+    # --allow-failures: the same run, exit 0.
+    args = ["--no-progress", "--allow-failures"]
+    done = _cli("run_model.py", prevalence_model, data, outputs, *args)
+    assert done.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (lambda p: p.write_text("x"), [], "exists and is not a folder"),
+        (lambda p: None, ["--workers", "0"], "workers must be at least 1"),
+        (lambda p: None, ["--failure-list", "OUT/A0001.csv"], "must be a file"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_clear_message(
+    prevalence_model, tmp_path, challenge_dir, make, extra, message
+):
+    outputs = tmp_path / "OUT"
+    make(outputs)
+    extra = [str(tmp_path / e) if e.startswith("OUT/") else e for e in extra]
+    done = _cli("run_model.py", prevalence_model, challenge_dir, outputs, "--no-progress", *extra)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not outputs.is_dir()  # nothing written
+
+
+_PLUGIN = """
+import os
+
+from team_code.classifiers import registry
+from team_code.classifiers.prevalence import PrevalenceClassifier
+
+
+@registry.register("dies_on_record")
+class DiesOnRecord(PrevalenceClassifier):
+    def predict_proba(self, records):
+        if any(r.name.endswith("_die") for r in records):
+            os._exit(7)  # the process ends at once, as when it is killed
+        return super().predict_proba(records)
+"""
+
+
+def test_a_dying_worker_costs_only_the_record_it_was_on(tmp_path, challenge_dir):
+    # The plugin reaches the worker processes (spawned afresh) through sitecustomize.
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "sitecustomize.py").write_text(textwrap.dedent(_PLUGIN))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(REPO)])}
+    model = tmp_path / "model"
+    done = _cli("train_model.py", challenge_dir, model, "--classifiers", "dies_on_record", env=env)
+    assert done.returncode == 0, done.stderr
+    names = ["R0000", "R0001", "R0002_die", "R0003", "R0004", "R0005"]
+    data = _records(tmp_path / "data", names)
+    outputs = tmp_path / "out"
+    listing = tmp_path / "failed.json"
+    args = ["--no-progress", "--workers", "2", "--failure-list", listing]
+    done = _cli("run_model.py", model, data, outputs, *args, env=env)
+    assert done.returncode == 1, done.stderr
+    assert "error: record R0002_die: worker died (exit code 7)" in done.stderr
+    failed = json.loads(listing.read_text())
+    assert failed["written"] == 5
+    assert [(f["record"], f["output"]) for f in failed["failed"]] == [("R0002_die", "all-negative")]
+    reference = read_output(outputs / "R0000.csv").scores
+    for name in names:
+        output = read_output(outputs / f"{name}.csv")
+        expected = np.zeros_like(reference) if name.endswith("_die") else reference
+        np.testing.assert_array_equal(output.scores, expected)
+
+
+def _modes(folder: Path) -> set[int]:
+    return {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_models_and_outputs_are_readable_as_the_umask_allows(challenge_dir, tmp_path, umask, mode):
+    data = _records(tmp_path / "data", ["R0000", "R0001"])
+    old = os.umask(umask)
+    try:
+        harness.train(challenge_dir, tmp_path / "model", ["prevalence"], log=lambda m: None)
+        harness.run(tmp_path / "model", data, tmp_path / "out", progress=False)
+        atomic_write_text(tmp_path / "plain.txt", "x")
+    finally:
+        os.umask(old)
+    assert _modes(tmp_path / "model") == {mode}
+    assert _modes(tmp_path / "out") == {mode}
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == mode
+    # No temporary file is left behind.
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "a.json"
+    atomic_write_text(target, "old")
+    (tmp_path / "b.json").mkdir()
+    with pytest.raises(OSError):
+        atomic_write_text(tmp_path / "b.json", "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
