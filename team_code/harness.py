@@ -277,10 +277,20 @@ def load_model(model_dir: str | os.PathLike, classifier: str | None = None) -> C
 
 @dataclasses.dataclass
 class RunResult:
-    """What a run wrote and what failed."""
+    """What a run wrote and what failed, in record order."""
 
-    written: list[str]  # record names with an output file
+    written: list[str]  # record names with their classifier's output file
     failures: list[tuple[str, str]]  # (record, reason)
+    # Failed records given an all-negative output file, so that the folder stays scoreable.
+    placeholders: list[str] = dataclasses.field(default_factory=list)
+
+
+#: A record's outcome as :func:`_classify_paths` reports it: ``None`` when its output was
+#: written, else the reason it failed.
+Report = Callable[[str, "str | None"], None]
+
+#: The start of the reason of a record whose output file could not be written.
+UNWRITABLE = "output file could not be written"
 
 
 def _check_scores(scores: np.ndarray, n_records: int, n_classes: int) -> None:
@@ -289,80 +299,208 @@ def _check_scores(scores: np.ndarray, n_records: int, n_classes: int) -> None:
 
 
 def _classify_paths(
-    model: Classifier,
-    paths: Sequence[Path],
-    output_dir: Path,
-    batch_size: int,
-    log: Callable[[str], None],
-    on_record: Callable[[], None] = lambda: None,
-) -> RunResult:
-    """Load, classify and write the outputs of ``paths``; failures are reported, not raised."""
+    model: Classifier, paths: Sequence[Path], output_dir: Path, batch_size: int, report: Report
+) -> None:
+    """Load, classify and write the outputs of ``paths``; every record's outcome goes to
+    ``report(name, reason)`` (``reason`` None when its output was written), nothing is raised.
+    A record is named by its header's file name."""
     classes = list(model.classes_)
-    result = RunResult(written=[], failures=[])
 
-    def fail(record: str, reason: str) -> None:
-        result.failures.append((record, reason))
-        log(f"error: record {record}: {reason}")
+    def predict(batch) -> list:
+        """(name, scores, problem) of each record of the batch."""
+        try:
+            scores = np.asarray(model.predict_proba([r for _, r in batch]), dtype=float)
+            _check_scores(scores, len(batch), len(classes))
+        except Exception as error:
+            if len(batch) > 1:  # isolate the record at fault by retrying one at a time
+                return [row for item in batch for row in predict([item])]
+            return [(batch[0][0], None, f"classification failed: {type(error).__name__}: {error}")]
+        return [(name, row, None) for (name, _), row in zip(batch, scores)]
 
     def emit(batch) -> None:
-        try:
-            scores = np.asarray(model.predict_proba(batch), dtype=float)
-            _check_scores(scores, len(batch), len(classes))
-            rows = list(zip(batch, scores))
-        except Exception:  # isolate the record at fault by retrying one at a time
-            rows = []
-            for record in batch:
+        for name, row, problem in predict(batch):
+            if problem is None and not np.all(np.isfinite(row)):
+                problem = "classifier returned non-finite scores"
+            if problem is None:
+                row = np.clip(row, 0.0, 1.0)
+                labels = (row >= model.thresholds_).astype(int)
                 try:
-                    scores = np.asarray(model.predict_proba([record]), dtype=float)
-                    _check_scores(scores, 1, len(classes))
-                    rows.append((record, scores[0]))
-                except Exception as error:
-                    fail(record.name, f"classification failed: {type(error).__name__}: {error}")
-        for record, row in rows:
-            if not np.all(np.isfinite(row)):
-                fail(record.name, "classifier returned non-finite scores")
-                continue
-            row = np.clip(row, 0.0, 1.0)
-            labels = (row >= model.thresholds_).astype(int)
-            write_output(output_dir / f"{record.name}.csv", record.name, classes, labels, row)
-            result.written.append(record.name)
+                    write_output(output_dir / f"{name}.csv", name, classes, labels, row)
+                except OSError as error:
+                    problem = f"{UNWRITABLE}: {error}"
+            report(name, problem)
 
     batch = []
     for path in paths:
         try:
-            batch.append(load_record(path))
+            batch.append((path.stem, load_record(path)))
         except RecordError as error:
-            fail(error.record, error.problem)
+            report(path.stem, error.problem)
         except OSError as error:
-            fail(path.stem, f"cannot be read: {error}")
+            report(path.stem, f"cannot be read: {error}")
         if len(batch) >= batch_size:
             emit(batch)
             batch = []
-        on_record()
     if batch:
         emit(batch)
-    return result
 
 
-# State of a worker process: the model, loaded once by the pool's initializer.
-_WORKER: dict = {}
-
-
-def _worker_init(model_dir: str, classifier: str | None, threads: int) -> None:
+def _worker_main(worker, model_dir, classifier, threads, tasks, results) -> None:
+    """A worker process: load the model once, then classify the tasks sent to it, reporting
+    every record as it is done (so that a crash costs only the records not yet reported)."""
     try:
         import torch
 
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    _WORKER["model"] = load_model(model_dir, classifier)
+    try:
+        model = load_model(model_dir, classifier)
+    except Exception as error:
+        results.put(("init-error", worker, f"{type(error).__name__}: {error}"))
+        return
+    results.put(("ready", worker, list(model.classes_)))
+    while (task := tasks.get()) is not None:
+        task_id, paths, output_dir, batch_size = task
+
+        def report(name, reason, task_id=task_id):
+            results.put(("record", worker, task_id, name, reason))
+
+        _classify_paths(model, paths, output_dir, batch_size, report)
+        results.put(("done", worker, task_id))
 
 
-def _worker_chunk(args) -> tuple[RunResult, list[str]]:
-    paths, output_dir, batch_size = args
-    messages: list[str] = []
-    result = _classify_paths(_WORKER["model"], paths, output_dir, batch_size, messages.append)
-    return result, messages
+def _run_in_workers(
+    model_dir, classifier, paths, output_dir, batch_size, workers, report
+) -> list[str]:
+    """Classify ``paths`` in ``workers`` processes; return the model's classes.
+
+    Contiguous chunks of records go to whichever worker is free. A worker that dies (killed,
+    out of memory, a crash in native code) is replaced by a new one: the records of its chunk
+    that it had not reported are sent again one per task, and a worker that dies on a
+    one-record task costs that record only (reported as failed).
+    """
+    import collections
+    import itertools
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    chunk = max(1, min(batch_size, -(-len(paths) // workers)))
+    pending = collections.deque(
+        (i, paths[start : start + chunk], batch_size)
+        for i, start in enumerate(range(0, len(paths), chunk))
+    )
+    next_id = len(pending)
+    running: dict[int, dict] = {}  # worker id -> process, task queue, task, records reported
+    classes: list[str] = []
+
+    def start() -> None:
+        worker = next(numbers)
+        tasks = context.Queue()
+        process = context.Process(
+            target=_worker_main,
+            args=(worker, str(model_dir), classifier, threads, tasks, results),
+            daemon=True,
+        )
+        process.start()
+        running[worker] = {"process": process, "tasks": tasks, "task": None, "ready": False}
+
+    def handle(message) -> None:
+        kind, state = message[0], running.get(message[1])
+        if kind == "init-error":
+            raise ValueError(f"cannot load the model in {model_dir}: {message[2]}")
+        if state is None:  # from a worker already replaced
+            return
+        if kind == "ready":
+            state["ready"] = True
+            classes[:] = message[2]
+        elif kind == "record" and state["task"] is not None and state["task"][0] == message[2]:
+            state["reported"].add(message[3])
+            report(message[3], message[4])
+        elif kind == "done" and state["task"] is not None and state["task"][0] == message[2]:
+            state["task"] = None
+
+    def drain(timeout: float) -> None:
+        try:
+            handle(results.get(timeout=timeout))
+            while True:
+                handle(results.get_nowait())
+        except queue.Empty:
+            pass
+
+    def replace_dead() -> None:
+        nonlocal next_id
+        for worker, state in list(running.items()):
+            process = state["process"]
+            if process.is_alive():
+                continue
+            drain(0.2)  # what it reported before dying
+            del running[worker]
+            if not state["ready"]:
+                raise ValueError(
+                    f"a worker died while loading the model in {model_dir} "
+                    f"(exit code {process.exitcode})"
+                )
+            task = state["task"]
+            if task is not None:
+                left = [p for p in task[1] if p.stem not in state["reported"]]
+                if len(task[1]) == 1 and left:
+                    report(left[0].stem, f"worker died (exit code {process.exitcode})")
+                else:
+                    for path in reversed(left):
+                        pending.appendleft((next_id, [path], 1))
+                        next_id += 1
+            start()
+
+    numbers = itertools.count()
+    try:
+        for _ in range(min(workers, len(pending))):
+            start()
+        while pending or any(s["task"] is not None for s in running.values()):
+            for state in running.values():
+                if state["ready"] and state["task"] is None and pending:
+                    task_id, task_paths, size = pending.popleft()
+                    state["task"], state["reported"] = (task_id, task_paths, size), set()
+                    state["tasks"].put((task_id, task_paths, output_dir, size))
+            drain(0.1)
+            replace_dead()
+    finally:
+        for state in running.values():
+            if state["process"].is_alive():
+                state["tasks"].put(None)
+        for state in running.values():
+            state["process"].join(timeout=10)
+            if state["process"].is_alive():
+                state["process"].terminate()
+                state["process"].join()
+    return classes
+
+
+def _negative_outputs(result: RunResult, classes: Sequence[str], output_dir: Path, log) -> None:
+    """Give every failed record whose output can be written an all-negative output."""
+    zeros = np.zeros(len(classes))
+    for name, reason in result.failures:
+        if reason.startswith(UNWRITABLE):
+            continue
+        try:
+            write_output(output_dir / f"{name}.csv", name, classes, zeros.astype(int), zeros)
+        except OSError as error:
+            log(f"error: record {name}: no all-negative output either: {error}")
+            continue
+        result.placeholders.append(name)
+
+
+def _output_folder(output_dir: Path) -> None:
+    """Make the output folder, or say clearly why it cannot be one."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"OUTPUTS {output_dir} exists and is not a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"OUTPUTS {output_dir} cannot be made: {error}") from None
 
 
 def run(
@@ -377,44 +515,66 @@ def run(
 ) -> RunResult:
     """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
 
-    Only those files are written; nothing else in ``output_dir`` is touched. With
-    ``workers > 1`` contiguous chunks of records go to separate processes (each loads the model
-    once); the outputs are identical to one worker's.
+    Only those files are written; nothing else in ``output_dir`` is touched. A record that
+    cannot be read, classified or written is reported (``log`` and the result's ``failures``)
+    and costs no other record its output; it gets an all-negative output (every label 0,
+    every score 0) where that can be written, so that a scorer that needs one file per record
+    (the official 2020 one) can still score the folder; ``placeholders`` lists them. With
+    ``workers > 1`` chunks of records go to separate processes (each loads the model once);
+    the outputs are identical to one worker's, and a worker that dies costs at most the
+    record it was on.
+
+    Raises (before any output is written) ``FileNotFoundError`` for a missing model or data
+    folder, ``NotADirectoryError`` when ``output_dir`` is a file, ``ValueError`` for a model
+    that cannot be loaded or bad arguments, ``KeyError`` for an unknown classifier.
     """
     from tqdm import tqdm
 
-    paths = find_records(data_dir)
-    output_dir = Path(output_dir)
     if workers < 1:
         raise ValueError(f"workers must be at least 1 (got {workers})")
+    paths = find_records(data_dir)
+    output_dir = Path(output_dir)
     load_manifest(model_dir)  # fail early, before any output folder is made
-    output_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(paths), desc="records", unit="rec", disable=not progress, file=sys.stderr)
-    with bar:
-        if workers == 1:
+    model = None
+    if workers == 1:
+        try:
             model = load_model(model_dir, classifier)
-            return _classify_paths(model, paths, output_dir, batch_size, log, bar.update)
-        import concurrent.futures
-        import multiprocessing
+        except (KeyError, FileNotFoundError):
+            raise
+        except Exception as error:
+            raise ValueError(
+                f"cannot load the model in {model_dir}: {type(error).__name__}: {error}"
+            ) from error
+    _output_folder(output_dir)
+    outcome: dict[str, str | None] = {}
+    bar = tqdm(total=len(paths), desc="records", unit="rec", disable=not progress, file=sys.stderr)
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        chunk = max(1, min(batch_size, -(-len(paths) // workers)))
-        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-        result = RunResult(written=[], failures=[])
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(str(model_dir), classifier, threads),
-        ) as pool:
-            jobs = [(c, output_dir, batch_size) for c in chunks]
-            for (part, messages), paths_done in zip(pool.map(_worker_chunk, jobs), chunks):
-                for message in messages:
-                    log(message)
-                result.written += part.written
-                result.failures += part.failures
-                bar.update(len(paths_done))
-        return result
+    def report(name: str, reason: str | None) -> None:
+        if reason is not None:
+            log(f"error: record {name}: {reason}")
+        if name not in outcome:
+            bar.update(1)
+        outcome[name] = reason
+
+    with bar:
+        if model is not None:
+            _classify_paths(model, paths, output_dir, batch_size, report)
+            classes = list(model.classes_)
+        else:
+            classes = _run_in_workers(
+                model_dir, classifier, paths, output_dir, batch_size, workers, report
+            )
+    names = [p.stem for p in paths]
+    result = RunResult(
+        written=[n for n in names if n in outcome and outcome[n] is None],
+        failures=[
+            (n, outcome.get(n, "not classified"))
+            for n in names
+            if outcome.get(n, "not classified") is not None
+        ],
+    )
+    _negative_outputs(result, classes, output_dir, log)
+    return result
 
 
 def report(

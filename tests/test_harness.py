@@ -98,7 +98,10 @@ def test_run_isolates_broken_records(tmp_path, challenge_dir):
     done = _cli("run_model.py", model, data, outputs, "--no-progress")
     assert done.returncode == 1
     assert "record T0001:" in done.stderr and "record T0002: gain" in done.stderr
-    assert sorted(p.stem for p in outputs.glob("*.csv")) == ["T0000", "T0003"]
+    # Every record has a file; the failed ones all negative, so the folder can be scored.
+    assert sorted(p.stem for p in outputs.glob("*.csv")) == ["T0000", "T0001", "T0002", "T0003"]
+    for name, real in (("T0000", True), ("T0001", False), ("T0002", False), ("T0003", True)):
+        assert read_output(outputs / f"{name}.csv").scores.any() == real, name
     done = _cli("run_model.py", model, data, outputs, "--no-progress", "--allow-failures")
     assert done.returncode == 0
 
@@ -152,7 +155,8 @@ def test_workers_give_identical_outputs_and_failures(tmp_path, challenge_dir):
     )
     assert one.written == two.written == ["T0000", "T0001", "T0002", "T0003", "T0005"]
     assert one.failures == two.failures and one.failures[0][0] == "T0004"
-    for name in one.written:
+    assert one.placeholders == two.placeholders == ["T0004"]
+    for name in [*one.written, *one.placeholders]:
         assert (tmp_path / "one" / f"{name}.csv").read_bytes() == (
             tmp_path / "two" / f"{name}.csv"
         ).read_bytes()

@@ -1,8 +1,9 @@
 """A corpus of broken and unusual records made from real ones: every record either gets an
-output or a clear error naming it, and nothing stops the run."""
+output or a clear error naming it (and an all-negative output), and nothing stops the run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from team_code import harness
+from team_code.data.outputs import read_output
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,18 +119,26 @@ def rules_model(challenge_dir, tmp_path_factory):
 def test_broken_corpus_run(corpus, rules_model, tmp_path):
     folder, ok, errors = corpus
     outputs = tmp_path / "out"
+    listing = ["--failure-list", tmp_path / "failed.json"]
     done = subprocess.run(
-        [sys.executable, "run_model.py", rules_model, folder, outputs, "--no-progress"],
+        [sys.executable, "run_model.py", rules_model, folder, outputs, "--no-progress", *listing],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 1  # some records failed
-    assert sorted(p.stem for p in outputs.glob("*.csv")) == ok
     for record, text in errors.items():
         lines = [line for line in done.stderr.splitlines() if f"record {record}:" in line]
         assert lines and text in lines[0], (record, lines)
-    # Nothing was written outside the output folder.
+    # The records in error are listed and have all-negative outputs; every record has a file.
+    listed = json.loads((tmp_path / "failed.json").read_text())
+    assert listed["written"] == len(ok)
+    assert sorted((f["record"], f["output"]) for f in listed["failed"]) == sorted(
+        (n, "all-negative") for n in errors
+    )
+    given = {n: read_output(outputs / f"{n}.csv") for n in [*ok, *errors]}
+    assert not any(given[n].labels.any() or given[n].scores.any() for n in errors)
+    # Nothing was written outside the output folder, nor anything else inside it.
     assert not (folder.parent / "ESCAP.csv").exists()
-    assert sorted(p.name for p in outputs.iterdir()) == [f"{n}.csv" for n in ok]
+    assert sorted(p.name for p in outputs.iterdir()) == sorted(f"{n}.csv" for n in given)
