@@ -1,14 +1,20 @@
 #!/usr/bin/env python
-"""Score Challenge 2020 outputs against label headers.
+"""Score Challenge 2020 or 2021 outputs against label headers.
 
     python evaluation/evaluate.py LABELS OUTPUTS [scores.csv] [class_scores.csv]
+    python evaluation/evaluate.py LABELS OUTPUTS [...] --task 2021
     python -m evaluation.evaluate LABELS OUTPUTS [...] [--bootstrap N --seed S]
         [--by-source FILE] [--strict] [--weights PATH]
 
-LABELS holds WFDB headers ``<record>.hea`` (only the ``#Dx`` line is read), OUTPUTS one
-``<record>.csv`` per header. Prints the overall and per-class scores; writes ``scores.csv``
-(AUROC, AUPRC, Accuracy, F-measure, Fbeta-measure, Gbeta-measure, Challenge metric) and
-``class_scores.csv`` (per-class AUROC, AUPRC, F-measure, 2021 layout) at full precision.
+LABELS holds WFDB headers ``<record>.hea`` (only the ``#Dx`` lines are read), OUTPUTS one
+``<record>.csv`` per header. ``--task`` picks the Challenge year: its shipped scoring table
+(2020: 24 classes, 2021: 26) and how its official scorer reads the files (see
+``evaluation/metrics.py``). ``--weights`` replaces the table; a table with ``a|b`` header
+cells is scored as 2021 unless ``--task`` says otherwise. Prints the overall and per-class
+scores; writes ``scores.csv`` (2020: AUROC, AUPRC, Accuracy, F-measure, Fbeta-measure,
+Gbeta-measure, Challenge metric; 2021: the same without Fbeta and Gbeta) and
+``class_scores.csv`` (per-class AUROC, AUPRC, F-measure; 2021 names a class by all its codes,
+``733534002|164909002``) at full precision.
 
 Exit codes: 0 success, 1 data error (missing output file, malformed output with --strict,
 no headers, bad weights table), 2 usage error.
@@ -26,29 +32,29 @@ if __package__ in (None, ""):  # run as a script: make `evaluation` importable
 
 from evaluation import metrics
 
-SCORE_COLUMNS = (
-    "AUROC",
-    "AUPRC",
-    "Accuracy",
-    "F-measure",
-    "Fbeta-measure",
-    "Gbeta-measure",
-    "Challenge metric",
-)
+#: The 2020 scores.csv columns (``metrics.SCORE_COLUMNS`` has each year's).
+SCORE_COLUMNS = metrics.SCORE_COLUMNS["2020"]
 
 
 def get_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     p = argparse.ArgumentParser(
         prog="evaluate.py",
-        description="Score PhysioNet/CinC Challenge 2020 outputs (official 2020 semantics).",
+        description="Score PhysioNet/CinC Challenge 2020 or 2021 outputs (official semantics).",
     )
     p.add_argument("labels", type=Path, help="folder of WFDB headers <record>.hea with #Dx lines")
     p.add_argument("outputs", type=Path, help="folder with one <record>.csv per header")
     p.add_argument("scores_csv", type=Path, nargs="?", help="write overall scores here")
     p.add_argument("class_scores_csv", type=Path, nargs="?", help="write per-class scores here")
     p.add_argument(
-        "--weights", type=Path, default=None, help="weights.csv (default: the shipped 2020 table)"
+        "--task",
+        choices=metrics.TASKS,
+        default=None,
+        help="Challenge year: its scoring table and file reading (default 2020, or 2021 for a "
+        "--weights table with a|b classes)",
+    )
+    p.add_argument(
+        "--weights", type=Path, default=None, help="weights.csv (default: the task's table)"
     )
     p.add_argument(
         "--normal-class",
@@ -92,17 +98,14 @@ def _fmt(x: float, digits: int = 4) -> str:
 def _write_scores(path: Path, result: metrics.EvaluationResult) -> None:
     values = result.overall()
     path.write_text(
-        ",".join(SCORE_COLUMNS)
-        + "\n"
-        + ",".join(repr(float(values[k])) for k in SCORE_COLUMNS)
-        + "\n",
+        ",".join(values) + "\n" + ",".join(repr(float(v)) for v in values.values()) + "\n",
         encoding="utf-8",
     )
 
 
-def _write_class_scores(path: Path, result: metrics.EvaluationResult) -> None:
+def _write_class_scores(path: Path, result: metrics.EvaluationResult, names: list[str]) -> None:
     rows = [
-        "Classes," + ",".join(result.classes),
+        "Classes," + ",".join(names),
         "AUROC," + ",".join(repr(float(x)) for x in result.auroc_classes),
         "AUPRC," + ",".join(repr(float(x)) for x in result.auprc_classes),
         "F-measure," + ",".join(repr(float(x)) for x in result.f_measure_classes),
@@ -123,7 +126,7 @@ def _write_by_source(path: Path, rows: list[dict]) -> None:
 def _print_report(result, abbreviations, by_source, ci, n_boot, seed, malformed) -> None:
     print(f"Records: {result.n_records}   malformed outputs: {len(malformed)}")
     print()
-    width = max(len(k) for k in SCORE_COLUMNS)
+    width = max(len(k) for k in result.overall())
     for key, value in result.overall().items():
         print(f"{key:<{width}}  {_fmt(value)}")
     if ci is not None:
@@ -132,10 +135,10 @@ def _print_report(result, abbreviations, by_source, ci, n_boot, seed, malformed)
             f"(bootstrap {n_boot} resamples, seed {seed})"
         )
     print()
-    print(f"{'Class':<10} {'Abbr':<7} {'Pos':>6} {'AUROC':>7} {'AUPRC':>7} {'F1':>7}")
+    print(f"{'Class':<10} {'Abbr':<11} {'Pos':>6} {'AUROC':>7} {'AUPRC':>7} {'F1':>7}")
     for j, code in enumerate(result.classes):
         print(
-            f"{code:<10} {abbreviations.get(code, ''):<7} {int(result.n_positives[j]):>6} "
+            f"{code:<10} {abbreviations.get(code, ''):<11} {int(result.n_positives[j]):>6} "
             f"{_fmt(result.auroc_classes[j], 3):>7} {_fmt(result.auprc_classes[j], 3):>7} "
             f"{_fmt(result.f_measure_classes[j], 3):>7}"
         )
@@ -159,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap < 0:
         return fail(f"--bootstrap must be >= 0, got {args.bootstrap}")
     try:
-        table = metrics.load_scoring_table(args.weights)
+        table = metrics.load_task_table(args.task or "2020", args.weights)
     except (OSError, ValueError) as exc:
         return fail(f"cannot load weights: {exc}")
+    task = args.task or table.layout
     classes, weights = list(table.classes), table.weights
     if args.normal_class not in classes:
         return fail(f"normal class {args.normal_class} is not a scored class of the weights")
@@ -171,14 +175,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         records, labels, binary, scores, malformed = metrics.load_folders(
-            args.labels, args.outputs, table, strict=args.strict, on_malformed=warn
+            args.labels, args.outputs, table, strict=args.strict, on_malformed=warn, task=task
         )
     except metrics.MalformedOutputError as exc:
         return fail(f"malformed output file (--strict): {exc}")
     except OSError as exc:  # missing outputs, missing folders, unreadable headers
         return fail(str(exc))
 
-    result = metrics.evaluate_arrays(labels, binary, scores, classes, weights, args.normal_class)
+    result = metrics.evaluate_arrays(
+        labels, binary, scores, classes, weights, args.normal_class, task=task
+    )
     by_source = metrics.per_source_scores(
         records, labels, binary, classes, weights, args.normal_class
     )
@@ -189,10 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         ci = metrics.bootstrap_ci(values)
 
+    mapping = (args.weights or metrics.task_weights_path(task)).parent / "dx_mapping_scored.csv"
+    abbreviations = dict(
+        zip(classes, metrics.class_abbreviations(table, metrics.load_abbreviations(mapping)))
+    )
     if not args.quiet:
+        print(f"Task: Challenge {task}, {len(classes)} scored classes")
         _print_report(
             result,
-            metrics.load_abbreviations(),
+            abbreviations,
             by_source,
             ci,
             args.bootstrap,
@@ -203,14 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.scores_csv is not None:
             _write_scores(args.scores_csv, result)
         if args.class_scores_csv is not None:
-            _write_class_scores(args.class_scores_csv, result)
+            names = list(table.names) if task == "2021" else list(result.classes)
+            _write_class_scores(args.class_scores_csv, result, names)
         if args.by_source is not None:
             _write_by_source(args.by_source, by_source)
         if args.plots is not None:
             from evaluation.plots import write_plots
 
-            mapping = args.weights.parent / "dx_mapping_scored.csv" if args.weights else None
-            abbreviations = metrics.load_abbreviations(mapping)
             write_plots(labels, binary, scores, classes, abbreviations, args.plots)
     except OSError as exc:
         return fail(f"cannot write results: {exc}")

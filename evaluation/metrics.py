@@ -1,17 +1,29 @@
-"""Scoring for the PhysioNet/CinC Challenge 2020, reimplemented from its definitions.
+"""Scoring for the PhysioNet/CinC Challenges 2020 and 2021, reimplemented from their definitions.
 
 Pure, vectorised functions on arrays plus the readers they need:
 
-- ``load_weights`` / ``load_scoring_table`` read ``weights.csv`` and merge equivalent classes
-  (pairs with an off-diagonal weight of exactly 1; ``a|b`` headers as in 2021 also work).
+- the scoring tables come from :mod:`evaluation.tables` (re-exported here: ``load_weights``,
+  ``load_scoring_table``, ``ScoringTable``, ``NORMAL_CLASS`` ...), one reader for both years.
 - ``read_header_labels`` / ``read_output_file`` parse one label header / one output CSV the way
-  the official 2020 scorer does; ``load_label_matrix`` / ``load_output_matrices`` turn many of
-  them into arrays.
+  the official scorer of the task does; ``load_label_matrix`` / ``load_output_matrices`` turn
+  many of them into arrays.
 - ``compute_*`` functions and ``evaluate_arrays`` score label and output arrays of shape
   ``(n_records, n_classes)``.
 
-Semantics follow the official ``evaluate_12ECG_score.py`` (2020 final version) except that the
-challenge metric is NaN (not 0) when the "correct" and "inactive" scores coincide.
+The metrics are the same in both years (AUROC, AUPRC, accuracy, F-measure, challenge metric;
+2020 adds F-beta and G-beta). The years differ in how files are read (``task``):
+
+- 2020 (``evaluate_12ECG_score.py``): the first ``#Dx`` line of a header; in an output file,
+  blank lines and ``#`` lines are skipped and the next three lines are read, rows of different
+  lengths make the file malformed; a binary output is positive when it reads '1', 'True',
+  'true', 'T' or 't'; a non-number score is 0, NaN is left out of the mean of equivalent
+  columns (then 0), infinities are kept.
+- 2021 (``evaluate_model.py``): every ``#Dx`` line of a header; an output file is read by
+  position (line 1 the record, lines 2-4 the classes, labels and scores); an output column may
+  name several codes ``a|b`` and counts for every class it shares a code with; a binary output
+  is positive when it reads 'True', 'true', 'T', 't' or any number equal to 1 ('1.0'); a score
+  that is not a finite number is 0 before equivalent columns are averaged.
+
 Nothing here imports from ``team_code``.
 """
 
@@ -19,40 +31,55 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-#: SNOMED CT code of sinus rhythm, the "inactive" reference class of the challenge metric.
-NORMAL_CLASS = "426783006"
+from evaluation.tables import (  # noqa: F401  (re-exported: the scorer's one table reader)
+    NORMAL_CLASS,
+    TASKS,
+    ScoringTable,
+    class_abbreviations,
+    default_weights_path,
+    load_abbreviations,
+    load_scoring_table,
+    load_task_table,
+    load_weights,
+    task_weights_path,
+)
 
 #: Record-name prefixes of the 2020/2021 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL,
 #: Georgia, Chapman-Shaoxing/Ningbo); a record belongs to its longest matching prefix.
 SOURCE_PREFIXES = ("A", "Q", "I", "S", "HR", "E", "JS")
 
-#: Strings the official scorer reads as a positive binary output.
+#: Strings the official scorers read as a positive binary output (2021 also: numbers equal to 1).
 TRUE_STRINGS = frozenset(("1", "True", "true", "T", "t"))
 
-_TABLE_DIR = Path(__file__).resolve().parent
+#: The overall scores each year's scorer reports, in the order of its scores.csv.
+SCORE_COLUMNS = {
+    "2020": (
+        "AUROC",
+        "AUPRC",
+        "Accuracy",
+        "F-measure",
+        "Fbeta-measure",
+        "Gbeta-measure",
+        "Challenge metric",
+    ),
+    "2021": ("AUROC", "AUPRC", "Accuracy", "F-measure", "Challenge metric"),
+}
+
+
+def check_task(task: str) -> str:
+    """Return ``task`` if it is a known Challenge year, else raise ``ValueError``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return task
 
 
 class MalformedOutputError(ValueError):
     """An output file that cannot be parsed (too few lines, ragged rows, unreadable)."""
-
-
-@dataclass(frozen=True)
-class ScoringTable:
-    """Scored classes and weights with equivalent classes merged."""
-
-    # representative SNOMED CT code of each scored class, in weights.csv order
-    classes: tuple[str, ...]
-    # (n_classes, n_classes) float64 reward matrix, rows = labels, columns = outputs
-    weights: np.ndarray
-    # every scored code (representatives and their equivalents) -> column index in `classes`
-    code_to_index: dict[str, int]
-    # groups of equivalent codes, representative first (only groups with two or more codes)
-    equivalents: tuple[tuple[str, ...], ...] = field(default=())
 
 
 @dataclass
@@ -72,6 +99,7 @@ class EvaluationResult:
     f_measure_classes: np.ndarray  # per-class F1, NaN when 2TP+FP+FN == 0
     n_records: int = 0  # number of records scored
     n_positives: np.ndarray | None = None  # per-class number of positive labels
+    task: str = "2020"  # the Challenge year whose scores overall() reports
 
     def as_dict(self) -> dict:
         """Return the result as a plain dict (arrays converted to lists)."""
@@ -82,8 +110,9 @@ class EvaluationResult:
         return out
 
     def overall(self) -> dict[str, float]:
-        """Return the seven overall scores keyed by their scores.csv column names."""
-        return {
+        """The task's overall scores keyed by their scores.csv column names (7 in 2020, 5 in
+        2021, which reports no F-beta or G-beta)."""
+        values = {
             "AUROC": self.auroc,
             "AUPRC": self.auprc,
             "Accuracy": self.accuracy,
@@ -92,123 +121,7 @@ class EvaluationResult:
             "Gbeta-measure": self.g_beta_measure,
             "Challenge metric": self.challenge_metric,
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-# --------------------------------------------------------------------------------------------
-
-
-def default_weights_path() -> Path:
-    """Return the path of the shipped 2020 ``weights.csv`` (next to this module)."""
-    return _TABLE_DIR / "weights.csv"
-
-
-def _to_float(text: str) -> float:
-    """Parse a number like Python's ``float``; anything else gives NaN."""
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def load_scoring_table(path: str | os.PathLike | None = None) -> ScoringTable:
-    """Read a Challenge ``weights.csv`` and merge equivalent classes.
-
-    Two codes are equivalent when their off-diagonal weight is exactly 1, or when they share a
-    header cell written ``a|b`` (2021 style). The representative of a group is the code listed
-    first in the header; its row and column are kept. Raises ``ValueError`` when the table is
-    not square, has ragged rows or when equivalent classes have different weights.
-    """
-    path = Path(path) if path is not None else default_weights_path()
-    text = path.read_text(encoding="utf-8", errors="replace")
-    table = [[cell.strip() for cell in line.split(",")] for line in text.splitlines()]
-    table = [row for row in table if any(row)]
-    if len(table) < 2:
-        raise ValueError(f"weights table {path} is empty")
-    header = table[0][1:]
-    body = table[1:]
-    if any(len(row) != len(header) + 1 for row in body):
-        raise ValueError(f"weights table {path} has rows of different lengths")
-    row_names = [row[0] for row in body]
-    if row_names != header:
-        raise ValueError(f"weights table {path}: row names differ from column names")
-    values = np.array([[_to_float(x) for x in row[1:]] for row in body], dtype=np.float64)
-
-    n = len(header)
-    cell_codes = [[c.strip() for c in cell.split("|") if c.strip()] for cell in header]
-    # Union-find over header cells: equal weight 1 off the diagonal means "equivalent".
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if values[i, j] == 1.0 or values[j, i] == 1.0:
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
-
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-
-    kept = sorted(groups)  # first-listed cell of each group, in header order
-    code_to_index: dict[str, int] = {}
-    classes: list[str] = []
-    equivalents: list[tuple[str, ...]] = []
-    for new_index, root in enumerate(kept):
-        members = groups[root]
-        for m in members[1:]:
-            if not (
-                np.array_equal(values[m, :], values[root, :], equal_nan=True)
-                and np.array_equal(values[:, m], values[:, root], equal_nan=True)
-            ):
-                raise ValueError(
-                    f"weights table {path}: equivalent classes {header[root]} and {header[m]} "
-                    "have different weights"
-                )
-        codes = [code for m in members for code in cell_codes[m]]
-        classes.append(codes[0])
-        if len(codes) > 1:
-            equivalents.append(tuple(codes))
-        for code in codes:
-            if code in code_to_index and code_to_index[code] != new_index:
-                raise ValueError(f"weights table {path}: code {code} appears twice")
-            code_to_index[code] = new_index
-    weights = values[np.ix_(kept, kept)].copy()
-    return ScoringTable(tuple(classes), weights, code_to_index, tuple(equivalents))
-
-
-def load_weights(path: str | os.PathLike | None = None) -> tuple[list[str], np.ndarray]:
-    """Return ``(classes, weights)`` of ``weights.csv`` with equivalent classes merged."""
-    table = load_scoring_table(path)
-    return list(table.classes), table.weights
-
-
-def load_abbreviations(path: str | os.PathLike | None = None) -> dict[str, str]:
-    """Map SNOMED CT codes to abbreviations from ``dx_mapping_scored.csv`` (empty if absent)."""
-    path = Path(path) if path is not None else _TABLE_DIR / "dx_mapping_scored.csv"
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if not lines:
-        return {}
-    head = [h.strip() for h in lines[0].split(",")]
-    try:
-        i_code, i_abbr = head.index("SNOMED CT Code"), head.index("Abbreviation")
-    except ValueError:
-        return {}
-    out = {}
-    for line in lines[1:]:
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) > max(i_code, i_abbr):
-            out[cells[i_code]] = cells[i_abbr]
-    return out
+        return {key: values[key] for key in SCORE_COLUMNS[self.task]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,12 +129,15 @@ def load_abbreviations(path: str | os.PathLike | None = None) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_header_labels(text: str) -> list[str] | None:
+def parse_header_labels(text: str, all_lines: bool = False) -> list[str] | None:
     """Return the codes of the first ``#Dx:`` / ``# Dx:`` line of a header text.
 
-    Codes are stripped; empty codes and duplicates are dropped (first occurrence kept).
-    Returns ``None`` when the text has no Dx line.
+    With ``all_lines`` (the 2021 scorer) the codes of every Dx line are returned. Codes are
+    stripped; empty codes and duplicates are dropped (first occurrence kept). Returns ``None``
+    when the text has no Dx line.
     """
+    found = False
+    codes: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
         if not stripped.startswith("#"):
@@ -232,23 +148,24 @@ def parse_header_labels(text: str) -> list[str] | None:
         rest = body[2:].lstrip()
         if not rest.startswith(":"):
             continue
-        codes: list[str] = []
+        found = True
         for code in rest[1:].split(","):
             code = code.strip()
             if code and code not in codes:
                 codes.append(code)
-        return codes
-    return None
+        if not all_lines:
+            break
+    return codes if found else None
 
 
-def read_header_labels(path: str | os.PathLike) -> list[str]:
+def read_header_labels(path: str | os.PathLike, all_lines: bool = False) -> list[str]:
     """Read the SNOMED CT codes of a WFDB header's ``#Dx`` line (non-UTF-8 bytes tolerated).
 
-    A header without a Dx line gives an empty list.
+    ``all_lines`` reads every Dx line (2021). A header without a Dx line gives an empty list.
     """
     with open(path, "rb") as f:
         text = f.read().decode("utf-8", errors="replace")
-    codes = parse_header_labels(text)
+    codes = parse_header_labels(text, all_lines)
     return [] if codes is None else codes
 
 
@@ -269,16 +186,40 @@ def _parse_scores(cells: list[str]) -> list[float]:
         return out
 
 
+def _finite_or_none(cell: str) -> float | None:
+    """The number a cell holds if it is finite (Python's ``float`` syntax), else ``None``."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _parse_binary_2021(cells: list[str]) -> list[bool]:
+    return [c in TRUE_STRINGS or _finite_or_none(c) == 1.0 for c in cells]
+
+
+def _parse_scores_2021(cells: list[str]) -> list[float]:
+    return [value if (value := _finite_or_none(c)) is not None else 0.0 for c in cells]
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of a text as Python's text mode yields them (newline characters removed)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def parse_output_text(text: str) -> tuple[list[str], list[bool], list[float]]:
-    """Parse the text of an output CSV into ``(codes, binary, scores)``.
+    """Parse the text of an output CSV into ``(codes, binary, scores)`` (2020).
 
     Like the official scorer: blank lines and lines starting with ``#`` are skipped; the next
     three lines are the class codes, the binary labels ('1', 'True', 'true', 'T', 't' are
     positive) and the scores (a non-number reads as 0; 'nan' stays NaN). Every remaining line
     must have the same number of comma-separated fields. Raises ``MalformedOutputError``.
     """
-    raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    lines = [line for line in raw if line.strip() and not line.strip().startswith("#")]
+    lines = [line for line in _lines(text) if line.strip() and not line.strip().startswith("#")]
     if len(lines) < 3:
         raise MalformedOutputError(f"expected 3 data lines, found {len(lines)}")
     rows = [[cell.strip() for cell in line.split(",")] for line in lines]
@@ -288,15 +229,41 @@ def parse_output_text(text: str) -> tuple[list[str], list[bool], list[float]]:
     return rows[0], _parse_binary(rows[1]), _parse_scores(rows[2])
 
 
-def read_output_file(path: str | os.PathLike) -> tuple[list[str], list[bool], list[float]]:
-    """Read one output CSV; raises ``MalformedOutputError`` (naming the file) if unusable."""
+def parse_output_text_2021(text: str) -> tuple[list[str], list[bool], list[float]]:
+    """Parse the text of an output CSV into ``(codes, binary, scores)`` (2021).
+
+    Like the official 2021 scorer, lines are read by position: the first is the record line
+    (whatever it holds), the next three the class codes, the binary labels ('True', 'true',
+    'T', 't' or a number equal to 1 are positive) and the scores (anything but a finite number
+    reads as 0). Rows may differ in length: a scored column without a label or a score is
+    caught later (:func:`resolve_output_row`). Raises ``MalformedOutputError`` for fewer than
+    four lines.
+    """
+    lines = _lines(text)
+    if len(lines) < 4:
+        raise MalformedOutputError(
+            f"expected 4 lines (#record, classes, labels, scores), found {len(lines)}"
+        )
+    codes, binary, scores = ([cell.strip() for cell in line.split(",")] for line in lines[1:4])
+    return codes, _parse_binary_2021(binary), _parse_scores_2021(scores)
+
+
+_OUTPUT_PARSERS = {"2020": parse_output_text, "2021": parse_output_text_2021}
+
+
+def read_output_file(
+    path: str | os.PathLike, task: str = "2020"
+) -> tuple[list[str], list[bool], list[float]]:
+    """Read one output CSV the way the task's scorer does; raises ``MalformedOutputError``
+    (naming the file) if unusable."""
+    parse = _OUTPUT_PARSERS[check_task(task)]
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
     except OSError as exc:
         raise MalformedOutputError(f"{path}: cannot read ({exc})") from exc
     try:
-        return parse_output_text(text)
+        return parse(text)
     except MalformedOutputError as exc:
         raise MalformedOutputError(f"{path}: {exc}") from None
 
@@ -349,38 +316,74 @@ def label_matrix_from_codes(codes_per_record: list[list[str]], table: ScoringTab
 
 
 def load_label_matrix(
-    header_paths: list[str | os.PathLike], table: ScoringTable | None = None
+    header_paths: list[str | os.PathLike], table: ScoringTable | None = None, task: str = "2020"
 ) -> np.ndarray:
-    """Read the ``#Dx`` lines of many headers into an ``(n, c)`` bool label matrix."""
-    table = table if table is not None else load_scoring_table()
-    return label_matrix_from_codes([read_header_labels(p) for p in header_paths], table)
+    """Read the ``#Dx`` lines of many headers into an ``(n, c)`` bool label matrix.
 
-
-def output_matrices_from_rows(
-    rows: list[tuple[list[str], list[bool], list[float]] | None], table: ScoringTable
-) -> tuple[np.ndarray, np.ndarray]:
-    """Turn parsed output rows into ``(binary (n, c) bool, scores (n, c) float64)``.
-
-    A ``None`` row is an all-negative record. Columns whose codes map to the same scored class
-    (equivalent codes, or a code listed twice) are merged: binary OR-ed, scores averaged while
-    ignoring NaN; a class whose scores are all NaN, and any NaN left, becomes 0.
+    2020 reads the first Dx line of each header, 2021 every Dx line.
     """
-    n, c = len(rows), len(table.classes)
+    table = table if table is not None else load_scoring_table()
+    all_lines = check_task(task) == "2021"
+    return label_matrix_from_codes([read_header_labels(p, all_lines) for p in header_paths], table)
+
+
+OutputRow = tuple[list[str], list[bool], list[float]]
+
+
+def resolve_output_row(
+    row: OutputRow, table: ScoringTable, task: str = "2020"
+) -> tuple[list[int], list[bool], list[float]]:
+    """Map a parsed output row onto the table's classes: ``(class index, binary, score)`` of
+    every scored column, unscored columns dropped.
+
+    2020 matches a column's code exactly; 2021 splits it at ``|`` and counts the column once for
+    every class it shares a code with. Raises ``MalformedOutputError`` when a scored column has
+    no label or score (2021 rows may be ragged).
+    """
+    codes, binary, scores = row
     lookup = table.code_to_index
+    index: list[int] = []
+    out_binary: list[bool] = []
+    out_score: list[float] = []
+    split = check_task(task) == "2021"
+    for k, code in enumerate(codes):
+        if split:
+            classes = dict.fromkeys(lookup[c] for c in code.split("|") if c in lookup)
+        else:
+            classes = (lookup[code],) if code in lookup else ()
+        if not classes:
+            continue
+        if k >= len(binary) or k >= len(scores):
+            raise MalformedOutputError(
+                f"scored class {code} (column {k + 1}) has no "
+                f"{'label' if k >= len(binary) else 'score'}"
+            )
+        for j in classes:
+            index.append(j)
+            out_binary.append(binary[k])
+            out_score.append(scores[k])
+    return index, out_binary, out_score
+
+
+def _merge_columns(
+    resolved: list[tuple[list[int], list[bool], list[float]] | None], n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(binary, scores)`` arrays from resolved rows (``None``: an all-negative record).
+
+    Columns of one class are merged: binary OR-ed, scores averaged ignoring NaN; a class whose
+    scores are all NaN, and any NaN left, becomes 0.
+    """
+    n, c = len(resolved), n_classes
     flat_index: list[int] = []
     flat_binary: list[bool] = []
     flat_score: list[float] = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(resolved):
         if row is None:
             continue
-        codes, binary, scores = row
         base = i * c
-        for code, b, s in zip(codes, binary, scores):
-            j = lookup.get(code)
-            if j is not None:
-                flat_index.append(base + j)
-                flat_binary.append(b)
-                flat_score.append(s)
+        flat_index.extend(base + j for j in row[0])
+        flat_binary.extend(row[1])
+        flat_score.extend(row[2])
     index = np.asarray(flat_index, dtype=np.int64)
     binary_flat = np.asarray(flat_binary, dtype=bool)
     score_flat = np.asarray(flat_score, dtype=np.float64)
@@ -394,11 +397,26 @@ def output_matrices_from_rows(
     return binary.reshape(n, c), scores.reshape(n, c)
 
 
+def output_matrices_from_rows(
+    rows: list[OutputRow | None], table: ScoringTable, task: str = "2020"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn parsed output rows into ``(binary (n, c) bool, scores (n, c) float64)``.
+
+    A ``None`` row is an all-negative record. Columns whose codes map to the same scored class
+    (equivalent codes, or a code listed twice) are merged: binary OR-ed, scores averaged while
+    ignoring NaN; a class whose scores are all NaN, and any NaN left, becomes 0. (The 2021
+    parser has already turned every non-finite score into 0.)
+    """
+    resolved = [None if row is None else resolve_output_row(row, table, task) for row in rows]
+    return _merge_columns(resolved, len(table.classes))
+
+
 def load_output_matrices(
     output_paths: list[str | os.PathLike],
     table: ScoringTable | None = None,
     strict: bool = False,
     on_malformed=None,
+    task: str = "2020",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read many output CSVs into ``(binary, scores, malformed)``.
 
@@ -407,19 +425,23 @@ def load_output_matrices(
     raises ``MalformedOutputError`` instead.
     """
     table = table if table is not None else load_scoring_table()
-    rows: list[tuple[list[str], list[bool], list[float]] | None] = []
+    resolved: list[tuple[list[int], list[bool], list[float]] | None] = []
     malformed: list[str] = []
     for path in output_paths:
         try:
-            rows.append(read_output_file(path))
+            row = read_output_file(path, task)
+            try:
+                resolved.append(resolve_output_row(row, table, task))
+            except MalformedOutputError as exc:
+                raise MalformedOutputError(f"{path}: {exc}") from None
         except MalformedOutputError as exc:
             if strict:
                 raise
             malformed.append(str(exc))
             if on_malformed is not None:
                 on_malformed(str(exc))
-            rows.append(None)
-    binary, scores = output_matrices_from_rows(rows, table)
+            resolved.append(None)
+    binary, scores = _merge_columns(resolved, len(table.classes))
     return binary, scores, malformed
 
 
@@ -437,9 +459,10 @@ def load_folders(
     table: ScoringTable | None = None,
     strict: bool = False,
     on_malformed=None,
+    task: str = "2020",
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Read a label folder and an output folder into ``(records, labels, binary, scores,
-    malformed)``.
+    malformed)``, as the task's scorer reads them.
 
     Raises ``MissingOutputError`` naming the records without ``<record>.csv``, and
     ``MalformedOutputError`` for the first malformed file when ``strict``.
@@ -453,8 +476,8 @@ def load_folders(
             f"(expected e.g. {missing[0]}.csv)",
             missing,
         )
-    labels = load_label_matrix(headers, table)
-    binary, scores, malformed = load_output_matrices(outputs, table, strict, on_malformed)
+    labels = load_label_matrix(headers, table, task)
+    binary, scores, malformed = load_output_matrices(outputs, table, strict, on_malformed, task)
     return records, labels, binary, scores, malformed
 
 
@@ -464,11 +487,17 @@ def evaluate_folders(
     weights_path: str | os.PathLike | None = None,
     normal_class: str = NORMAL_CLASS,
     strict: bool = False,
+    task: str = "2020",
 ) -> EvaluationResult:
-    """Score an output folder against a label folder (what the CLI prints), in one call."""
-    table = load_scoring_table(weights_path)
-    _, labels, binary, scores, _ = load_folders(label_dir, output_dir, table, strict)
-    return evaluate_arrays(labels, binary, scores, table.classes, table.weights, normal_class)
+    """Score an output folder against a label folder (what the CLI prints), in one call.
+
+    ``weights_path`` defaults to the task's shipped table.
+    """
+    table = load_task_table(task, weights_path)
+    _, labels, binary, scores, _ = load_folders(label_dir, output_dir, table, strict, task=task)
+    return evaluate_arrays(
+        labels, binary, scores, table.classes, table.weights, normal_class, task=task
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,18 +712,27 @@ def record_challenge_contributions(
 
 
 def evaluate_arrays(
-    labels, binary, scores, classes, weights, normal_class: str = NORMAL_CLASS
+    labels,
+    binary,
+    scores,
+    classes,
+    weights,
+    normal_class: str = NORMAL_CLASS,
+    task: str = "2020",
 ) -> EvaluationResult:
-    """Compute every 2020 score from arrays.
+    """Compute every score of the task from arrays.
 
     ``labels`` and ``binary`` are ``(n, c)`` bool-like, ``scores`` ``(n, c)`` float (NaN read as
-    0), ``classes`` the c class codes (equivalents already merged), ``weights`` ``(c, c)``.
+    0; infinities too in 2021), ``classes`` the c class codes (equivalents already merged),
+    ``weights`` ``(c, c)``. F-beta and G-beta are computed for both years; only 2020 reports
+    them (``EvaluationResult.overall``).
     """
     labels, binary = _check_arrays(labels, binary)
     binary = binary.astype(bool)
     _, scores = _check_arrays(labels, scores, "scores")
+    infinity = 0.0 if check_task(task) == "2021" else np.inf
     scores = np.nan_to_num(
-        np.asarray(scores, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+        np.asarray(scores, dtype=np.float64), nan=0.0, posinf=infinity, neginf=-infinity
     )
     classes = [str(x) for x in classes]
     weights = np.asarray(weights, dtype=np.float64)
@@ -720,6 +758,7 @@ def evaluate_arrays(
         f_measure_classes=f_k,
         n_records=int(labels.shape[0]),
         n_positives=labels.sum(axis=0).astype(np.int64),
+        task=task,
     )
 
 

@@ -1,16 +1,18 @@
-"""The scored Challenge 2020 classes, their abbreviations and equivalences.
+"""The scored Challenge classes, their abbreviations and equivalences.
 
 Everything comes from the Challenge's published tables that the project ships in
-``evaluation/`` (``weights.csv`` and ``dx_mapping_scored.csv``); a test checks the copy against
-the official one. Two codes are equivalent when their off-diagonal weight is exactly 1; the
-representative of a pair is the code listed first in the weights header (713427006 for
-CRBBB/RBBB, 284470004 for PAC/SVPB, 427172004 for PVC/VPB), as in the 2020 scorer.
-Classifiers predict the representatives (24 classes).
+``evaluation/`` (2020: ``weights.csv`` and ``dx_mapping_scored.csv``; 2021: ``evaluation/2021/``),
+read by the scorer's own reader (``evaluation.tables.load_scoring_table``), so the kit and the
+scorer cannot disagree about a table. A test checks the copies against the official ones.
+Equivalent codes form one class whose representative is the code listed first in the weights
+header: in 2020 the pairs with an off-diagonal weight of exactly 1 (713427006 for CRBBB/RBBB,
+284470004 for PAC/SVPB, 427172004 for PVC/VPB), in 2021 the ``a|b`` header cells (also
+733534002 for CLBBB/LBBB). Classifiers predict the representatives (24 classes in 2020, 26 in
+2021).
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,11 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-#: The folder holding the project's copy of the Challenge scoring tables.
-TABLES_DIR = Path(__file__).resolve().parents[2] / "evaluation"
+from evaluation.tables import (
+    NORMAL_CLASS,  # noqa: F401  (sinus rhythm, the "inactive" class; one definition)
+    TABLE_DIRS,
+    class_abbreviations,
+    load_abbreviations,
+    load_scoring_table,
+)
 
-#: Sinus rhythm, the "inactive" reference class of the challenge metric.
-NORMAL_CLASS = "426783006"
+#: The folder holding the project's copy of the Challenge 2020 scoring tables.
+TABLES_DIR = TABLE_DIRS["2020"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class ScoredClasses:
 
     codes: tuple[str, ...]  # representative SNOMED codes, in weights-table order (24 in 2020)
     abbreviations: tuple[str, ...]  # one abbreviation per representative, e.g. "CRBBB|RBBB"
-    all_codes: tuple[str, ...]  # every scored code in the table (27 in 2020)
+    all_codes: tuple[str, ...]  # every scored code in the table (27 in 2020, 30 in 2021)
     representative: dict[str, str]  # scored code -> its representative
     weights: np.ndarray  # (len(codes), len(codes)) challenge-metric weights
 
@@ -49,48 +56,22 @@ class ScoredClasses:
         return self.abbreviations[self.index(code)]
 
 
-def _read_table(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    cols = [c.strip() for c in rows[0][1:]]
-    names = [r[0].strip() for r in rows[1:]]
-    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
-    return names, cols, values
-
-
 @lru_cache(maxsize=4)
 def scored_classes(weights_path: str | os.PathLike | None = None) -> ScoredClasses:
-    """Load the scored classes from ``weights.csv`` (the shipped copy by default)."""
+    """Load the scored classes from a ``weights.csv`` of either year (the shipped 2020 copy by
+    default); abbreviations come from the ``dx_mapping_scored.csv`` beside it."""
     path = Path(weights_path) if weights_path else TABLES_DIR / "weights.csv"
-    rows, cols, values = _read_table(path)
-    if rows != cols:
-        raise ValueError(f"{path}: the weights table's rows and columns differ")
-    representative: dict[str, str] = {}
-    for j, code in enumerate(cols):
-        first = next(k for k in range(len(cols)) if values[j, k] == 1.0 or k == j)
-        representative[code] = cols[first]
-    codes = tuple(c for c in cols if representative[c] == c)
-    keep = [cols.index(c) for c in codes]
-    abbrev_of = _abbreviations(path.parent / "dx_mapping_scored.csv")
-    abbreviations = tuple(
-        "|".join(abbrev_of.get(c, c) for c in cols if representative[c] == rep) for rep in codes
+    table = load_scoring_table(path)
+    abbreviations = class_abbreviations(
+        table, load_abbreviations(path.parent / "dx_mapping_scored.csv")
     )
     return ScoredClasses(
-        codes=codes,
+        codes=table.classes,
         abbreviations=abbreviations,
-        all_codes=tuple(cols),
-        representative=representative,
-        weights=values[np.ix_(keep, keep)],
+        all_codes=table.all_codes,
+        representative={code: table.classes[j] for code, j in table.code_to_index.items()},
+        weights=table.weights,
     )
-
-
-def _abbreviations(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as handle:
-        return {
-            row["SNOMED CT Code"].strip(): row["Abbreviation"] for row in csv.DictReader(handle)
-        }
 
 
 def label_matrix(

@@ -82,3 +82,23 @@ def test_validator_checks_record_name(tmp_path):
 def test_format_rejects_ragged_rows():
     with pytest.raises(ValueError, match="differ in length"):
         format_output("A", ["1", "2"], [0], [0.1, 0.2])
+
+
+def test_scored_classes_of_the_2021_table():
+    scored = scored_classes(TABLES_DIR / "2021" / "weights.csv")
+    assert len(scored.codes) == 26 and len(scored.all_codes) == 30
+    assert scored.representative["164909002"] == "733534002"  # LBBB -> CLBBB
+    assert scored.representative["59118001"] == "713427006"
+    assert scored.abbreviation("164909002") == "CLBBB|LBBB"
+    assert scored.abbreviation("6374002") == "BBB" and scored.abbreviation("365413008") == "PRWP"
+    assert scored.merge(["164909002", "733534002", "6374002", "55930002"]) == {
+        "733534002",
+        "6374002",
+    }
+    assert scored.weights.shape == (26, 26)
+    # the same table the scorer reads
+    from evaluation import tables
+
+    table = tables.load_task_table("2021")
+    assert scored.codes == table.classes
+    np.testing.assert_array_equal(scored.weights, table.weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation import metrics
+from evaluation import metrics, tables
 
 # The three equivalent pairs of Challenge 2020, representative (listed first in the header) first.
 EQUIVALENT_2020 = (
@@ -78,3 +78,95 @@ def test_abbreviations_of_scored_classes():
     assert abbr["164889003"] == "AF"
     classes, _ = metrics.load_weights()
     assert all(c in abbr for c in classes)
+
+
+# The equivalent groups of Challenge 2021 (a|b header cells), representative first.
+EQUIVALENT_2021 = (
+    ("733534002", "164909002"),
+    ("713427006", "59118001"),
+    ("284470004", "63593006"),
+    ("427172004", "17338001"),
+)
+
+
+def test_shipped_2021_tables_are_the_official_ones(shared_data):
+    official = shared_data / "scoring" / "2021"
+    for name in ("weights.csv", "dx_mapping_scored.csv", "dx_mapping_unscored.csv"):
+        ours = tables.TABLE_DIRS["2021"] / name
+        assert ours.read_bytes() == (official / name).read_bytes(), name
+
+
+def test_2021_table_splits_pipe_cells_into_equivalent_codes():
+    table = tables.load_task_table("2021")
+    assert table.layout == "2021"
+    assert len(table.classes) == 26 and len(table.all_codes) == 30
+    assert table.equivalents == EQUIVALENT_2021
+    assert "733534002|164909002" in table.names
+    for group in EQUIVALENT_2021:
+        j = table.classes.index(group[0])
+        assert all(table.code_to_index[code] == j for code in group)
+        assert table.group(j) == group
+        assert group[1] not in table.classes
+    for new in ("6374002", "365413008"):  # BBB and PRWP, scored from 2021 on
+        assert new in table.classes
+    assert tables.NORMAL_CLASS in table.classes
+    assert np.array_equal(np.diag(table.weights), np.ones(26))
+    assert np.array_equal(table.weights, table.weights.T)
+    # first row of the official table: AF vs AFL 0.5, AF vs BBB 0.475
+    assert table.classes[:3] == ("164889003", "164890007", "6374002")
+    assert table.weights[0, 1] == 0.5 and table.weights[0, 2] == 0.475
+
+
+def test_2020_table_names_and_layout():
+    table = tables.load_task_table("2020")
+    assert table.layout == "2020" and len(table.all_codes) == 27
+    assert table.names[table.classes.index("713427006")] == "713427006|59118001"
+    assert table.all_codes[:2] == ("270492004", "164889003")  # header order
+
+
+def test_abbreviations_of_both_years():
+    for task, n in (("2020", 24), ("2021", 26)):
+        table = tables.load_task_table(task)
+        mapping = tables.load_abbreviations(tables.TABLE_DIRS[task] / "dx_mapping_scored.csv")
+        abbr = tables.class_abbreviations(table, mapping)
+        assert len(abbr) == n and abbr[table.classes.index(tables.NORMAL_CLASS)] == "NSR"
+        assert abbr[table.classes.index("713427006")] == "CRBBB|RBBB"
+    assert abbr[table.classes.index("733534002")] == "CLBBB|LBBB"  # 2021's SNOMEDCTCode column
+    assert abbr[table.classes.index("365413008")] == "PRWP"
+
+
+def test_pipe_cells_and_weight_one_pairs_together(tmp_path):
+    # 2021 cells a|b and a 2020-style pair c ~ d (weight 1) in one table.
+    path = tmp_path / "w.csv"
+    path.write_text(
+        ",a|b,c,d,n\na|b,1,0.2,0.2,0.5\nc,0.2,1,1,0.4\nd,0.2,1,1,0.4\nn,0.5,0.4,0.4,1\n"
+    )
+    table = tables.load_scoring_table(path)
+    assert table.classes == ("a", "c", "n")
+    assert table.names == ("a|b", "c|d", "n")
+    assert table.equivalents == (("a", "b"), ("c", "d"))
+    assert table.code_to_index == {"a": 0, "b": 0, "c": 1, "d": 1, "n": 2}
+    assert table.layout == "2021"
+    assert np.array_equal(table.weights, [[1, 0.2, 0.5], [0.2, 1, 0.4], [0.5, 0.4, 1]])
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (",a|b,n\na,1,0.5\nn,0.5,1\n", "row names differ"),
+        (",a,,n\na,1,0,0\n,0,1,0\nn,0,0,1\n", "no code"),
+        (",a|n,n\na|n,1,0.5\nn,0.5,1\n", "appears twice"),
+        ("", "empty"),
+    ],
+)
+def test_bad_tables_are_refused_with_the_file_named(tmp_path, text, problem):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem) as info:
+        tables.load_scoring_table(path)
+    assert "bad.csv" in str(info.value)
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ValueError, match="2020, 2021"):
+        tables.task_weights_path("2019")
