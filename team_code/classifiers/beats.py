@@ -49,8 +49,13 @@ EVIDENCE_NAMES: tuple[str, ...] = (
     "mean_prob_V",
     "max_prob_S",  # largest S probability of any beat
     "max_prob_V",
-    "mean_mi_prob",  # mean MI probability of the beats (NaN without an MI model)
+    "mean_mi_prob",  # mean MI probability of the beats (NEUTRAL_MI_PROB: no beats or no MI model)
 )
+
+#: ``mean_mi_prob`` of a record without beats in its lead (or of every record when no MI
+#: model was trained): no evidence either way. Every evidence value is finite: a record
+#: without beats has 0 beats, counts, fractions and heart rate, and this MI probability.
+NEUTRAL_MI_PROB = 0.5
 
 #: Challenge classes scored from evidence, with the features of their logistic regression.
 EVIDENCE_CLASSES: dict[str, tuple[str, ...]] = {
@@ -405,7 +410,8 @@ def _summarise(probs: np.ndarray, mi: np.ndarray, r_all: np.ndarray, fs: float) 
         row["mean_prob_V"] = float(probs[:, 2].mean())
         row["max_prob_S"] = float(probs[:, 1].max())
         row["max_prob_V"] = float(probs[:, 2].max())
-    row["mean_mi_prob"] = float(np.mean(mi)) if len(mi) and np.isfinite(mi).all() else np.nan
+    finite = len(mi) and np.isfinite(mi).all()
+    row["mean_mi_prob"] = float(np.mean(mi)) if finite else NEUTRAL_MI_PROB
     return np.array([row[n] for n in EVIDENCE_NAMES])
 
 

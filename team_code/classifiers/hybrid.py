@@ -20,13 +20,23 @@ Training (``fit``):
      features; rare classes take the best member's scores as they are;
    - thresholds ``own`` (each class's member's own, 0.5 on stacked probabilities) or
      ``searched`` for the challenge metric (classes with fewer than
-     ``threshold_min_positives`` positives keep their own);
+     ``threshold_min_positives`` positives keep their own); out of fold, a member's own
+     thresholds are those of the fold model that made the score;
    the simplest candidate is kept unless a more complex one scores higher by more than
    ``tolerance_se`` standard errors of the paired per-record difference (the
    one-standard-error rule; ``fusion``/``thresholding`` "auto"), or the one named;
-4. the chosen fuser is refitted on all OOF scores (and its thresholds searched on all of
-   them when ``searched`` won);
-5. every member is refitted on all records for inference.
+4. every member is refitted on all records for inference;
+5. the chosen fuser is refitted on all OOF scores; the shipped thresholds are those of the
+   models that make the shipped predictions: the refitted members' own (0.5 on stacked
+   probabilities), or, when ``searched`` won, thresholds searched on all the OOF fused
+   scores (rarer classes keep the refitted members' own). Never an average across folds.
+
+A record that a member cannot process (it raises for that record, or returns non-finite
+scores or evidence) is reported and left out of that member's part only: its average
+precision is taken without the record, stacking gives the record that member's mean
+features (they add nothing), and where the class takes that member's scores, the next
+member's are used on the first one's threshold scale. At inference, likewise; a record that
+no member can process raises an error naming it.
 
 ``beats`` joins only when it has beat data (``--beat-data``); without it, it is left out
 with a message, and the manifest lists the members actually used.
@@ -36,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +107,10 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision of scores ``s`` for truth ``y``, over the records that have a score
+    (a member's NaN marks a record it could not process)."""
+    scored = np.isfinite(s)
+    y, s = y[scored], s[scored]
     if not y.any():
         return 0.0
     order = np.argsort(-s, kind="stable")
@@ -134,10 +148,12 @@ def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tupl
     return best
 
 
-def _best_member(precision: np.ndarray, truth: np.ndarray) -> int:
-    """The member with the best mean average precision over the classes that have positives."""
+def _member_ranking(precision: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Members from the best mean average precision (over the classes that have positives) to
+    the worst; the first is ``single``'s member."""
     present = truth.any(axis=0)
-    return int(precision[present].mean(axis=0).argmax()) if present.any() else 0
+    mean = precision[present].mean(axis=0) if present.any() else np.zeros(precision.shape[1])
+    return np.argsort(-mean, kind="stable")
 
 
 def _precision_table(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -150,28 +166,70 @@ def _precision_table(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     )
 
 
+def _pick(scores: np.ndarray, own: np.ndarray, ranking: np.ndarray) -> np.ndarray:
+    """Per class ``j``, the scores of member ``ranking[j, 0]``; where that member has no score
+    for a record (NaN: it could not process it), the next member in ``ranking[j]`` that has
+    one, moved onto the first member's scale by its margin (its logit distance from its own
+    threshold, added to the logit of the first member's threshold), so that each member's
+    own decision is kept. NaN where no member has a score.
+
+    ``scores`` (n, n_members, n_classes); ``own`` the members' own thresholds, (n_members,
+    n_classes) or per record (n, n_members, n_classes); ``ranking`` (n_classes, n_members).
+    """
+    c = scores.shape[2]
+    own = np.broadcast_to(own, scores.shape)
+    columns = np.arange(c)
+    first = ranking[:, 0]
+    out = scores[:, first, columns].copy()
+    target = _logit(own[:, first, columns])
+    for rank in range(1, ranking.shape[1]):
+        missing = ~np.isfinite(out)
+        if not missing.any():
+            break
+        other = ranking[:, rank]
+        margin = _logit(scores[:, other, columns]) - _logit(own[:, other, columns])
+        out = np.where(missing, _sigmoid(margin + target), out)
+    return out
+
+
+def _record_names(records: Sequence[Record]) -> list[str]:
+    """The records' names, without reading the signals of a :class:`RecordSet`."""
+    return records.names if isinstance(records, RecordSet) else [r.name for r in records]
+
+
 class _Stacker:
     """Per-class logistic regressions on the members' margins and the evidence.
 
-    A member's margin for a class is its logit score minus the logit of its own threshold, so
-    0 is that member's decision boundary whatever its score scale. Classes with fewer than
-    ``min_positives`` positives are not regressed (a regression on two positives learns
-    which records they were): they take the best member's scores and thresholds as they are,
-    except classes with one outcome only, which score a constant at their smoothed rate (the
-    data-driven fusion predicts no class it has never seen; ``single`` and ``selection``
-    keep the engines' knowledge of such classes, and cross-validation chooses).
+    A member's margin for a class is its logit score minus the logit of the own threshold of
+    the model that made the score (a fold model for out-of-fold scores, the refitted member
+    at inference), so 0 is that model's decision boundary whatever its score scale. A member
+    that could not process a record (NaN) adds nothing to that record's regression: its
+    standardised features are 0 there. Classes with fewer than ``min_positives`` positives
+    are not regressed (a regression on two positives learns which records they were): they
+    take the best member's scores and thresholds as they are (:func:`_pick`), except classes
+    with one outcome only, which score a constant at their smoothed rate (the data-driven
+    fusion predicts no class it has never seen; ``single`` and ``selection`` keep the
+    engines' knowledge of such classes, and cross-validation chooses).
     """
 
-    def __init__(self, c: float, own: np.ndarray, min_positives: int = 5):
+    def __init__(self, c: float, min_positives: int = 5):
         self.c = c
-        self.own = np.asarray(own, dtype=float)  # (n_members, n_classes) members' thresholds
         self.min_positives = min_positives
 
-    def features(self, scores: np.ndarray, evidence: np.ndarray, j: int) -> np.ndarray:
-        return np.column_stack([_logit(scores[:, :, j]) - _logit(self.own[:, j]), evidence])
+    @staticmethod
+    def features(scores: np.ndarray, own: np.ndarray, evidence: np.ndarray, j: int) -> np.ndarray:
+        own = np.broadcast_to(own, scores.shape)
+        return np.column_stack([_logit(scores[:, :, j]) - _logit(own[:, :, j]), evidence])
 
-    def fit(self, scores: np.ndarray, evidence: np.ndarray, truth: np.ndarray) -> _Stacker:
-        """scores (n, n_members, n_classes); evidence (n, n_evidence); truth (n, n_classes)."""
+    def _standardised(self, x: np.ndarray, j: int) -> np.ndarray:
+        z = (x - self.mean_[j]) / self.scale_[j]
+        return np.where(np.isfinite(z), z, 0.0)
+
+    def fit(
+        self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray, truth: np.ndarray
+    ) -> _Stacker:
+        """scores (n, n_members, n_classes); own (n_members, n_classes) or per record;
+        evidence (n, n_evidence); truth (n, n_classes)."""
         from sklearn.linear_model import LogisticRegression
 
         n_classes = truth.shape[1]
@@ -180,43 +238,66 @@ class _Stacker:
         self.intercept_ = np.zeros(n_classes)
         self.mean_ = np.zeros((n_classes, n_features))
         self.scale_ = np.ones((n_classes, n_features))
-        best = _best_member(_precision_table(scores, truth), truth)
+        self.ranking_ = np.tile(
+            _member_ranking(_precision_table(scores, truth), truth), (n_classes, 1)
+        )
         positives = truth.sum(axis=0)
         frequent = (positives >= self.min_positives) & ~truth.all(axis=0)
         one_outcome = (positives == 0) | truth.all(axis=0)
         # -1: regressed; -2: one outcome only, a constant at its smoothed rate; else a member.
-        self.fallback_ = np.where(frequent, -1, np.where(one_outcome, -2, best))
+        self.fallback_ = np.where(frequent, -1, np.where(one_outcome, -2, self.ranking_[:, 0]))
         for j in np.flatnonzero(one_outcome):
             rate = (positives[j] + 0.5) / (len(truth) + 1.0)
             self.intercept_[j] = np.log(rate / (1 - rate))
         for j in np.flatnonzero(frequent):
-            x = self.features(scores, evidence, j)
-            self.mean_[j] = x.mean(axis=0)
-            self.scale_[j] = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
+            x = self.features(scores, own, evidence, j)
+            finite = np.isfinite(x)
+            counts = finite.sum(axis=0)
+            x0 = np.where(finite, x, 0.0)
+            mean = x0.sum(axis=0) / np.maximum(counts, 1)
+            std = np.sqrt(
+                (np.where(finite, x - mean, 0.0) ** 2).sum(axis=0) / np.maximum(counts, 1)
+            )
+            self.mean_[j] = mean
+            self.scale_[j] = np.where(std > 1e-9, std, 1.0)
             model = LogisticRegression(C=self.c, max_iter=1000)
-            model.fit((x - self.mean_[j]) / self.scale_[j], truth[:, j])
+            model.fit(self._standardised(x, j), truth[:, j])
             self.coef_[j] = model.coef_[0]
             self.intercept_[j] = model.intercept_[0]
         return self
 
-    def predict(self, scores: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-        out = np.empty((scores.shape[0], scores.shape[2]))
+    def predict(self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+        out = _pick(scores, own, self.ranking_)
         for j in range(scores.shape[2]):
-            if self.fallback_[j] >= 0:
-                out[:, j] = scores[:, self.fallback_[j], j]
-                continue
             if self.fallback_[j] == -2:
                 out[:, j] = _sigmoid(self.intercept_[j])
-                continue
-            x = (self.features(scores, evidence, j) - self.mean_[j]) / self.scale_[j]
-            out[:, j] = _sigmoid(x @ self.coef_[j] + self.intercept_[j])
+            elif self.fallback_[j] == -1:
+                x = self._standardised(self.features(scores, own, evidence, j), j)
+                out[:, j] = _sigmoid(x @ self.coef_[j] + self.intercept_[j])
         return out
 
-    def start_thresholds(self) -> np.ndarray:
-        """0.5 on regressed probabilities; the fallback member's own threshold elsewhere."""
+    def start_thresholds(self, own: np.ndarray) -> np.ndarray:
+        """0.5 on regressed probabilities; the fallback member's own threshold elsewhere
+        (per record when ``own`` is)."""
         columns = np.arange(len(self.fallback_))
-        member = np.maximum(self.fallback_, 0)
-        return np.where(self.fallback_ >= 0, self.own[member, columns], 0.5)
+        member = np.asarray(own)[..., self.ranking_[:, 0], columns]
+        return np.where(self.fallback_ >= 0, member, 0.5)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+            "mean": self.mean_,
+            "scale": self.scale_,
+            "fallback": self.fallback_.astype(np.int64),
+            "ranking": self.ranking_.astype(np.int64),
+        }
+
+    def set_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        self.fallback_ = arrays["fallback"].astype(int)
+        self.ranking_ = arrays["ranking"].astype(int)
 
 
 class _Selector:
@@ -224,30 +305,45 @@ class _Selector:
 
     ``per_class``: each class with at least ``min_positives`` positives takes the member with
     its best AP; rarer classes (where AP is noise) take the member with the best mean AP over
-    all classes. Without ``per_class`` every class takes that member ("single").
+    all classes. Without ``per_class`` every class takes that member ("single"). A record the
+    chosen member could not process takes the next member's score (:func:`_pick`).
     """
 
-    def __init__(self, own: np.ndarray, per_class: bool = True, min_positives: int = 5):
-        self.own = np.asarray(own, dtype=float)  # (n_members, n_classes) members' thresholds
+    def __init__(self, per_class: bool = True, min_positives: int = 5):
         self.per_class = per_class
         self.min_positives = min_positives
 
-    def fit(self, scores: np.ndarray, evidence: np.ndarray, truth: np.ndarray) -> _Selector:
-        del evidence
+    def fit(
+        self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray, truth: np.ndarray
+    ) -> _Selector:
+        del own, evidence
         precision = _precision_table(scores, truth)
-        self.choice_ = np.full(truth.shape[1], _best_member(precision, truth))
+        overall = _member_ranking(precision, truth)
+        self.ranking_ = np.tile(overall, (truth.shape[1], 1))
         if self.per_class:
-            frequent = truth.sum(axis=0) >= self.min_positives
-            self.choice_[frequent] = precision[frequent].argmax(axis=1)
+            for j in np.flatnonzero(truth.sum(axis=0) >= self.min_positives):
+                # by the class's own AP; ties in the overall order
+                self.ranking_[j] = overall[np.argsort(-precision[j, overall], kind="stable")]
         return self
 
-    def predict(self, scores: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-        del evidence
-        return scores[:, self.choice_, np.arange(scores.shape[2])]
+    @property
+    def choice_(self) -> np.ndarray:
+        """The member each class takes."""
+        return self.ranking_[:, 0]
 
-    def start_thresholds(self) -> np.ndarray:
-        """Each class's chosen member's own threshold."""
-        return self.own[self.choice_, np.arange(len(self.choice_))]
+    def predict(self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+        del evidence
+        return _pick(scores, own, self.ranking_)
+
+    def start_thresholds(self, own: np.ndarray) -> np.ndarray:
+        """Each class's chosen member's own threshold (per record when ``own`` is)."""
+        return np.asarray(own)[..., self.choice_, np.arange(len(self.choice_))]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ranking": self.ranking_.astype(np.int64)}
+
+    def set_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.ranking_ = arrays["ranking"].astype(int)
 
 
 class HybridClassifier(Classifier):
@@ -294,8 +390,7 @@ class HybridClassifier(Classifier):
             return digests
         if self.config.fold_groups != "source":
             raise ValueError("hybrid: fold_groups must be 'signal' or 'source'")
-        names = records.names if isinstance(records, RecordSet) else [r.name for r in records]
-        groups = source_groups([record_source(name) for name in names], digests)
+        groups = source_groups([record_source(name) for name in _record_names(records)], digests)
         if len(set(groups)) >= self.config.n_folds:
             return groups
         self._log(
@@ -304,15 +399,60 @@ class HybridClassifier(Classifier):
         )
         return digests
 
-    @staticmethod
-    def _member_outputs(model: Classifier, records: Sequence[Record]):
-        scores = np.asarray(model.predict_proba(records), dtype=float)
-        evidence = (
-            np.asarray(model.evidence(records), dtype=float)
-            if hasattr(model, "evidence")
-            else np.zeros((len(records), 0))
-        )
+    def _member_outputs(self, name: str, model: Classifier, records: Sequence[Record]):
+        """One member's scores (n, n_classes) and evidence (n, n_evidence) for ``records``.
+
+        A record the member cannot process (it raises for that record alone, or gives
+        non-finite scores or evidence) is reported and gets NaN rows: the fusion leaves it
+        out of that member's part (:func:`_pick`, :class:`_Stacker`), not out of the fit.
+        """
+        n_evidence = len(getattr(model, "evidence_names_", ())) if hasattr(model, "evidence") else 0
+
+        def outputs(batch):
+            scores = np.asarray(model.predict_proba(batch), dtype=float)
+            evidence = (
+                np.asarray(model.evidence(batch), dtype=float)
+                if n_evidence
+                else np.zeros((len(batch), 0))
+            )
+            if scores.shape != (len(batch), len(self.classes_)):
+                raise ValueError(f"scores of shape {scores.shape}")
+            if evidence.shape != (len(batch), n_evidence):
+                raise ValueError(f"evidence of shape {evidence.shape}")
+            return scores, evidence
+
+        n = len(records)
+        problems: dict[int, str] = {}
+        try:
+            scores, evidence = outputs(records)
+        except Exception:  # find the records at fault, one at a time
+            scores, evidence = (
+                np.full((n, len(self.classes_)), np.nan),
+                np.full((n, n_evidence), np.nan),
+            )
+            for i in range(n):
+                try:
+                    one_scores, one_evidence = outputs(take(records, [i]))
+                    scores[i], evidence[i] = one_scores[0], one_evidence[0]
+                except Exception as error:
+                    problems[i] = f"{type(error).__name__}: {error}"
+        finite = np.isfinite(scores).all(axis=1) & np.isfinite(evidence).all(axis=1)
+        for i in np.flatnonzero(~finite):
+            problems.setdefault(int(i), "non-finite scores or evidence")
+        if problems:
+            names = _record_names(records)
+            for i, problem in sorted(problems.items()):
+                self._log(
+                    f"hybrid: {name} cannot process record {names[i]} ({problem}); "
+                    f"fused without {name} for it"
+                )
+            bad = sorted(problems)
+            scores[bad], evidence[bad] = np.nan, np.nan
         return scores, evidence
+
+    def _own(self) -> np.ndarray:
+        """(n_members, n_classes): the fitted members' own thresholds."""
+        return np.stack([np.clip(m.thresholds_, 0.0, NEVER) for m in self.members_.values()])
 
     # -- learning ------------------------------------------------------------------------
     def fit(self, records: Sequence[Record], classes: Sequence[str]) -> HybridClassifier:
@@ -324,36 +464,44 @@ class HybridClassifier(Classifier):
         )
         n, c = truth.shape
         oof_scores = np.zeros((n, len(members), c))
+        # The own thresholds of the fold model that made each out-of-fold score.
+        oof_own = np.zeros((n, len(members), c))
         oof_evidence: list[np.ndarray | None] = [None] * len(members)
-        fold_thresholds = np.zeros((len(folds), len(members), c))
         for k, (train_index, test_index) in enumerate(folds):
             for m, name in enumerate(members):
                 self._log(f"hybrid: fold {k + 1}/{len(folds)}: fitting {name}")
                 model = self._new_member(name).fit(take(records, train_index), self.classes_)
-                fold_thresholds[k, m] = np.clip(model.thresholds_, 0.0, NEVER)
-                scores, evidence = self._member_outputs(model, take(records, test_index))
+                oof_own[test_index, m] = np.clip(model.thresholds_, 0.0, NEVER)
+                scores, evidence = self._member_outputs(name, model, take(records, test_index))
                 oof_scores[test_index, m] = scores
                 if oof_evidence[m] is None:
                     oof_evidence[m] = np.zeros((n, evidence.shape[1]))
                 oof_evidence[m][test_index] = evidence
         evidence = np.concatenate(oof_evidence, axis=1)
         self.oof_scores_ = oof_scores  # kept for reports; not saved
-        self._fuse(members, truth, folds, oof_scores, evidence, fold_thresholds)
 
+        # The refitted members make the shipped predictions, so their own thresholds are
+        # the ones shipped with them (never an average of the fold models' thresholds).
         self.members_ = {}
         for name in members:
             self._log(f"hybrid: fitting {name} on all {n} records")
             self.members_[name] = self._new_member(name).fit(records, self.classes_)
+        self._fuse(members, truth, folds, oof_scores, oof_own, evidence, self._own())
         return self
 
-    def _fuse(self, members, truth, folds, oof_scores, evidence, fold_thresholds) -> None:
+    def _fuse(self, members, truth, folds, oof_scores, oof_own, evidence, own) -> None:
         """Choose the fusion and its thresholds from the members' out-of-fold outputs.
 
-        Every candidate (a fusion with its members' own thresholds, or with thresholds
-        searched for the challenge metric) is scored on records neither its fuser nor its
-        thresholds saw: fusers are fitted on k-1 folds of the OOF scores, and searched
-        thresholds come from the other folds' fused scores. The simplest candidate is kept
-        unless a more complex one wins by more than ``tolerance_se`` standard errors.
+        ``oof_own`` (n, members, classes) holds the own thresholds of the fold model that
+        made each out-of-fold score; ``own`` (members, classes) those of the refitted members
+        that make the shipped predictions. Every candidate (a fusion with its members' own
+        thresholds, or with thresholds searched for the challenge metric) is scored on
+        records neither its fuser nor its thresholds saw: fusers are fitted on k-1 folds of
+        the OOF scores, and searched thresholds come from the other folds' fused scores. The
+        simplest candidate is kept unless a more complex one wins by more than
+        ``tolerance_se`` standard errors. The shipped thresholds are the refitted members'
+        own (``own``: 0.5 on stacked probabilities), or searched on all the out-of-fold fused
+        scores (``searched``; rarer classes keep the refitted members' own).
         """
         n, c = truth.shape
         fusions = FUSIONS if self.config.fusion == "auto" else (self.config.fusion,)
@@ -363,7 +511,6 @@ class HybridClassifier(Classifier):
         if not set(modes) <= set(THRESHOLDINGS):
             raise ValueError(f"hybrid: thresholding must be auto or one of {THRESHOLDINGS}")
         min_positives = self.config.threshold_min_positives
-        own = fold_thresholds.mean(axis=0)  # (members, classes): each member's own thresholds
         self.fusion_scores_ = {}
         thresholds = {}
         fusers = {}
@@ -371,13 +518,19 @@ class HybridClassifier(Classifier):
         for fusion in fusions:
             fused_cv, start_cv = np.zeros((n, c)), np.zeros((n, c))
             for train_index, test_index in folds:
-                fuser = self._new_fuser(fusion, own).fit(
-                    oof_scores[train_index], evidence[train_index], truth[train_index]
+                fuser = self._new_fuser(fusion).fit(
+                    oof_scores[train_index],
+                    oof_own[train_index],
+                    evidence[train_index],
+                    truth[train_index],
                 )
-                fused_cv[test_index] = fuser.predict(oof_scores[test_index], evidence[test_index])
-                start_cv[test_index] = fuser.start_thresholds()
-            fusers[fusion] = self._new_fuser(fusion, own).fit(oof_scores, evidence, truth)
-            start = fusers[fusion].start_thresholds()
+                fused_cv[test_index] = fuser.predict(
+                    oof_scores[test_index], oof_own[test_index], evidence[test_index]
+                )
+                start_cv[test_index] = fuser.start_thresholds(oof_own[test_index])
+            fused_cv = np.nan_to_num(fused_cv, nan=0.0)  # no member could score: negative
+            fusers[fusion] = self._new_fuser(fusion).fit(oof_scores, oof_own, evidence, truth)
+            start = fusers[fusion].start_thresholds(own)
             for mode in modes:
                 if mode == "own":
                     binary = fused_cv >= start_cv
@@ -385,15 +538,15 @@ class HybridClassifier(Classifier):
                 else:
                     binary = np.zeros((n, c), dtype=bool)
                     for train_index, test_index in folds:
-                        searched = truth[train_index].sum(axis=0) >= min_positives
-                        fold_thresholds_k = challenge_thresholds(
+                        # The held-out fold was scored by one fold model per member, so its
+                        # own thresholds are one row: the start, kept by rarer classes.
+                        cut = challenge_thresholds(
                             truth[train_index],
                             fused_cv[train_index],
                             self.classes_,
-                            start=start,
+                            start=start_cv[test_index[0]],
                             min_positives=min_positives,
                         )
-                        cut = np.where(searched, fold_thresholds_k, start_cv[test_index])
                         binary[test_index] = fused_cv[test_index] >= cut
                     thresholds[fusion, mode] = challenge_thresholds(
                         truth, fused_cv, self.classes_, start=start, min_positives=min_positives
@@ -402,13 +555,11 @@ class HybridClassifier(Classifier):
                     truth, binary, self.classes_
                 )
                 contributions[fusion, mode] = _record_contributions(truth, binary, self.classes_)
-        # The members alone, each with its own thresholds of each fold (for the log/manifest).
-        self.member_scores_ = {}
-        for m, name in enumerate(members):
-            binary = np.zeros((n, c), dtype=bool)
-            for k, (_, test_index) in enumerate(folds):
-                binary[test_index] = oof_scores[test_index, m] >= fold_thresholds[k, m]
-            self.member_scores_[name] = challenge_score(truth, binary, self.classes_)
+        # The members alone, each with its fold models' own thresholds (for the log/manifest).
+        self.member_scores_ = {
+            name: challenge_score(truth, oof_scores[:, m] >= oof_own[:, m], self.classes_)
+            for m, name in enumerate(members)
+        }
         self.fusion_, self.thresholding_ = _simplest_within_tolerance(
             contributions, self.config.tolerance_se
         )
@@ -421,21 +572,28 @@ class HybridClassifier(Classifier):
         self.thresholds_ = thresholds[self.fusion_, self.thresholding_]
         self.fuser_ = fusers[self.fusion_]
 
-    def _new_fuser(self, fusion: str, own: np.ndarray):
-        """A fuser; ``own`` (members, classes) are the members' own thresholds."""
+    def _new_fuser(self, fusion: str):
         if fusion == "stacking":
-            return _Stacker(self.config.stacking_c, own, self.config.selection_min_positives)
-        return _Selector(own, fusion == "selection", self.config.selection_min_positives)
+            return _Stacker(self.config.stacking_c, self.config.selection_min_positives)
+        return _Selector(fusion == "selection", self.config.selection_min_positives)
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
-        """Each member's scores for ``records`` (for reports and comparisons)."""
-        return {name: self._member_outputs(m, records)[0] for name, m in self.members_.items()}
+        """Each member's scores for ``records`` (for reports and comparisons; NaN where a
+        member could not process a record)."""
+        return {
+            name: self._member_outputs(name, m, records)[0] for name, m in self.members_.items()
+        }
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
-        outputs = [self._member_outputs(m, records) for m in self.members_.values()]
+        outputs = [self._member_outputs(n, m, records) for n, m in self.members_.items()]
         scores = np.stack([s for s, _ in outputs], axis=1)
         evidence = np.concatenate([e for _, e in outputs], axis=1)
-        return np.clip(self.fuser_.predict(scores, evidence), 0.0, 1.0)
+        fused = self.fuser_.predict(scores, self._own(), evidence)
+        unscored = ~np.isfinite(fused).all(axis=1)
+        if unscored.any():
+            names = [n for n, bad in zip(_record_names(records), unscored) if bad]
+            raise ValueError(f"hybrid: no member could process record(s) {', '.join(names)}")
+        return np.clip(fused, 0.0, 1.0)
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
@@ -448,26 +606,19 @@ class HybridClassifier(Classifier):
             "fusion_scores": self.fusion_scores_,
             "member_scores": self.member_scores_,
         }
-        arrays = {"own": self.fuser_.own}
-        if self.fusion_ == "stacking":
-            arrays.update(
-                coef=self.fuser_.coef_,
-                intercept=self.fuser_.intercept_,
-                mean=self.fuser_.mean_,
-                scale=self.fuser_.scale_,
-                fallback=self.fuser_.fallback_.astype(np.int64),
-            )
-        else:
-            arrays["choice"] = self.fuser_.choice_.astype(np.int64)
-        save_arrays(folder / "fuser.safetensors", arrays)
+        save_arrays(folder / "fuser.safetensors", self.fuser_.arrays())
         save_json(folder / "hybrid.json", state)
 
     def _load_state(self, folder: Path) -> None:
         state = load_json(folder / "hybrid.json")
-        if "thresholding" not in state or not (folder / "fuser.safetensors").is_file():
+        fuser_file = folder / "fuser.safetensors"
+        arrays = load_arrays(fuser_file) if fuser_file.is_file() else {}
+        # Before the fuser file, or before the members' own thresholds came from the
+        # refitted members ("own" held the fold models' average).
+        if "thresholding" not in state or "ranking" not in arrays or "own" in arrays:
             raise ValueError(
-                f"{folder}: a hybrid saved by an earlier version of the kit (no fuser file); "
-                "train it again"
+                f"{folder}: a hybrid saved by an earlier version of the kit (its fuser or "
+                "thresholds were made differently); train it again"
             )
         self.members_ = {
             name: registry.get(name).load(folder / "members" / name) for name in state["members"]
@@ -476,16 +627,8 @@ class HybridClassifier(Classifier):
         self.thresholding_ = state["thresholding"]
         self.fusion_scores_ = state["fusion_scores"]
         self.member_scores_ = state["member_scores"]
-        arrays = load_arrays(folder / "fuser.safetensors")
-        self.fuser_ = self._new_fuser(self.fusion_, arrays["own"])
-        if self.fusion_ == "stacking":
-            self.fuser_.coef_ = arrays["coef"]
-            self.fuser_.intercept_ = arrays["intercept"]
-            self.fuser_.mean_ = arrays["mean"]
-            self.fuser_.scale_ = arrays["scale"]
-            self.fuser_.fallback_ = arrays["fallback"].astype(int)
-        else:
-            self.fuser_.choice_ = arrays["choice"].astype(int)
+        self.fuser_ = self._new_fuser(self.fusion_)
+        self.fuser_.set_arrays(arrays)
 
     def summary(self) -> dict:
         return {

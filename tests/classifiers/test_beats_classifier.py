@@ -91,3 +91,44 @@ def test_save_load_round_trip_without_pickle(fitted, records, tmp_path):
     assert np.array_equal(again.thresholds_, fitted.thresholds_)
     few = records.subset([0, 12, 17])
     assert np.allclose(again.predict_proba(few), fitted.predict_proba(few), atol=1e-6)
+
+
+def _without_beats(record):
+    """The record made flat (a valid record): no beats in lead II nor anywhere."""
+    flat = np.zeros_like(record.signal)
+    return dataclasses.replace(record, name=record.name + "_flat", signal=flat)
+
+
+def test_a_record_without_beats_has_finite_neutral_evidence(fitted, records):
+    from team_code.classifiers.beats import NEUTRAL_MI_PROB
+
+    evidence = fitted.evidence([records[0], _without_beats(records[0])])
+    assert np.isfinite(evidence).all()
+    col = {n: i for i, n in enumerate(EVIDENCE_NAMES)}
+    assert evidence[1, col["n_beats"]] == 0 and evidence[1, col["frac_V"]] == 0
+    assert evidence[1, col["mean_mi_prob"]] == NEUTRAL_MI_PROB
+    assert evidence[0, col["mean_mi_prob"]] != NEUTRAL_MI_PROB  # the MI model's mean
+
+
+def test_a_hybrid_with_beats_trains_and_predicts_a_record_without_beats(
+    records, shared_data, tmp_path, capsys
+):
+    from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+
+    mitdb_dir = tmp_path / "mitdb"
+    mitdb_dir.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        (mitdb_dir / f"208.{ext}").symlink_to(shared_data / "mitdb" / f"208.{ext}")
+    beats = {"beat_data": [str(mitdb_dir)], "max_beats": 300, "mi_epochs": 1, "device": "cpu"}
+    beats = {**dataclasses.asdict(BeatsClassifier.quick_config()), **beats}
+    config = HybridConfig(
+        members=("prevalence", "beats"),
+        n_folds=2,
+        fusion="stacking",
+        member_options={"beats": beats},
+    )
+    training = [records[i] for i in range(len(records))] + [_without_beats(records[0])]
+    model = HybridClassifier(config).fit(training, scored_classes().codes)
+    assert "cannot process" not in capsys.readouterr().err  # the flat record's evidence is used
+    scores = model.predict_proba(training[-2:])
+    assert np.isfinite(scores).all() and scores.shape == (2, 24)
