@@ -336,8 +336,8 @@ def _classify_paths(
             batch.append((path.stem, load_record(path)))
         except RecordError as error:
             report(path.stem, error.problem)
-        except OSError as error:
-            report(path.stem, f"cannot be read: {error}")
+        except Exception as error:  # an unforeseen reader failure costs this record only
+            report(path.stem, f"cannot be read: {type(error).__name__}: {error}")
         if len(batch) >= batch_size:
             emit(batch)
             batch = []

@@ -192,3 +192,23 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write_text(tmp_path / "b.json", "new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+
+
+def test_an_unforeseen_reader_error_costs_only_its_record(prevalence_model, tmp_path, monkeypatch):
+    data = _records(tmp_path / "data", ["R0000", "R0001", "R0002"])
+    real = harness.load_record
+
+    def load(path):
+        if path.stem == "R0001":
+            raise RuntimeError("unexpected")
+        return real(path)
+
+    monkeypatch.setattr(harness, "load_record", load)
+    messages = []
+    result = harness.run(
+        prevalence_model, data, tmp_path / "out", progress=False, log=messages.append
+    )
+    assert result.written == ["R0000", "R0002"]
+    assert result.failures == [("R0001", "cannot be read: RuntimeError: unexpected")]
+    assert result.placeholders == ["R0001"]
+    assert messages == ["error: record R0001: cannot be read: RuntimeError: unexpected"]
