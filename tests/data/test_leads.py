@@ -101,3 +101,18 @@ def test_command_line_copies_the_folder_and_names_the_broken_record(shared_data,
         assert load_record(tmp_path / "out" / f"{name}.hea").leads == ("I", "II", "V2")
     assert not (tmp_path / "out" / "BROKEN.hea").exists()
     assert main([str(source), str(tmp_path / "x"), "--leads", "I,I"]) == 2
+
+
+def test_line_ends_and_stray_bytes_of_the_header_are_kept(shared_data, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(shared_data / "challenge" / "A0002.mat", source / "A0002.mat")
+    raw = (shared_data / "challenge" / "A0002.hea").read_bytes().replace(b"\n", b"\r\n")
+    raw = raw.replace(b"#Sex: ", b"#Sex: \xe4 ")  # a byte that is not UTF-8, in a comment
+    (source / "A0002.hea").write_bytes(raw)
+    copy = reduce_record(source / "A0002.hea", tmp_path / "out", ("II",))
+    data = copy.read_bytes()
+    assert data.count(b"\r\n") == raw.count(b"\r\n") - 11  # eleven signal lines fewer
+    src_comments = [line for line in raw.split(b"\r\n") if line.startswith(b"#")]
+    assert [line for line in data.split(b"\r\n") if line.startswith(b"#")] == src_comments
+    assert load_record(copy).leads == ("II",)
