@@ -212,3 +212,22 @@ def test_an_unforeseen_reader_error_costs_only_its_record(prevalence_model, tmp_
     assert result.failures == [("R0001", "cannot be read: RuntimeError: unexpected")]
     assert result.placeholders == ["R0001"]
     assert messages == ["error: record R0001: cannot be read: RuntimeError: unexpected"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_that_cannot_be_loaded_is_a_usage_error(
+    prevalence_model, tmp_path, challenge_dir, workers
+):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(prevalence_model, model)
+    (model / "prevalence" / "prevalence.json").write_text("{not json")
+    outputs = tmp_path / "out"
+    done = _cli(
+        "run_model.py", model, challenge_dir, outputs, "--no-progress", "--workers", workers
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot load the model in {model}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(outputs.glob("*.csv"))
