@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     from team_code.harness import DEFAULT_CLASSIFIERS
+    from team_code.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(
         description="Train the ECG classifiers on a folder of WFDB .hea + .mat records.",
@@ -43,6 +45,23 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted training from the checkpoints in MODEL/.work",
     )
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help="option set: 'paper' (the papers' settings, for a GPU; the default) or 'cpu' "
+        "(every deep engine sized for a 2-core CPU); --set options win",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads (default: $OMP_NUM_THREADS, else the cores this process may use "
+        "less those busy with other work, shared among torchrun's local processes)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars or progress lines"
+    )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
     return parser
 
@@ -52,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from team_code import harness
     from team_code.classifiers import registry
+    from team_code.threads import apply_threads, choose_threads, requested_threads
 
     if args.list:
         print("\n".join(registry.available()))
@@ -62,7 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.beat_data:
             folders = [f for item in args.beat_data for f in item.split(",") if f]
             options.setdefault("beats", {})["beat_data"] = ",".join(folders)
-        harness.train(args.data, args.model, names, options, resume=args.resume)
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        threads = choose_threads(local_processes, requested_threads(args.threads))
+        apply_threads(threads)
+        print(f"using {threads} compute thread(s) per process", file=sys.stderr)
+        harness.train(
+            args.data,
+            args.model,
+            names,
+            options,
+            resume=args.resume,
+            preset=args.preset,
+            progress=not args.no_progress,
+        )
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

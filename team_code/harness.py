@@ -38,6 +38,7 @@ from team_code.data.records import (
     record_source,
 )
 from team_code.fileio import load_json, save_json
+from team_code.presets import DEFAULT_PRESET, with_preset
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "ecg-kit-model/1"
@@ -160,6 +161,23 @@ def _with_workdirs(configs: dict, model_dir: Path, resume: bool) -> dict:
     return out
 
 
+def _run_options(families: dict, options: dict, preset: str, progress: bool) -> dict:
+    """The user's options on top of the preset's, for the trained classifiers and the members
+    of trained hybrids; with ``progress`` false, ``progress=false`` for every family that has
+    the option (unless the user set it)."""
+    wanted = set(families)
+    for name, cls in families.items():
+        config = build_config(cls, options.get(name, {}))
+        wanted.update(getattr(config, "members", ()))
+    merged = with_preset(preset, options, wanted)
+    if not progress:
+        for name in wanted:
+            fields = {f.name for f in dataclasses.fields(registry.get(name).Config)}
+            if "progress" in fields:
+                merged.setdefault(name, {}).setdefault("progress", "false")
+    return merged
+
+
 def is_main_process() -> bool:
     """False in the non-zero ranks of a ``torchrun`` job, which train but do not write."""
     return os.environ.get("RANK", "0") == "0"
@@ -172,16 +190,19 @@ def train(
     options: Mapping[str, Mapping[str, str]] | None = None,
     log: Callable[[str], None] = _say,
     resume: bool = False,
+    preset: str = DEFAULT_PRESET,
+    progress: bool = True,
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
     Returns the manifest. Unreadable records are left out with a warning naming each one.
     Deep models checkpoint every epoch under ``MODEL/.work/<name>``; ``resume=True`` continues
-    an interrupted training from there.
+    an interrupted training from there. ``preset`` fills options (:mod:`team_code.presets`;
+    ``options`` win); ``progress=False`` silences every classifier's progress output.
     """
     names = list(classifiers or DEFAULT_CLASSIFIERS)
-    options = dict(options or {})
     families = {name: registry.get(name) for name in names}  # unknown names fail before work
+    options = _run_options(families, dict(options or {}), preset, progress)
     configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
     # Options of classifiers that are not trained themselves go to ensembles that train them.
     member_options = {k: dict(v) for k, v in options.items() if k not in families}
@@ -230,6 +251,7 @@ def train(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "classifiers": trained,
         "primary": names[0],
+        "preset": preset,
         "classes": list(classes),
         "abbreviations": [scored_classes().abbreviation(c) for c in classes],
         "versions": package_versions(),

@@ -59,6 +59,7 @@ from team_code.classifiers.thresholds import challenge_thresholds, youden_thresh
 from team_code.data.records import Record, RecordError
 from team_code.dsp import cwt
 from team_code.fileio import atomic_write_bytes, load_json, save_json
+from team_code.progress import progress
 
 STATE_FILE = "googlenet.pt"
 TRAINING_FILE = "training.json"
@@ -106,7 +107,7 @@ class CWTGoogLeNetConfig:
     workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
     resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
     seed: int = 0  # initialisation, split, balancing draw and batch order
-    progress: bool = False  # progress bars while preprocessing and training
+    progress: bool = True  # progress while preprocessing and training (on stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) 
     root = default_cache_dir(config.cache_dir)
     if root is None or not isinstance(records, RecordSet):
         rows, kept, failures = [], [], []
-        for i in range(len(records)):
+        for i in progress(range(len(records)), len(records), "scalograms", "rec", config.progress):
             try:
                 rows.append(record_image(records[i], size, scalograms).astype(np.float16))
                 kept.append(i)
@@ -253,9 +254,13 @@ def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) 
         jobs = [(records.paths[i], targets[i], size, scalograms) for i in todo]
         if config.preprocess_workers > 0:
             with concurrent.futures.ProcessPoolExecutor(config.preprocess_workers) as pool:
-                results = list(pool.map(_store_one, *zip(*jobs), chunksize=8))
+                mapped = pool.map(_store_one, *zip(*jobs), chunksize=8)
+                results = list(progress(mapped, len(jobs), "scalograms", "rec", config.progress))
         else:
-            results = [_store_one(*job) for job in jobs]
+            results = [
+                _store_one(*job)
+                for job in progress(jobs, len(jobs), "scalograms", "rec", config.progress)
+            ]
         problems = {i: result for i, result in zip(todo, results) if result is not None}
     if problems:
         known.update({targets[i].name: list(p) for i, p in problems.items()})

@@ -141,7 +141,7 @@ def _results(records, preprocess, num_workers: int):
 
 def _build(records, preprocess, dtype, target: Path | None, progress: bool, log):
     """Fill an array (a memmap at ``target`` + tmp suffix when given); return it and metadata."""
-    from tqdm import tqdm
+    from team_code.progress import progress as show_progress
 
     array = None
     kept: list[int] = []
@@ -150,14 +150,8 @@ def _build(records, preprocess, dtype, target: Path | None, progress: bool, log)
     tmp = None
     iterator = _results(records, preprocess["function"], preprocess["num_workers"])
     for i, (row, failure) in enumerate(
-        tqdm(
-            iterator,
-            total=len(records),
-            desc="preprocessing",
-            unit="rec",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
+        show_progress(
+            iterator, total=len(records), desc="preprocessing", unit="rec", enabled=progress
         )
     ):
         if failure is not None:

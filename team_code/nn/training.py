@@ -386,7 +386,7 @@ def fit(
     ``checkpoint.pt`` and ``history.csv`` (rank 0 only); ``resume`` is a checkpoint file or a
     workdir to continue from. ``log`` gets one line per epoch (``None``: silent).
     """
-    from tqdm import tqdm
+    from team_code.progress import progress
 
     log = log or (lambda message: None)
     device = pick_device(config.device)
@@ -446,13 +446,12 @@ def fit(
         )
         model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=device)
-        bar = tqdm(
+        bar = progress(
             loader,
+            total=len(loader),
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="batch",
-            disable=not (config.progress and main),
-            file=sys.stderr,
-            leave=False,
+            enabled=config.progress and main,
         )
         for inputs, targets in bar:
             inputs, targets = to_device(inputs, device), to_device(targets, device)
@@ -476,8 +475,10 @@ def fit(
             n = _batch_size_of(inputs)
             totals[0] += float(loss.detach()) * n
             totals[1] += n
-            bar.set_postfix(loss=f"{float(totals[0] / totals[1]):.4f}")
-        bar.close()
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{float(totals[0] / totals[1]):.4f}")
+        if hasattr(bar, "close"):
+            bar.close()
         totals = distributed.all_reduce_sum(totals)
         train_loss = float(totals[0] / totals[1])
         distributed.broadcast_buffers(module)
