@@ -39,6 +39,7 @@ from team_code.data.records import (
 )
 from team_code.fileio import load_json, save_json
 from team_code.presets import DEFAULT_PRESET, with_preset
+from team_code.threads import apply_threads, choose_threads
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "ecg-kit-model/1"
@@ -370,12 +371,7 @@ def _classify_paths(
 def _worker_main(worker, model_dir, classifier, threads, tasks, results) -> None:
     """A worker process: load the model once, then classify the tasks sent to it, reporting
     every record as it is done (so that a crash costs only the records not yet reported)."""
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    apply_threads(threads)
     try:
         model = load_model(model_dir, classifier)
     except Exception as error:
@@ -409,7 +405,7 @@ def _run_in_workers(
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = choose_threads(workers)  # never more threads than free cores across workers
     chunk = max(1, min(batch_size, -(-len(paths) // workers)))
     pending = collections.deque(
         (i, paths[start : start + chunk], batch_size)
