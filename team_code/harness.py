@@ -149,13 +149,20 @@ def _with_cache(configs: dict, model_dir: Path) -> dict:
 
 
 def _with_workdirs(configs: dict, model_dir: Path, resume: bool) -> dict:
-    """Checkpoints of directly trained deep models go to ``MODEL/.work/<name>``; with
-    ``resume``, training continues from the checkpoint found there (if any)."""
+    """Checkpoints of trained deep models go to ``MODEL/.work/<name>``, and a hybrid's members
+    train each fold in a child of ``MODEL/.work/hybrid``; with ``resume``, training continues
+    from what is found there: a deep model's checkpoint, a hybrid's finished folds and its
+    members' checkpoints."""
     out = {}
     for name, config in configs.items():
         if hasattr(config, "workdir") and not config.workdir:
             config = dataclasses.replace(config, workdir=str(model_dir / ".work" / name))
-        found = hasattr(config, "workdir") and (Path(config.workdir) / "checkpoint.pt").is_file()
+        if hasattr(config, "member_options"):  # an ensemble resumes whatever its folder holds
+            found = hasattr(config, "workdir") and Path(config.workdir).is_dir()
+        else:
+            found = (
+                hasattr(config, "workdir") and (Path(config.workdir) / "checkpoint.pt").is_file()
+            )
         if resume and found and not config.resume:
             config = dataclasses.replace(config, resume=config.workdir)
         out[name] = config

@@ -40,11 +40,28 @@ no member can process raises an error naming it.
 
 ``beats`` joins only when it has beat data (``--beat-data``); without it, it is left out
 with a message, and the manifest lists the members actually used.
+
+Work folder and resume (``workdir``, ``resume``; ``train_model.py`` gives
+``MODEL/.work/hybrid`` and, with ``--resume``, resumes from it): every member trains each fold
+and the refit in a child folder of its own, ``<workdir>/<member>/fold<k>`` and
+``<workdir>/<member>/refit``, so no two trainings share a checkpoint. A deep member
+checkpoints every epoch there; a finished fold leaves its held-out scores, evidence and own
+thresholds (``outputs.safetensors``), a finished refit its saved model (``model/``), and the
+fold's checkpoint is then deleted (``history.csv`` stays). ``fold.json`` holds a key of what
+defines the part (the member, its options less those that only say how it runs, the classes,
+the training and held-out record names) and whether it finished. A resumed fit reads back the
+parts that finished with the same key, continues an interrupted deep member from its last
+epoch, and trains the rest; every seed is fixed per part, so the result equals an
+uninterrupted run's. Members' own ``workdir``/``resume`` options are replaced by these child
+folders (none when the hybrid has no work folder). Run folders are not part of the model: they
+are cleared from the saved configs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -95,6 +112,30 @@ class HybridConfig:
     seed: int = 0
     # Options of the members: {"parallel_cnn": {"epochs": "5"}, ...} (strings, as on the CLI).
     member_options: dict = dataclasses.field(default_factory=dict)
+    # Work folder of the members' per-fold and refit trainings (<workdir>/<member>/fold<k>,
+    # .../refit: checkpoints, finished outputs); "": none. train_model.py: MODEL/.work/hybrid.
+    workdir: str = ""
+    # Work folder to resume from (normally workdir): finished folds and refits are read back,
+    # interrupted deep members continue from their last checkpoint; "": start afresh.
+    resume: str = ""
+
+
+#: Options that say how a member runs, not what it learns: left out of a part's key.
+RUN_OPTIONS = frozenset(
+    ("workdir", "resume", "progress", "cache_dir", "num_workers", "preprocess_workers")
+)
+#: Per part of a member's training: its key and whether it finished.
+PART_FILE = "fold.json"
+#: A finished fold's held-out scores, evidence and own thresholds.
+OUTPUTS_FILE = "outputs.safetensors"
+#: A finished refit's model folder.
+MODEL_FOLDER = "model"
+
+
+def _without_run_folders(config):
+    """``config`` with its work and resume folders cleared (they describe a run, not a model)."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{k: "" for k in ("workdir", "resume") if k in fields})
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -363,9 +404,6 @@ class HybridClassifier(Classifier):
         values = self.config.member_options.get(name, {})
         return apply_options(registry.get(name).Config, values)
 
-    def _new_member(self, name: str) -> Classifier:
-        return registry.get(name)(self._member_config(name))
-
     def _usable_members(self) -> list[str]:
         members = []
         for name in self.config.members:
@@ -452,7 +490,12 @@ class HybridClassifier(Classifier):
 
     def _own(self) -> np.ndarray:
         """(n_members, n_classes): the fitted members' own thresholds."""
-        return np.stack([np.clip(m.thresholds_, 0.0, NEVER) for m in self.members_.values()])
+        return np.stack(
+            [
+                np.clip(np.asarray(m.thresholds_, dtype=float), 0.0, NEVER)
+                for m in self.members_.values()
+            ]
+        )
 
     # -- learning ------------------------------------------------------------------------
     def fit(self, records: Sequence[Record], classes: Sequence[str]) -> HybridClassifier:
@@ -469,10 +512,10 @@ class HybridClassifier(Classifier):
         oof_evidence: list[np.ndarray | None] = [None] * len(members)
         for k, (train_index, test_index) in enumerate(folds):
             for m, name in enumerate(members):
-                self._log(f"hybrid: fold {k + 1}/{len(folds)}: fitting {name}")
-                model = self._new_member(name).fit(take(records, train_index), self.classes_)
-                oof_own[test_index, m] = np.clip(model.thresholds_, 0.0, NEVER)
-                scores, evidence = self._member_outputs(name, model, take(records, test_index))
+                scores, evidence, own = self._fold_outputs(
+                    name, k, len(folds), take(records, train_index), take(records, test_index)
+                )
+                oof_own[test_index, m] = own
                 oof_scores[test_index, m] = scores
                 if oof_evidence[m] is None:
                     oof_evidence[m] = np.zeros((n, evidence.shape[1]))
@@ -482,12 +525,85 @@ class HybridClassifier(Classifier):
 
         # The refitted members make the shipped predictions, so their own thresholds are
         # the ones shipped with them (never an average of the fold models' thresholds).
-        self.members_ = {}
-        for name in members:
-            self._log(f"hybrid: fitting {name} on all {n} records")
-            self.members_[name] = self._new_member(name).fit(records, self.classes_)
+        self.members_ = {name: self._refit(name, records) for name in members}
         self._fuse(members, truth, folds, oof_scores, oof_own, evidence, self._own())
+        self.config = _without_run_folders(self.config)
         return self
+
+    # -- work folders and resume -----------------------------------------------------------
+    def _part(self, name: str, part: str, train, held_out) -> tuple:
+        """Member ``name``'s config for one part of the fit (``fold<k>`` or ``refit``) with its
+        own work folder, and ``(config, work, finished, key)``: ``finished`` is the folder of
+        the same part finished by the run resumed from (None when it must be trained)."""
+        config = self._member_config(name)
+        settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_OPTIONS}
+        text = json.dumps(
+            [name, settings, list(self.classes_), _record_names(train), _record_names(held_out)],
+            sort_keys=True,
+            default=str,
+        )
+        key = hashlib.sha256(text.encode()).hexdigest()
+        work = Path(self.config.workdir) / name / part if self.config.workdir else None
+        source = Path(self.config.resume) / name / part if self.config.resume else None
+        finished, checkpoint = None, ""
+        if source is not None and (source / PART_FILE).is_file():
+            state = load_json(source / PART_FILE)
+            if state.get("key") != key:
+                self._log(f"hybrid: {source} was trained with other settings; training afresh")
+            elif state.get("finished"):
+                finished = source
+            elif (source / "checkpoint.pt").is_file():
+                checkpoint = str(source)
+        fields = {f.name for f in dataclasses.fields(config)}
+        updates = {"workdir": str(work or ""), "resume": checkpoint}
+        config = dataclasses.replace(config, **{k: v for k, v in updates.items() if k in fields})
+        if work is not None and finished is None:
+            self._write_part(work, key, finished=False)
+        return config, work, finished, key
+
+    @staticmethod
+    def _write_part(work: Path, key: str, finished: bool) -> None:
+        """Record a part's key and state; once finished, its checkpoint is no longer needed."""
+        from team_code.harness import is_main_process
+
+        if not is_main_process():
+            return
+        save_json(work / PART_FILE, {"key": key, "finished": finished})
+        if finished:
+            (work / "checkpoint.pt").unlink(missing_ok=True)
+
+    def _fold_outputs(self, name: str, k: int, n_folds: int, train, held_out) -> tuple:
+        """Member ``name`` trained on fold ``k``'s training records: its scores and evidence
+        for the held-out records, and its own thresholds (read back when a resumed run
+        finished this fold)."""
+        config, work, finished, key = self._part(name, f"fold{k + 1}", train, held_out)
+        if finished is not None:
+            self._log(f"hybrid: fold {k + 1}/{n_folds}: {name} read back from {finished}")
+            saved = load_arrays(finished / OUTPUTS_FILE)
+            return saved["scores"], saved["evidence"], saved["own"]
+        self._log(f"hybrid: fold {k + 1}/{n_folds}: fitting {name}")
+        model = registry.get(name)(config).fit(train, self.classes_)
+        own = np.clip(np.asarray(model.thresholds_, dtype=float), 0.0, NEVER)
+        scores, evidence = self._member_outputs(name, model, held_out)
+        if work is not None:
+            arrays = {"scores": scores, "evidence": evidence, "own": own}
+            save_arrays(work / OUTPUTS_FILE, arrays)
+            self._write_part(work, key, finished=True)
+        return scores, evidence, own
+
+    def _refit(self, name: str, records) -> Classifier:
+        """Member ``name`` fitted on all records (read back when a resumed run had done it)."""
+        config, work, finished, key = self._part(name, "refit", records, [])
+        if finished is not None:
+            self._log(f"hybrid: {name} on all {len(records)} records read back from {finished}")
+            return registry.get(name).load(finished / MODEL_FOLDER)
+        self._log(f"hybrid: fitting {name} on all {len(records)} records")
+        model = registry.get(name)(config).fit(records, self.classes_)
+        model.config = _without_run_folders(model.config)
+        if work is not None:
+            model.save(work / MODEL_FOLDER)
+            self._write_part(work, key, finished=True)
+        return model
 
     def _fuse(self, members, truth, folds, oof_scores, oof_own, evidence, own) -> None:
         """Choose the fusion and its thresholds from the members' out-of-fold outputs.
