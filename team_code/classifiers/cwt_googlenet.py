@@ -15,12 +15,11 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
   adaptive pooling, e.g. 64-112 on a CPU); the scalograms are computed at ``n_scales``
   frequencies and every sample, then area-averaged to the tile pixels.
 - Cache: mosaics are computed once per record and image settings and kept as one float16
-  ``.npy`` per record (:func:`images_for`) under ``cache_dir`` (``train_model.py`` gives
-  ``MODEL/.cache`` or ``$ECG_KIT_CACHE``; ``"auto"`` elsewhere: ``$ECG_KIT_CACHE``, else in
-  memory; ``"none"``: in memory). Per record rather
-  than per record list (as :func:`team_code.nn.cache.cached_signals` does) because the
-  hybrid's folds, cross-validation and retraining all use subsets of the same records: each
-  mosaic is computed once, whatever subset asks for it, and nothing is duplicated on disk.
+  ``.npy`` per record (:func:`images_for`, :mod:`team_code.record_cache`) under ``cache_dir``
+  (``train_model.py`` gives ``MODEL/.cache`` or ``$ECG_KIT_CACHE``; ``"auto"`` elsewhere:
+  ``$ECG_KIT_CACHE``, else in memory; ``"none"``: in memory). The hybrid's folds,
+  cross-validation and retraining all use subsets of the same records: each mosaic is
+  computed once, whatever subset asks for it, and nothing is duplicated on disk.
 - Network: :class:`team_code.nn.googlenet.GoogLeNet` with its two auxiliary classifiers used
   in training (loss = BCE(main) + ``aux_weight`` * (BCE(aux1) + BCE(aux2)), 0.3 as in the
   paper) and one logit per scored class.
@@ -42,11 +41,9 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import hashlib
+import functools
 import io
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -59,7 +56,7 @@ from team_code.classifiers.thresholds import challenge_thresholds, youden_thresh
 from team_code.data.records import Record, RecordError
 from team_code.dsp import cwt
 from team_code.fileio import atomic_write_bytes, load_json, save_json
-from team_code.progress import progress
+from team_code.record_cache import PerRecord
 
 STATE_FILE = "googlenet.pt"
 TRAINING_FILE = "training.json"
@@ -151,130 +148,35 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
     }
 
 
-@dataclasses.dataclass
-class Images:
-    """Mosaics of a record list; rows of ``array`` follow ``kept``."""
-
-    array: Sequence[np.ndarray]  # (len(kept), H, W) float16: a stacked array or a file reader
-    kept: np.ndarray  # positions (into the records given) of the rows of ``array``
-    failures: list[tuple[str, str]]  # (record, problem) of the records left out
-    folder: Path | None  # the per-record image store, None when computed in memory
-
-    def __len__(self) -> int:
-        return len(self.kept)
+#: Modules whose source the mosaics are computed with (part of the cache key).
+IMAGE_CODE = ("team_code.dsp",)
 
 
-class ImageFiles(Sequence[np.ndarray]):
-    """A read-only array-like over per-record ``.npy`` images (loaded on indexing)."""
+def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) -> PerRecord:
+    """The mosaics of ``records`` (float16), from the per-record cache when possible.
 
-    def __init__(self, paths: Sequence[Path]):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return np.load(self.paths[int(index)])
-
-
-def _settings_digest(settings: dict) -> str:
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _record_stamp(path: Path, signal_file: str) -> str:
-    """A digest of a record's header and signal files (path, size, modification time)."""
-    parts = []
-    for file in (path, path.parent / signal_file):
-        stat = file.stat()
-        parts.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def _store_one(path: Path, target: Path, image_size: int, scalograms) -> tuple[str, str] | None:
-    """Compute and save one record's mosaic; (name, problem) when it cannot be made."""
-    from team_code.data.records import load_record
-
-    try:
-        image = record_image(load_record(path), image_size, scalograms)
-    except RecordError as error:
-        return error.record, error.problem
-    except (OSError, ValueError, IndexError) as error:
-        return path.stem, f"{type(error).__name__}: {error}"
-    buffer = io.BytesIO()
-    np.save(buffer, image.astype(np.float16))
-    atomic_write_bytes(target, buffer.getvalue())
-    return None
-
-
-def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) -> Images:
-    """The mosaics of ``records``, from the per-record image store when possible.
-
-    Records of a :class:`RecordSet` are cached one ``.npy`` (float16) per record in
-    ``<cache>/cwt_googlenet-<settings digest>/<record>-<file stamp digest>.npy``, so any
-    subset, fold or later run of the same records with the same image settings reuses them
-    (and a changed record file gets a new entry). Other sequences of records, or
+    Records of a :class:`RecordSet` are cached one ``.npy`` per record under
+    ``<cache>/cwt_googlenet-image-2-<digest>/`` (:mod:`team_code.record_cache`), so any subset,
+    fold or later run of the same records with the same image settings reuses them (and a
+    changed record file gets a new entry). Other sequences of records, or
     ``cache_dir="none"``, are computed in memory. Unusable records are logged and left out;
-    the store remembers them (``failures.json``) rather than retrying unchanged files.
+    the cache remembers them rather than retrying unchanged files.
     """
-    from team_code.data.records import RecordSet
-    from team_code.nn.cache import default_cache_dir
+    from team_code.nn.cache import cached_inputs
 
-    log = log or (lambda message: None)
-    size, scalograms = config.image_size, scalogram_config(config)
-    root = default_cache_dir(config.cache_dir)
-    if root is None or not isinstance(records, RecordSet):
-        rows, kept, failures = [], [], []
-        for i in progress(range(len(records)), len(records), "scalograms", "rec", config.progress):
-            try:
-                rows.append(record_image(records[i], size, scalograms).astype(np.float16))
-                kept.append(i)
-            except RecordError as error:
-                failures.append((error.record, error.problem))
-                log(f"warning: record {error.record} left out: {error.problem}")
-        array = np.stack(rows) if rows else np.zeros((0, size, size), np.float16)
-        return Images(array, np.asarray(kept, dtype=int), failures, None)
-
-    settings = image_settings(config)
-    folder = root / f"cwt_googlenet-{_settings_digest(settings)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    settings_file = folder / "settings.json"
-    if not settings_file.is_file():
-        save_json(settings_file, settings)
-    targets = [
-        folder / f"{header.name}-{_record_stamp(path, header.signal_file)}.npy"
-        for path, header in zip(records.paths, records.headers)
-    ]
-    failures_file = folder / "failures.json"  # records that cannot be drawn: not retried
-    known = load_json(failures_file) if failures_file.is_file() else {}
-    todo = [i for i, t in enumerate(targets) if not t.is_file() and t.name not in known]
-    problems: dict[int, tuple[str, str]] = {}
-    if todo:
-        log(f"cwt_googlenet: computing {len(todo)} scalogram mosaics into {folder}")
-        jobs = [(records.paths[i], targets[i], size, scalograms) for i in todo]
-        if config.preprocess_workers > 0:
-            with concurrent.futures.ProcessPoolExecutor(config.preprocess_workers) as pool:
-                mapped = pool.map(_store_one, *zip(*jobs), chunksize=8)
-                results = list(progress(mapped, len(jobs), "scalograms", "rec", config.progress))
-        else:
-            results = [
-                _store_one(*job)
-                for job in progress(jobs, len(jobs), "scalograms", "rec", config.progress)
-            ]
-        problems = {i: result for i, result in zip(todo, results) if result is not None}
-    if problems:
-        known.update({targets[i].name: list(p) for i, p in problems.items()})
-        save_json(failures_file, known)
-    kept, failures = [], []
-    for i, target in enumerate(targets):
-        if target.is_file():
-            kept.append(i)
-        else:
-            name, problem = problems.get(i) or known.get(target.name, [target.stem, "no image"])
-            failures.append((name, problem))
-            log(f"warning: record {name} left out: {problem}")
-    return Images(
-        ImageFiles([targets[i] for i in kept]), np.asarray(kept, dtype=int), failures, folder
+    compute = functools.partial(
+        record_image, image_size=config.image_size, scalograms=scalogram_config(config)
+    )
+    return cached_inputs(
+        records,
+        compute,
+        image_settings(config),
+        cache_dir=config.cache_dir,
+        num_workers=config.preprocess_workers,
+        code=IMAGE_CODE,
+        progress=config.progress,
+        desc="scalograms",
+        log=log,
     )
 
 
@@ -469,6 +371,7 @@ class CWTGoogLeNetClassifier(Classifier):
         config = self.config
         self.classes_ = tuple(classes)
         truth = self.label_matrix(records)
+        self._cache_dir = config.cache_dir  # this training's images (not saved)
         images = images_for(records, config, log)
         if len(images) == 0:
             raise ValueError("cwt_googlenet: no record could be turned into a scalogram")
@@ -481,8 +384,8 @@ class CWTGoogLeNetClassifier(Classifier):
 
         network = self._build_network()
         self.pretrained_ = self._load_pretrained(network, log)
-        train_set = SignalDataset(images.array, y[drawn], rows=drawn)
-        val_set = SignalDataset(images.array, y[val_rows], rows=val_rows) if val_rows.size else None
+        train_set = SignalDataset(images.items, y[drawn], rows=drawn)
+        val_set = SignalDataset(images.items, y[val_rows], rows=val_rows) if val_rows.size else None
         train_config = self._train_config()
         result = fit(
             network,
@@ -502,7 +405,7 @@ class CWTGoogLeNetClassifier(Classifier):
         else:
             held_out, held_truth, source = train_rows, y[train_rows] > 0.5, "training"
             log("cwt_googlenet: too few records for a validation split; thresholds on training")
-        scores = self._scores(SignalDataset(images.array, rows=held_out), train_config)
+        scores = self._scores(SignalDataset(images.items, rows=held_out), train_config)
         if config.threshold_method == "challenge":
             self.thresholds_ = challenge_thresholds(held_truth, scores, self.classes_)
         else:
@@ -537,12 +440,29 @@ class CWTGoogLeNetClassifier(Classifier):
         """Sigmoid of the main classifier's logits for each record's mosaic."""
         from team_code.nn.cache import SignalDataset
 
-        scalograms = scalogram_config(self.config)
-        size = self.config.image_size
         if len(records) == 0:
             return np.zeros((0, len(self.classes_)))
-        stack = np.stack([record_image(r, size, scalograms) for r in records])
-        return self._scores(SignalDataset(stack))
+        return self._scores(SignalDataset(self._images(records)))
+
+    def _images(self, records: Sequence[Record]) -> Sequence[np.ndarray]:
+        """Mosaics of ``records``, read one batch at a time: from the training's per-record
+        cache when this model was trained in this process (the hybrid's held-out folds, which
+        later folds and the refit then reuse), else computed as read."""
+        from team_code.data.records import RecordSet
+        from team_code.nn.cache import ComputedRows, default_cache_dir
+
+        cache_dir = getattr(self, "_cache_dir", "none")
+        if isinstance(records, RecordSet) and default_cache_dir(cache_dir) is not None:
+            config = dataclasses.replace(self.config, cache_dir=cache_dir, progress=False)
+            images = images_for(records, config, log=None)
+            images.raise_failures("cwt_googlenet cannot draw its scalogram")
+            return images.items
+        compute = functools.partial(
+            record_image,
+            image_size=self.config.image_size,
+            scalograms=scalogram_config(self.config),
+        )
+        return ComputedRows(records, compute)
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:

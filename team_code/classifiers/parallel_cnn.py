@@ -74,6 +74,8 @@ WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "parallel_cnn.json"
 #: Bump when preprocessing changes, so old cache files are not reused.
 PREPROCESS_VERSION = "parallel_cnn/1"
+#: Modules whose source the preprocessing runs (part of the cache key).
+PREPROCESS_CODE = ("team_code.dsp.resample", "team_code.dsp.filters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +108,7 @@ class ParallelCNNConfig:
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "bf16"  # "bf16" or "fp16"
     num_workers: int = 0  # processes for preprocessing and data loading
-    cache_dir: str = ""  # preprocessed-signal cache ("": $ECG_KIT_CACHE, else in memory)
+    cache_dir: str = ""  # per-record input cache ("": $ECG_KIT_CACHE, else in memory)
     cache_dtype: str = "float16"  # "float16" or "float32" cache files
     workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
     resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
@@ -287,8 +289,9 @@ def count_parameters(module) -> int:
 # Validation split
 
 
-def signal_groups(array: np.ndarray) -> np.ndarray:
-    """Group ids: rows with byte-identical contents share one (duplicated recordings)."""
+def signal_groups(array: Sequence[np.ndarray]) -> np.ndarray:
+    """Group ids: rows with byte-identical contents share one (duplicated recordings); rows
+    are read one at a time."""
     seen: dict[bytes, int] = {}
     groups = np.empty(len(array), dtype=int)
     for i in range(len(array)):
@@ -372,18 +375,46 @@ class ParallelCNNClassifier(Classifier):
             head=c.head,
         )
 
-    def _scores(self, array: np.ndarray) -> np.ndarray:
-        from team_code.nn.cache import SignalDataset
+    def _cached_inputs(self, records: Sequence[Record], cache_dir: str | None, progress: bool):
+        from team_code.nn.cache import cached_inputs
+
+        c = self.config
+        return cached_inputs(
+            records,
+            self._preprocess(),
+            self._settings(),
+            cache_dir=cache_dir,
+            dtype=c.cache_dtype,
+            num_workers=c.num_workers,
+            code=PREPROCESS_CODE,
+            progress=progress,
+        )
+
+    def _inputs(self, records: Sequence[Record]) -> Sequence[np.ndarray]:
+        """Network inputs of ``records``, read one batch at a time: from the training's
+        per-record cache when this model was trained in this process (the hybrid's held-out
+        folds, which later folds and the refit then reuse), else preprocessed as read."""
+        from team_code.data.records import RecordSet
+        from team_code.nn.cache import ComputedRows, default_cache_dir
+
+        cache_dir = getattr(self, "_cache_dir", None)
+        if isinstance(records, RecordSet) and default_cache_dir(cache_dir) is not None:
+            stored = self._cached_inputs(records, cache_dir, progress=False)
+            stored.raise_failures("parallel_cnn cannot preprocess it")
+            return stored.items
+        return ComputedRows(records, self._preprocess())
+
+    def _scores(self, dataset) -> np.ndarray:
         from team_code.nn.training import predict
 
-        logits = predict(self.model_, SignalDataset(array), self._train_config())
+        logits = predict(self.model_, dataset, self._train_config())
         return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(float)
 
     # -- learning --------------------------------------------------------------------------
     def fit(self, records: Sequence[Record], classes: Sequence[str]) -> ParallelCNNClassifier:
         """Train on ``records``; thresholds from the held-out validation split."""
         from team_code.nn import distributed
-        from team_code.nn.cache import SignalDataset, cached_signals
+        from team_code.nn.cache import SignalDataset
         from team_code.nn.device import pick_device
         from team_code.nn.training import balanced_weights, fit, set_seed
 
@@ -395,25 +426,18 @@ class ParallelCNNClassifier(Classifier):
         self.classes_ = tuple(classes)
         distributed.setup(pick_device(c.device))
         truth_all = label_matrix(record_labels(records), self.classes_)
-        cached = cached_signals(
-            records,
-            self._preprocess(),
-            self._settings(),
-            cache_dir=c.cache_dir or None,
-            dtype=c.cache_dtype,
-            num_workers=c.num_workers,
-            progress=c.progress,
-        )
+        self._cache_dir = c.cache_dir or None  # this training's inputs (not saved)
+        cached = self._cached_inputs(records, self._cache_dir, c.progress)
         if len(cached) == 0:
             raise ValueError("parallel_cnn: no record could be loaded for training")
         truth = truth_all[cached.kept]
-        train_rows, val_rows = group_split(signal_groups(cached.array), c.val_fraction, c.seed)
+        train_rows, val_rows = group_split(signal_groups(cached.items), c.val_fraction, c.seed)
 
         set_seed(c.seed)
         self.model_ = self._network()
         init_output_bias(self.model_, truth[train_rows].mean(axis=0))
-        train_set = SignalDataset(cached.array, truth[train_rows], rows=train_rows)
-        val_set = SignalDataset(cached.array, truth[val_rows], rows=val_rows)
+        train_set = SignalDataset(cached.items, truth[train_rows], rows=train_rows)
+        val_set = SignalDataset(cached.items, truth[val_rows], rows=val_rows)
         result = fit(
             self.model_,
             train_set,
@@ -429,7 +453,7 @@ class ParallelCNNClassifier(Classifier):
         held_out = val_rows if len(val_rows) else train_rows
         if not len(val_rows):
             _say("parallel_cnn: no validation split; thresholds read off the training set")
-        scores = self._scores(cached.array[held_out] if len(held_out) else cached.array[:0])
+        scores = self._scores(SignalDataset(cached.items, rows=held_out))
         if c.threshold_method == "youden":
             self.thresholds_ = youden_thresholds(truth[held_out], scores)
         else:
@@ -450,9 +474,9 @@ class ParallelCNNClassifier(Classifier):
         """Sigmoid outputs of every branch, (n_records, n_classes)."""
         if len(records) == 0:
             return np.zeros((0, len(self.classes_)))
-        preprocess = self._preprocess()
-        array = np.stack([preprocess(r) for r in records])
-        return np.clip(self._scores(array), 0.0, 1.0)
+        from team_code.nn.cache import SignalDataset
+
+        return np.clip(self._scores(SignalDataset(self._inputs(records))), 0.0, 1.0)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, folder) -> None:

@@ -35,10 +35,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from team_code.classifiers.base import Classifier
+from team_code.classifiers.measurements import measure_all, record_measurements
 from team_code.classifiers.thresholds import challenge_thresholds
 from team_code.data.labels import scored_classes
 from team_code.data.records import Record
-from team_code.dsp.features import FeatureConfig, measure_record
+from team_code.dsp.features import FeatureConfig
 
 __all__ = ["RulesClassifier", "Threshold", "Rule", "RULES", "evaluate_rules"]
 
@@ -588,6 +589,8 @@ class RulesClassifier(Classifier):
         n_grid: int = 25  # grid points of the per-rule threshold search
         decision: str = "half"  # "half": thresholds_ 0.5; "challenge": tuned on training scores
         max_duration_s: float = 30.0  # only the first this many seconds of a record are analysed
+        cache_dir: str = "auto"  # measurement cache; "auto": $ECG_KIT_CACHE, else none; "none"
+        workers: int = 0  # processes measuring the records (0: the free cores)
 
     @classmethod
     def quick_config(cls):
@@ -600,10 +603,15 @@ class RulesClassifier(Classifier):
 
     def measure(self, record: Record) -> dict:
         """Measurements of one record plus its sex (for sex-specific limits) and notes."""
-        m = measure_record(record, self._feature_config())
-        values = dict(m.values)
-        values["sex"] = record.sex
-        return {"values": values, "notes": m.notes}
+        return record_measurements(record, self._feature_config())
+
+    def _measured(self, records: Sequence[Record]) -> list[dict]:
+        """The measurement values of ``records``; while training, each record is measured once
+        in parallel and kept in the per-record cache, which the hybrid's folds and refit reuse
+        (:mod:`team_code.classifiers.measurements`)."""
+        cache_dir = getattr(self, "_cache_dir", "none")
+        measured = measure_all(records, self._feature_config(), cache_dir, self.config.workers)
+        return [m["values"] for m in measured]
 
     def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
         scores = np.zeros((len(all_values), len(self.classes_)))
@@ -628,7 +636,8 @@ class RulesClassifier(Classifier):
         if not self.config.tune and self.config.decision == "half":
             return self
         start = time.perf_counter()
-        all_values = [self.measure(r)["values"] for r in records]
+        self._cache_dir = self.config.cache_dir  # this training's measurements (not saved)
+        all_values = self._measured(records)
         self.fit_seconds_per_record_ = (time.perf_counter() - start) / max(1, len(records))
         truth = self.label_matrix(records)
         if self.config.tune:
@@ -673,7 +682,7 @@ class RulesClassifier(Classifier):
     # -- inference -----------------------------------------------------------------------
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         """Graded rule scores in [0, 1]; classes without a rule score 0."""
-        return self._scores_from_values([self.measure(r)["values"] for r in records])
+        return self._scores_from_values(self._measured(records))
 
     def explain(self, record: Record) -> dict:
         """A JSON-able account of one record: measurements, notes, and every rule's verdict.

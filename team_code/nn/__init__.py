@@ -5,8 +5,8 @@
 - :mod:`team_code.nn.training`: ``TrainConfig``, ``fit`` (seeded, mixed precision on CUDA,
   atomic resumable checkpoints, history CSV, early stopping, DDP under ``torchrun``),
   ``predict``, ``set_seed``, ``balanced_weights``;
-- :mod:`team_code.nn.cache`: preprocessed signals cached as one memory-mapped ``.npy`` per
-  record list and preprocessing key, and a ``Dataset`` over them;
+- :mod:`team_code.nn.cache`: network inputs cached as one ``.npy`` per record and
+  preprocessing key (:mod:`team_code.record_cache`), and a ``Dataset`` that reads them;
 - :mod:`team_code.nn.distributed`: the ``torchrun`` environment, process group, rank-0 helpers;
 - :mod:`team_code.nn.layers`: grouped layers (``GroupedLinear``).
 

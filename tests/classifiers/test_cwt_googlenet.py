@@ -87,7 +87,7 @@ def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, mo
     first = cg.images_for(subset, config, log=None)
     assert first.folder is not None and first.folder.parent == tmp_path
     assert len(list(first.folder.glob("*.npy"))) == 4  # one file per record
-    stack = np.stack([first.array[i] for i in range(len(first))])
+    stack = np.stack([first.items[i] for i in range(len(first))])
     assert stack.shape == (4, 32, 32) and stack.dtype == np.float16
 
     def fail(*args, **kwargs):
@@ -95,10 +95,10 @@ def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, mo
 
     monkeypatch.setattr(cg, "record_image", fail)
     again = cg.images_for(subset, config, log=None)
-    np.testing.assert_array_equal(np.stack([again.array[i] for i in range(4)]), stack)
+    np.testing.assert_array_equal(np.stack([again.items[i] for i in range(4)]), stack)
     part = cg.images_for(records.subset([2, 0]), config, log=None)  # a subset, another order
-    np.testing.assert_array_equal(part.array[0], stack[2])
-    np.testing.assert_array_equal(part.array[1], stack[0])
+    np.testing.assert_array_equal(part.items[0], stack[2])
+    np.testing.assert_array_equal(part.items[1], stack[0])
     # a different image size is a different cache entry (and would be computed)
     other = dataclasses.replace(config, image_size=40)
     with pytest.raises(AssertionError, match="cache should have been used"):
@@ -131,7 +131,7 @@ def test_images_match_the_direct_computation(records):
     in_memory = cg.images_for(records.subset([0]), config, log=None)  # cache_dir "none"
     assert in_memory.folder is None
     direct = cg.record_image(records[0], config.image_size, cg.scalogram_config(config))
-    np.testing.assert_allclose(np.asarray(in_memory.array[0], np.float32), direct, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(in_memory.items[0], np.float32), direct, atol=1e-3)
 
 
 def test_imagenet_weights_are_loaded_and_reported(records, tmp_path):

@@ -1,8 +1,9 @@
-"""The preprocessed-signal cache: reuse without reloading, keys, failures, the dataset."""
+"""The per-record cache: one entry per record shared by every subset, keys, failures, size."""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,15 @@ import torch
 
 import team_code.data.records as records_module
 from team_code.data.records import RecordSet, find_records
-from team_code.nn.cache import SignalDataset, cache_key, cached_signals
+from team_code.data.synth import generate_dataset
+from team_code.nn.cache import ComputedRows, SignalDataset, cached_inputs
+from team_code.record_cache import (
+    JSON_FORMAT,
+    default_cache_dir,
+    folder_bytes,
+    per_record,
+    settings_digest,
+)
 
 
 def first_lead_head(record, n):
@@ -40,26 +49,33 @@ def few_records(challenge_dir, tmp_path):
     return RecordSet([*paths[:2], broken, *paths[2:]])
 
 
+@pytest.fixture
+def synthetic(tmp_path):
+    """Six synthetic records written to disk (their files can be changed)."""
+    return RecordSet(generate_dataset(tmp_path / "syn", 6, seed=3, duration_s=2))
+
+
 def test_second_run_reads_the_cache_not_the_records(few_records, tmp_path, monkeypatch):
     calls = counting(monkeypatch)
     messages = []
     prep = functools.partial(first_lead_head, n=1000)
     settings = {"kind": "test/1", "n": 1000}
-    first = cached_signals(few_records, prep, settings, tmp_path / "c", log=messages.append)
+    first = cached_inputs(few_records, prep, settings, tmp_path / "c", log=messages.append)
     assert calls["n"] == 5  # every record read once
     assert first.failures == [("BROKEN", "signal file BROKEN.mat is missing")]
     assert any("BROKEN" in m for m in messages)
-    assert list(first.kept) == [0, 1, 3, 4] and first.array.shape == (4, 1, 1000)
-    assert first.array.dtype == np.float16 and first.path.suffix == ".npy"
+    assert list(first.kept) == [0, 1, 3, 4] and len(first.items) == 4
+    assert first.items[0].shape == (1, 1000) and first.items[0].dtype == np.float16
+    assert first.folder.parent == tmp_path / "c" and first.folder.name.startswith("test-1-")
     expected = np.stack([few_records[i].signal[:1, :1000] for i in first.kept])
     calls["n"] = 0
-    second = cached_signals(few_records, prep, settings, tmp_path / "c", log=messages.append)
-    assert calls["n"] == 0  # nothing re-read
-    assert isinstance(second.array, np.memmap)
-    assert second.names == first.names and second.failures == first.failures
-    np.testing.assert_allclose(second.array, expected, atol=2e-3, rtol=1e-3)  # float16
-    # other settings make another file
-    other = cached_signals(
+    second = cached_inputs(few_records, prep, settings, tmp_path / "c", log=messages.append)
+    assert calls["n"] == 0  # nothing re-read, the failure not retried
+    assert second.failures == first.failures and list(second.kept) == list(first.kept)
+    stack = np.stack([second.items[i] for i in range(len(second))])
+    np.testing.assert_allclose(stack, expected, atol=2e-3, rtol=1e-3)  # float16
+    # other settings (or dtype) make another folder
+    other = cached_inputs(
         few_records,
         functools.partial(first_lead_head, n=500),
         {"kind": "test/1", "n": 500},
@@ -67,28 +83,109 @@ def test_second_run_reads_the_cache_not_the_records(few_records, tmp_path, monke
         dtype="float32",
         log=None,
     )
-    assert other.path != first.path and other.array.shape == (4, 1, 500)
-    assert len(list((tmp_path / "c").glob("*.npy"))) == 2
-    assert not list((tmp_path / "c").glob(".*"))  # no temporary files left
+    assert other.folder != first.folder and other.items[0].shape == (1, 500)
+    assert other.items[0].dtype == np.float32
+    assert len(list((tmp_path / "c").rglob("*.npy"))) == 8  # 4 records x 2 settings
+    assert not list((tmp_path / "c").rglob(".*.tmp"))  # no temporary files left
 
 
-def test_key_follows_settings_and_record_list(few_records):
-    key = cache_key(few_records, {"a": 1}, "float16")
-    assert key == cache_key(few_records, {"a": 1}, "float16")
-    assert key != cache_key(few_records, {"a": 2}, "float16")
-    assert key != cache_key(few_records, {"a": 1}, "float32")
-    assert key != cache_key(few_records.subset([0, 1]), {"a": 1}, "float16")
+def test_subsets_share_one_entry_per_record(synthetic, tmp_path, monkeypatch):
+    """Folds are subsets: a record in two of them is computed once, and the cache holds one
+    entry per record whatever the number of subsets asked."""
+    calls = counting(monkeypatch)
+    prep = functools.partial(first_lead_head, n=300)
+    settings = {"kind": "test/1"}
+    n = len(synthetic)
+    folds = [[0, 1, 2, 3], [2, 3, 4, 5], [0, 1, 4, 5], list(range(n))]
+    seen = {}
+    for fold in folds:
+        got = cached_inputs(synthetic.subset(fold), prep, settings, tmp_path / "c", log=None)
+        for position, i in enumerate(fold):
+            row = np.asarray(got.items[position])
+            if i in seen:
+                np.testing.assert_array_equal(row, seen[i])
+            seen[i] = row
+    assert calls["n"] == n  # each record loaded once over four overlapping subsets
+    entries = list((tmp_path / "c").rglob("*.npy"))
+    assert len(entries) == n
+    one_entry = entries[0].stat().st_size
+    assert one_entry == 300 * 2 + 128  # float16 samples and the .npy header
+    # the whole folder: n entries plus settings.json
+    assert n * one_entry <= folder_bytes(tmp_path / "c") <= 1.2 * n * one_entry
+
+
+def test_a_changed_record_file_or_setting_gets_a_new_entry(synthetic, tmp_path, monkeypatch):
+    prep = functools.partial(first_lead_head, n=200)
+    first = cached_inputs(synthetic, prep, {"kind": "t"}, tmp_path, log=None)
+    header = synthetic.paths[2]
+    signal_file = header.with_suffix(".mat")
+    data = bytearray(signal_file.read_bytes())
+    data[-2:] = b"\x10\x27"  # the last sample of the last lead changes
+    signal_file.write_bytes(bytes(data))
+    stat = signal_file.stat()
+    os.utime(signal_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    calls = counting(monkeypatch)
+    again = cached_inputs(RecordSet(synthetic.paths), prep, {"kind": "t"}, tmp_path, log=None)
+    assert calls["n"] == 1  # only the changed record is read again
+    assert again.folder == first.folder and len(list(first.folder.glob("*.npy"))) == 7
+    other = cached_inputs(synthetic, prep, {"kind": "t", "x": 1}, tmp_path, log=None)
+    assert other.folder != first.folder and calls["n"] == 1 + len(synthetic)
+
+
+def test_code_is_part_of_the_key():
+    assert settings_digest({"a": 1}) == settings_digest({"a": 1})
+    assert settings_digest({"a": 1}) != settings_digest({"a": 2})
+    assert settings_digest({"a": 1}) != settings_digest({"a": 1}, code=("team_code.dsp.qrs",))
+    with pytest.raises(ValueError, match="no module"):
+        settings_digest({}, code=("team_code.no_such_module",))
+
+
+def test_json_entries_keep_nan_and_numpy_numbers(synthetic, tmp_path):
+    def mean_and_nan(record):
+        return {"mean": float(record.signal.mean()), "gap": float("nan"), "n": np.int64(3)}
+
+    memory = per_record(synthetic, mean_and_nan, {"kind": "j"}, "none", log=None)
+    assert memory.folder is None and memory.items[0]["n"] == 3
+    stored = per_record(synthetic, mean_and_nan, {"kind": "j"}, tmp_path, fmt=JSON_FORMAT)
+    assert [v["mean"] for v in stored.items] == [v["mean"] for v in memory.items]
+    assert all(np.isnan(v["gap"]) for v in stored.items)
+
+
+def test_worker_processes_fill_the_same_cache(synthetic, tmp_path):
+    prep = functools.partial(first_lead_head, n=100)
+    one = cached_inputs(synthetic, prep, {"kind": "w"}, tmp_path / "a", log=None)
+    two = cached_inputs(synthetic, prep, {"kind": "w"}, tmp_path / "b", num_workers=2, log=None)
+    assert len(two) == len(synthetic) and not two.failures
+    for i in range(len(synthetic)):
+        np.testing.assert_array_equal(one.items[i], two.items[i])
 
 
 def test_env_variable_and_in_memory_fallback(few_records, tmp_path, monkeypatch):
     prep = functools.partial(first_lead_head, n=100)
     monkeypatch.delenv("ECG_KIT_CACHE", raising=False)
-    memory = cached_signals(few_records, prep, {"kind": "t"}, None, log=None)
-    assert memory.path is None and memory.array.shape == (4, 1, 100)
+    assert default_cache_dir("auto") is None and default_cache_dir("none") is None
+    memory = cached_inputs(few_records, prep, {"kind": "t"}, None, log=None)
+    assert memory.folder is None and len(memory.items) == 4
+    assert memory.items[0].dtype == np.float16
     monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
-    on_disk = cached_signals(few_records, prep, {"kind": "t"}, None, log=None)
-    assert on_disk.path.parent == tmp_path / "env"
-    np.testing.assert_array_equal(memory.array, on_disk.array)
+    on_disk = cached_inputs(few_records, prep, {"kind": "t"}, None, log=None)
+    assert on_disk.folder.parent == tmp_path / "env"
+    assert default_cache_dir("none") is None  # "none" wins over the environment
+    for i in range(4):
+        np.testing.assert_array_equal(memory.items[i], on_disk.items[i])
+
+
+def test_non_finite_inputs_are_left_out(synthetic, tmp_path):
+    def spoiled(record):
+        signal = record.signal[:1, :10].copy()
+        if record.name.endswith("2"):
+            signal[0, 0] = np.nan
+        return signal
+
+    got = cached_inputs(synthetic, spoiled, {"kind": "nan"}, tmp_path, log=None)
+    assert got.failures == [(synthetic.names[1], "preprocessed signal is not finite")]
+    with pytest.raises(records_module.RecordError, match=synthetic.names[1]):
+        got.raise_failures("cannot preprocess it")
 
 
 def test_signal_dataset_items():
@@ -101,3 +198,5 @@ def test_signal_dataset_items():
     assert len(data) == 2 and SignalDataset(array)[1].shape == (2, 3)
     with pytest.raises(ValueError, match="targets"):
         SignalDataset(array, targets)
+    rows = ComputedRows([array[0], array[1]], lambda a: a + 1)
+    assert len(rows) == 2 and np.array_equal(SignalDataset(rows)[1].numpy(), array[1] + 1)

@@ -1,0 +1,76 @@
+"""The rules' measurements of many records: once per record per training, in parallel.
+
+The rules classifier reads every training record's measurements
+(:func:`team_code.dsp.features.measure_record`, about 0.1 s a record). The hybrid fits it on
+k-1 folds, scores the held-out fold and refits it on all records, so without a cache each
+record would be measured k + 1 times. :func:`measure_all` keeps one JSON entry per record in
+the per-record cache (:mod:`team_code.record_cache`, kind ``rules-measurements-1``), keyed by
+the record's files, the :class:`~team_code.dsp.features.FeatureConfig` and the source of
+:mod:`team_code.dsp`, and measures the records not yet there in ``workers`` processes: every
+fold and the refit read the entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Sequence
+
+from team_code.data.records import Record
+from team_code.dsp.features import FeatureConfig, measure_record
+from team_code.record_cache import JSON_FORMAT, per_record
+
+#: Bump when what :func:`record_measurements` returns changes beyond the dsp code.
+MEASUREMENTS_VERSION = "rules-measurements/1"
+#: Packages whose source the measurements are computed with (part of the cache key).
+MEASUREMENT_CODE = ("team_code.dsp",)
+
+
+def record_measurements(record: Record, config: FeatureConfig) -> dict:
+    """``{"values": {measurement: value, ..., "sex": ...}, "notes": [...]}`` of one record
+    (values NaN where not measurable; ``sex`` for sex-specific limits)."""
+    measured = measure_record(record, config)
+    values = dict(measured.values)
+    values["sex"] = record.sex
+    return {"values": values, "notes": list(measured.notes)}
+
+
+def measurement_workers(workers: int = 0) -> int:
+    """``workers`` when positive, else the compute threads this process may use
+    (:func:`team_code.threads.choose_threads`: ``$OMP_NUM_THREADS``, else the free cores)."""
+    from team_code.threads import choose_threads, requested_threads
+
+    return workers if workers > 0 else choose_threads(1, requested_threads(None))
+
+
+def measure_all(
+    records: Sequence[Record],
+    config: FeatureConfig,
+    cache_dir: str | os.PathLike | None = "none",
+    workers: int = 0,
+    progress: bool = False,
+) -> list[dict]:
+    """:func:`record_measurements` of every record, in order, each measured once.
+
+    With a cache folder (see :func:`team_code.record_cache.default_cache_dir`) and records of
+    a :class:`~team_code.data.records.RecordSet`, measurements come from the per-record cache
+    and only the records missing there are measured, in :func:`measurement_workers` processes.
+    Raises :class:`~team_code.data.records.RecordError` naming a record that cannot be
+    measured.
+    """
+    settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
+    measured = per_record(
+        records,
+        functools.partial(record_measurements, config=config),
+        settings,
+        cache_dir,
+        fmt=JSON_FORMAT,
+        code=MEASUREMENT_CODE,
+        workers=measurement_workers(workers),
+        progress=progress,
+        desc="measuring",
+        log=None,
+    )
+    measured.raise_failures("rules cannot measure it")
+    return list(measured.items)
