@@ -122,7 +122,7 @@ class HybridConfig:
 
 #: Options that say how a member runs, not what it learns: left out of a part's key.
 RUN_OPTIONS = frozenset(
-    ("workdir", "resume", "progress", "cache_dir", "num_workers", "preprocess_workers")
+    ("workdir", "resume", "progress", "cache_dir", "num_workers", "preprocess_workers", "workers")
 )
 #: Per part of a member's training: its key and whether it finished.
 PART_FILE = "fold.json"
