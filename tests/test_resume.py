@@ -55,3 +55,132 @@ def test_killed_training_resumes(challenge_dir, tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, 7)]
     assert (model / "manifest.json").is_file()
     assert (model / "parallel_cnn" / "weights.safetensors").is_file()
+
+
+# The default hybrid at tiny sizes: every member and both folds train in seconds.
+HYBRID_OPTIONS = [
+    "--preset", "cpu", "--no-progress", "--threads", "1",
+    "--set", "parallel_cnn.fs_hz=100", "--set", "parallel_cnn.length=500",
+    "--set", "parallel_cnn.filters=4", "--set", "parallel_cnn.epochs=3",
+    "--set", "cwt_googlenet.image_size=32", "--set", "cwt_googlenet.epochs=2",
+    "--set", "cwt_googlenet.fs_hz=100", "--set", "cwt_googlenet.n_scales=12",
+    "--set", "hybrid.n_folds=2",
+]  # fmt: skip
+
+
+def _train_hybrid(data, model, *extra):
+    return subprocess.Popen(
+        [sys.executable, "train_model.py", str(data), str(model), *HYBRID_OPTIONS, *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_default_hybrid_killed_inside_a_fold_resumes_to_the_uninterrupted_model(
+    tmp_path, one_thread
+):
+    import json
+
+    import numpy as np
+
+    from team_code.data.records import RecordSet, find_records
+    from team_code.data.synth import generate_dataset
+    from team_code.harness import load_model
+
+    data = tmp_path / "data"
+    generate_dataset(data, 16, seed=3, fs=250, duration_s=6)
+    whole_model, killed_model = tmp_path / "whole", tmp_path / "killed"
+    whole = _train_hybrid(data, whole_model)  # the uninterrupted run, alongside
+    killed = _train_hybrid(data, killed_model)
+    work = killed_model / ".work" / "hybrid"
+    # Inside fold 2 of the last member: its first epoch is checkpointed, its outputs are not.
+    checkpoint = work / "cwt_googlenet" / "fold2" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None and not checkpoint.is_file():
+        time.sleep(0.02)
+    assert killed.poll() is None, killed.communicate()[0]  # ended before it was interrupted
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.is_file()
+    assert not (checkpoint.parent / "outputs.safetensors").exists()
+    assert not json.loads((checkpoint.parent / "fold.json").read_text())["finished"]
+    assert json.loads((work / "parallel_cnn" / "fold2" / "fold.json").read_text())["finished"]
+    assert not (work / "parallel_cnn" / "fold2" / "checkpoint.pt").exists()  # no longer needed
+    assert not (killed_model / "manifest.json").exists()
+
+    resumed = _train_hybrid(data, killed_model, "--resume")
+    log, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, log
+    expected_lines = [
+        *(f"fold 1/2: {member} read back" for member in ("rules", "parallel_cnn", "cwt_googlenet")),
+        "fold 2/2: rules read back",
+        "fold 2/2: parallel_cnn read back",
+        f"resuming from {checkpoint.parent}",  # cwt_googlenet, fold 2, mid-fold
+        "fitting cwt_googlenet on all 16 records",  # the refit had not started
+    ]
+    assert [line for line in expected_lines if line not in log] == [], log
+    whole_log, _ = whole.communicate(timeout=600)
+    assert whole.returncode == 0, whole_log
+    assert "read back" not in whole_log and "resuming" not in whole_log
+
+    # The saved model is the same, file for file (the configs and training summaries name
+    # the run's folders and timings), and so are its outputs.
+    run_facts = {"config.json", "training.json", "parallel_cnn.json"}
+    files = sorted(p.relative_to(whole_model) for p in (whole_model / "hybrid").rglob("*"))
+    assert files == sorted(
+        p.relative_to(killed_model) for p in (killed_model / "hybrid").rglob("*")
+    )
+    same = [f for f in files if f.name not in run_facts and (whole_model / f).is_file()]
+    assert {f.name for f in same} >= {"fuser.safetensors", "weights.safetensors", "googlenet.pt"}
+    for file in same:
+        assert (whole_model / file).read_bytes() == (killed_model / file).read_bytes(), file
+    records = RecordSet(find_records(data))
+    expected, got = load_model(whole_model), load_model(killed_model)
+    assert np.array_equal(got.thresholds_, expected.thresholds_)
+    assert np.array_equal(got.predict_proba(records), expected.predict_proba(records))
+
+
+def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
+    tmp_path, capsys, one_thread
+):
+    import dataclasses
+
+    import numpy as np
+
+    from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+    from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
+    from team_code.data.labels import scored_classes
+    from team_code.data.records import RecordSet
+    from team_code.data.synth import generate_dataset
+
+    records = RecordSet(generate_dataset(tmp_path / "data", 16, seed=3, fs=250, duration_s=6))
+    classes = scored_classes().codes
+    work = str(tmp_path / "work")
+    cnn = dataclasses.asdict(ParallelCNNClassifier.quick_config())
+    config = HybridConfig(
+        members=("prevalence", "parallel_cnn"),
+        n_folds=2,
+        workdir=work,
+        member_options={"parallel_cnn": cnn},
+    )
+    first = HybridClassifier(config).fit(records, classes)
+    assert "read back" not in capsys.readouterr().err
+    assert first.config.workdir == "" and first.config.resume == ""  # not part of the model
+
+    again = HybridClassifier(dataclasses.replace(config, resume=work)).fit(records, classes)
+    log = capsys.readouterr().err
+    assert "fitting" not in log and log.count("read back") == 6  # 2 members x (2 folds + refit)
+    assert np.array_equal(again.predict_proba(records), first.predict_proba(records))
+
+    changed = dataclasses.replace(
+        config, resume=work, member_options={"parallel_cnn": {**cnn, "seed": 1}}
+    )
+    HybridClassifier(changed).fit(records, classes)
+    log = capsys.readouterr().err
+    assert log.count("trained with other settings") == 3
+    assert log.count("fitting parallel_cnn") == 3
+    read_back = [line for line in log.splitlines() if "read back" in line]
+    assert len(read_back) == 3 and all("prevalence" in line for line in read_back)
+
+    HybridClassifier(config).fit(records, classes)  # no resume: every part trains afresh
+    assert "read back" not in capsys.readouterr().err
