@@ -10,7 +10,7 @@ import sys
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    from team_code.harness import DEFAULT_CLASSIFIERS
+    from team_code.harness import CACHE_CHOICES, DEFAULT_CLASSIFIERS
     from team_code.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(
@@ -60,6 +60,14 @@ def get_parser() -> argparse.ArgumentParser:
         "less those busy with other work, shared among torchrun's local processes)",
     )
     parser.add_argument(
+        "--cache",
+        default="remove",
+        choices=CACHE_CHOICES,
+        help="after training, 'remove' (the default) deletes the per-record caches in "
+        "MODEL/.cache, 'keep' keeps them for the next training on the same records; a "
+        "$ECG_KIT_CACHE folder is always kept",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars or progress lines"
     )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             preset=args.preset,
             progress=not args.no_progress,
+            cache=args.cache,
         )
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

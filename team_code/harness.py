@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import Counter
@@ -123,6 +124,27 @@ def _default_cache_dir(model_dir: Path) -> str:
     return os.environ.get("ECG_KIT_CACHE") or str(model_dir / ".cache")
 
 
+#: What ``train`` does with ``MODEL/.cache`` after a successful training.
+CACHE_CHOICES = ("remove", "keep")
+
+
+def _finish_cache(model_dir: Path, cache: str, log: Callable[[str], None]) -> None:
+    """Say how big the training's cache is; remove ``MODEL/.cache`` unless ``cache`` is
+    ``"keep"``. A ``$ECG_KIT_CACHE`` folder is the user's, shared by trainings: always kept."""
+    from team_code.record_cache import CACHE_ENV, folder_bytes
+
+    env = os.environ.get(CACHE_ENV)
+    folder = Path(env) if env else model_dir / ".cache"
+    if not folder.is_dir():
+        return
+    size = f"{folder_bytes(folder) / 1e9:.2f} GB"
+    if env or cache == "keep":
+        log(f"cache: {size} in {folder}, kept" + (f" (${CACHE_ENV})" if env else ""))
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"cache: {size} in {folder}, removed (train_model.py --cache keep keeps it)")
+
+
 def _with_cache(configs: dict, model_dir: Path) -> dict:
     """Give every config with a ``cache_dir`` left at its default (``""`` or ``"auto"``) the
     training cache folder, members of ensembles included, so that nothing is written outside
@@ -200,6 +222,7 @@ def train(
     resume: bool = False,
     preset: str = DEFAULT_PRESET,
     progress: bool = True,
+    cache: str = "remove",
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
@@ -207,7 +230,12 @@ def train(
     Deep models checkpoint every epoch under ``MODEL/.work/<name>``; ``resume=True`` continues
     an interrupted training from there. ``preset`` fills options (:mod:`team_code.presets`;
     ``options`` win); ``progress=False`` silences every classifier's progress output.
+    Per-record caches (network inputs, measurements) go to ``MODEL/.cache`` (or
+    ``$ECG_KIT_CACHE``); ``cache="remove"`` deletes ``MODEL/.cache`` once the model is saved,
+    ``"keep"`` keeps it for the next training on the same records.
     """
+    if cache not in CACHE_CHOICES:
+        raise ValueError(f"cache must be one of {CACHE_CHOICES}, not {cache!r}")
     names = list(classifiers or DEFAULT_CLASSIFIERS)
     families = {name: registry.get(name) for name in names}  # unknown names fail before work
     options = _run_options(families, dict(options or {}), preset, progress)
@@ -271,6 +299,7 @@ def train(
     }
     if is_main_process():
         save_json(model_dir / MANIFEST, manifest)
+        _finish_cache(model_dir, cache, log)
     return manifest
 
 

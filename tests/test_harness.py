@@ -196,7 +196,7 @@ def test_caches_default_to_the_model_folder(tmp_path, monkeypatch):
     cache = str(tmp_path / "model" / ".cache")
     assert out["parallel_cnn"].cache_dir == cache
     assert out["hybrid"].member_options["parallel_cnn"]["cache_dir"] == cache
-    assert "cache_dir" not in out["hybrid"].member_options.get("rules", {})
+    assert out["hybrid"].member_options["rules"]["cache_dir"] == cache  # its measurements
     chosen = dataclasses.replace(ParallelCNNConfig(), cache_dir=str(tmp_path / "mine"))
     assert harness._with_cache({"p": chosen}, tmp_path)["p"].cache_dir == str(tmp_path / "mine")
     monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))

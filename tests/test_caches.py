@@ -1,0 +1,125 @@
+"""Caches that do not multiply: a hybrid's folds and refit share one entry per record, the
+rules measure each record once per training, and train() removes or keeps MODEL/.cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import team_code.classifiers.measurements as measurements
+import team_code.classifiers.parallel_cnn as parallel_cnn
+import train_model
+from team_code import harness
+from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+from team_code.data.labels import scored_classes
+from team_code.data.records import RecordSet
+from team_code.data.synth import generate_dataset
+from team_code.record_cache import folder_bytes
+
+N_RECORDS = 12
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    return RecordSet(generate_dataset(folder, N_RECORDS, seed=5, duration_s=3))
+
+
+def count_calls(monkeypatch, module, name):
+    calls = {"n": 0}
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def hybrid_config(cache, n_folds):
+    quick = dataclasses.asdict(parallel_cnn.ParallelCNNClassifier.quick_config())
+    options = {
+        "rules": {"tune": True, "decision": "half", "cache_dir": str(cache), "workers": 1},
+        "parallel_cnn": {**quick, "cache_dir": str(cache)},
+    }
+    return HybridConfig(members=("rules", "parallel_cnn"), n_folds=n_folds, member_options=options)
+
+
+def kinds(cache):
+    """Cache folder name prefix -> (entries, bytes, one entry's bytes)."""
+    out = {}
+    for folder in cache.iterdir():
+        entries = [p for p in folder.iterdir() if p.name not in ("settings.json", "failures.json")]
+        kind = folder.name.rsplit("-", 1)[0]
+        out[kind] = (len(entries), folder_bytes(folder), entries[0].stat().st_size)
+    return out
+
+
+def test_a_hybrid_measures_and_preprocesses_each_record_once(records, tmp_path, monkeypatch):
+    measured = count_calls(monkeypatch, measurements, "measure_record")
+    preprocessed = count_calls(monkeypatch, parallel_cnn, "preprocess_record")
+    cache = tmp_path / "cache3"
+    model = HybridClassifier(hybrid_config(cache, 3)).fit(records, scored_classes().codes)
+    # 3 folds (training part and held-out part) and the refit read every record 4 times
+    assert measured["n"] == N_RECORDS
+    assert preprocessed["n"] == N_RECORDS
+    found = kinds(cache)
+    assert set(found) == {"rules-measurements-1", "parallel_cnn-1"}
+    assert found["rules-measurements-1"][0] == N_RECORDS  # one JSON entry per record
+    entries, size, one = found["parallel_cnn-1"]
+    assert entries == N_RECORDS and one == 12 * 200 * 2 + 128  # float16 12 x 200, .npy header
+    assert N_RECORDS * one <= size <= 1.2 * N_RECORDS * one
+    # the saved members keep no training cache: a loaded model computes in memory
+    model.save(tmp_path / "model")
+    loaded = HybridClassifier.load(tmp_path / "model")
+    before = folder_bytes(cache)
+    loaded.predict_proba(records.subset([0, 1]))
+    assert folder_bytes(cache) == before
+
+
+@pytest.mark.slow
+def test_the_cache_does_not_depend_on_the_number_of_folds(records, tmp_path):
+    sizes = []
+    for n_folds in (2, 4):
+        cache = tmp_path / f"cache{n_folds}"
+        HybridClassifier(hybrid_config(cache, n_folds)).fit(records, scored_classes().codes)
+        sizes.append(folder_bytes(cache))
+    assert sizes[0] == sizes[1] > 0
+
+
+def train_rules(data, model, **kwargs):
+    messages = []
+    options = {"rules": {"decision": "half", "workers": "1"}}
+    harness.train(data, model, ["rules"], options, log=messages.append, **kwargs)
+    return messages
+
+
+def test_train_removes_the_model_cache_unless_kept(records, tmp_path, monkeypatch):
+    monkeypatch.delenv("ECG_KIT_CACHE", raising=False)
+    data = records.paths[0].parent
+    kept = tmp_path / "kept"
+    messages = train_rules(data, kept, cache="keep")
+    folders = list((kept / ".cache").iterdir())
+    assert [f.name.rsplit("-", 1)[0] for f in folders] == ["rules-measurements-1"]
+    assert len(list(folders[0].glob("*.json"))) == N_RECORDS + 1  # entries + settings.json
+    assert any(m.startswith("cache: ") and m.endswith(", kept") for m in messages)
+    removed = tmp_path / "removed"
+    messages = train_rules(data, removed)  # the default
+    assert (removed / "manifest.json").is_file() and not (removed / ".cache").exists()
+    assert any("removed" in m for m in messages)
+    # a $ECG_KIT_CACHE folder is the user's: kept
+    monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "mine"))
+    train_rules(data, tmp_path / "env")
+    assert len(list((tmp_path / "mine").rglob("*.json"))) == N_RECORDS + 1
+    with pytest.raises(ValueError, match="cache must be one of"):
+        train_rules(data, tmp_path / "bad", cache="sometimes")
+
+
+def test_train_model_cache_option():
+    parser = train_model.get_parser()
+    assert parser.parse_args(["d", "m"]).cache == "remove"
+    assert parser.parse_args(["d", "m", "--cache", "keep"]).cache == "keep"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["d", "m", "--cache", "bound"])
