@@ -50,8 +50,9 @@ from evaluation.tables import (  # noqa: F401  (re-exported: the scorer's one ta
 )
 
 #: Record-name prefixes of the 2020/2021 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL,
-#: Georgia, Chapman-Shaoxing/Ningbo); a record belongs to its longest matching prefix.
-SOURCE_PREFIXES = ("A", "Q", "I", "S", "HR", "E", "JS")
+#: Georgia, Chapman-Shaoxing/Ningbo) and LUDB in Challenge form (``LU0001``); a record
+#: belongs to its longest matching prefix.
+SOURCE_PREFIXES = ("A", "Q", "I", "S", "HR", "E", "JS", "LU")
 
 #: Strings the official scorers read as a positive binary output (2021 also: numbers equal to 1).
 TRUE_STRINGS = frozenset(("1", "True", "true", "T", "t"))

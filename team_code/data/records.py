@@ -407,12 +407,16 @@ class RecordSet(Sequence[Record]):
             yield load_record(path)
 
 
-#: Record-name prefixes of the Challenge sources, longest first.
-SOURCE_PREFIXES = ("HR", "JS", "A", "Q", "I", "S", "E")
+#: Record-name prefixes of the sources, longest first: the Challenge's (CPSC ``A``,
+#: CPSC-Extra ``Q``, INCART ``I``, PTB ``S``, PTB-XL ``HR``, Georgia ``E``, Chapman-Shaoxing
+#: and Ningbo ``JS``) and LUDB's records in Challenge form (``LU0001``, ``../shared/data/
+#: ludb_challenge``), a hospital none of the Challenge sources comes from.
+SOURCE_PREFIXES = ("HR", "JS", "LU", "A", "Q", "I", "S", "E")
 
 
 def record_source(name: str) -> str:
-    """The Challenge source prefix of a record name (``HR00001`` -> ``HR``), else ``other``."""
+    """The source prefix of a record name (``HR00001`` -> ``HR``, ``LU0001`` -> ``LU``), else
+    ``other``."""
     for prefix in SOURCE_PREFIXES:
         if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
             return prefix

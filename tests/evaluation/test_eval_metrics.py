@@ -304,6 +304,7 @@ def test_record_source_longest_prefix():
     assert metrics.record_source("JS00001") == "JS"
     assert metrics.record_source("S0001") == "S"
     assert metrics.record_source("E00001") == "E"
+    assert metrics.record_source("LU0001") == "LU"
     assert metrics.record_source("I0001") == "I"
     assert metrics.record_source("Q0001") == "Q"
     assert metrics.record_source("A0001") == "A"
