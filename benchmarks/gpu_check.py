@@ -2,14 +2,14 @@
 """The GPU path, measured: each deep engine trained a few epochs, records/s and images/s, and
 the projected time of a full 43,101-record training.
 
-    python benchmarks/gpu_check.py [--data DIR] [--tiny] [--json FILE] [--cache DIR]
+    python benchmarks/gpu_check.py [--data DIR] [--sizes auto|default|tiny] [--json FILE]
     torchrun --standalone --nproc_per_node=N benchmarks/gpu_check.py ... --baseline FILE
 
 ``scripts/gpu_check.sh`` runs it once in one process, then under ``torchrun`` over every GPU
 (two CPU processes without one). Sizes are the engines' defaults (``parallel_cnn`` on
 12 x 10,000 samples at 500 Hz with 64 filters per branch, ``cwt_googlenet`` on 224 px
-mosaics, batch 32 per process); ``--tiny`` (automatic without CUDA) shrinks them so that a
-CPU rehearses every step in seconds: its figures project nothing. Per engine:
+mosaics, batch 32 per process); ``--sizes tiny`` (``auto``: without CUDA) shrinks them so
+that a CPU rehearses every step in seconds: its figures project nothing. Per engine:
 
 - preprocessing: wall seconds per record to fill the engine's per-record cache from the
   records of DATA, as training does, in one process (the engines' default; ``--prep-workers``
@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ENGINES = ("parallel_cnn", "cwt_googlenet")
 #: Records in the 2020 Challenge's public training set.
 CHALLENGE_RECORDS = 43_101
-#: Sizes of the CPU rehearsal (``--tiny``): every step runs, in seconds.
+#: Sizes of the CPU rehearsal (``--sizes tiny``): every step runs, in seconds.
 TINY = {
     "parallel_cnn": {"fs_hz": 100.0, "length": 500, "filters": 4, "n_blocks": 3},
     "cwt_googlenet": {"image_size": 32, "n_scales": 12, "fs_hz": 100.0},
@@ -72,7 +72,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(data), help="records (default: %(default)s)")
     parser.add_argument("--records", type=int, default=0, help="use the first N (0: all)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes (automatic on a CPU)")
+    parser.add_argument(
+        "--sizes",
+        choices=("auto", "default", "tiny"),
+        default="auto",
+        help="the engines' default sizes, or tiny ones (auto: tiny without CUDA)",
+    )
     parser.add_argument("--epochs", type=int, default=0, help="timed epochs (0: 3, tiny 2)")
     parser.add_argument("--items", type=int, default=0, help="inputs per epoch (0: 2048, tiny 16)")
     parser.add_argument("--prep-workers", type=int, default=0, help="preprocessing processes")
@@ -317,7 +322,7 @@ def main(args: argparse.Namespace) -> int:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     apply_threads(choose_threads(local, requested_threads(None)))
     device = pick_device("auto")
-    tiny = args.tiny or device.type != "cuda"
+    tiny = args.sizes == "tiny" or (args.sizes == "auto" and device.type != "cuda")
     amp = amp_setting(device, device.type == "cuda" and torch.cuda.is_bf16_supported())
     epochs = args.epochs or (2 if tiny else 3)
     items = args.items or (16 if tiny else 2048)
