@@ -182,5 +182,13 @@ def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
     read_back = [line for line in log.splitlines() if "read back" in line]
     assert len(read_back) == 3 and all("prevalence" in line for line in read_back)
 
+    # A finished part whose outputs are gone is trained again (and parallel_cnn's parts, last
+    # trained with seed 1, are too).
+    (tmp_path / "work" / "prevalence" / "fold1" / "outputs.safetensors").unlink()
+    HybridClassifier(dataclasses.replace(config, resume=work)).fit(records, classes)
+    log = capsys.readouterr().err
+    assert "fold 1/2: fitting prevalence" in log and log.count("fitting parallel_cnn") == 3
+    assert log.count("read back") == 2
+
     HybridClassifier(config).fit(records, classes)  # no resume: every part trains afresh
     assert "read back" not in capsys.readouterr().err

@@ -550,7 +550,9 @@ class HybridClassifier(Classifier):
             state = load_json(source / PART_FILE)
             if state.get("key") != key:
                 self._log(f"hybrid: {source} was trained with other settings; training afresh")
-            elif state.get("finished"):
+            elif state.get("finished") and any(
+                (source / f).exists() for f in (OUTPUTS_FILE, MODEL_FOLDER)
+            ):
                 finished = source
             elif (source / "checkpoint.pt").is_file():
                 checkpoint = str(source)
