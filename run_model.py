@@ -45,6 +45,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="processes classifying records in parallel (outputs are identical to 1 worker)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads per process (default: $OMP_NUM_THREADS, else the cores this "
+        "process may use less those busy with other work, shared among the workers)",
+    )
+    parser.add_argument(
         "--report",
         metavar="DIR",
         help="also draw a picture per record (12 leads with QRS marks, average beats, X/Y/Z "
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             classifier=args.classifier,
             workers=args.workers,
             progress=not args.no_progress,
+            threads=args.threads,
         )
     except (KeyError, ValueError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

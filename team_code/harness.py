@@ -40,7 +40,7 @@ from team_code.data.records import (
 )
 from team_code.fileio import load_json, save_json
 from team_code.presets import DEFAULT_PRESET, with_preset
-from team_code.threads import apply_threads, choose_threads
+from team_code.threads import apply_threads, choose_threads, requested_threads
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "ecg-kit-model/1"
@@ -425,9 +425,9 @@ def _worker_main(worker, model_dir, classifier, threads, tasks, results) -> None
 
 
 def _run_in_workers(
-    model_dir, classifier, paths, output_dir, batch_size, workers, report
+    model_dir, classifier, paths, output_dir, batch_size, workers, report, threads
 ) -> list[str]:
-    """Classify ``paths`` in ``workers`` processes; return the model's classes.
+    """Classify ``paths`` in ``workers`` processes of ``threads`` threads; return the classes.
 
     Contiguous chunks of records go to whichever worker is free. A worker that dies (killed,
     out of memory, a crash in native code) is replaced by a new one: the records of its chunk
@@ -441,7 +441,6 @@ def _run_in_workers(
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    threads = choose_threads(workers)  # never more threads than free cores across workers
     chunk = max(1, min(batch_size, -(-len(paths) // workers)))
     pending = collections.deque(
         (i, paths[start : start + chunk], batch_size)
@@ -566,6 +565,7 @@ def run(
     workers: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = _say,
+    threads: int | None = None,
 ) -> RunResult:
     """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
 
@@ -576,7 +576,8 @@ def run(
     (the official 2020 one) can still score the folder; ``placeholders`` lists them. With
     ``workers > 1`` chunks of records go to separate processes (each loads the model once);
     the outputs are identical to one worker's, and a worker that dies costs at most the
-    record it was on.
+    record it was on. Each process uses ``threads`` compute threads (default: the free cores
+    shared among the workers, :func:`team_code.threads.choose_threads`).
 
     Raises (before any output is written) ``FileNotFoundError`` for a missing model or data
     folder, ``NotADirectoryError`` when ``output_dir`` is a file, ``ValueError`` for a model
@@ -589,8 +590,10 @@ def run(
     paths = find_records(data_dir)
     output_dir = Path(output_dir)
     load_manifest(model_dir)  # fail early, before any output folder is made
+    per_process = choose_threads(workers, requested_threads(threads))
     model = None
     if workers == 1:
+        apply_threads(per_process)
         try:
             model = load_model(model_dir, classifier)
         except (KeyError, FileNotFoundError):
@@ -616,7 +619,7 @@ def run(
             classes = list(model.classes_)
         else:
             classes = _run_in_workers(
-                model_dir, classifier, paths, output_dir, batch_size, workers, report
+                model_dir, classifier, paths, output_dir, batch_size, workers, report, per_process
             )
     names = [p.stem for p in paths]
     result = RunResult(

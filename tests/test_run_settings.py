@@ -183,3 +183,18 @@ def test_progress_on_a_terminal_is_a_bar():
     stream = Terminal()
     assert list(progress(range(3), desc="epoch 1/2", stream=stream)) == [0, 1, 2]
     assert "epoch 1/2" in stream.getvalue() and "\r" in stream.getvalue()
+
+
+def test_run_model_threads_option(tmp_path, capsys):
+    import run_model
+
+    data = tmp_path / "data"
+    generate_dataset(data, 4, seed=6)
+    harness.train(data, tmp_path / "model", ["prevalence"], log=lambda message: None)
+    outputs = tmp_path / "outputs"
+    assert run_model.main([str(tmp_path / "model"), str(data), str(outputs), "--threads", "0"]) == 2
+    assert "threads must be >= 1" in capsys.readouterr().err
+    assert not outputs.exists()  # a usage error writes nothing
+    args = [str(tmp_path / "model"), str(data), str(outputs), "--threads", "1", "--no-progress"]
+    assert run_model.main(args) == 0
+    assert len(list(outputs.glob("*.csv"))) == 4
