@@ -596,40 +596,63 @@ def _draw_measurements(ax, prep: _Prepared) -> str:
     return status
 
 
-def _rule_lines(rule: dict, width: int) -> list[str]:
-    """A fired rule in at most three lines: class, score, criterion; then its conditions."""
+def _term_text(t: dict) -> str:
+    """``measure value op threshold unit``, the published threshold beside a tuned one."""
+    unit = f" {t['unit']}" if t.get("unit") else ""
+    threshold = float(t["threshold"])
+    text = f"{t['measure']} {float(t['value']):.3g} {t['op']} {threshold:.3g}{unit}"
+    published = t.get("published")
+    if published is not None and not math.isclose(float(published), threshold, abs_tol=1e-9):
+        text += f" (tuned; published {float(published):.3g})"
+    return text
+
+
+def rule_lines(rule: dict, width: int) -> list[str]:
+    """A rule's verdict as lines: class, score against its operating threshold and the
+    criterion text; then the measured terms that count for the diagnosis and, marked as
+    such, those that count against it (a met condition inside a "not"); then the
+    measurements that were missing. Every term is listed: none is cut off."""
     name = str(rule.get("abbreviation", rule.get("code", "?")))
-    head = f"{name} {float(rule.get('score', 0.0)):.2f} (≥ {float(rule.get('threshold', 0.5)):.2f})"
-    criterion = str(rule.get("criterion", "")).split(":")[0]
-    lines = [textwrap.shorten(f"{head}  {criterion}", width, placeholder=" ...")]
-    terms, seen = [], set()
+    threshold = float(rule.get("threshold", 0.5))
+    limit = "silent" if threshold > 1.0 else f"≥ {threshold:.2f}"
+    head = f"{name} {float(rule.get('score', 0.0)):.2f} ({limit}): {rule.get('criterion', '')}"
+    lines = textwrap.wrap(head, width, subsequent_indent="   ")
+    groups: dict[str, list[str]] = {"for": [], "against": []}
     for t in rule.get("terms", []):
         if t.get("value") is None:
             continue
-        unit = f" {t['unit']}" if t.get("unit") else ""
-        text = (
-            f"{t['measure']} {float(t['value']):.3g} {t['op']} {float(t['threshold']):.3g}{unit}"
-            f" ({float(t['score']):.2f})"
-        )
-        if text not in seen:
-            seen.add(text)
-            terms.append(text)
-    if not terms and rule.get("why"):
-        terms = [str(rule["why"]).removeprefix("fired: ")]
+        role = "against" if t.get("role") == "against" else "for"
+        text = _term_text(t)
+        if text not in groups[role]:
+            groups[role].append(text)
+    if not any(groups.values()) and rule.get("why"):
+        groups["for"] = [str(rule["why"]).removeprefix("fired: ")]
+    decided = ["for", "against"] if rule.get("label", True) else ["against", "for"]
+    for role in decided:
+        if groups[role]:
+            lines += textwrap.wrap(
+                f"{role}: " + "; ".join(groups[role]),
+                width,
+                initial_indent="   ",
+                subsequent_indent="     ",
+            )
     if rule.get("missing"):
-        terms.append("not measurable: " + ", ".join(rule["missing"]))
-    body = textwrap.wrap("; ".join(terms), width - 3)
-    lines += ["   " + line for line in body[:2]]
-    if len(body) > 2:
-        lines[-1] = lines[-1][: width - 4] + " ..."
+        lines += textwrap.wrap(
+            "not measurable (scored 0): " + ", ".join(rule["missing"]),
+            width,
+            initial_indent="   ",
+            subsequent_indent="     ",
+        )
     return lines
 
 
 def _draw_rules(ax, explanation: dict | None, explain_error: str, config: ReportConfig) -> str:
-    """The rules that fired, with their conditions (measured value, limit, graded score)."""
+    """The rules that fired, each with every term that decided it (see :func:`rule_lines`);
+    rules that do not fit are counted, never cut in the middle."""
     ax.set_axis_off()
     ax.set_title(
-        "Rules fired: score (≥ threshold), criterion; conditions as value op limit (score)",
+        "Rules fired: score (≥ operating threshold): criterion; terms for and against "
+        "(value op threshold)",
         fontsize=9,
         loc="left",
         fontweight="bold",
@@ -638,11 +661,17 @@ def _draw_rules(ax, explanation: dict | None, explain_error: str, config: Report
         return _not_available(ax, explain_error or "no rules explanation given", width=70)
     rules = [r for r in explanation.get("rules", []) if r.get("label")]
     rules.sort(key=lambda r: -float(r.get("score", 0.0)))
+    max_lines = 19
     lines: list[str] = []
+    shown = 0
     for r in rules[: config.max_rules]:
-        lines += _rule_lines(r, 104)
-    if len(rules) > config.max_rules:
-        lines.append(f"... and {len(rules) - config.max_rules} more")
+        block = rule_lines(r, 104)
+        if shown and len(lines) + len(block) > max_lines - 1:
+            break
+        lines += block
+        shown += 1
+    if shown < len(rules):
+        lines.append(f"... and {len(rules) - shown} more rules fired")
     if not rules:
         lines.append("no rule fired")
         others = sorted(explanation.get("rules", []), key=lambda r: -float(r.get("score", 0)))
@@ -652,9 +681,6 @@ def _draw_rules(ax, explanation: dict | None, explain_error: str, config: Report
                 f"highest: {best.get('abbreviation')} {float(best.get('score', 0)):.2f} < "
                 f"{float(best.get('threshold', math.nan)):.2f}"
             )
-    max_lines = 19
-    if len(lines) > max_lines:
-        lines = [*lines[: max_lines - 1], f"... ({len(rules)} rules fired in all)"]
     ax.text(
         0,
         1.0,

@@ -218,3 +218,66 @@ def test_unreadable_record_is_listed_not_fatal_and_shapes_are_checked(tmp_path):
         report.write_report(
             [good], np.zeros((1, 2)), classes, [0.5, 0.5], tmp_path, member_scores={"x": [0.1]}
         )
+
+
+def test_rule_panel_lists_every_term_for_and_against_with_tuned_and_published_limits():
+    """A fired rule's panel lines: criterion, the terms for it, then those against it
+    (marked), the tuned threshold beside the published one; no term is cut off."""
+    terms = [
+        {
+            "measure": f"m{i}_mv",
+            "value": 0.1 + i,
+            "op": ">",
+            "threshold": 0.05,
+            "published": 0.05,
+            "unit": "mV",
+            "score": 0.9,
+            "role": "for",
+        }
+        for i in range(12)
+    ]
+    terms.append(
+        {
+            "measure": "p_mv",
+            "value": 0.0516,
+            "op": ">",
+            "threshold": 0.05,
+            "published": 0.05,
+            "unit": "mV",
+            "score": 0.55,
+            "role": "against",
+        }
+    )
+    terms.append(
+        {
+            "measure": "rr_irregularity",
+            "value": 0.2,
+            "op": ">",
+            "threshold": 0.11,
+            "published": 0.08,
+            "unit": "",
+            "score": 0.99,
+            "role": "for",
+        }
+    )
+    rule = {
+        "abbreviation": "AF",
+        "criterion": "Atrial fibrillation: irregularly irregular RR without distinct P waves",
+        "score": 0.7,
+        "threshold": 0.5,
+        "label": True,
+        "terms": terms,
+        "missing": ["zc_per_s"],
+    }
+    lines = report.rule_lines(rule, 104)
+    text = " ".join(line.strip() for line in lines)
+    assert lines[0].startswith("AF 0.70 (≥ 0.50): Atrial fibrillation: irregularly")
+    assert all(f"m{i}_mv" in text for i in range(12))  # every decisive term is there
+    against = [line for line in lines if "p_mv" in line]
+    assert len(against) == 1 and against[0].strip().startswith("against:")
+    assert "rr_irregularity 0.2 > 0.11 (tuned; published 0.08)" in text
+    assert "p_mv 0.0516 > 0.05 mV" in text and "published 0.05" not in text
+    assert text.endswith("not measurable (scored 0): zc_per_s")
+    assert all(len(line) <= 104 for line in lines)
+    silent = dict(rule, threshold=1.0000000000000002, label=False)
+    assert report.rule_lines(silent, 104)[0].startswith("AF 0.70 (silent)")
