@@ -1,23 +1,32 @@
 #!/usr/bin/env python
-"""The kit on the shared Challenge records, under two protocols, with bootstrap intervals.
+"""The kit on the shared records of six sources, under two protocols, with bootstrap intervals.
 
-    python benchmarks/challenge.py [--data DIR] [--protocols kfold,loso] [--folds 5]
-        [--members rules,parallel_cnn,cwt_googlenet] [--beat-data DIR] [--set NAME.OPT=V ...]
+    python benchmarks/challenge.py [--data DIR ...] [--protocols loso,kfold] [--folds 5]
+        [--members rules,parallel_cnn,cwt_googlenet] [--preset cpu] [--beat-data DIR]
+        [--set NAME.OPT=V ...] [--json FILE]
+
+``--data`` (repeatable) defaults to ``../shared/data/challenge`` and
+``../shared/data/ludb_challenge``: 331 records of six sources, A = CPSC, E = Georgia,
+HR = PTB-XL, Q = CPSC-Extra, S = PTB and LU = LUDB (Lobachevsky University), a hospital none
+of the Challenge sources comes from.
 
 For every outer split the hybrid is trained on the training part (which trains its members on
 inner folds for its out-of-fold fusion, then refits them on the whole training part); the
 test part is then scored by the hybrid, by each of its members (their own thresholds), and by
 ``prevalence`` trained on the same training part. Predictions of all outer test parts are
 pooled, and each method gets the challenge metric and macro F-measure with bootstrap 95%
-intervals, the per-class F-measure, and the median inference seconds per record.
+intervals, the per-class F-measure, and the median inference seconds per record; then, per
+source, the challenge metric of every method beside ``prevalence`` (the floor), and per class
+and source the predicted / labelled / both counts and the F-measure.
 
 Protocols:
-- ``kfold``: k folds grouped so that identical signals stay on one side (cv.grouped_kfold);
-- ``loso``: leave one source out (A = CPSC, E = Georgia, HR = PTB-XL, Q = CPSC-Extra,
-  S = PTB): the score on hospitals the models have not seen.
+- ``loso`` (the one that decides design choices): leave one source out, train on the other
+  five, score the sixth: the score on a hospital the models have not seen;
+- ``kfold``: k folds grouped so that identical signals stay on one side (cv.grouped_kfold).
 
-With 231 records many classes have fewer than five positives: the tables print the counts,
-and the intervals are wide. Use ``--json FILE`` to keep every number.
+The deep engines take the options of ``--preset`` (``cpu`` by default: sized for a 2-core
+CPU, :mod:`team_code.presets`); ``--set`` wins over the preset. Many classes have fewer than
+five positives: the tables print the counts, and the intervals are wide.
 """
 
 from __future__ import annotations
@@ -44,17 +53,35 @@ from team_code.classifiers.cv import (  # noqa: E402
 )
 from team_code.classifiers.hybrid import HybridClassifier  # noqa: E402
 from team_code.data.labels import label_matrix, scored_classes  # noqa: E402
-from team_code.data.records import RecordSet  # noqa: E402
+from team_code.data.records import RecordSet, find_records  # noqa: E402
 from team_code.harness import build_config, parse_options, record_source  # noqa: E402
+from team_code.presets import with_preset  # noqa: E402
+
+#: The shared record folders of the six sources (``--data`` defaults).
+DEFAULT_FOLDERS = ("challenge", "ludb_challenge")
+#: Sources in table order; others follow alphabetically.
+SOURCE_ORDER = ("A", "E", "HR", "Q", "S", "LU")
+#: Classes whose per-source counts every table shows (issue 12's list), then any class with
+#: 8 or more positives.
+NAMED_CLASSES = ("Brady", "SB", "QAb", "TAb", "LPR", "LQT", "NSR", "LAD", "IRBBB", "LAnFB", "IAVB")
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "challenge")
-    parser.add_argument("--protocols", default="kfold,loso")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="a folder of records (repeatable); default: the shared challenge/ and "
+        "ludb_challenge/ folders",
+    )
+    parser.add_argument("--protocols", default="loso,kfold")
     parser.add_argument("--folds", type=int, default=5, help="outer folds of the kfold protocol")
-    parser.add_argument("--inner-folds", type=int, default=3, help="the hybrid's own folds")
+    parser.add_argument(
+        "--inner-folds", type=int, default=None, help="the hybrid's own folds (preset's)"
+    )
     parser.add_argument("--members", default="rules,parallel_cnn,cwt_googlenet")
+    parser.add_argument("--preset", default="cpu", help="option preset (team_code.presets)")
     parser.add_argument("--beat-data", default="", help="MIT-BIH folder: adds the beats member")
     parser.add_argument("--set", dest="options", action="append", default=[])
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -116,7 +143,7 @@ def run_protocol(name, splits, records, truth, classes, args, hybrid_config):
             "f_classes": result.f_measure_classes.tolist(),
             "seconds_per_record": float(np.median(seconds[method])),
         }
-    return results, int(tested.sum())
+    return results, int(tested.sum()), {m: binary[m] for m in methods}
 
 
 def print_tables(protocol, results, n_tested, truth, classes):
@@ -144,39 +171,160 @@ def print_tables(protocol, results, n_tested, truth, classes):
         print(f"{abbreviation:<11} {counts[j]:3d} {cells}")
 
 
+def load_pool(folders) -> RecordSet:
+    """The records of several folders as one lazy set, sorted by folder then name."""
+    return RecordSet([path for folder in folders for path in find_records(folder)])
+
+
+def default_folders() -> list[Path]:
+    """The shared folders of the six sources (``$ECG_KIT_DATA`` or ``../shared/data``)."""
+    import os
+
+    root = Path(os.environ.get("ECG_KIT_DATA", REPO.parent / "shared" / "data"))
+    return [root / name for name in DEFAULT_FOLDERS]
+
+
+def ordered_sources(sources) -> list[str]:
+    """The sources present, in table order."""
+    present = set(sources)
+    return [s for s in SOURCE_ORDER if s in present] + sorted(present - set(SOURCE_ORDER))
+
+
+def _f(y: np.ndarray, p: np.ndarray) -> float:
+    tp = int((y & p).sum())
+    denom = 2 * tp + int((~y & p).sum()) + int((y & ~p).sum())
+    return 2 * tp / denom if denom else float("nan")
+
+
+def source_report(names, truth, binary: dict, classes, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per source and pooled: challenge metric of each method (``prevalence`` is the floor)
+    with bootstrap intervals; per class and source: predicted, labelled, both, F-measure.
+
+    Args:
+        names: record names (their prefixes give the sources).
+        truth: (n, c) labels; binary: method -> (n, c) outputs, for the same records.
+    """
+    weights = scored_classes().weights
+    sources = np.array([record_source(n) for n in names])
+    order = ordered_sources(sources.tolist())
+    rows = []
+    for source in [*order, "pooled"]:
+        mask = np.ones(len(names), bool) if source == "pooled" else sources == source
+        row = {"source": source, "records": int(mask.sum()), "methods": {}}
+        for method, b in binary.items():
+            cm = metrics.compute_challenge_metric(weights, truth[mask], b[mask], list(classes))
+            ci = metrics.bootstrap_ci(
+                metrics.bootstrap_challenge_metric(
+                    weights, truth[mask], b[mask], list(classes), n_boot=n_boot, seed=seed
+                )
+            )
+            row["methods"][method] = {"challenge": cm, "challenge_ci": ci}
+        rows.append(row)
+    abbreviations = [scored_classes().abbreviation(c) for c in classes]
+    counts = truth.sum(axis=0)
+    shown = [a for a in NAMED_CLASSES if a in abbreviations] + [
+        a for j, a in enumerate(abbreviations) if counts[j] >= 8 and a not in NAMED_CLASSES
+    ]
+    per_class = {}
+    for method, b in binary.items():
+        per_class[method] = {}
+        for a in shown:
+            j = abbreviations.index(a)
+            cells = {}
+            for source in [*order, "pooled"]:
+                mask = np.ones(len(names), bool) if source == "pooled" else sources == source
+                y, p = truth[mask, j], b[mask, j]
+                cells[source] = {
+                    "predicted": int(p.sum()),
+                    "labelled": int(y.sum()),
+                    "both": int((y & p).sum()),
+                    "f": _f(y, p),
+                }
+            per_class[method][a] = cells
+    return {"sources": order, "rows": rows, "per_class": per_class}
+
+
+def print_source_report(protocol: str, report: dict, methods=None) -> None:
+    """Markdown tables of :func:`source_report`."""
+    rows = report["rows"]
+    methods = methods or list(rows[0]["methods"])
+    print(f"\n### {protocol}: challenge metric per source [bootstrap 95% CI]\n")
+    print("| source | records | " + " | ".join(methods) + " |")
+    print("|---|---:|" + "---|" * len(methods))
+    for row in rows:
+        cells = []
+        floor = row["methods"].get("prevalence", {}).get("challenge", float("nan"))
+        for m in methods:
+            r = row["methods"][m]
+            lo, hi = r["challenge_ci"]
+            mark = "" if m == "prevalence" or not r["challenge"] < floor else " (below floor)"
+            cells.append(f"{r['challenge']:.3f} [{lo:.3f}, {hi:.3f}]{mark}")
+        name = "**pooled**" if row["source"] == "pooled" else row["source"]
+        print(f"| {name} | {row['records']} | " + " | ".join(cells) + " |")
+    for m in methods:
+        if m == "prevalence":
+            continue
+        print(
+            f"\n{protocol}, {m}: per class and source, predicted / labelled / both (F-measure;"
+            " - where nothing is predicted or labelled)\n"
+        )
+        sources = [*report["sources"], "pooled"]
+        print("| class | " + " | ".join(sources) + " |")
+        print("|---|" + "---|" * len(sources))
+        for a, cells in report["per_class"][m].items():
+            out = []
+            for source in sources:
+                c = cells[source]
+                f = "-" if np.isnan(c["f"]) else f"{c['f']:.2f}"
+                out.append(f"{c['predicted']}/{c['labelled']}/{c['both']} ({f})")
+            print(f"| {a.replace('|', chr(92) + '|')} | " + " | ".join(out) + " |")
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    records = RecordSet.from_folder(args.data)
+    folders = args.data or default_folders()
+    records = load_pool(folders)
     classes = scored_classes().codes
     truth = label_matrix(records.labels, classes)
     digests = signal_digests(records)
-    options = parse_options(args.options)
     members = tuple(m for m in args.members.split(",") if m)
+    options = parse_options(args.options)
     if args.beat_data:
         options.setdefault("beats", {})["beat_data"] = args.beat_data
         members = (*members, "beats")
-    hybrid_config = build_config(HybridClassifier, options.pop("hybrid", {}))
-    hybrid_config = dataclasses.replace(
-        hybrid_config, members=members, n_folds=args.inner_folds, member_options=options
+    options = with_preset(args.preset, options, {*members, "hybrid"})
+    hybrid_options = options.pop("hybrid", {})
+    if args.inner_folds is not None:
+        hybrid_options["n_folds"] = str(args.inner_folds)
+    hybrid_config = build_config(HybridClassifier, hybrid_options)
+    hybrid_config = dataclasses.replace(hybrid_config, members=members, member_options=options)
+    sources = [record_source(n) for n in records.names]
+    counts = {s: sources.count(s) for s in ordered_sources(sources)}
+    print(
+        f"{len(records)} records from {', '.join(str(f) for f in folders)} "
+        f"({', '.join(f'{s} {n}' for s, n in counts.items())}); members {', '.join(members)}; "
+        f"preset {args.preset}; hybrid {hybrid_config.n_folds} inner folds"
     )
-    print(f"{len(records)} records from {args.data}; members {', '.join(members)}")
     report = {}
     for protocol in args.protocols.split(","):
         if protocol == "kfold":
             folds = grouped_kfold(truth, digests, args.folds, args.seed)
             splits = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
         elif protocol == "loso":
-            sources = [record_source(n) for n in records.names]
             splits = [
                 (f"source {s}", tr, te) for s, tr, te in leave_one_source_out(sources, digests)
             ]
         else:
             raise SystemExit(f"unknown protocol {protocol!r} (kfold, loso)")
-        results, n_tested = run_protocol(
+        results, n_tested, binary = run_protocol(
             protocol, splits, records, truth, classes, args, hybrid_config
         )
         print_tables(protocol, results, n_tested, truth, classes)
-        report[protocol] = results
+        by_source = source_report(
+            records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed
+        )
+        print_source_report(protocol, by_source)
+        report[protocol] = {"pooled": results, "by_source": by_source}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

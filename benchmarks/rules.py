@@ -1,32 +1,39 @@
-"""Benchmark the rule-based classifier on the real Challenge records, and its AF detector.
+"""Benchmark the rule-based classifier on the shared records of six sources, and its AF detector.
 
 Tables printed:
 
-1. Challenge metric and per-class F-measure (with counts) on ``challenge/``: ``prevalence``
-   (cross-validated), the knowledge-base rules (``tune=False``, no training: all records) and
-   the tuned rules (k-fold cross-validation, tuning inside the training folds, records with
-   identical signals kept in one fold), plus the median seconds per record of the whole rule
-   pipeline (measurement + rules) on one core.
-2. The AF/AFL detector of Bortolan et al. (zero crossings of the first derivative of lead II
+1. Leave one source out (the protocol that decides the rules' design) and grouped k-fold:
+   ``prevalence`` and ``rules`` (as shipped: thresholds tuned and operating thresholds chosen
+   on the training part only; ``--set rules.OPTION=VALUE`` for variants) trained on five
+   sources and scored on the sixth (A, E, HR, Q, S from ``challenge/``, LU from
+   ``ludb_challenge/``): challenge metric per source and pooled with bootstrap intervals,
+   per class and source the predicted / labelled / both counts and F-measure, and the
+   operating thresholds each split chose (silent classes named).
+2. Label conventions per source (``--conventions``): how often each source gives sinus rhythm
+   (NSR) to a record with a conduction label, and the measured frontal QRS axis of the LUDB
+   records against LUDB's own axis words (left, normal, horizontal, vertical, right).
+3. The AF/AFL detector of Bortolan et al. (zero crossings of the first derivative of lead II
    between QRS complexes) on the CPSC 2021 paroxysmal-AF records: AUROC over 10-s windows
    labelled AF (more than half of the window inside an ``(AFIB`` episode) or non-AF (no AF at
    all), beside the RR irregularity and their product.
 
 Usage::
 
-    python benchmarks/rules.py [--data DIR] [--folds 5] [--seed 0] [--skip-af]
+    python benchmarks/rules.py [--data DIR] [--protocols loso,kfold] [--cache FILE]
+        [--set rules.OPTION=VALUE ...] [--conventions] [--skip-af]
 
 ``--data`` is the shared data folder (``$ECG_KIT_DATA`` or ``<repo>/../shared/data``).
-Every record is measured once; tuning and scoring reuse the measurements.
+Every record is measured once (``--cache FILE`` keeps the measurements between runs, keyed by
+the measurement code's own source text); fitting and scoring reuse them.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,19 +48,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = Path(os.environ.get("ECG_KIT_DATA", REPO.parent / "shared" / "data"))
     parser.add_argument("--data", type=Path, default=default, help="shared data folder")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
-    parser.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    parser.add_argument("--protocols", default="loso,kfold", help="loso and/or kfold")
+    parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
+    parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--cache", type=Path, help="measurement cache file (JSON)")
+    parser.add_argument("--set", dest="options", action="append", default=[])
+    parser.add_argument("--conventions", action="store_true", help="print the conventions table")
     parser.add_argument("--skip-af", action="store_true", help="skip the CPSC 2021 AF table")
+    parser.add_argument("--json", type=Path, help="write every number here")
     return parser
-
-
-def grouped_folds(digests: list[str], n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per record; records with identical signal files share a fold."""
-    unique = sorted(set(digests))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(unique))
-    fold_of = {unique[k]: i % n_folds for i, k in enumerate(order)}
-    return np.array([fold_of[d] for d in digests])
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -67,81 +71,180 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float(greater / (pos.size * neg.size))
 
 
-def challenge_table(data: Path, n_folds: int, seed: int) -> None:
-    """Table 1: prevalence vs knowledge-base rules vs tuned rules on challenge/."""
-    from evaluation.metrics import compute_challenge_metric, compute_f_measure
+def _measurement_key() -> str:
+    """A digest of the measurement code: a cache written by other code is not reused."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "team_code" / "dsp").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def measure_all(records, cache: Path | None) -> dict:
+    """Record name -> the rules' measurement values (with ``sex``), measured once."""
+    from team_code.classifiers.rules import RulesClassifier
+
+    key = _measurement_key()
+    stored = {}
+    if cache is not None and cache.exists():
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            stored = data["values"]
+    rules = RulesClassifier(RulesClassifier.Config(tune=False))
+    values = {}
+    for i, name in enumerate(records.names):
+        if name not in stored:
+            stored[name] = rules.measure(records[i])["values"]
+        values[name] = stored[name]
+    if cache is not None:
+        cache.write_text(json.dumps({"key": key, "values": stored}, default=_nan_none))
+    return {n: {k: (np.nan if v is None else v) for k, v in d.items()} for n, d in values.items()}
+
+
+def _nan_none(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    raise TypeError(type(v))
+
+
+def cached_rules(values: dict):
+    """The rules classifier class with measurements read from ``values`` (by record name)."""
+    from team_code.classifiers.rules import RulesClassifier
+
+    class CachedRules(RulesClassifier):
+        def measure(self, record):
+            return {"values": values[record.name], "notes": []}
+
+        def _measured(self, records):
+            return [values[r.name] for r in records]
+
+    return CachedRules
+
+
+def cross_predict(records, values: dict, splits, options: dict) -> dict:
+    """Outputs of ``prevalence`` and ``rules`` on each split's test part, trained on its
+    training part; also each split's operating thresholds."""
+    from team_code.classifiers.cv import take
     from team_code.classifiers.prevalence import PrevalenceClassifier
     from team_code.classifiers.rules import RulesClassifier
-    from team_code.data.labels import label_matrix, scored_classes
-    from team_code.data.records import RecordSet
+    from team_code.data.labels import scored_classes
+    from team_code.harness import build_config
 
-    records = RecordSet.from_folder(data / "challenge")
-    scored = scored_classes()
-    classes = list(scored.codes)
-    truth = label_matrix(records.labels, classes)
-    digests = [
-        hashlib.md5((h.path.parent / h.signal_file).read_bytes(), usedforsecurity=False).hexdigest()
-        for h in records.headers
-    ]
-    folds = grouped_folds(digests, n_folds, seed)
-    kb = RulesClassifier(RulesClassifier.Config(tune=False)).fit([], classes)
-    values, seconds = [], []
-    for i in range(len(records)):
-        record = records[i]
-        start = time.perf_counter()
-        v = kb.measure(record)["values"]
-        kb._scores_from_values([v])
-        seconds.append(time.perf_counter() - start)
-        values.append(v)
-    kb_scores = kb._scores_from_values(values)
-    tuned_scores = np.zeros_like(kb_scores)
-    prev_binary = np.zeros_like(truth)
-    for k in range(n_folds):
-        train, test = folds != k, folds == k
-        model = RulesClassifier(RulesClassifier.Config(tune=True))
-        model.classes_ = tuple(classes)
-        model.rule_thresholds_ = {c: dict(t) for c, t in kb.rule_thresholds_.items()}
-        model.tuning_ = {}
-        model.thresholds_ = np.full(len(classes), 0.5)
-        model.tune_on_values([values[i] for i in np.flatnonzero(train)], truth[train])
-        tuned_scores[test] = model._scores_from_values([values[i] for i in np.flatnonzero(test)])
-        prev = PrevalenceClassifier().fit([records[i] for i in np.flatnonzero(train)], classes)
-        prev_binary[test] = np.broadcast_to(
-            prev.thresholds_ <= prev.prevalence_, (test.sum(), len(classes))
+    classes = list(scored_classes().codes)
+    n = len(records)
+    binary = {m: np.zeros((n, len(classes)), bool) for m in ("prevalence", "rules")}
+    loaded = list(records)
+    config = build_config(RulesClassifier, options.get("rules", {}))
+    chosen = {}
+    for label, train, test in splits:
+        train_records = [loaded[i] for i in train]
+        test_records = [loaded[i] for i in test]
+        prevalence = PrevalenceClassifier().fit(take(records, train), classes)
+        binary["prevalence"][test] = prevalence.predict_proba(test_records) >= (
+            prevalence.thresholds_
         )
+        model = cached_rules(values)(config).fit(train_records, classes)
+        binary["rules"][test] = model.predict_proba(test_records) >= model.thresholds_
+        silent = [
+            scored_classes().abbreviation(c)
+            for c, t in zip(classes, model.thresholds_, strict=True)
+            if t > 1.0
+        ]
+        chosen[label] = {
+            "thresholds": [float(t) for t in model.thresholds_],
+            "silent": silent,
+            "rule_thresholds": getattr(model, "rule_thresholds_", {}),
+        }
+        print(f"[{label}] silent: {', '.join(silent) or 'none'}", flush=True)
+    return {"binary": binary, "chosen": chosen}
 
-    weights = scored.weights
-    rows = {
-        "prevalence (CV)": prev_binary,
-        "rules, knowledge base": kb_scores >= 0.5,
-        f"rules, tuned ({n_folds}-fold CV)": tuned_scores >= 0.5,
-    }
-    print(f"## Rules on {data / 'challenge'}: {len(records)} records, {n_folds} grouped folds\n")
-    print("| model | challenge metric | macro F1 |")
-    print("|---|---:|---:|")
-    f1s = {}
-    for name, binary in rows.items():
-        cm = compute_challenge_metric(weights, truth, binary, classes)
-        macro, per = compute_f_measure(truth, binary)
-        f1s[name] = per
-        print(f"| {name} | {cm:.3f} | {macro:.3f} |")
-    print("\nPer-class F1 (n = positives in the 231 records; rhythm classes first):\n")
-    names = list(rows)
-    print("| class | n | " + " | ".join(names) + " |")
-    print("|---|---:|" + "---:|" * len(names))
-    rhythm = ["NSR", "SB", "STach", "AF", "IAVB"]
-    order = [scored.abbreviations.index(a) for a in rhythm] + [
-        j for j, a in enumerate(scored.abbreviations) if a not in rhythm
-    ]
-    for j in order:
-        n = int(truth[:, j].sum())
-        cells = " | ".join("-" if np.isnan(f1s[m][j]) else f"{f1s[m][j]:.3f}" for m in names)
-        print(f"| {scored.abbreviations[j]} | {n} | {cells} |")
-    print(
-        f"\nRule pipeline time (measure + rules, one record, one core): median "
-        f"{np.median(seconds):.3f} s, 90th percentile {np.percentile(seconds, 90):.3f} s, "
-        f"max {np.max(seconds):.3f} s over {len(seconds)} records"
-    )
+
+def rules_tables(args) -> dict:
+    """Table 1: prevalence and rules per protocol, per source and per class."""
+    from benchmarks.challenge import default_folders, load_pool, print_source_report, source_report
+    from team_code.classifiers.cv import grouped_kfold, leave_one_source_out, signal_digests
+    from team_code.data.labels import label_matrix, scored_classes
+    from team_code.data.records import record_source
+    from team_code.harness import parse_options
+
+    folders = [args.data / f.name for f in default_folders()]
+    records = load_pool(folders)
+    classes = list(scored_classes().codes)
+    truth = label_matrix(records.labels, classes)
+    digests = signal_digests(records)
+    sources = [record_source(n) for n in records.names]
+    values = measure_all(records, args.cache)
+    options = parse_options(args.options)
+    print(f"{len(records)} records from {', '.join(str(f) for f in folders)}; rules {options}")
+    out = {}
+    for protocol in args.protocols.split(","):
+        if protocol == "loso":
+            splits = [
+                (f"source {s}", tr, te) for s, tr, te in leave_one_source_out(sources, digests)
+            ]
+        elif protocol == "kfold":
+            folds = grouped_kfold(truth, digests, args.folds, args.seed)
+            splits = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
+        else:
+            raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold)")
+        result = cross_predict(records, values, splits, options)
+        report = source_report(
+            records.names, truth, result["binary"], classes, n_boot=args.bootstrap, seed=args.seed
+        )
+        print_source_report(protocol, report)
+        out[protocol] = {"by_source": report, "chosen": result["chosen"]}
+    if args.conventions:
+        out["conventions"] = conventions_table(records, values, truth, classes, sources, args.data)
+    return out
+
+
+def conventions_table(records, values, truth, classes, sources, data: Path) -> dict:
+    """Table 2: label conventions per source (see the module docstring)."""
+    import csv
+
+    from benchmarks.challenge import ordered_sources
+    from team_code.data.labels import scored_classes
+
+    abbreviations = [scored_classes().abbreviation(c) for c in classes]
+    nsr = truth[:, abbreviations.index("NSR")]
+    sources = np.array(sources)
+    print("\n## Label conventions per source\n")
+    print("Records with a conduction label that also carry sinus rhythm (NSR), per source:\n")
+    conduction = ["IAVB", "CRBBB|RBBB", "IRBBB", "LBBB", "LAnFB", "NSIVCB"]
+    print("| source | " + " | ".join(a.replace("|", "\\|") for a in conduction) + " |")
+    print("|---|" + "---:|" * len(conduction))
+    table = {}
+    for source in ordered_sources(sources.tolist()):
+        cells = []
+        for a in conduction:
+            m = (sources == source) & truth[:, abbreviations.index(a)]
+            cells.append(f"{int((m & nsr).sum())}/{int(m.sum())}" if m.any() else "-")
+            table[f"{source} {a}"] = [int((m & nsr).sum()), int(m.sum())]
+        print(f"| {source} | " + " | ".join(cells) + " |")
+    manifest = data / "ludb_challenge" / "MANIFEST.csv"
+    axes: dict[str, list[float]] = {}
+    if manifest.exists():
+        with manifest.open() as f:
+            for row in csv.DictReader(f):
+                words = [
+                    w.split(":", 1)[1].strip()
+                    for w in row["ludb_diagnoses"].split("|")
+                    if "electric axis" in w
+                ]
+                axis = values.get(row["record"], {}).get("qrs_axis_deg", np.nan)
+                axes.setdefault(words[0] if words else "(none)", []).append(float(axis))
+        print("\nLUDB axis words against the measured frontal QRS axis (degrees):\n")
+        print("| LUDB axis | records | median | 10th-90th percentile | < -30 | < 0 | > +90 |")
+        print("|---|---:|---:|---|---:|---:|---:|")
+        for word, a in sorted(axes.items(), key=lambda kv: np.nanmedian(kv[1])):
+            a = np.array(a)
+            print(
+                f"| {word} | {a.size} | {np.nanmedian(a):.0f} | {np.nanpercentile(a, 10):.0f} to "
+                f"{np.nanpercentile(a, 90):.0f} | {int((a < -30).sum())} | {int((a < 0).sum())} |"
+                f" {int((a > 90).sum())} |"
+            )
+    return {"nsr_with_conduction": table, "ludb_axes": axes}
 
 
 def af_table(data: Path) -> None:
@@ -200,7 +303,9 @@ def af_table(data: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the tables."""
-    challenge_table(args.data, args.folds, args.seed)
+    report = rules_tables(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=_nan_none))
     if not args.skip_af:
         af_table(args.data)
     return 0
