@@ -89,6 +89,31 @@ def test_the_cache_does_not_depend_on_the_number_of_folds(records, tmp_path):
     assert sizes[0] == sizes[1] > 0
 
 
+def same_values(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k] == b[k] or (a[k] != a[k] and b[k] != b[k])
+        for k in a  # NaN == NaN
+    )
+
+
+def test_cached_measurements_equal_direct_ones(records, tmp_path, monkeypatch):
+    from team_code.dsp.features import FeatureConfig
+
+    config = FeatureConfig()
+    subset = records.subset(range(4))
+    direct = [measurements.record_measurements(subset[i], config) for i in range(4)]
+    parallel = measurements.measure_all(subset, config, tmp_path, workers=2)  # 2 processes
+    calls = count_calls(monkeypatch, measurements, "measure_record")
+    again = measurements.measure_all(subset, config, tmp_path, workers=1)
+    assert calls["n"] == 0  # read from the cache
+    for d, p, a in zip(direct, parallel, again):
+        assert same_values(d["values"], p["values"]) and same_values(d["values"], a["values"])
+        assert d["notes"] == a["notes"]
+    # another feature setting is another cache entry
+    measurements.measure_all(subset, FeatureConfig(max_duration_s=1.0), tmp_path, workers=1)
+    assert calls["n"] == 4
+
+
 def train_rules(data, model, **kwargs):
     messages = []
     options = {"rules": {"decision": "half", "workers": "1"}}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from collections.abc import Sequence
 
 from team_code.data.records import Record
@@ -73,4 +74,11 @@ def measure_all(
         log=None,
     )
     measured.raise_failures("rules cannot measure it")
-    return list(measured.items)
+    return [_shared_keys(m) for m in measured.items]
+
+
+def _shared_keys(measured: dict) -> dict:
+    """The same measurements with the values' names shared by every record (a JSON entry
+    read back has its own copy of each name: 24 kB a record in memory instead of 12 kB)."""
+    values = {sys.intern(name): value for name, value in measured["values"].items()}
+    return {"values": values, "notes": measured["notes"]}
