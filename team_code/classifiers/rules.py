@@ -777,8 +777,10 @@ class RulesClassifier(Classifier):
         # "loso" with fewer than two sources in the training records: this many grouped
         # folds stand in for the sources.
         decision_folds: int = 3
-        # "loso": judge (and tune) each class only on the sources that use its label.
-        decision_vocabulary: bool = True
+        # "loso": judge each class only on the sources that use its label (tuning always is:
+        # see label_vocabulary); off, a class's detections must pay on every held-out source,
+        # as an unseen hospital's vocabulary is unknown.
+        decision_vocabulary: bool = False
         max_duration_s: float = 30.0  # only the first this many seconds of a record are analysed
         cache_dir: str = "auto"  # measurement cache; "auto": $ECG_KIT_CACHE, else none; "none"
         workers: int = 0  # processes measuring the records (0: the free cores)
