@@ -1,0 +1,181 @@
+"""benchmarks/delineation.py: the matcher on boundaries of known truth, and the whole run on a
+few real LUDB and QTDB records (skipped without ../shared/data unless ECG_KIT_REQUIRE_DATA=1)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import delineation as bench
+
+FS = 250.0
+NAN = math.nan
+
+
+def need(folder):
+    """``folder``, or skip (fail under ECG_KIT_REQUIRE_DATA=1, as tests/conftest.py does)."""
+    if folder.is_dir():
+        return folder
+    if os.environ.get("ECG_KIT_REQUIRE_DATA") == "1":
+        pytest.fail(f"real data not found at {folder}; ECG_KIT_REQUIRE_DATA=1 forbids skipping")
+    pytest.skip(f"real data not found at {folder}")
+
+
+def _beat(r, p=None, qrs=(-20, 0, 24), t=(60, 110, 150)):
+    """A beat at sample ``r``; waves as offsets from it (None: the wave is absent)."""
+    waves = {"QRS": np.array(qrs, float) + r}
+    if p is not None:
+        waves["P"] = np.array(p, float) + r
+    if t is not None:
+        waves["T"] = np.array(t, float) + r
+    return bench.Beat(r=float(r), waves=waves)
+
+
+def test_parse_waves_reads_onsets_peaks_offsets_and_gaps():
+    samples = [10, 20, 30, 40, 50, 60, 90, 100, 110, 120, 200, 250]
+    symbols = ["(", "p", ")", "(", "N", ")", "t", "t", ")", "u", "V", ")"]
+    waves = bench.parse_waves(samples, symbols)
+    assert waves[0] == ("P", 10.0, 20.0, 30.0)
+    assert waves[1] == ("QRS", 40.0, 50.0, 60.0)
+    kind, on, peak, off = waves[2]  # T without onset, second (biphasic) peak ignored
+    assert (kind, peak, off) == ("T", 90.0, 110.0) and math.isnan(on)
+    assert waves[3][0] == "U"
+    kind, on, peak, off = waves[4]  # a PVC label is a QRS; no onset marked
+    assert (kind, peak, off) == ("QRS", 200.0, 250.0) and math.isnan(on)
+    beats = bench.waves_to_beats(waves, FS)
+    assert [b.r for b in beats] == [50.0, 200.0]
+    assert set(beats[0].waves) == {"P", "QRS", "T"} and set(beats[1].waves) == {"QRS"}
+
+
+def test_matcher_errors_and_counts_on_known_truth():
+    # 4 annotated beats 200 samples (800 ms) apart; beat 2 has no P (the reference says so)
+    beats_at = [100, 300, 500, 700]
+    ref = [_beat(r, p=(-60, -45, -30) if i != 2 else None) for i, r in enumerate(beats_at)]
+    det = [
+        _beat(100, p=(-56, -45, -30), qrs=(-16, 0, 24)),  # P onset +16 ms, QRS onset +16 ms
+        _beat(300, p=None),  # P missed
+        _beat(500, p=(-60, -45, -30)),  # a P where the reference has none: false positive
+        _beat(700, p=(-60, -45, -30), t=(60, 110, 200)),  # T offset 200 ms late: no match
+        _beat(900, p=(-60, -45, -30)),  # a beat nobody annotated: not scored
+    ]
+    out = bench.score_beats(ref, det, FS)
+    p_on = out["P onset"]
+    assert p_on.tp.tolist() == [True, False, False, True]
+    assert p_on.fn.tolist() == [False, True, False, False]
+    assert p_on.fp.tolist() == [0, 0, 1, 0]
+    assert np.nanmax(np.abs(p_on.err - np.array([16.0, NAN, NAN, 0.0]))) == 0
+    assert out["QRS onset"].err[0] == 16.0 and out["QRS onset"].tp.all()
+    t_off = out["T offset"]
+    assert t_off.tp.tolist() == [True, True, True, False]
+    assert t_off.fn[3] and t_off.fp[3] == 1
+    tally = bench.Tally()
+    tally.add(out)
+    tally.add_intervals({"P duration": 100.0}, bench.beat_intervals(ref, FS))
+    rows = {r["measure"]: r for r in bench.tally_rows(tally, "demo", "SYN")}
+    assert rows["P onset"]["n"] == 2 and rows["P onset"]["mean_ms"] == pytest.approx(8.0)
+    assert rows["P onset"]["sensitivity"] == pytest.approx(2 / 3)
+    assert rows["P onset"]["ppv"] == pytest.approx(2 / 3)
+    assert rows["T offset"]["sensitivity"] == pytest.approx(3 / 4)
+    assert rows["T offset"]["ppv"] == pytest.approx(3 / 4)
+    # reference P duration: 30 samples = 120 ms; the method said 100 ms
+    assert rows["P duration"]["n"] == 1 and rows["P duration"]["mean_ms"] == pytest.approx(-20.0)
+    assert rows["P duration"]["sensitivity"] is None and rows["P duration"]["ppv"] is None
+
+
+def test_missing_wave_outside_the_annotated_span_is_not_a_false_positive():
+    ref = [_beat(300, p=None), _beat(500, p=(-60, -45, -30))]
+    det = [_beat(300, p=(-60, -45, -30)), _beat(500, p=(-60, -45, -30))]
+    inside = bench.score_beats(ref, det, FS, span=(0, 1000))
+    # beat 300's P stretch starts before an annotated span that begins at 280
+    outside = bench.score_beats(ref, det, FS, span=(280, 1000))
+    assert inside["P onset"].fp.tolist() == [1, 0]
+    assert outside["P onset"].fp.tolist() == [0, 0]
+    off = bench.score_beats(ref, det, FS, absent_negative={"P": False})
+    assert off["P onset"].fp.tolist() == [0, 0]
+
+
+def test_combine_leads_cse_and_median():
+    a = _beat(100, p=(-60, -45, -30))
+    b = _beat(104, p=(-50, -44, -20), qrs=(-30, 0, 20))
+    c = _beat(103, p=None, qrs=(-10, 0, 40))
+    cse = bench.combine_leads([[a], [b], [c]], FS, "cse")
+    med = bench.combine_leads([[a], [b], [c]], FS, "median")
+    assert len(cse) == len(med) == 1
+    assert cse[0].waves["QRS"][0] == 74.0 and cse[0].waves["QRS"][2] == 143.0  # earliest, latest
+    assert med[0].waves["QRS"][0] == 80.0 and med[0].waves["QRS"][2] == 124.0
+    assert cse[0].waves["P"].tolist() == [40.0, 57.5, 84.0]  # peak: median over the two leads
+    with pytest.raises(ValueError, match="unknown combination"):
+        bench.combine_leads([[a]], FS, "mean")
+
+
+def test_best_lead_takes_the_closer_lead():
+    ref = [_beat(100), _beat(300)]
+    lead0 = [_beat(100, qrs=(-16, 0, 24)), _beat(300, qrs=(-20, 0, 24))]
+    lead1 = [_beat(100, qrs=(-22, 0, 24)), _beat(300, qrs=(-40, 0, 24))]
+    per = [bench.score_beats(ref, lead, FS) for lead in (lead0, lead1)]
+    best = bench.best_lead(per)["QRS onset"]
+    assert best.err.tolist() == [-8.0, 0.0] and best.tp.all()
+
+
+def test_qtdb_windows_cover_every_annotated_beat():
+    r = np.array([1000, 1200, 1400, 30000, 30200, 100000], float)
+    wins = bench.qtdb_windows(r, 225000, FS)
+    covered = [k for _, _, i, j in wins for k in range(i, j)]
+    assert covered == list(range(r.size))
+    for start, end, i, j in wins:
+        assert end - start == 30 * FS
+        assert all(start + 1.5 * FS <= x <= end - 1.5 * FS for x in r[i:j])
+
+
+def _check_rows(rows, database, methods):
+    keys = {"method", "database", "measure", "n", "mean_ms", "sd_ms", "sensitivity", "ppv"}
+    assert rows and all(set(r) == keys for r in rows)
+    mine = [r for r in rows if r["database"] == database]
+    assert {r["method"] for r in mine} >= set(methods)
+    assert {r["measure"] for r in mine} == set(bench.MEASURES)
+    for r in mine:
+        if r["measure"] in bench.IEC_LIMITS_MS:
+            assert r["sensitivity"] is None and r["ppv"] is None
+        elif r["sensitivity"] is not None:
+            assert 0 <= r["sensitivity"] <= 1 and 0 <= r["ppv"] <= 1
+    return {(r["method"], r["measure"]): r for r in mine}
+
+
+def test_runs_on_real_ludb_and_qtdb_records(shared_data, tmp_path):
+    ludb, qtdb = need(shared_data / "ludb"), need(shared_data / "qtdb")
+    out = tmp_path / "rows.json"
+    argv = [
+        *("--ludb", str(ludb), "--qtdb", str(qtdb), "--records", "1", "5", "sel100"),
+        *("--methods", "project", "project-beatwise", "ecgpuwave", "--json", str(out), "--quiet"),
+    ]
+    args = bench.get_parser().parse_args(argv)
+    assert bench.main(args) == 0
+    rows = json.loads(out.read_text())
+    lu = _check_rows(rows, "LUDB", ["project", "project-beatwise"])
+    qt = _check_rows(rows, "QTDB", ["project", "project-beatwise", "ecgpuwave"])
+    for table in (lu, qt):
+        for m in ("project", "project-beatwise"):
+            row = table[(m, "QRS onset")]
+            assert row["n"] > 5 and abs(row["mean_ms"]) < 40 and row["sd_ms"] < 40
+            assert row["sensitivity"] > 0.8 and row["ppv"] > 0.8
+            assert table[(m, "QT interval")]["n"] >= 1
+    # ecgpuwave on sel100 (a clean sinus record): QRS onset within a few samples
+    assert abs(qt[("ecgpuwave", "QRS onset")]["mean_ms"]) < 25
+    assert qt[("ecgpuwave best-lead", "QRS onset")]["sd_ms"] < 20
+
+
+def test_neurokit_peer_runs_on_one_qtdb_window(shared_data):
+    qtdb = need(shared_data / "qtdb")
+    case = bench.load_qtdb(qtdb, "sel100")[0]
+    n = int(12 * case.fs)  # the first 12 s of the window keep the test short
+    case.x = case.x[:, :n]
+    case.ref = [b for b in case.ref if b.r < n - 1.5 * case.fs]
+    tallies, _ = bench.evaluate([case], ["neurokit2-dwt"], ["cse", "median"], best=True)
+    assert set(tallies) == {"neurokit2-dwt", "neurokit2-dwt lead-median", "neurokit2-dwt best-lead"}
+    rows = {r["measure"]: r for r in bench.tally_rows(tallies["neurokit2-dwt best-lead"], "x", "Q")}
+    assert rows["P onset"]["n"] >= 8 and abs(rows["P onset"]["mean_ms"]) < 40
+    assert "QT interval" not in rows  # best-lead rows carry no record-level intervals
