@@ -114,6 +114,7 @@ class Stages:
 
     def __init__(self):
         self.seconds = collections.defaultdict(float)
+        self.cpu_seconds = collections.defaultdict(float)
         self.calls = collections.Counter()
         self.peak = {}  # stage -> the process's peak resident memory when it last ended
         self._undo = []
@@ -121,15 +122,16 @@ class Stages:
     def wrap(self, owner, attribute: str, stage) -> None:
         """Time every call of ``owner.attribute``; ``stage(*args)`` names the stage."""
         original = getattr(owner, attribute)
-        seconds, calls, peak = self.seconds, self.calls, self.peak
+        seconds, cpu, calls, peak = self.seconds, self.cpu_seconds, self.calls, self.peak
 
         def timed(*args, **kwargs):
             name = stage(*args) if callable(stage) else stage
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 seconds[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - cpu_start
                 calls[name] += 1
                 peak[name] = _peak_rss()
 
@@ -196,9 +198,10 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
     baseline = _status_bytes("VmRSS")
     figures: dict = {"records": n_records, "folds": folds, "threads": torch.get_num_threads()}
     data, model = work / "data", work / "model"
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     paths = generate_dataset(data, n_records, seed=0, duration_s=seconds)
     generation = time.perf_counter() - start
+    generation_cpu = time.process_time() - cpu_start
 
     options = {**{k: dict(v) for k, v in TINY_OPTIONS.items()}, "hybrid": {"n_folds": str(folds)}}
     members = ["rules", "parallel_cnn", "cwt_googlenet"]
@@ -206,7 +209,7 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
     _instrument(stages, members)
     messages: list[str] = []
     reset = _reset_peak()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         harness.train(
             data, model, ["hybrid"], options, log=messages.append, progress=False, cache="keep"
@@ -214,6 +217,7 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
     finally:
         stages.restore()
     training = time.perf_counter() - start
+    training_cpu = time.process_time() - cpu_start
 
     cache_dir = model / ".cache"
     kinds = _cache_kinds(cache_dir, paths[0].stem)
@@ -236,6 +240,12 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
                 **{k: round(v, 2) for k, v in sorted(stages.seconds.items())},
                 "training (total)": round(training, 2),
             },
+            "cpu_seconds": {
+                "generate records": round(generation_cpu, 2),
+                **{k: round(v, 2) for k, v in sorted(stages.cpu_seconds.items())},
+                "training (total)": round(training_cpu, 2),
+            },
+            "load_average": os.getloadavg()[0],
             "calls": dict(stages.calls),
             "peak_rss_after_bytes": dict(stages.peak),
             "options": options,
@@ -260,9 +270,10 @@ def _size(n: float | None) -> str:
 def print_run(f: dict) -> None:
     """The figures of one run as a table."""
     print(f"records {f['records']}, hybrid folds {f['folds']}, {f['threads']} thread(s)")
-    print(f"{'stage':44s} {'seconds':>9s}")
+    print(f"{'stage':44s} {'wall s':>9s} {'CPU s':>9s}")
     for stage, value in f["seconds"].items():
-        print(f"{stage:44s} {value:9.1f}")
+        print(f"{stage:44s} {value:9.1f} {f['cpu_seconds'][stage]:9.1f}")
+    print(f"(one-minute load average at the end: {f['load_average']:.1f})")
     print(f"{'peak resident memory (training)':44s} {_size(f['peak_rss_bytes']):>12s}")
     print(f"{'resident memory after imports':44s} {_size(f['baseline_rss_bytes']):>12s}")
     print(f"{'model folder (less cache and work)':44s} {_size(f['model_bytes']):>12s}")
@@ -305,7 +316,11 @@ def project(a: dict, b: dict) -> dict:
         "work bytes": lambda f: f["work_bytes"],
         "peak RSS bytes": lambda f: f["peak_rss_bytes"],
         **{
-            f"seconds: {stage}": (lambda f, s=stage: f["seconds"].get(s, 0.0))
+            f"CPU s: {stage}": (lambda f, s=stage: f["cpu_seconds"].get(s, 0.0))
+            for stage in b["cpu_seconds"]
+        },
+        **{
+            f"wall s: {stage}": (lambda f, s=stage: f["seconds"].get(s, 0.0))
             for stage in b["seconds"]
         },
     }
@@ -337,7 +352,8 @@ def print_projection(rows: dict, a: int, b: int) -> None:
             cells = [f"{v:.1f} s" if abs(v) < 3600 else f"{v / 3600:.2f} h" for v in values]
             cells[2] = f"{values[2] * 1000:.1f} ms"
         print(f"{name:40s} " + " ".join(f"{c:>12s}" for c in cells))
-    print("(linear in N through the two runs: a + b N; b is 'per record')")
+    print("(linear in N through the two runs: a + b N; b is 'per record'; wall seconds also")
+    print(" depend on what else ran; CPU seconds are this process's own)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -45,9 +45,9 @@ def test_a_tiny_run_writes_the_figures(tmp_path):
     assert parallel["first_record_bytes"] == 12 * 10000 * 2 + 128  # the full-size input
     # one record's entries: the first record's; measurement entries vary a little in size
     assert 0.9 <= figures["cache_ratio"] <= 1.2
-    seconds = figures["seconds"]
+    seconds, cpu = figures["seconds"], figures["cpu_seconds"]
     for stage in ("generate records", "rules: fit (all folds + refit)", "hybrid: fusion", "save"):
-        assert seconds[stage] > 0, stage
+        assert seconds[stage] > 0 and cpu[stage] > 0, stage
     assert figures["calls"]["rules: fit (all folds + refit)"] == 3  # 2 folds and the refit
     assert seconds["training (total)"] >= seconds["parallel_cnn: fit (all folds + refit)"]
 
@@ -63,6 +63,7 @@ def _run(n, cache, peak, fit_s):
         "work_bytes": 0,
         "peak_rss_bytes": peak,
         "seconds": {"fit": fit_s},
+        "cpu_seconds": {"fit": fit_s / 2},
     }
 
 
@@ -73,7 +74,8 @@ def test_projection_is_the_line_through_two_runs():
     assert cache["43101"] == pytest.approx(2e5 * 43101)
     assert rows["peak RSS bytes"]["per_record"] == pytest.approx(2e5)
     assert rows["peak RSS bytes"]["88000"] == pytest.approx(0.8e9 + 2e5 * 88000)
-    assert rows["seconds: fit"]["43101"] == pytest.approx(10.0 + 0.02 * 43101)
+    assert rows["wall s: fit"]["43101"] == pytest.approx(10.0 + 0.02 * 43101)
+    assert rows["CPU s: fit"]["per_record"] == pytest.approx(0.01)
     assert rows["model bytes"]["per_record"] == 0
     # the cwt entries re-sized to 224 px
     extra = scale.CWT_ENTRY_AT_224 - 2176
