@@ -64,7 +64,7 @@ import torch
 from torch import nn
 
 from team_code.classifiers.base import Classifier, record_labels
-from team_code.classifiers.thresholds import challenge_thresholds, youden_thresholds
+from team_code.classifiers.thresholds import NEVER, challenge_thresholds, youden_thresholds
 from team_code.data.labels import label_matrix
 from team_code.data.records import STANDARD_LEADS, Record
 from team_code.fileio import atomic_write_bytes, load_json, save_json
@@ -90,6 +90,8 @@ class ParallelCNNConfig:
     conv_dropout: float = 0.0  # dropout after each convolution, before its BatchNorm (paper 0.3)
     head: str = "pool"  # "pool": global mean + max over time; "dense": the paper's flatten
     highpass_hz: float = 0.5  # baseline-wander high-pass before the network (0: none, paper)
+    augment_gain: float = 0.0  # inputs scaled by exp(N(0, this)); blurs low voltage (0: none)
+    augment_shift: bool = False  # training inputs rolled by a random number of samples
     epochs: int = 30  # training epochs
     batch_size: int = 32  # records per step
     lr: float = 1e-4  # Adam learning rate
@@ -102,7 +104,7 @@ class ParallelCNNConfig:
     patience: int = 5  # early stopping on the validation loss (0: never)
     seed: int = 0  # initialisation, split, shuffling and dropout
     val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
-    threshold_method: str = "youden"  # "youden" (the paper's) or "challenge" (metric search)
+    threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
     balanced_sampling: bool = False  # draw training records so that classes even out
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision on CUDA
@@ -312,6 +314,40 @@ def group_split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 
+def floor_thresholds(truth: np.ndarray, classes) -> np.ndarray:
+    """The prevalence floor as thresholds: 0 (every record) for the classes that a constant
+    prediction pays for on ``truth`` under the challenge metric, "never" for the others.
+
+    The challenge-metric search of the held-out thresholds starts here, so that a class
+    leaves the floor's decision only where the network's scores pay on the held-out split
+    (and only for classes with 5+ held-out positives): on sources the network never saw, a
+    class it cannot tell apart falls back to the floor, not to a threshold fitted to noise.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    prevalence = truth.mean(axis=0) if len(truth) else np.zeros(len(classes))
+    constant = np.broadcast_to(prevalence, truth.shape)
+    chosen = challenge_thresholds(truth, constant, classes, start=np.full(len(classes), NEVER))
+    return np.where(prevalence >= chosen, 0.0, NEVER)
+
+
+class Augment:
+    """Random changes a record could show at another hospital, applied to a training input:
+    one gain for all leads (``exp(N(0, gain_sd))``: amplifiers and electrodes differ) and a
+    circular shift in time (a recording starts anywhere in the cardiac cycle; the input is
+    wrap-padded anyway). Drawn from torch's generator, whose state the training checkpoints
+    keep, so a resumed training draws what an uninterrupted one would."""
+
+    def __init__(self, gain_sd: float, shift: bool):
+        self.gain_sd, self.shift = float(gain_sd), bool(shift)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.gain_sd > 0:
+            x = x * float(np.exp(float(torch.randn(())) * self.gain_sd))
+        if self.shift:
+            x = np.roll(x, int(torch.randint(0, x.shape[-1], ())), axis=-1)
+        return x
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -436,7 +472,14 @@ class ParallelCNNClassifier(Classifier):
         set_seed(c.seed)
         self.model_ = self._network()
         init_output_bias(self.model_, truth[train_rows].mean(axis=0))
-        train_set = SignalDataset(cached.items, truth[train_rows], rows=train_rows)
+        augment = (
+            Augment(c.augment_gain, c.augment_shift)
+            if c.augment_gain > 0 or c.augment_shift
+            else None
+        )
+        train_set = SignalDataset(
+            cached.items, truth[train_rows], rows=train_rows, transform=augment
+        )
         val_set = SignalDataset(cached.items, truth[val_rows], rows=val_rows)
         result = fit(
             self.model_,
@@ -457,7 +500,13 @@ class ParallelCNNClassifier(Classifier):
         if c.threshold_method == "youden":
             self.thresholds_ = youden_thresholds(truth[held_out], scores)
         else:
-            self.thresholds_ = challenge_thresholds(truth[held_out], scores, self.classes_)
+            self.thresholds_ = challenge_thresholds(
+                truth[held_out],
+                scores,
+                self.classes_,
+                start=floor_thresholds(truth[train_rows], self.classes_),
+                min_positives=5,
+            )
         self.fit_summary_ = {
             "n_train": len(train_rows),
             "n_val": len(val_rows),

@@ -234,3 +234,41 @@ def test_cuda_mixed_precision_matches_cpu(dtype):
     cpu_scores = model.predict_proba(records)
     assert np.all((cuda_scores >= 0) & (cuda_scores <= 1))
     np.testing.assert_allclose(cuda_scores, cpu_scores, atol=0.02)  # reduced precision
+
+
+def test_floor_thresholds_are_the_prevalence_floor():
+    from team_code.classifiers.parallel_cnn import floor_thresholds
+    from team_code.classifiers.thresholds import NEVER, challenge_score
+
+    classes = scored_classes().codes
+    nsr, af = classes.index("426783006"), classes.index("164889003")
+    rng = np.random.default_rng(0)
+    truth = np.zeros((200, len(classes)), dtype=bool)
+    truth[:, nsr] = rng.random(200) < 0.7  # sinus rhythm in most records
+    truth[:, af] = ~truth[:, nsr] & (rng.random(200) < 0.2)  # a rare class
+    floor = floor_thresholds(truth, classes)
+    assert set(np.unique(floor)) <= {0.0, NEVER}
+    assert floor[af] == NEVER  # a rare class is never predicted by a constant
+    # The floor's outputs score what the best constant prediction scores.
+    outputs = np.zeros_like(truth) >= floor
+    constant_best = max(
+        challenge_score(truth, np.broadcast_to(mask, truth.shape), classes)
+        for mask in (np.eye(len(classes), dtype=bool)[nsr], np.zeros(len(classes), dtype=bool))
+    )
+    assert challenge_score(truth, outputs, classes) >= constant_best - 1e-12
+
+
+def test_augment_rolls_and_scales_reproducibly_from_torch_seed():
+    from team_code.classifiers.parallel_cnn import Augment
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 12) + 1
+    torch.manual_seed(3)
+    shifted = Augment(0.0, True)(x)
+    k = int(np.flatnonzero(shifted[0] == x[0, 0])[0])
+    np.testing.assert_array_equal(shifted, np.roll(x, k, axis=-1))  # one roll for all leads
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(Augment(0.0, True)(x), shifted)  # torch's seed decides
+    torch.manual_seed(4)
+    scaled = Augment(0.3, False)(x)
+    ratio = scaled / x
+    assert np.allclose(ratio, ratio.flat[0]) and ratio.flat[0] != 1.0  # one gain for all leads
