@@ -771,8 +771,8 @@ class RulesClassifier(Classifier):
         # chosen for the challenge metric on scores for held-out training sources), "half"
         # (0.5), "challenge" (searched on the training scores themselves).
         decision: str = "loso"
-        # "loso": classes with at least this many training positives choose among quantile
-        # thresholds of their held-out scores; rarer ones between 0.5 and silence only.
+        # "loso": classes with at least this many training positives choose among graded-score
+        # levels 0.2-0.8 and silence (see operating_thresholds); rarer ones 0.5 or silence.
         decision_min_positives: int = 8
         # "loso" with fewer than two sources in the training records: this many grouped
         # folds stand in for the sources.
