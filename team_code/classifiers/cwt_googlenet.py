@@ -97,7 +97,8 @@ class CWTGoogLeNetConfig:
     val_fraction: float = 0.2  # training records held out for early stopping and thresholds
     threshold_method: str = "challenge"  # "challenge" (metric search) or "youden"
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
-    amp: bool = True  # mixed precision on CUDA (bf16)
+    amp: bool = True  # mixed precision on CUDA
+    amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
     num_workers: int = 0  # DataLoader worker processes
     preprocess_workers: int = 0  # processes computing scalograms (0: in this process)
     cache_dir: str = "auto"  # image store folder; "auto": $ECG_KIT_CACHE, else in memory; "none"

@@ -108,7 +108,7 @@ class ParallelCNNConfig:
     balanced_sampling: bool = False  # draw training records so that classes even out
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision on CUDA
-    amp_dtype: str = "bf16"  # "bf16" or "fp16"
+    amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
     num_workers: int = 0  # processes for preprocessing and data loading
     cache_dir: str = ""  # per-record input cache ("": $ECG_KIT_CACHE, else in memory)
     cache_dtype: str = "float16"  # "float16" or "float32" cache files

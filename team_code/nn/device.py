@@ -39,11 +39,17 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a mixed-precision name (``"bf16"`` or ``"fp16"``)."""
+    """The torch dtype of a mixed-precision name: ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16
+    where the CUDA device supports it, else fp16, which training pairs with a GradScaler:
+    V100 and T4 have no bf16)."""
+    key = name.strip().lower()
+    if key == "auto":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
     try:
-        return AMP_DTYPES[name.strip().lower()]
+        return AMP_DTYPES[key]
     except KeyError:
-        raise ValueError(f"unknown amp_dtype {name!r}; use 'bf16' or 'fp16'") from None
+        raise ValueError(f"unknown amp_dtype {name!r}; use 'auto', 'bf16' or 'fp16'") from None
 
 
 def amp_enabled(device: torch.device, amp: bool) -> bool:

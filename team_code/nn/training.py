@@ -63,7 +63,7 @@ class TrainConfig:
     seed: int = 0  # seeds initialisation-independent randomness: shuffling, dropout, workers
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision (CUDA only; ignored on CPU)
-    amp_dtype: str = "bf16"  # "bf16" or "fp16" (fp16 uses a GradScaler)
+    amp_dtype: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp16" (with a GradScaler)
     num_workers: int = 0  # DataLoader worker processes
     balanced_sampling: bool = False  # draw batches by per-item weights, with replacement
     lr_decay_rate: float = 1.0  # exponential schedule: lr * rate ** (step / lr_decay_steps)

@@ -223,3 +223,16 @@ def test_named_tuple_outputs_reach_the_loss_as_float():
     out = _to_float(Outputs(torch.ones(2, dtype=torch.bfloat16), [torch.zeros(1).half()]))
     assert isinstance(out, Outputs)
     assert out.logits.dtype == torch.float32 and out.aux[0].dtype == torch.float32
+
+
+def test_amp_dtype_auto_picks_bf16_only_where_supported(monkeypatch):
+    from team_code.nn.device import amp_dtype
+
+    assert amp_dtype("bf16") == torch.bfloat16 and amp_dtype("FP16") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # V100, T4
+    assert amp_dtype("auto") == torch.float16
+    with pytest.raises(ValueError, match="'auto', 'bf16' or 'fp16'"):
+        amp_dtype("fp8")
