@@ -36,14 +36,16 @@ DEFAULT_DATA = [
 ]
 
 
+#: Run settings for every engine that has them: quiet, inputs kept in memory.
+RUN_OPTIONS = {"progress": "false", "cache_dir": "none"}
+
+
 def engine_config(name: str, preset: str, options: list[str]):
     """The engine's config: the preset's options, then ``options`` (``OPTION=VALUE``)."""
     cls = registry.get(name)
     fields = {f for f in cls.Config.__dataclass_fields__}
     values = dict(preset_options(preset).get(name, {}))
-    for extra in ("progress", "cache_dir"):
-        if extra in fields:
-            values[extra] = {"progress": "false", "cache_dir": "none"}[extra]
+    values.update({k: v for k, v in RUN_OPTIONS.items() if k in fields})
     for item in options:
         key, _, value = item.partition("=")
         values[key.strip()] = value.strip()

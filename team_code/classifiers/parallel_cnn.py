@@ -64,7 +64,12 @@ import torch
 from torch import nn
 
 from team_code.classifiers.base import Classifier, record_labels
-from team_code.classifiers.thresholds import NEVER, challenge_thresholds, youden_thresholds
+from team_code.classifiers.thresholds import (
+    NEVER,
+    challenge_thresholds,
+    prevalence_thresholds,
+    youden_thresholds,
+)
 from team_code.data.labels import label_matrix
 from team_code.data.records import STANDARD_LEADS, Record
 from team_code.fileio import atomic_write_bytes, load_json, save_json
@@ -323,10 +328,7 @@ def floor_thresholds(truth: np.ndarray, classes) -> np.ndarray:
     (and only for classes with 5+ held-out positives): on sources the network never saw, a
     class it cannot tell apart falls back to the floor, not to a threshold fitted to noise.
     """
-    truth = np.asarray(truth, dtype=bool)
-    prevalence = truth.mean(axis=0) if len(truth) else np.zeros(len(classes))
-    constant = np.broadcast_to(prevalence, truth.shape)
-    chosen = challenge_thresholds(truth, constant, classes, start=np.full(len(classes), NEVER))
+    prevalence, chosen = prevalence_thresholds(truth, classes)
     return np.where(prevalence >= chosen, 0.0, NEVER)
 
 

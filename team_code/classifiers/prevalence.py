@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from team_code.classifiers.base import Classifier
-from team_code.classifiers.thresholds import NEVER, challenge_thresholds
+from team_code.classifiers.thresholds import NEVER, prevalence_thresholds
 from team_code.data.records import Record
 
 
@@ -26,12 +26,8 @@ class PrevalenceClassifier(Classifier):
         truth = self.label_matrix(records)
         if len(truth) == 0:
             raise ValueError("prevalence: no training records")
-        self.prevalence_ = truth.mean(axis=0)
-        scores = np.broadcast_to(self.prevalence_, truth.shape)
         # Above the prevalence: never predicted; at or below: predicted for every record.
-        self.thresholds_ = challenge_thresholds(
-            truth, scores, self.classes_, start=np.full(len(self.classes_), NEVER)
-        )
+        self.prevalence_, self.thresholds_ = prevalence_thresholds(truth, self.classes_)
         return self
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:

@@ -118,3 +118,15 @@ def challenge_thresholds(
         if not improved:  # a pass that changed nothing: a local optimum
             break
     return thresholds
+
+
+def prevalence_thresholds(truth: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The prevalence floor: each class's prevalence as a constant score for every record,
+    and the thresholds on it that maximise the challenge metric on ``truth`` (a class at or
+    below its threshold is predicted for every record, above it for none). Returns
+    ``(prevalence, thresholds)``."""
+    truth = np.asarray(truth, dtype=bool)
+    prevalence = truth.mean(axis=0) if len(truth) else np.zeros(len(classes))
+    constant = np.broadcast_to(prevalence, truth.shape)
+    start = np.full(len(classes), NEVER)
+    return prevalence, challenge_thresholds(truth, constant, classes, start=start)
