@@ -57,6 +57,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="also draw a picture per record (12 leads with QRS marks, average beats, X/Y/Z "
         "loops, scalogram input, rules fired, top scores) and an HTML index in DIR",
     )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where deep engines run: 'auto' (CUDA when present; the default), 'cpu', "
+        "'cuda', 'cuda:N'",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             threads=args.threads,
+            device=args.device,
         )
     except (KeyError, ValueError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -68,10 +68,45 @@ def get_parser() -> argparse.ArgumentParser:
         "$ECG_KIT_CACHE folder is always kept",
     )
     parser.add_argument(
+        "--task",
+        default="2020",
+        help="the scoring table to train for: '2020' (24 classes), '2021' (26 classes) or "
+        "the path of a weights.csv with its dx_mapping_scored.csv beside it (default: 2020)",
+    )
+    parser.add_argument(
+        "--leads",
+        default="12",
+        help="lead sets to train one model each for, separated by ';' or given by size "
+        "separated by ',' (12,6,4,3,2: the 2021 Challenge's sets; e.g. '12,2'), or one set "
+        "of lead names ('I,II,V2'); run_model.py serves each record with the largest set it "
+        "has (default: 12)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where deep engines train: 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes preprocessing and measuring records (default 0: the compute threads)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars or progress lines"
     )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
     return parser
+
+
+def parse_lead_sets(text: str) -> list[tuple[str, ...]]:
+    """``"12,6,2"`` (sizes) or ``"12;I,II,V2"`` (';'-separated sets) -> lead sets."""
+    from team_code.data.leads import LEAD_SETS, parse_leads
+
+    parts = [p.strip() for p in text.split(";") if p.strip()]
+    if len(parts) == 1 and all(p.strip() in LEAD_SETS for p in parts[0].split(",")):
+        parts = [p.strip() for p in parts[0].split(",")]
+    return [parse_leads(p) for p in parts]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             preset=args.preset,
             progress=not args.no_progress,
             cache=args.cache,
+            table=args.task,
+            lead_sets=parse_lead_sets(args.leads),
+            device=args.device,
+            workers=args.workers,
         )
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -52,6 +52,7 @@ from team_code.classifiers.cv import (  # noqa: E402
     take,
 )
 from team_code.classifiers.hybrid import HybridClassifier  # noqa: E402
+from team_code.context import Task  # noqa: E402
 from team_code.data.labels import label_matrix, scored_classes  # noqa: E402
 from team_code.data.records import RecordSet, find_records  # noqa: E402
 from team_code.harness import build_config, parse_options, record_source  # noqa: E402
@@ -113,8 +114,8 @@ def run_protocol(name, splits, records, truth, classes, args, hybrid_config):
         start = time.perf_counter()
         print(f"[{name}] {label}: train {len(train_index)}, test {len(test_index)}", flush=True)
         train = take(records, train_index)
-        prevalence = registry.create("prevalence").fit(train, classes)
-        hybrid = HybridClassifier(hybrid_config).fit(train, classes)
+        prevalence = registry.create("prevalence").fit(train, Task.of_classes(classes))
+        hybrid = HybridClassifier(hybrid_config).fit(train, Task.of_classes(classes))
         fitted = {"prevalence": prevalence, **hybrid.members_, "hybrid": hybrid}
         loaded = [records[i] for i in test_index]  # read once; timing excludes file reading
         for method, model in fitted.items():

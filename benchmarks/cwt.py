@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from team_code.context import RunContext, Task
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -79,7 +81,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def cross_validate(args) -> None:
     """Pooled out-of-fold scores of cwt_googlenet and prevalence, with per-class counts."""
-    import dataclasses
     import tempfile
 
     from evaluation import metrics
@@ -98,7 +99,7 @@ def cross_validate(args) -> None:
     values = dict(item.partition("=")[::2] for item in args.options)
     config = build_config(CWTGoogLeNetClassifier, values)
     cache = tempfile.mkdtemp(prefix="cwt-cv-cache-")
-    config = dataclasses.replace(config, cache_dir=cache)
+    ctx = RunContext(cache_dir=cache, progress=False)
     print(f"{args.cv}-fold CV on {len(records)} records; cwt_googlenet options {values}")
     methods = {"cwt_googlenet": None, "prevalence": None}
     scores = {m: np.zeros(truth.shape) for m in methods}
@@ -110,7 +111,7 @@ def cross_validate(args) -> None:
             "prevalence": PrevalenceClassifier(),
         }
         for name, model in models.items():
-            model.fit(take(records, train), classes)
+            model.fit(take(records, train), Task(), ctx)
             test_records = [records[i] for i in test]
             scores[name][test] = model.predict_proba(test_records)
             binary[name][test] = scores[name][test] >= model.thresholds_

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from team_code.classifiers import registry  # noqa: E402
 from team_code.classifiers.base import apply_options, record_labels  # noqa: E402
 from team_code.classifiers.thresholds import challenge_score  # noqa: E402
+from team_code.context import IN_MEMORY, Task  # noqa: E402
 from team_code.data.labels import label_matrix, scored_classes  # noqa: E402
 from team_code.data.records import RecordSet, find_records, record_source  # noqa: E402
 from team_code.presets import preset_options  # noqa: E402
@@ -36,16 +37,10 @@ DEFAULT_DATA = [
 ]
 
 
-#: Run settings for every engine that has them: quiet, inputs kept in memory.
-RUN_OPTIONS = {"progress": "false", "cache_dir": "none"}
-
-
 def engine_config(name: str, preset: str, options: list[str]):
     """The engine's config: the preset's options, then ``options`` (``OPTION=VALUE``)."""
     cls = registry.get(name)
-    fields = {f for f in cls.Config.__dataclass_fields__}
     values = dict(preset_options(preset).get(name, {}))
-    values.update({k: v for k, v in RUN_OPTIONS.items() if k in fields})
     for item in options:
         key, _, value = item.partition("=")
         values[key.strip()] = value.strip()
@@ -78,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"source": source, "n": len(held)}
         for method, (cls, config) in methods.items():
             start = time.perf_counter()
-            outputs[method][held] = cls(config).fit(train, classes).predict(test)
+            outputs[method][held] = cls(config).fit(train, Task(), IN_MEMORY).predict(test)
             row[method] = challenge_score(truth[held], outputs[method][held], classes)
             print(
                 f"{source}: {method} {row[method]:.3f} ({time.perf_counter() - start:.0f} s)",

@@ -100,23 +100,23 @@ def amp_setting(device, bf16_supported: bool) -> str:
     return "bf16" if bf16_supported else "fp16"
 
 
-def engine_config(name: str, tiny: bool, prep_workers: int, cache: str):
-    """The engine's default config (tiny sizes when asked), with the cache and workers."""
+def engine(name: str, tiny: bool, prep_workers: int = 0, cache: str = "none"):
+    """The engine at its default config (tiny sizes when asked), set up for the 2020 task on
+    twelve leads in a run with ``cache`` and ``prep_workers`` preprocessing processes."""
     from team_code.classifiers import registry
+    from team_code.context import RunContext, Task
 
     cls = registry.get(name)
-    values = {**(TINY[name] if tiny else {}), "cache_dir": cache, "progress": False}
-    values["num_workers" if name == "parallel_cnn" else "preprocess_workers"] = prep_workers
-    return dataclasses.replace(cls.Config(), **values)
+    model = cls(dataclasses.replace(cls.Config(), **(TINY[name] if tiny else {})))
+    model._begin(Task(), RunContext(cache_dir=cache, workers=prep_workers, progress=False))
+    return model
 
 
-def train_config(config, amp: str, epochs: int):
+def train_config(model, amp: str, epochs: int):
     """The engine's training options for ``epochs`` epochs without early stopping, with the
-    chosen mixed precision (every engine gets it, whether or not its config names it)."""
-    from team_code.nn.training import TrainConfig
-
-    return TrainConfig.from_options(
-        config,
+    chosen mixed precision (every engine gets it)."""
+    return dataclasses.replace(
+        model.train_config(),
         epochs=epochs,
         patience=0,
         progress=False,
@@ -128,33 +128,6 @@ def train_config(config, amp: str, epochs: int):
 
 # --------------------------------------------------------------------------------------------
 # One engine
-
-
-def _inputs(name: str, config, records):
-    """Fill (or read) the engine's per-record cache; its items and the records' positions."""
-    if name == "parallel_cnn":
-        from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
-
-        stored = ParallelCNNClassifier(config)._cached_inputs(records, config.cache_dir, False)
-    else:
-        from team_code.classifiers.cwt_googlenet import images_for
-
-        stored = images_for(records, config, log=None)
-    return stored.items, stored.kept
-
-
-def _network_and_loss(name: str, config, n_classes: int):
-    import torch
-
-    if name == "parallel_cnn":
-        from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
-
-        engine = ParallelCNNClassifier(config)
-        engine.classes_ = tuple(range(n_classes))
-        return engine._network(), torch.nn.BCEWithLogitsLoss()
-    from team_code.classifiers.cwt_googlenet import _loss_function, _network
-
-    return _network(n_classes, config), _loss_function(config.aux_weight)
 
 
 def train_items_per_epoch(name: str, config, truth, n_records: int) -> int:
@@ -173,29 +146,35 @@ def train_items_per_epoch(name: str, config, truth, n_records: int) -> int:
     return int(balanced_draw(labels, config.n_max, config.max_copies, rng).size)
 
 
-def measure(name: str, config, records, truth, amp: str, epochs: int, items: int) -> dict:
+def measure(name: str, model, records, truth, amp: str, epochs: int, items: int) -> dict:
     """Preprocessing, training and inference rates of one engine (see the module docstring)."""
     import numpy as np
     import torch
 
+    from team_code.context import IN_MEMORY
     from team_code.nn import distributed
     from team_code.nn.cache import SignalDataset
     from team_code.nn.device import pick_device
     from team_code.nn.training import fit, predict, set_seed
 
-    device = pick_device(config.device)
+    config = model.config
+    device = pick_device(model.ctx.device)
     distributed.setup(device)
-    _inputs(name, dataclasses.replace(config, cache_dir="none"), records.subset([0]))  # imports
+    run = model.ctx
+    model.use(IN_MEMORY)
+    model.cached_inputs(records.subset([0]), progress=False)  # imports, filter banks
+    model.use(run)
     start = time.perf_counter()
-    inputs, kept = _inputs(name, config, records)
+    stored = model.cached_inputs(records, progress=False)
+    inputs, kept = stored.items, stored.kept
     prep_seconds = time.perf_counter() - start
     if len(kept) == 0:
         raise SystemExit(f"gpu_check: {name} could not preprocess any record")
     rows = np.arange(items) % len(kept)
     targets = truth[kept][rows].astype(np.float32)
     set_seed(0)
-    network, loss = _network_and_loss(name, config, truth.shape[1])
-    options = train_config(config, amp, epochs)
+    network, loss = model.build_network(), model.loss()
+    options = train_config(model, amp, epochs)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = fit(network, SignalDataset(inputs, targets, rows=rows), None, loss, options, log=None)
@@ -338,14 +317,14 @@ def main(args: argparse.Namespace) -> int:
     cache = args.cache or tempfile.mkdtemp(prefix="gpu_check-")
     engines, projection = {}, {}
     for name in [e.strip() for e in args.engines.split(",") if e.strip()]:
-        config = engine_config(name, tiny, workers, cache)
-        figures = measure(name, config, records, truth, amp, epochs, items)
+        model = engine(name, tiny, workers, cache)
+        figures = measure(name, model, records, truth, amp, epochs, items)
         if baseline is not None and name in baseline["engines"]:
             for key in ("prep_seconds", "prep_s_per_record"):
                 figures[key] = baseline["engines"][name][key]
             figures["prep_from"] = args.baseline
         engines[name] = figures
-        train_items = train_items_per_epoch(name, config, truth, args.project)
+        train_items = train_items_per_epoch(name, model.config, truth, args.project)
         projection[name] = project(
             figures, train_items, args.project, distributed.world_size(), HybridConfig().n_folds
         )

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from team_code.classifiers.hybrid import HybridClassifier, HybridConfig  # noqa: E402
-from team_code.data.labels import scored_classes  # noqa: E402
+from team_code.context import IN_MEMORY, Task  # noqa: E402
 from team_code.data.records import RecordSet  # noqa: E402
 
 
@@ -43,13 +43,13 @@ def main(argv=None) -> int:
     members = ("rules", "parallel_cnn", "cwt_googlenet") + (("beats",) if args.beat_data else ())
     options = {
         "rules": {"tune": False},
-        "parallel_cnn": {"epochs": 1, "progress": False, "cache_dir": "none"},
-        "cwt_googlenet": {"epochs": 1, "pretrained_weights": "none", "cache_dir": "none"},
+        "parallel_cnn": {"epochs": 1},
+        "cwt_googlenet": {"epochs": 1, "pretrained_weights": "none"},
     }
     if args.beat_data:
         options["beats"] = {"beat_data": (args.beat_data,), "epochs": 1, "max_beats": 2000}
     config = HybridConfig(members=members, n_folds=2, member_options=options)
-    model = HybridClassifier(config).fit(fit_set, scored_classes().codes)
+    model = HybridClassifier(config).fit(fit_set, Task(), IN_MEMORY)
     model.predict_proba(test_set[:1])  # warm-up: lazy imports, filter banks
     seconds = {name: [] for name in [*model.members_, "hybrid"]}
     for record in test_set:

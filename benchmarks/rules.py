@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from team_code.context import Task
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -140,11 +142,11 @@ def cross_predict(records, values: dict, splits, options: dict) -> dict:
     for label, train, test in splits:
         train_records = [loaded[i] for i in train]
         test_records = [loaded[i] for i in test]
-        prevalence = PrevalenceClassifier().fit(take(records, train), classes)
+        prevalence = PrevalenceClassifier().fit(take(records, train), Task.of_classes(classes))
         binary["prevalence"][test] = prevalence.predict_proba(test_records) >= (
             prevalence.thresholds_
         )
-        model = cached_rules(values)(config).fit(train_records, classes)
+        model = cached_rules(values)(config).fit(train_records, Task.of_classes(classes))
         binary["rules"][test] = model.predict_proba(test_records) >= model.thresholds_
         silent = [
             scored_classes().abbreviation(c)

@@ -51,21 +51,16 @@ TINY_OPTIONS = {
     "parallel_cnn": {
         "filters": "2",
         "epochs": "1",
-        "device": "cpu",
         "patience": "0",
-        "progress": "false",
     },
     "cwt_googlenet": {
         "image_size": "32",
         "epochs": "1",
-        "device": "cpu",
         "pretrained_weights": "none",
         "n_max": "100",
         "max_copies": "1",
         "patience": "0",
-        "progress": "false",
     },
-    "rules": {"workers": "1"},
 }
 
 
@@ -212,7 +207,15 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         harness.train(
-            data, model, ["hybrid"], options, log=messages.append, progress=False, cache="keep"
+            data,
+            model,
+            ["hybrid"],
+            options,
+            log=messages.append,
+            progress=False,
+            cache="keep",
+            device="cpu",
+            workers=1,
         )
     finally:
         stages.restore()

@@ -29,13 +29,16 @@ import numpy as np
 from team_code import __version__
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
-from team_code.data.labels import label_matrix, scored_classes
+from team_code.context import RunContext, Task
 from team_code.data.outputs import write_output
 from team_code.data.records import (
+    STANDARD_LEADS,
+    Record,
     RecordError,
     RecordSet,
     find_records,
     load_record,
+    read_header,
     record_source,
 )
 from team_code.fileio import load_json, save_json
@@ -83,8 +86,12 @@ def parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def build_config(cls: type[Classifier], values: Mapping[str, str]):
-    """The family's default config with command-line values applied (types coerced)."""
-    return apply_options(cls.Config, values)
+    """The family's default config with command-line values applied (types coerced); an
+    error names the classifier."""
+    try:
+        return apply_options(cls.Config, values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{cls.name}: {error}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,23 +111,21 @@ def scan_records(data_dir: str | os.PathLike) -> tuple[RecordSet, list[tuple[str
     return RecordSet(good), failures
 
 
-def data_summary(records: RecordSet, classes: Sequence[str]) -> dict:
+def data_summary(records: RecordSet, task: Task) -> dict:
     """Counts that describe a training set for the manifest."""
-    truth = label_matrix(records.labels, classes)
-    scored = scored_classes()
+    classes = task.classes
+    truth = task.truth(records.labels)
     return {
         "n_records": len(records),
         "n_with_scored_label": int(truth.any(axis=1).sum()),
         "by_source": dict(sorted(Counter(record_source(n) for n in records.names).items())),
         "fs_hz": {str(k): v for k, v in sorted(Counter(h.fs for h in records.headers).items())},
-        "class_counts": {
-            scored.abbreviation(c): int(n) for c, n in zip(classes, truth.sum(axis=0))
-        },
+        "class_counts": {task.abbreviation(c): int(n) for c, n in zip(classes, truth.sum(axis=0))},
     }
 
 
 def _default_cache_dir(model_dir: Path) -> str:
-    """Where deep models cache preprocessed inputs: ``$ECG_KIT_CACHE``, else ``MODEL/.cache``."""
+    """Where per-record caches go: ``$ECG_KIT_CACHE``, else ``MODEL/.cache``."""
     return os.environ.get("ECG_KIT_CACHE") or str(model_dir / ".cache")
 
 
@@ -145,72 +150,65 @@ def _finish_cache(model_dir: Path, cache: str, log: Callable[[str], None]) -> No
     log(f"cache: {size} in {folder}, removed (train_model.py --cache keep keeps it)")
 
 
-def _with_cache(configs: dict, model_dir: Path) -> dict:
-    """Give every config with a ``cache_dir`` left at its default (``""`` or ``"auto"``) the
-    training cache folder, members of ensembles included, so that nothing is written outside
-    the folders the user named (or ``$ECG_KIT_CACHE``)."""
-
-    def unset(value) -> bool:
-        return value in (None, "", "auto")
-
-    cache = _default_cache_dir(model_dir)
-    out = {}
-    for name, config in configs.items():
-        if hasattr(config, "cache_dir") and unset(config.cache_dir):
-            config = dataclasses.replace(config, cache_dir=cache)
-        if hasattr(config, "member_options"):
-            members = {k: dict(v) for k, v in config.member_options.items()}
-            for member in getattr(config, "members", ()):
-                fields = {f.name for f in dataclasses.fields(registry.get(member).Config)}
-                options = members.setdefault(member, {})
-                if "cache_dir" in fields and unset(options.get("cache_dir")):
-                    options["cache_dir"] = cache
-            config = dataclasses.replace(config, member_options=members)
-        out[name] = config
-    return out
-
-
-def _with_workdirs(configs: dict, model_dir: Path, resume: bool) -> dict:
-    """Checkpoints of trained deep models go to ``MODEL/.work/<name>``, and a hybrid's members
-    train each fold in a child of ``MODEL/.work/hybrid``; with ``resume``, training continues
-    from what is found there: a deep model's checkpoint, a hybrid's finished folds and its
-    members' checkpoints."""
-    out = {}
-    for name, config in configs.items():
-        if hasattr(config, "workdir") and not config.workdir:
-            config = dataclasses.replace(config, workdir=str(model_dir / ".work" / name))
-        if hasattr(config, "member_options"):  # an ensemble resumes whatever its folder holds
-            found = hasattr(config, "workdir") and Path(config.workdir).is_dir()
-        else:
-            found = (
-                hasattr(config, "workdir") and (Path(config.workdir) / "checkpoint.pt").is_file()
-            )
-        if resume and found and not config.resume:
-            config = dataclasses.replace(config, resume=config.workdir)
-        out[name] = config
-    return out
-
-
-def _run_options(families: dict, options: dict, preset: str, progress: bool) -> dict:
-    """The user's options on top of the preset's, for the trained classifiers and the members
-    of trained hybrids; with ``progress`` false, ``progress=false`` for every family that has
-    the option (unless the user set it)."""
+def configure(
+    classifiers: Sequence[str] | None = None,
+    options: Mapping[str, Mapping[str, str]] | None = None,
+    preset: str = DEFAULT_PRESET,
+) -> dict:
+    """The config of each classifier to train: the preset's options under the user's, for
+    the trained classifiers and the members of trained ensembles (a member's options reach
+    every ensemble that trains it, and the classifier itself when it is trained alone too).
+    Unknown names and options fail here, before any work."""
+    names = list(classifiers or DEFAULT_CLASSIFIERS)
+    families = {name: registry.get(name) for name in names}  # unknown names fail before work
+    options = dict(options or {})
     wanted = set(families)
     for name, cls in families.items():
-        config = build_config(cls, options.get(name, {}))
-        wanted.update(getattr(config, "members", ()))
-    merged = with_preset(preset, options, wanted)
-    if not progress:
-        for name in wanted:
-            fields = {f.name for f in dataclasses.fields(registry.get(name).Config)}
-            if "progress" in fields:
-                merged.setdefault(name, {}).setdefault("progress", "false")
-    return merged
+        wanted.update(cls.members(build_config(cls, options.get(name, {}))))
+    options = with_preset(preset, options, wanted)
+    configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
+    members = {m for name, c in configs.items() for m in families[name].members(c)}
+    for name, values in options.items():
+        registry.get(name)  # an unknown name fails here, with the known ones
+        if name not in families and name not in members:
+            raise ValueError(f"options given for a classifier that is not trained: {name}")
+        build_config(registry.get(name), values)  # and an unknown option here
+    for name, config in configs.items():
+        wanted = families[name].members(config)
+        if wanted:
+            given = {m: dict(options[m]) for m in wanted if m in options}
+            configs[name] = families[name].with_member_options(config, given)
+    return configs
+
+
+def run_context(
+    model_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    device: str = "auto",
+    workers: int = 0,
+    log: Callable[[str], None] = _say,
+) -> RunContext:
+    """The run context of a training into ``model_dir``: caches in ``MODEL/.cache`` (or
+    ``$ECG_KIT_CACHE``), checkpoints under ``MODEL/.work`` (each classifier gets a child)."""
+    return RunContext(
+        device=device,
+        workers=workers,
+        cache_dir=_default_cache_dir(model_dir),
+        workdir=str(model_dir / ".work"),
+        resume=resume,
+        progress=progress,
+        log=log,
+    )
 
 
 def is_main_process() -> bool:
     """False in the non-zero ranks of a ``torchrun`` job, which train but do not write."""
     return os.environ.get("RANK", "0") == "0"
+
+
+#: Subfolder of a model folder holding the model of one lead set (with several lead sets).
+LEAD_SET_FOLDER = "leads-{}"
 
 
 def train(
@@ -223,83 +221,110 @@ def train(
     preset: str = DEFAULT_PRESET,
     progress: bool = True,
     cache: str = "remove",
+    table: str = "2020",
+    lead_sets: Sequence[Sequence[str]] | None = None,
+    device: str = "auto",
+    workers: int = 0,
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
     Returns the manifest. Unreadable records are left out with a warning naming each one.
-    Deep models checkpoint every epoch under ``MODEL/.work/<name>``; ``resume=True`` continues
-    an interrupted training from there. ``preset`` fills options (:mod:`team_code.presets`;
-    ``options`` win); ``progress=False`` silences every classifier's progress output.
-    Per-record caches (network inputs, measurements) go to ``MODEL/.cache`` (or
-    ``$ECG_KIT_CACHE``); ``cache="remove"`` deletes ``MODEL/.cache`` once the model is saved,
-    ``"keep"`` keeps it for the next training on the same records.
+    ``table`` (``"2020"``, ``"2021"`` or a ``weights.csv``) and each lead set of ``lead_sets``
+    (twelve leads by default) make a :class:`~team_code.context.Task`; with several lead sets,
+    one model per set is trained into ``MODEL/leads-<set>`` (each a model folder of its own)
+    and ``MODEL/manifest.json`` lists them, largest first. Deep models checkpoint every epoch
+    under ``MODEL/.work/<name>``; ``resume=True`` continues an interrupted training from
+    there. ``preset`` fills options (:mod:`team_code.presets`; ``options`` win);
+    ``progress=False`` silences progress output. Per-record caches (network inputs,
+    measurements) go to ``MODEL/.cache`` (or ``$ECG_KIT_CACHE``); ``cache="remove"`` deletes
+    ``MODEL/.cache`` once the model is saved, ``"keep"`` keeps it for the next training.
     """
     if cache not in CACHE_CHOICES:
         raise ValueError(f"cache must be one of {CACHE_CHOICES}, not {cache!r}")
     names = list(classifiers or DEFAULT_CLASSIFIERS)
-    families = {name: registry.get(name) for name in names}  # unknown names fail before work
-    options = _run_options(families, dict(options or {}), preset, progress)
-    configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
-    # Options of classifiers that are not trained themselves go to ensembles that train them.
-    member_options = {k: dict(v) for k, v in options.items() if k not in families}
-    for name in member_options:
-        registry.get(name)  # an unknown name fails here, with the known ones
-    ensembles = [n for n, c in configs.items() if hasattr(c, "member_options")]
-    if member_options and not ensembles:
-        raise ValueError(
-            f"options given for classifiers that are not trained: {sorted(member_options)}"
-        )
-    for name in ensembles:
-        merged = {**configs[name].member_options}
-        for member, values in member_options.items():
-            merged[member] = {**merged.get(member, {}), **values}
-        configs[name] = dataclasses.replace(configs[name], member_options=merged)
-    configs = _with_workdirs(_with_cache(configs, Path(model_dir)), Path(model_dir), resume)
+    configs = configure(names, options, preset)
+    lead_sets = [tuple(leads) for leads in (lead_sets or [STANDARD_LEADS])]
+    tasks = sorted((Task(table, leads) for leads in lead_sets), key=lambda t: -len(t.leads))
+    if len({t.leads for t in tasks}) != len(tasks):
+        raise ValueError("a lead set is given twice")
 
     records, failures = scan_records(data_dir)
     for record, problem in failures:
         log(f"warning: record {record} left out of training: {problem}")
     if len(records) == 0:
         raise ValueError(f"no readable records in {data_dir}")
-    classes = scored_classes().codes
     log(f"training on {len(records)} records ({len(failures)} unreadable) from {data_dir}")
-
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    ctx = run_context(model_dir, resume, progress, device, workers, log)
+    common = {
+        "preset": preset,
+        "versions": package_versions(),
+        "training_data": {
+            "folder": str(Path(data_dir).resolve()),
+            "unreadable": [{"record": r, "problem": p} for r, p in failures],
+        },
+    }
+    if len(tasks) == 1:
+        manifest = _train_task(records, model_dir, names, configs, tasks[0], ctx, common)
+    else:
+        sets = {}
+        for task in tasks:
+            folder = LEAD_SET_FOLDER.format(task.lead_set.replace(",", "-"))
+            log(f"lead set {task.lead_set} ({', '.join(task.leads)}): model in {folder}")
+            _train_task(
+                records, model_dir / folder, names, configs, task, ctx.child(folder), common
+            )
+            sets[task.lead_set] = {"folder": folder, "leads": list(task.leads)}
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "created": _now(),
+            "task": {"table": tasks[0].to_json()["table"]},
+            "lead_sets": sets,
+            **common,
+        }
+        if is_main_process():
+            save_json(model_dir / MANIFEST, manifest)
+    if is_main_process():
+        _finish_cache(model_dir, cache, log)
+    return manifest
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _train_task(records, model_dir: Path, names, configs, task: Task, ctx: RunContext, common):
+    """Train every classifier for one task into ``model_dir`` and write its manifest."""
+    model_dir.mkdir(parents=True, exist_ok=True)
     trained: dict[str, dict] = {}
-    for name, cls in families.items():
+    for name in names:
         start = time.perf_counter()
-        log(f"fitting {name} ...")
-        model = cls(configs[name]).fit(records, classes)
+        ctx.log(f"fitting {name} ({task.describe()}) ...")
+        model = registry.get(name)(configs[name]).fit(records, task, ctx.child(name))
         if is_main_process():
             model.save(model_dir / name)
         seconds = time.perf_counter() - start
-        log(f"fitted {name} in {seconds:.1f} s")
+        ctx.log(f"fitted {name} in {seconds:.1f} s")
         trained[name] = {
             "folder": name,
             "fit_seconds": round(seconds, 3),
             "thresholds": [float(t) for t in model.thresholds_],
             **model.summary(),
         }
-
     manifest = {
         "format": MANIFEST_FORMAT,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": _now(),
+        "task": task.to_json(),
         "classifiers": trained,
         "primary": names[0],
-        "preset": preset,
-        "classes": list(classes),
-        "abbreviations": [scored_classes().abbreviation(c) for c in classes],
-        "versions": package_versions(),
-        "training_data": {
-            "folder": str(Path(data_dir).resolve()),
-            "unreadable": [{"record": r, "problem": p} for r, p in failures],
-            **data_summary(records, classes),
-        },
+        "classes": list(task.classes),
+        "abbreviations": [task.abbreviation(c) for c in task.classes],
+        **common,
     }
+    manifest["training_data"] = {**common["training_data"], **data_summary(records, task)}
     if is_main_process():
         save_json(model_dir / MANIFEST, manifest)
-        _finish_cache(model_dir, cache, log)
     return manifest
 
 
@@ -318,20 +343,118 @@ def load_manifest(model_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def load_model(model_dir: str | os.PathLike, classifier: str | None = None) -> Classifier:
-    """The primary classifier of a model folder (or the one named)."""
+def load_model(
+    model_dir: str | os.PathLike, classifier: str | None = None, ctx: RunContext | None = None
+):
+    """The primary classifier of a model folder (or the one named; ``hybrid.rules`` names a
+    member of a trained hybrid), set to run under ``ctx``. A folder with several lead sets
+    gives a :class:`LeadSetModels` that serves each record with the largest lead set it has."""
     manifest = load_manifest(model_dir)
+    ctx = ctx or RunContext(progress=False)
+    if "lead_sets" in manifest:
+        return LeadSetModels.load(model_dir, manifest, classifier, ctx)
     name = classifier or manifest["primary"]
-    if name not in manifest["classifiers"]:
+    top, _, member = name.partition(".")
+    if top not in manifest["classifiers"]:
         raise KeyError(
-            f"{model_dir} has no {name!r} classifier; it has {sorted(manifest['classifiers'])}"
+            f"{model_dir} has no {top!r} classifier; it has {describe_classifiers(manifest)}"
         )
-    folder_name = str(manifest["classifiers"][name]["folder"])
+    folder_name = str(manifest["classifiers"][top]["folder"])
     if folder_name in ("", ".", "..") or "/" in folder_name or "\\" in folder_name:
         raise ValueError(
             f"{model_dir}: classifier folder {folder_name!r} points outside the model folder"
         )
-    return registry.get(name).load(Path(model_dir) / folder_name)
+    model = registry.get(top).load(Path(model_dir) / folder_name).use(ctx)
+    if member:
+        members = getattr(model, "members_", {})
+        if member not in members:
+            raise KeyError(
+                f"{model_dir}: {top} has no member {member!r}; it has "
+                f"{describe_classifiers(manifest)}"
+            )
+        return members[member]
+    return model
+
+
+def describe_classifiers(manifest: dict) -> str:
+    """The classifiers a model holds, members of hybrids as ``hybrid.<member>``."""
+    names = []
+    for name, entry in manifest.get("classifiers", {}).items():
+        names.append(name)
+        names.extend(f"{name}.{m}" for m in entry.get("members", ()))
+    return ", ".join(names)
+
+
+class LeadSetModels:
+    """The models of one folder trained for several lead sets (``train --leads 12,6,2``).
+
+    Each record is served by the model of the largest lead set whose leads the record has
+    (:meth:`choose`); a record with fewer leads than every trained set fails on its own, with
+    a message naming its leads and the smallest set's. All sets share the task's classes.
+    """
+
+    def __init__(self, models: dict[str, Classifier], leads: dict[str, tuple[str, ...]]):
+        order = sorted(models, key=lambda name: -len(leads[name]))
+        self.models = {name: models[name] for name in order}
+        self.leads = {name: leads[name] for name in order}
+        classes = {tuple(m.classes_) for m in models.values()}
+        if len(classes) != 1:
+            raise ValueError("the lead sets' models do not share their classes")
+        self.classes_ = next(iter(classes))
+        self.served: dict[str, str] = {}  # record name -> lead set that served it
+
+    @classmethod
+    def load(cls, model_dir, manifest: dict, classifier: str | None, ctx: RunContext):
+        models, leads = {}, {}
+        for name, entry in manifest["lead_sets"].items():
+            folder = str(entry["folder"])
+            if folder in ("", ".", "..") or "/" in folder or "\\" in folder:
+                raise ValueError(f"{model_dir}: lead-set folder {folder!r} is not a subfolder")
+            models[name] = load_model(Path(model_dir) / folder, classifier, ctx)
+            leads[name] = tuple(entry["leads"])
+        return cls(models, leads)
+
+    def choose(self, record: Record) -> str:
+        """The largest lead set whose leads ``record`` has; raises naming what is missing."""
+        name = choose_lead_set(self.leads, record.leads)
+        if name is None:
+            smallest = list(self.leads.values())[-1]
+            raise RecordError(
+                record.name,
+                f"has leads {', '.join(record.leads)}: fewer than any trained lead set (the "
+                f"smallest needs {', '.join(smallest)})",
+            )
+        return name
+
+    def decide(self, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and labels, each record by its lead set's model and thresholds."""
+        chosen = [self.choose(r) for r in records]
+        scores = np.zeros((len(records), len(self.classes_)))
+        labels = np.zeros_like(scores, dtype=bool)
+        for name, model in self.models.items():
+            rows = [i for i, c in enumerate(chosen) if c == name]
+            if rows:
+                part, binary = decide(model, [records[i] for i in rows])
+                scores[rows], labels[rows] = part, binary
+        for record, name in zip(records, chosen):
+            self.served[record.name] = name
+        return scores, labels
+
+
+def choose_lead_set(lead_sets: Mapping[str, Sequence[str]], leads: Sequence[str]) -> str | None:
+    """The largest of ``lead_sets`` ({name: leads}) whose leads are all in ``leads``."""
+    have = set(leads)
+    fitting = [name for name, wanted in lead_sets.items() if have >= set(wanted)]
+    return max(fitting, key=lambda name: len(lead_sets[name]), default=None)
+
+
+def decide(model, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` of ``records``: the model's scores and its thresholds' labels."""
+    if isinstance(model, LeadSetModels):
+        return model.decide(records)
+    scores = np.asarray(model.predict_proba(records), dtype=float)
+    _check_scores(scores, len(records), len(model.classes_))
+    return scores, np.clip(scores, 0.0, 1.0) >= model.thresholds_
 
 
 @dataclasses.dataclass
@@ -342,6 +465,8 @@ class RunResult:
     failures: list[tuple[str, str]]  # (record, reason)
     # Failed records given an all-negative output file, so that the folder stays scoreable.
     placeholders: list[str] = dataclasses.field(default_factory=list)
+    # With a model of several lead sets: the lead set whose model served each written record.
+    lead_sets: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 #: A record's outcome as :func:`_classify_paths` reports it: ``None`` when its output was
@@ -366,23 +491,27 @@ def _classify_paths(
     classes = list(model.classes_)
 
     def predict(batch) -> list:
-        """(name, scores, problem) of each record of the batch."""
+        """(name, scores, labels, problem) of each record of the batch."""
         try:
-            scores = np.asarray(model.predict_proba([r for _, r in batch]), dtype=float)
-            _check_scores(scores, len(batch), len(classes))
+            scores, labels = decide(model, [r for _, r in batch])
         except Exception as error:
             if len(batch) > 1:  # isolate the record at fault by retrying one at a time
                 return [row for item in batch for row in predict([item])]
-            return [(batch[0][0], None, f"classification failed: {type(error).__name__}: {error}")]
-        return [(name, row, None) for (name, _), row in zip(batch, scores)]
+            problem = (
+                error.problem
+                if isinstance(error, RecordError)
+                else f"classification failed: {type(error).__name__}: {error}"
+            )
+            return [(batch[0][0], None, None, problem)]
+        return [(name, s, b, None) for (name, _), s, b in zip(batch, scores, labels)]
 
     def emit(batch) -> None:
-        for name, row, problem in predict(batch):
+        for name, row, labels, problem in predict(batch):
             if problem is None and not np.all(np.isfinite(row)):
                 problem = "classifier returned non-finite scores"
             if problem is None:
                 row = np.clip(row, 0.0, 1.0)
-                labels = (row >= model.thresholds_).astype(int)
+                labels = np.asarray(labels).astype(int)
                 try:
                     write_output(output_dir / f"{name}.csv", name, classes, labels, row)
                 except OSError as error:
@@ -404,12 +533,12 @@ def _classify_paths(
         emit(batch)
 
 
-def _worker_main(worker, model_dir, classifier, threads, tasks, results) -> None:
+def _worker_main(worker, model_dir, classifier, threads, device, tasks, results) -> None:
     """A worker process: load the model once, then classify the tasks sent to it, reporting
     every record as it is done (so that a crash costs only the records not yet reported)."""
     apply_threads(threads)
     try:
-        model = load_model(model_dir, classifier)
+        model = load_model(model_dir, classifier, RunContext(device=device, progress=False))
     except Exception as error:
         results.put(("init-error", worker, f"{type(error).__name__}: {error}"))
         return
@@ -425,7 +554,7 @@ def _worker_main(worker, model_dir, classifier, threads, tasks, results) -> None
 
 
 def _run_in_workers(
-    model_dir, classifier, paths, output_dir, batch_size, workers, report, threads
+    model_dir, classifier, paths, output_dir, batch_size, workers, report, threads, device
 ) -> list[str]:
     """Classify ``paths`` in ``workers`` processes of ``threads`` threads; return the classes.
 
@@ -455,7 +584,7 @@ def _run_in_workers(
         tasks = context.Queue()
         process = context.Process(
             target=_worker_main,
-            args=(worker, str(model_dir), classifier, threads, tasks, results),
+            args=(worker, str(model_dir), classifier, threads, device, tasks, results),
             daemon=True,
         )
         process.start()
@@ -566,6 +695,7 @@ def run(
     progress: bool = True,
     log: Callable[[str], None] = _say,
     threads: int | None = None,
+    device: str = "auto",
 ) -> RunResult:
     """Write ``output_dir/<record>.csv`` for every record of ``data_dir``, in sorted order.
 
@@ -595,7 +725,7 @@ def run(
     if workers == 1:
         apply_threads(per_process)
         try:
-            model = load_model(model_dir, classifier)
+            model = load_model(model_dir, classifier, RunContext(device=device, progress=False))
         except (KeyError, FileNotFoundError):
             raise
         except Exception as error:
@@ -619,7 +749,15 @@ def run(
             classes = list(model.classes_)
         else:
             classes = _run_in_workers(
-                model_dir, classifier, paths, output_dir, batch_size, workers, report, per_process
+                model_dir,
+                classifier,
+                paths,
+                output_dir,
+                batch_size,
+                workers,
+                report,
+                per_process,
+                device,
             )
     names = [p.stem for p in paths]
     result = RunResult(
@@ -631,7 +769,29 @@ def run(
         ],
     )
     _negative_outputs(result, classes, output_dir, log)
+    manifest = load_manifest(model_dir)
+    if "lead_sets" in manifest:
+        result.lead_sets = served_lead_sets(manifest, paths, set(result.written))
+        counts = Counter(result.lead_sets.values())
+        log(
+            "lead sets: "
+            + ", ".join(
+                f"{counts.get(n, 0)} records by the {n}-lead model" for n in manifest["lead_sets"]
+            )
+        )
     return result
+
+
+def served_lead_sets(manifest: dict, paths: Sequence[Path], names: set[str]) -> dict[str, str]:
+    """The lead set whose model serves each of the records ``names`` (from their headers)."""
+    sets = {name: entry["leads"] for name, entry in manifest["lead_sets"].items()}
+    served = {}
+    for path in paths:
+        if path.stem in names:
+            chosen = choose_lead_set(sets, read_header(path).leads)
+            if chosen is not None:
+                served[path.stem] = chosen
+    return served
 
 
 def report(
@@ -650,12 +810,50 @@ def report(
     come from the model when it has them (``explain``, ``member_predictions``, a
     ``cwt_googlenet`` member).
     """
-    from team_code.data.outputs import read_output
-    from team_code.report import write_report
-
     model = load_model(model_dir, classifier)
     paths = {p.stem: p for p in find_records(data_dir)}
     names = [n for n in (records if records is not None else paths) if n in paths]
+    if isinstance(model, LeadSetModels):
+        return _lead_set_report(model, model_dir, paths, names, output_dir, report_dir, log)
+    return _model_report(model, paths, names, output_dir, report_dir, log)
+
+
+def _lead_set_report(model, model_dir, paths, names, output_dir, report_dir, log) -> Path:
+    """One report per lead set (``REPORT/leads-<set>/``) of the records its model served,
+    and an index saying which model served which records."""
+    import html
+
+    manifest = load_manifest(model_dir)
+    served = served_lead_sets(manifest, [paths[n] for n in names], set(names))
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for name, member in model.models.items():
+        group = [n for n in names if served.get(n) == name]
+        if not group:
+            continue
+        folder = LEAD_SET_FOLDER.format(name.replace(",", "-"))
+        _model_report(member, paths, group, output_dir, report_dir / folder, log)
+        leads = ", ".join(model.leads[name])
+        items.append(
+            f'<li><a href="{folder}/index.html">{len(group)} records served by the '
+            f"{html.escape(name)}-lead model</a> ({html.escape(leads)})</li>"
+        )
+    index = report_dir / "index.html"
+    index.write_text(
+        "<!doctype html><meta charset='utf-8'><title>ECG report by lead set</title>"
+        f"<h1>ECG report: {len(names)} records</h1>"
+        "<p>Each record is classified by the model of the largest trained lead set whose "
+        f"leads it has.</p><ul>{''.join(items)}</ul>",
+        encoding="utf-8",
+    )
+    return index
+
+
+def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
+    from team_code.data.outputs import read_output
+    from team_code.report import write_report
+
     outputs = [read_output(Path(output_dir) / f"{name}.csv") for name in names]
     chosen = RecordSet([paths[n] for n in names])
     scores = np.array([o.scores for o in outputs]).reshape(len(outputs), len(model.classes_))

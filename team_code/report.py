@@ -85,10 +85,18 @@ class ReportConfig:
 # Small helpers
 
 
-def _abbreviation_lookup(classes: Sequence[str]) -> list[str]:
-    from team_code.data.labels import scored_classes
+def _table(classes: Sequence[str]):
+    """The shipped scoring table of ``classes`` (2020 or 2021), else the 2020 one."""
+    from team_code.data.labels import scored_classes, table_for
 
-    table = scored_classes()
+    try:
+        return table_for(classes)
+    except KeyError:
+        return scored_classes()
+
+
+def _abbreviation_lookup(classes: Sequence[str]) -> list[str]:
+    table = _table(classes)
     out = []
     for code in classes:
         try:
@@ -100,9 +108,7 @@ def _abbreviation_lookup(classes: Sequence[str]) -> list[str]:
 
 def _truth(record: Record, classes: Sequence[str]) -> set[str]:
     """Representative codes of ``classes`` that the record's own labels carry."""
-    from team_code.data.labels import scored_classes
-
-    merged = scored_classes().merge(record.labels)
+    merged = _table(classes).merge(record.labels)
     return {c for c in classes if c in merged}
 
 

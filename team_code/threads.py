@@ -77,3 +77,10 @@ def apply_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+def worker_processes(workers: int = 0) -> int:
+    """Processes for a preprocessing or measurement pass: ``workers`` when positive, else the
+    compute threads this process may use (:func:`choose_threads`: ``$OMP_NUM_THREADS``, else
+    the free cores)."""
+    return workers if workers > 0 else choose_threads(1, requested_threads(None))

@@ -12,7 +12,7 @@ import team_code.classifiers.parallel_cnn as parallel_cnn
 import train_model
 from team_code import harness
 from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
-from team_code.data.labels import scored_classes
+from team_code.context import RunContext, Task
 from team_code.data.records import RecordSet
 from team_code.data.synth import generate_dataset
 from team_code.record_cache import folder_bytes
@@ -41,10 +41,15 @@ def count_calls(monkeypatch, module, name):
 def hybrid_config(cache, n_folds):
     quick = dataclasses.asdict(parallel_cnn.ParallelCNNClassifier.quick_config())
     options = {
-        "rules": {"tune": True, "decision": "half", "cache_dir": str(cache), "workers": 1},
-        "parallel_cnn": {**quick, "cache_dir": str(cache)},
+        "rules": {"tune": True, "decision": "half"},
+        "parallel_cnn": quick,
     }
     return HybridConfig(members=("rules", "parallel_cnn"), n_folds=n_folds, member_options=options)
+
+
+def cached(cache):
+    """A run context with ``cache`` as its per-record cache and one measuring process."""
+    return RunContext(cache_dir=str(cache), workers=1, progress=False)
 
 
 def kinds(cache):
@@ -59,9 +64,9 @@ def kinds(cache):
 
 def test_a_hybrid_measures_and_preprocesses_each_record_once(records, tmp_path, monkeypatch):
     measured = count_calls(monkeypatch, measurements, "measure_record")
-    preprocessed = count_calls(monkeypatch, parallel_cnn, "preprocess_record")
+    preprocessed = count_calls(monkeypatch, parallel_cnn, "preprocess_signal")
     cache = tmp_path / "cache3"
-    model = HybridClassifier(hybrid_config(cache, 3)).fit(records, scored_classes().codes)
+    model = HybridClassifier(hybrid_config(cache, 3)).fit(records, Task(), cached(cache))
     # 3 folds (training part and held-out part) and the refit read every record 4 times
     assert measured["n"] == N_RECORDS
     assert preprocessed["n"] == N_RECORDS
@@ -84,7 +89,7 @@ def test_the_cache_does_not_depend_on_the_number_of_folds(records, tmp_path):
     sizes = []
     for n_folds in (2, 4):
         cache = tmp_path / f"cache{n_folds}"
-        HybridClassifier(hybrid_config(cache, n_folds)).fit(records, scored_classes().codes)
+        HybridClassifier(hybrid_config(cache, n_folds)).fit(records, Task(), cached(cache))
         sizes.append(folder_bytes(cache))
     assert sizes[0] == sizes[1] > 0
 
@@ -116,8 +121,8 @@ def test_cached_measurements_equal_direct_ones(records, tmp_path, monkeypatch):
 
 def train_rules(data, model, **kwargs):
     messages = []
-    options = {"rules": {"decision": "half", "workers": "1"}}
-    harness.train(data, model, ["rules"], options, log=messages.append, **kwargs)
+    options = {"rules": {"decision": "half"}}
+    harness.train(data, model, ["rules"], options, log=messages.append, workers=1, **kwargs)
     return messages
 
 

@@ -24,11 +24,11 @@ def test_mixed_precision_is_bf16_only_where_the_device_supports_it():
     assert gpu_check.amp_setting(torch.device("cpu"), bf16_supported=True) == "none"
     # every engine gets it, whether or not its own config has an amp_dtype option
     for name in gpu_check.ENGINES:
-        config = gpu_check.engine_config(name, tiny=False, prep_workers=0, cache="none")
-        fp16 = gpu_check.train_config(config, "fp16", epochs=3)
+        model = gpu_check.engine(name, tiny=False)
+        fp16 = gpu_check.train_config(model, "fp16", epochs=3)
         assert (fp16.amp, fp16.amp_dtype, fp16.epochs, fp16.patience) == (True, "fp16", 3, 0)
-        assert fp16.batch_size == config.batch_size == 32  # the engine's default sizes
-        assert not gpu_check.train_config(config, "none", epochs=3).amp
+        assert fp16.batch_size == model.config.batch_size == 32  # the engine's default sizes
+        assert not gpu_check.train_config(model, "none", epochs=3).amp
 
 
 def test_the_projection_counts_every_epoch_fold_and_record():

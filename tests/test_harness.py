@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from team_code import harness
 from team_code.classifiers import registry
+from team_code.classifiers.base import Classifier
 from team_code.data.labels import scored_classes
 from team_code.data.outputs import read_output, validate_output
 from team_code.data.records import find_records
@@ -182,25 +183,48 @@ def test_report_and_plots_from_the_clis(tmp_path, challenge_dir):
         assert (tmp_path / "p" / name).stat().st_size > 0
 
 
-def test_caches_default_to_the_model_folder(tmp_path, monkeypatch):
-    from team_code.classifiers.hybrid import HybridConfig
-    from team_code.classifiers.parallel_cnn import ParallelCNNConfig
+class _SpyClassifier(Classifier):
+    """Records the run context of every fit; scores the training prevalence."""
 
+    contexts: ClassVar[list] = []
+
+    def fit(self, records, task, ctx=None):
+        self._begin(task, ctx)
+        type(self).contexts.append(self.ctx)
+        self.prevalence_ = self.label_matrix(records).mean(axis=0)
+        self.thresholds_ = np.full(len(self.classes_), 0.5)
+        return self
+
+    def predict_proba(self, records):
+        return np.tile(self.prevalence_, (len(records), 1))
+
+
+def test_the_run_context_reaches_every_member_and_fold(tmp_path, monkeypatch, challenge_dir):
+    """Caches in MODEL/.cache (or $ECG_KIT_CACHE), a work folder per member and fold, the
+    device, workers and progress of the run: handed down, never read from configs."""
     monkeypatch.delenv("ECG_KIT_CACHE", raising=False)
-    configs = {
-        "parallel_cnn": ParallelCNNConfig(),
-        "hybrid": HybridConfig(members=("rules", "parallel_cnn")),
-        "prevalence": registry.get("prevalence").Config(),
-    }
-    out = harness._with_cache(configs, tmp_path / "model")
-    cache = str(tmp_path / "model" / ".cache")
-    assert out["parallel_cnn"].cache_dir == cache
-    assert out["hybrid"].member_options["parallel_cnn"]["cache_dir"] == cache
-    assert out["hybrid"].member_options["rules"]["cache_dir"] == cache  # its measurements
-    chosen = dataclasses.replace(ParallelCNNConfig(), cache_dir=str(tmp_path / "mine"))
-    assert harness._with_cache({"p": chosen}, tmp_path)["p"].cache_dir == str(tmp_path / "mine")
-    monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
-    assert harness._with_cache(configs, tmp_path)["parallel_cnn"].cache_dir == str(tmp_path / "env")
+    registry.register("spy_test")(_SpyClassifier)
+    _SpyClassifier.contexts.clear()
+    try:
+        model = tmp_path / "model"
+        options = {"hybrid": {"members": "spy_test", "n_folds": "2", "fold_groups": "signal"}}
+        harness.train(
+            challenge_dir, model, ["hybrid"], options, log=lambda m: None, progress=False,
+            device="cpu", workers=1, cache="keep",
+        )  # fmt: skip
+        seen = _SpyClassifier.contexts
+        work = model / ".work" / "hybrid" / "spy_test"
+        assert [c.workdir for c in seen] == [str(work / p) for p in ("fold1", "fold2", "refit")]
+        assert {(c.device, c.workers, c.progress, c.resume) for c in seen} == {
+            ("cpu", 1, False, False)
+        }
+        assert {c.cache_dir for c in seen} == {str(model / ".cache")}
+        monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
+        assert harness.run_context(model).cache_dir == str(tmp_path / "env")
+        saved = (model / "hybrid" / "config.json").read_text()
+        assert str(tmp_path) not in saved  # nothing of the run is saved with the model
+    finally:
+        registry._REGISTERED.pop("spy_test", None)
 
 
 def test_a_manifest_cannot_point_outside_the_model_folder(tmp_path, challenge_dir):

@@ -9,13 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from team_code.context import RunContext, Task
+
 REPO = Path(__file__).resolve().parents[1]
 
 OPTIONS = [
     "--set", "parallel_cnn.fs_hz=100", "--set", "parallel_cnn.length=1000",
     "--set", "parallel_cnn.filters=8", "--set", "parallel_cnn.n_blocks=3",
     "--set", "parallel_cnn.epochs=6", "--set", "parallel_cnn.patience=0",
-    "--set", "parallel_cnn.batch_size=4", "--set", "parallel_cnn.progress=false",
+    "--set", "parallel_cnn.batch_size=4", "--no-progress",
 ]  # fmt: skip
 
 
@@ -123,15 +125,15 @@ def test_default_hybrid_killed_inside_a_fold_resumes_to_the_uninterrupted_model(
     assert whole.returncode == 0, whole_log
     assert "read back" not in whole_log and "resuming" not in whole_log
 
-    # The saved model is the same, file for file (the configs and training summaries name
-    # the run's folders and timings), and so are its outputs.
-    run_facts = {"config.json", "training.json", "parallel_cnn.json"}
+    # The saved model is the same, file for file (configs included: nothing of the run is
+    # saved with a model; the training summaries hold timings), and so are its outputs.
+    run_facts = {"training.json", "parallel_cnn.json"}
     files = sorted(p.relative_to(whole_model) for p in (whole_model / "hybrid").rglob("*"))
     assert files == sorted(
         p.relative_to(killed_model) for p in (killed_model / "hybrid").rglob("*")
     )
     same = [f for f in files if f.name not in run_facts and (whole_model / f).is_file()]
-    assert {f.name for f in same} >= {"fuser.safetensors", "weights.safetensors", "googlenet.pt"}
+    assert {f.name for f in same} >= {"fuser.safetensors", "weights.safetensors", "config.json"}
     for file in same:
         assert (whole_model / file).read_bytes() == (killed_model / file).read_bytes(), file
     records = RecordSet(find_records(data))
@@ -155,27 +157,25 @@ def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
 
     records = RecordSet(generate_dataset(tmp_path / "data", 16, seed=3, fs=250, duration_s=6))
     classes = scored_classes().codes
-    work = str(tmp_path / "work")
+    run = RunContext(workdir=str(tmp_path / "work"), progress=False)
+    resume = run.replace(resume=True)
+    task = Task.of_classes(classes)
     cnn = dataclasses.asdict(ParallelCNNClassifier.quick_config())
     config = HybridConfig(
         members=("prevalence", "parallel_cnn"),
         n_folds=2,
-        workdir=work,
         member_options={"parallel_cnn": cnn},
     )
-    first = HybridClassifier(config).fit(records, classes)
+    first = HybridClassifier(config).fit(records, task, run)
     assert "read back" not in capsys.readouterr().err
-    assert first.config.workdir == "" and first.config.resume == ""  # not part of the model
 
-    again = HybridClassifier(dataclasses.replace(config, resume=work)).fit(records, classes)
+    again = HybridClassifier(config).fit(records, task, resume)
     log = capsys.readouterr().err
     assert "fitting" not in log and log.count("read back") == 6  # 2 members x (2 folds + refit)
     assert np.array_equal(again.predict_proba(records), first.predict_proba(records))
 
-    changed = dataclasses.replace(
-        config, resume=work, member_options={"parallel_cnn": {**cnn, "seed": 1}}
-    )
-    HybridClassifier(changed).fit(records, classes)
+    changed = dataclasses.replace(config, member_options={"parallel_cnn": {**cnn, "seed": 1}})
+    HybridClassifier(changed).fit(records, task, resume)
     log = capsys.readouterr().err
     assert log.count("trained with other settings") == 3
     assert log.count("fitting parallel_cnn") == 3
@@ -185,10 +185,10 @@ def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
     # A finished part whose outputs are gone is trained again (and parallel_cnn's parts, last
     # trained with seed 1, are too).
     (tmp_path / "work" / "prevalence" / "fold1" / "outputs.safetensors").unlink()
-    HybridClassifier(dataclasses.replace(config, resume=work)).fit(records, classes)
+    HybridClassifier(config).fit(records, task, resume)
     log = capsys.readouterr().err
     assert "fold 1/2: fitting prevalence" in log and log.count("fitting parallel_cnn") == 3
     assert log.count("read back") == 2
 
-    HybridClassifier(config).fit(records, classes)  # no resume: every part trains afresh
+    HybridClassifier(config).fit(records, task, run)  # no resume: every part trains afresh
     assert "read back" not in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_train_model_preset_reaches_the_saved_models(tmp_path, one_thread):
     config = manifest["classifiers"]["parallel_cnn"]["config"]
     assert (config["fs_hz"], config["length"], config["filters"]) == (250.0, 2500, 16)
     assert config["epochs"] == 1  # --set beats the preset
-    assert config["progress"] is False
+    assert "progress" not in config  # a run setting, not saved with the model
 
 
 def test_train_model_rejects_an_unknown_preset(capsys):
@@ -79,12 +79,11 @@ def test_train_model_rejects_an_unknown_preset(capsys):
     assert "invalid choice: 'fast'" in capsys.readouterr().err
 
 
-def test_no_progress_reaches_hybrid_members():
-    families = {"hybrid": harness.registry.get("hybrid")}
-    options = harness._run_options(families, {}, "cpu", progress=False)
-    assert options["parallel_cnn"]["progress"] == "false"
-    assert options["cwt_googlenet"]["progress"] == "false"
-    assert "progress" not in options.get("rules", {})  # rules has no such option
+def test_a_run_setting_given_as_an_option_names_its_flag():
+    with pytest.raises(ValueError, match=r"progress.*--no-progress"):
+        harness.configure(["parallel_cnn"], {"parallel_cnn": {"progress": "false"}})
+    with pytest.raises(ValueError, match=r"device.*--device"):
+        harness.configure(["hybrid"], {"parallel_cnn": {"device": "cpu"}})
 
 
 # ---------------------------------------------------------------------------------------------

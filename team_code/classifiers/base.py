@@ -1,9 +1,14 @@
 """The classifier interface every family implements (scikit-learn-like).
 
-``__init__(config)`` stores; ``fit(records, classes)`` learns, and learned state ends in ``_``;
-``predict_proba(records)`` returns (n_records, n_classes) scores in [0, 1]; ``predict`` applies
-``thresholds_``; ``save(folder)`` / ``load(folder)`` write and read JSON plus tensors, never
-pickle. A family declares a frozen dataclass ``Config`` with a comment per field.
+``__init__(config)`` stores; ``fit(records, task, ctx)`` learns (:mod:`team_code.context`:
+``task`` is the problem, saved with the model; ``ctx`` how this run goes, never saved), and
+learned state ends in ``_``; ``predict_proba(records)`` returns (n_records, n_classes) scores
+in [0, 1]; ``predict`` applies ``thresholds_``; ``use(ctx)`` sets how inference runs (device,
+cache); ``save(folder)`` / ``load(folder)`` write and read JSON plus tensors, never pickle. A
+family declares a frozen dataclass ``Config`` with a comment per field: what defines the model,
+nothing about a run. An ensemble declares the families it trains with :meth:`Classifier.members`
+and takes their options with :meth:`Classifier.with_member_options`; the harness needs nothing
+else from a family, so a new one is its own module plus one registry line.
 """
 
 from __future__ import annotations
@@ -17,11 +22,33 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from team_code.data.labels import label_matrix
-from team_code.data.records import Record, RecordSet
+from team_code.context import RunContext, Task, record_labels
+from team_code.data.records import Record
 from team_code.fileio import load_json, save_json
 
 CONFIG_FILE = "config.json"
+
+#: Options that once described a run inside model configs (before ``RunContext``): models
+#: saved with them still load (the values are dropped), and setting one names its new place.
+RUN_OPTIONS = {
+    "device": "train_model.py/run_model.py --device",
+    "num_workers": "--loader-workers",
+    "preprocess_workers": "--workers",
+    "workers": "--workers",
+    "cache_dir": "$ECG_KIT_CACHE or train_model.py --cache",
+    "workdir": "MODEL/.work (train_model.py)",
+    "resume": "train_model.py --resume",
+    "progress": "--no-progress",
+}
+
+
+def _unknown_options(config_class: type, unknown) -> str:
+    fields = sorted(f.name for f in dataclasses.fields(config_class))
+    moved = [f"{k} ({RUN_OPTIONS[k]})" for k in unknown if k in RUN_OPTIONS]
+    text = f"{config_class.__name__} has no option(s) {sorted(unknown)}; options: {fields}"
+    if moved:
+        text += "; run settings are not model options: " + ", ".join(moved)
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,14 +56,15 @@ class EmptyConfig:
     """A classifier with no options."""
 
 
-def config_from_dict(config_class: type, values: Mapping[str, Any]):
-    """Build a frozen config from JSON-like values: unknown keys raise, lists become tuples."""
+def config_from_dict(config_class: type, values: Mapping[str, Any], saved: bool = False):
+    """Build a frozen config from JSON-like values: unknown keys raise, lists become tuples.
+    ``saved``: values read from a model folder, whose former run options are dropped."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
+    if saved:
+        values = {k: v for k, v in values.items() if k in fields or k not in RUN_OPTIONS}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(
-            f"{config_class.__name__} has no option(s) {unknown}; options: {sorted(fields)}"
-        )
+        raise ValueError(_unknown_options(config_class, unknown))
     hints = typing.get_type_hints(config_class)
     converted = {}
     for key, value in values.items():
@@ -52,8 +80,7 @@ def coerce_option(config_class: type, key: str, text: str):
     """Convert a command-line string to the type of a config field (``epochs=5``)."""
     hints = typing.get_type_hints(config_class)
     if key not in hints:
-        fields = sorted(f.name for f in dataclasses.fields(config_class))
-        raise ValueError(f"{config_class.__name__} has no option {key!r}; options: {fields}")
+        raise ValueError(_unknown_options(config_class, [key]))
     hint = hints[key]
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -86,13 +113,6 @@ def apply_options(config_class: type, values: Mapping[str, Any]):
     return dataclasses.replace(config, **updates) if updates else config
 
 
-def record_labels(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """Each record's raw #Dx codes, from headers when the records are lazy."""
-    if isinstance(records, RecordSet):
-        return records.labels
-    return [r.labels for r in records]
-
-
 class Classifier:
     """Base class: configuration, thresholds, and the JSON side of save/load."""
 
@@ -100,6 +120,11 @@ class Classifier:
     name: ClassVar[str] = "base"
     #: Frozen dataclass of the family's options.
     Config: ClassVar[type] = EmptyConfig
+
+    #: How this model runs (set by ``fit`` and ``use``; never saved).
+    ctx: RunContext = RunContext()
+    #: The problem the model was fitted for (set by ``fit``, saved, read back by ``load``).
+    task_: Task = Task()
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
@@ -109,10 +134,39 @@ class Classifier:
         """A configuration that trains in seconds on a few records (smoke tests, the demo)."""
         return cls.Config()
 
+    @classmethod
+    def members(cls, config) -> tuple[str, ...]:
+        """The registry names of the families this classifier trains inside itself (an
+        ensemble's members); none for a single engine."""
+        return ()
+
+    @classmethod
+    def unavailable(cls, config) -> str | None:
+        """Why this family cannot train with ``config`` (data it needs is not given), for an
+        ensemble to leave it out with that message; None when it can."""
+        return None
+
+    @classmethod
+    def with_member_options(cls, config, options: Mapping[str, Mapping[str, str]]):
+        """``config`` with options for its members (only ensembles take them)."""
+        raise ValueError(f"{cls.name} trains no other classifier; options for {sorted(options)}")
+
     # -- learning ------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> Classifier:
-        """Learn from records whose #Dx labels give the truth; ``classes`` are representatives."""
+    def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
+        """Learn ``task`` from records whose #Dx labels give the truth; ``ctx`` says how the
+        run goes. Families start with :meth:`_begin`."""
         raise NotImplementedError
+
+    def _begin(self, task: Task | None, ctx: RunContext | None) -> None:
+        """Record the task (classes from its table) and the run context of a fit."""
+        self.task_ = task if task is not None else Task()
+        self.classes_ = tuple(self.task_.classes)
+        self.ctx = ctx if ctx is not None else RunContext()
+
+    def use(self, ctx: RunContext) -> Classifier:
+        """Run inference under ``ctx`` (device, cache, progress); returns self."""
+        self.ctx = ctx
+        return self
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         """(n_records, n_classes) scores in [0, 1]."""
@@ -123,8 +177,9 @@ class Classifier:
         return self.predict_proba(records) >= self.thresholds_
 
     def label_matrix(self, records: Sequence[Record]) -> np.ndarray:
-        """Truth for ``records`` over ``classes_`` (equivalent codes merged)."""
-        return label_matrix(record_labels(records), self.classes_)
+        """Truth for ``records`` over ``classes_`` (equivalent codes merged by the task's
+        table)."""
+        return self.task_.truth(record_labels(records), self.classes_)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> None:
@@ -135,6 +190,7 @@ class Classifier:
             folder / CONFIG_FILE,
             {
                 "classifier": self.name,
+                "task": self.task_.to_json(),
                 "config": dataclasses.asdict(self.config),
                 "classes": list(self.classes_),
                 "thresholds": [float(t) for t in self.thresholds_],
@@ -151,7 +207,8 @@ class Classifier:
             raise ValueError(
                 f"{folder} holds a {meta.get('classifier')!r} classifier, not {cls.name!r}"
             )
-        model = cls(config_from_dict(cls.Config, meta.get("config", {})))
+        model = cls(config_from_dict(cls.Config, meta.get("config", {}), saved=True))
+        model.task_ = Task.from_json(meta.get("task"))
         model.classes_ = tuple(meta["classes"])
         model.thresholds_ = np.asarray(meta["thresholds"], dtype=float)
         model._load_state(folder)
@@ -166,4 +223,4 @@ class Classifier:
     # -- description ---------------------------------------------------------------------
     def summary(self) -> dict:
         """A JSON-able description for the model manifest."""
-        return {"config": dataclasses.asdict(self.config)}
+        return {"config": dataclasses.asdict(self.config), "task": self.task_.to_json()}

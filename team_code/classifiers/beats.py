@@ -30,6 +30,7 @@ import numpy as np
 
 from team_code.classifiers.base import Classifier, record_labels
 from team_code.classifiers.thresholds import NEVER, challenge_thresholds, youden_thresholds
+from team_code.context import RunContext, Task
 from team_code.data.records import Record
 
 #: Names of the evidence features, in column order.
@@ -102,7 +103,12 @@ class BeatsClassifier(Classifier):
         threshold_method: str = "challenge"  # "challenge" (coordinate ascent) or "youden"
         logistic_c: float = 1.0  # inverse L2 strength of the per-class logistic regressions
         seed: int = 0  # seeds sampling, initialisation and shuffling
-        device: str = "auto"  # "auto", "cpu" or "cuda"
+
+    @classmethod
+    def unavailable(cls, config) -> str | None:
+        if not config.beat_data:
+            return "train with --beat-data MITDB_DIR to add it"
+        return None
 
     @classmethod
     def quick_config(cls):
@@ -121,7 +127,7 @@ class BeatsClassifier(Classifier):
             max_beats=c.max_beats,
             augment=c.augment,
             seed=c.seed,
-            device=c.device,
+            device=self.ctx.device,
         )
 
     def _split_beat_data(self) -> tuple[list[str], list[str]]:
@@ -146,13 +152,15 @@ class BeatsClassifier(Classifier):
         return mitdb_dirs, other
 
     # -- learning ------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> BeatsClassifier:
+    def fit(
+        self, records: Sequence[Record], task: Task, ctx: RunContext | None = None
+    ) -> BeatsClassifier:
         import torch
 
         from team_code.beats import extract, mitdb, models, ptb
         from team_code.beats.train import train_beat_model
 
-        self.classes_ = tuple(classes)
+        self._begin(task, ctx)
         mitdb_dirs, mi_dirs = self._split_beat_data()
         if len(records) == 0:
             raise ValueError("beats: no training records")
@@ -205,7 +213,9 @@ class BeatsClassifier(Classifier):
             for j, code in enumerate(self.classes_):
                 if code not in self.logistic_:
                     start[j] = NEVER  # constant score: start from "never predicted"
-            self.thresholds_ = challenge_thresholds(truth, scores, self.classes_, start=start)
+            self.thresholds_ = challenge_thresholds(
+                truth, scores, self.classes_, start=start, scored=self.task_.scored
+            )
         else:
             raise ValueError(
                 f"beats: threshold_method must be 'challenge' or 'youden', "
@@ -312,9 +322,9 @@ class BeatsClassifier(Classifier):
             per_record.append((beats, r_all, record.fs))
         all_beats = [b for b, _, _ in per_record]
         stacked = np.concatenate(all_beats) if all_beats else np.zeros((0, 1), np.float32)
-        probs = predict_proba(self.model_, stacked, self.config.device)
+        probs = predict_proba(self.model_, stacked, self.ctx.device)
         mi = (
-            predict_proba(self.mi_model_, stacked, self.config.device)[:, 1]
+            predict_proba(self.mi_model_, stacked, self.ctx.device)[:, 1]
             if self.mi_model_ is not None
             else np.full(len(stacked), np.nan)
         )

@@ -14,10 +14,11 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
   ``image_size`` sets the square image side (224 as ImageNet; smaller sizes work through the
   adaptive pooling, e.g. 64-112 on a CPU); the scalograms are computed at ``n_scales``
   frequencies and every sample, then area-averaged to the tile pixels.
+- Leads: the mosaic's rows are the task's independent leads (I, II, V1-V6 of twelve; I and II
+  of the 2021 six- and two-lead sets; :func:`image_leads`).
 - Cache: mosaics are computed once per record and image settings and kept as one float16
-  ``.npy`` per record (:func:`images_for`, :mod:`team_code.record_cache`) under ``cache_dir``
-  (``train_model.py`` gives ``MODEL/.cache`` or ``$ECG_KIT_CACHE``; ``"auto"`` elsewhere:
-  ``$ECG_KIT_CACHE``, else in memory; ``"none"``: in memory). The hybrid's folds,
+  ``.npy`` per record in the run's cache folder (``train_model.py``: ``MODEL/.cache`` or
+  ``$ECG_KIT_CACHE``; elsewhere ``$ECG_KIT_CACHE``, else in memory). The hybrid's folds,
   cross-validation and retraining all use subsets of the same records: each mosaic is
   computed once, whatever subset asks for it, and nothing is duplicated on disk.
 - Network: :class:`team_code.nn.googlenet.GoogLeNet` with its two auxiliary classifiers used
@@ -32,42 +33,30 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
 - Class balancing as in the original: the training records are drawn so that no class exceeds
   ``n_max`` instances, and rarer classes are duplicated (up to ``max_copies`` times each
   record, never beyond ``n_max``); see :func:`balanced_draw`. The draw is made once per fit.
-- Training: the shared core (:func:`team_code.nn.training.fit`: Adam, mixed precision on CUDA,
-  best epoch by validation loss, early stopping). Thresholds, as for ``parallel_cnn``, come
-  from held-out predictions: a seeded ``val_fraction`` of the training records is kept out of
-  training and the thresholds maximise the challenge metric on it (``threshold_method``
-  ``"challenge"``) or Youden's J per class (``"youden"``).
+- Training, validation split (identical inputs kept together), checkpoints, thresholds (the
+  challenge metric searched from the prevalence floor on the held-out split, or Youden's J)
+  and safetensors weights: those of every deep engine (:mod:`team_code.classifiers.deep`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import io
-import math
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from team_code.classifiers.base import Classifier
-from team_code.classifiers.thresholds import challenge_thresholds, youden_thresholds
+from team_code.classifiers.deep import THRESHOLD_METHODS as _THRESHOLD_METHODS
+from team_code.classifiers.deep import DeepClassifier
+from team_code.context import RunContext, Task
 from team_code.data.records import Record, RecordError
 from team_code.dsp import cwt
-from team_code.fileio import atomic_write_bytes, load_json, save_json
 from team_code.record_cache import PerRecord
 
-STATE_FILE = "googlenet.pt"
 TRAINING_FILE = "training.json"
 #: Bump when the mosaic computation changes, so that cached images are rebuilt.
 IMAGE_VERSION = "cwt_googlenet-image/2"
 _COLORS = ("jet", "gray")
-_THRESHOLD_METHODS = ("challenge", "youden")
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,17 +84,11 @@ class CWTGoogLeNetConfig:
     n_max: int = 2000  # class balancing: most instances of a class in the training draw
     max_copies: int = 10  # class balancing: most copies of one record in the draw
     val_fraction: float = 0.2  # training records held out for early stopping and thresholds
-    threshold_method: str = "challenge"  # "challenge" (metric search) or "youden"
-    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
+    threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
-    num_workers: int = 0  # DataLoader worker processes
-    preprocess_workers: int = 0  # processes computing scalograms (0: in this process)
-    cache_dir: str = "auto"  # image store folder; "auto": $ECG_KIT_CACHE, else in memory; "none"
-    workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
-    resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
+    cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics
     seed: int = 0  # initialisation, split, balancing draw and batch order
-    progress: bool = True  # progress while preprocessing and training (on stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,25 +109,45 @@ def scalogram_config(config: CWTGoogLeNetConfig) -> cwt.ScalogramConfig:
     )
 
 
-def record_image(record: Record, image_size: int, scalograms: cwt.ScalogramConfig) -> np.ndarray:
-    """The (image_size, image_size) float32 scalogram mosaic of one record.
+def image_leads(leads: Sequence[str]) -> tuple[str, ...]:
+    """The mosaic's rows: the independent leads (:data:`team_code.dsp.cwt.ECG_IMAGE_LEADS`: I,
+    II, V1-V6) among ``leads`` (III and the augmented limb leads are combinations of I and II);
+    all eight for twelve leads, I and II for the 2021 six- and two-lead sets."""
+    rows = tuple(lead for lead in cwt.ECG_IMAGE_LEADS if lead in leads)
+    return rows or tuple(leads)
 
-    Raises :class:`RecordError` naming the record when a lead is missing or the signal is not
-    finite.
-    """
-    signal_mv = record.select_leads(cwt.ECG_IMAGE_LEADS)
+
+def signal_image(
+    signal_mv: np.ndarray, fs: float, image_size: int, scalograms: cwt.ScalogramConfig
+) -> np.ndarray:
+    """The (image_size, image_size) float32 scalogram mosaic of leads x samples in mV (the
+    preprocessing contract of :class:`~team_code.classifiers.deep.DeepClassifier`)."""
     try:
-        return cwt.ecg_image(signal_mv, record.fs, (image_size, image_size), scalograms)
+        return cwt.ecg_image(signal_mv, fs, (image_size, image_size), scalograms)
     except ValueError as error:
-        raise RecordError(record.name, f"no scalogram: {error}") from None
+        raise ValueError(f"no scalogram: {error}") from None
+
+
+def record_image(
+    record: Record,
+    image_size: int,
+    scalograms: cwt.ScalogramConfig,
+    leads: Sequence[str] = cwt.ECG_IMAGE_LEADS,
+) -> np.ndarray:
+    """The mosaic of one record's ``leads``; raises :class:`RecordError` naming the record when
+    a lead is missing or the signal is not finite."""
+    signal_mv = record.select_leads(tuple(leads))
+    try:
+        return signal_image(signal_mv, record.fs, image_size, scalograms)
+    except ValueError as error:
+        raise RecordError(record.name, str(error)) from None
 
 
 def image_settings(config: CWTGoogLeNetConfig) -> dict:
-    """Everything the cached mosaics depend on (part of the cache key)."""
+    """Everything the cached mosaics depend on besides the leads (part of the cache key)."""
     return {
         "kind": IMAGE_VERSION,
         "image_size": config.image_size,
-        "leads": list(cwt.ECG_IMAGE_LEADS),
         "scalograms": dataclasses.asdict(scalogram_config(config)),
     }
 
@@ -153,32 +156,21 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
 IMAGE_CODE = ("team_code.dsp",)
 
 
-def images_for(records: Sequence[Record], config: CWTGoogLeNetConfig, log=_say) -> PerRecord:
-    """The mosaics of ``records`` (float16), from the per-record cache when possible.
-
-    Records of a :class:`RecordSet` are cached one ``.npy`` per record under
-    ``<cache>/cwt_googlenet-image-2-<digest>/`` (:mod:`team_code.record_cache`), so any subset,
-    fold or later run of the same records with the same image settings reuses them (and a
-    changed record file gets a new entry). Other sequences of records, or
-    ``cache_dir="none"``, are computed in memory. Unusable records are logged and left out;
-    the cache remembers them rather than retrying unchanged files.
-    """
-    from team_code.nn.cache import cached_inputs
-
-    compute = functools.partial(
-        record_image, image_size=config.image_size, scalograms=scalogram_config(config)
-    )
-    return cached_inputs(
-        records,
-        compute,
-        image_settings(config),
-        cache_dir=config.cache_dir,
-        num_workers=config.preprocess_workers,
-        code=IMAGE_CODE,
-        progress=config.progress,
-        desc="scalograms",
-        log=log,
-    )
+def images_for(
+    records: Sequence[Record],
+    config: CWTGoogLeNetConfig,
+    ctx: RunContext | None = None,
+    task: Task | None = None,
+) -> PerRecord:
+    """The mosaics of ``records`` (float16) through ``ctx``'s per-record cache: one ``.npy`` per
+    record under ``<cache>/cwt_googlenet-image-...-<digest>/`` (:mod:`team_code.record_cache`),
+    so any subset, fold or later run of the same records with the same image settings reuses
+    them (and a changed record file gets a new entry); in memory without a cache folder.
+    Unusable records are logged and left out; the cache remembers them rather than retrying
+    unchanged files."""
+    model = CWTGoogLeNetClassifier(config)
+    model._begin(task, ctx)
+    return model.cached_inputs(records)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,31 +272,14 @@ def _loss_function(aux_weight: float):
     return loss
 
 
-def _json_safe(value):
-    """Non-finite floats (a NaN validation loss without a validation set) become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) positions; no validation below 2 held-out records."""
-    n_val = int(math.floor(n * val_fraction)) if val_fraction > 0 else 0
-    if n_val < 2 or n - n_val < 2:
-        return np.arange(n), np.zeros(0, dtype=int)
-    order = rng.permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-class CWTGoogLeNetClassifier(Classifier):
+class CWTGoogLeNetClassifier(DeepClassifier):
     """Scalogram mosaics classified by a (pretrained) GoogLeNet; see the module docstring."""
 
     name = "cwt_googlenet"
     Config = CWTGoogLeNetConfig
+    INPUT_CODE = IMAGE_CODE
+    STATE_FILE = TRAINING_FILE
+    INPUT_NAME = "scalograms"
 
     def __init__(self, config: CWTGoogLeNetConfig | None = None):
         super().__init__(config)
@@ -320,7 +295,7 @@ class CWTGoogLeNetClassifier(Classifier):
 
     @classmethod
     def quick_config(cls) -> CWTGoogLeNetConfig:
-        """Tiny images, one epoch, from scratch, in memory: ~20 records in seconds on a CPU."""
+        """Tiny images, one epoch, from scratch: ~20 records in seconds on a CPU."""
         return CWTGoogLeNetConfig(
             image_size=48,
             fs_hz=100.0,
@@ -332,176 +307,63 @@ class CWTGoogLeNetClassifier(Classifier):
             max_copies=2,
             val_fraction=0.25,
             patience=0,
-            cache_dir="none",
         )
 
-    # -- helpers -------------------------------------------------------------------------
-    def _train_config(self):
-        from team_code.nn.training import TrainConfig
+    # -- the family's parts of DeepClassifier ----------------------------------------------
+    def input_leads(self) -> tuple[str, ...]:
+        return image_leads(self.task_.leads)
 
-        return TrainConfig.from_options(self.config)
+    def transform(self):
+        return functools.partial(
+            signal_image,
+            image_size=self.config.image_size,
+            scalograms=scalogram_config(self.config),
+        )
 
-    def _build_network(self):
+    def input_settings(self) -> dict:
+        return image_settings(self.config)
+
+    def build_network(self):
         import torch
 
         torch.manual_seed(self.config.seed)
-        return _network(len(self.classes_), self.config)
+        network = _network(len(self.classes_), self.config)
+        if getattr(self, "transform_input_", None) is not None:
+            network.net.transform_input = bool(self.transform_input_)
+        return network
 
-    def _load_pretrained(self, network, log) -> dict:
+    def loss(self):
+        return _loss_function(self.config.aux_weight)
+
+    def training_draw(self, truth_train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Class balancing (:func:`balanced_draw`)."""
+        return balanced_draw(truth_train, self.config.n_max, self.config.max_copies, rng)
+
+    def prepare_network(self, network, truth_train: np.ndarray) -> None:
+        """ImageNet weights when a file is at hand (else from scratch, and said so)."""
         from team_code.nn.googlenet import load_imagenet_weights, pretrained_weights_path
 
         option = self.config.pretrained_weights
         path = None if option.lower() == "none" else pretrained_weights_path(option or None)
         if path is None:
-            log(
+            self.ctx.log(
                 "cwt_googlenet: no ImageNet weights (pretrained_weights option or "
                 "$ECG_KIT_GOOGLENET_WEIGHTS): training GoogLeNet from scratch"
             )
-            return {"source": "none: trained from scratch"}
-        report = load_imagenet_weights(network.net, path)
-        replaced = report["replaced_heads"]
-        log(f"cwt_googlenet: ImageNet weights from {path}; heads replaced: {replaced}")
-        return {"source": "imagenet", **report}
-
-    # -- learning ------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str], log=_say):
-        """Cache the mosaics, balance, fine-tune GoogLeNet, choose held-out thresholds."""
-        from team_code.nn.cache import SignalDataset
-        from team_code.nn.training import fit
-
-        config = self.config
-        self.classes_ = tuple(classes)
-        truth = self.label_matrix(records)
-        self._cache_dir = config.cache_dir  # this training's images (not saved)
-        images = images_for(records, config, log)
-        if len(images) == 0:
-            raise ValueError("cwt_googlenet: no record could be turned into a scalogram")
-        y = truth[images.kept].astype(np.float32)
-        rng = np.random.default_rng(config.seed)
-        train_rows, val_rows = _split(len(images), config.val_fraction, rng)
-        drawn = train_rows[balanced_draw(y[train_rows], config.n_max, config.max_copies, rng)]
-        if drawn.size == 0:
-            raise ValueError("cwt_googlenet: the balanced draw is empty")
-
-        network = self._build_network()
-        self.pretrained_ = self._load_pretrained(network, log)
-        train_set = SignalDataset(images.items, y[drawn], rows=drawn)
-        val_set = SignalDataset(images.items, y[val_rows], rows=val_rows) if val_rows.size else None
-        train_config = self._train_config()
-        result = fit(
-            network,
-            train_set,
-            val_set,
-            _loss_function(config.aux_weight),
-            train_config,
-            workdir=config.workdir or None,
-            resume=config.resume or None,
-            log=log,
-        )
-        network.eval()
-        self.network_ = network
-
-        if val_rows.size:
-            held_out, held_truth, source = val_rows, y[val_rows] > 0.5, "validation"
+            self.pretrained_ = {"source": "none: trained from scratch"}
         else:
-            held_out, held_truth, source = train_rows, y[train_rows] > 0.5, "training"
-            log("cwt_googlenet: too few records for a validation split; thresholds on training")
-        scores = self._scores(SignalDataset(images.items, rows=held_out), train_config)
-        if config.threshold_method == "challenge":
-            self.thresholds_ = challenge_thresholds(held_truth, scores, self.classes_)
-        else:
-            self.thresholds_ = youden_thresholds(held_truth, scores)
-        self.training_ = _json_safe(
-            {
-                "n_records": len(records),
-                "n_images": len(images),
-                "failures": [list(f) for f in images.failures],
-                "n_train_records": int(train_rows.size),
-                "n_validation_records": int(val_rows.size),
-                "n_balanced_draw": int(drawn.size),
-                "draw_class_counts": [int(v) for v in y[drawn].sum(axis=0)],
-                "thresholds_from": source,
-                "best_epoch": result.best_epoch,
-                "best_loss": result.best_loss,
-                "stopped_early": result.stopped_early,
-                "history": result.history,
-                "image_cache": str(images.folder) if images.folder else None,
-            }
-        )
-        return self
+            report = load_imagenet_weights(network.net, path)
+            replaced = report["replaced_heads"]
+            self.ctx.log(f"cwt_googlenet: ImageNet weights from {path}; heads replaced: {replaced}")
+            self.pretrained_ = {"source": "imagenet", **report}
+        self.transform_input_ = bool(network.net.transform_input)
 
-    def _scores(self, dataset, train_config=None) -> np.ndarray:
-        from team_code.nn.training import predict
-
-        train_config = train_config or self._train_config()
-        logits = predict(self.network_, dataset, train_config)
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-
-    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
-        """Sigmoid of the main classifier's logits for each record's mosaic."""
-        from team_code.nn.cache import SignalDataset
-
-        if len(records) == 0:
-            return np.zeros((0, len(self.classes_)))
-        return self._scores(SignalDataset(self._images(records)))
-
-    def _images(self, records: Sequence[Record]) -> Sequence[np.ndarray]:
-        """Mosaics of ``records``, read one batch at a time: from the training's per-record
-        cache when this model was trained in this process (the hybrid's held-out folds, which
-        later folds and the refit then reuse), else computed as read."""
-        from team_code.data.records import RecordSet
-        from team_code.nn.cache import ComputedRows, default_cache_dir
-
-        cache_dir = getattr(self, "_cache_dir", "none")
-        if isinstance(records, RecordSet) and default_cache_dir(cache_dir) is not None:
-            config = dataclasses.replace(self.config, cache_dir=cache_dir, progress=False)
-            images = images_for(records, config, log=None)
-            images.raise_failures("cwt_googlenet cannot draw its scalogram")
-            return images.items
-        compute = functools.partial(
-            record_image,
-            image_size=self.config.image_size,
-            scalograms=scalogram_config(self.config),
-        )
-        return ComputedRows(records, compute)
-
-    # -- persistence ---------------------------------------------------------------------
-    def _save_state(self, folder: Path) -> None:
-        import torch
-
-        buffer = io.BytesIO()
-        state = {k: v.detach().cpu() for k, v in self.network_.net.state_dict().items()}
-        torch.save(state, buffer)
-        atomic_write_bytes(folder / STATE_FILE, buffer.getvalue())
-        save_json(
-            folder / TRAINING_FILE,
-            {
-                "pretrained": self.pretrained_,
-                "transform_input": bool(self.network_.net.transform_input),
-                "training": self.training_,
-            },
-        )
-
-    def _load_state(self, folder: Path) -> None:
-        import torch
-
-        meta = load_json(folder / TRAINING_FILE)
-        self.pretrained_ = meta["pretrained"]
-        self.training_ = meta["training"]
-        network = _network(len(self.classes_), self.config)
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        network.net.load_state_dict(state, strict=True)
-        network.net.transform_input = bool(meta["transform_input"])
-        network.eval()
-        self.network_ = network
-
-    # -- description ---------------------------------------------------------------------
-    def summary(self) -> dict:
-        """Config, where the weights came from (ImageNet or from scratch) and training facts."""
-        training = dict(getattr(self, "training_", {}))
-        training.pop("history", None)
+    def extra_state(self) -> dict:
         return {
-            "config": dataclasses.asdict(self.config),
             "pretrained": getattr(self, "pretrained_", None),
-            "training": training,
+            "transform_input": getattr(self, "transform_input_", None),
         }
+
+    def set_extra_state(self, state: dict) -> None:
+        self.pretrained_ = state.get("pretrained")
+        self.transform_input_ = state.get("transform_input")

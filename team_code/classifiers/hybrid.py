@@ -41,10 +41,11 @@ no member can process raises an error naming it.
 ``beats`` joins only when it has beat data (``--beat-data``); without it, it is left out
 with a message, and the manifest lists the members actually used.
 
-Work folder and resume (``workdir``, ``resume``; ``train_model.py`` gives
-``MODEL/.work/hybrid`` and, with ``--resume``, resumes from it): every member trains each fold
-and the refit in a child folder of its own, ``<workdir>/<member>/fold<k>`` and
-``<workdir>/<member>/refit``, so no two trainings share a checkpoint. A deep member
+Work folder and resume (the run context's ``workdir`` and ``resume``; ``train_model.py``
+gives ``MODEL/.work/hybrid`` and, with ``--resume``, resumes from it): every member trains
+each fold and the refit under a child context of its own (:meth:`RunContext.child`),
+``<workdir>/<member>/fold<k>`` and ``<workdir>/<member>/refit``, so no two trainings share a
+checkpoint; all of them share the run's per-record cache. A deep member
 checkpoints every epoch there; a finished fold leaves its held-out scores, evidence and own
 thresholds (``outputs.safetensors``), a finished refit its saved model (``model/``), and the
 fold's checkpoint is then deleted (``history.csv`` stays). ``fold.json`` holds a key of what
@@ -52,9 +53,7 @@ defines the part (the member, its options less those that only say how it runs, 
 the training and held-out record names) and whether it finished. A resumed fit reads back the
 parts that finished with the same key, continues an interrupted deep member from its last
 epoch, and trains the rest; every seed is fixed per part, so the result equals an
-uninterrupted run's. Members' own ``workdir``/``resume`` options are replaced by these child
-folders (none when the hybrid has no work folder). Run folders are not part of the model: they
-are cleared from the saved configs.
+uninterrupted run's. Nothing of the run (folders, device, workers) is part of the model.
 """
 
 from __future__ import annotations
@@ -62,7 +61,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -72,6 +70,7 @@ from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
+from team_code.context import RunContext, Task
 from team_code.data.records import Record, RecordSet, record_source
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
@@ -115,30 +114,14 @@ class HybridConfig:
     seed: int = 0
     # Options of the members: {"parallel_cnn": {"epochs": "5"}, ...} (strings, as on the CLI).
     member_options: dict = dataclasses.field(default_factory=dict)
-    # Work folder of the members' per-fold and refit trainings (<workdir>/<member>/fold<k>,
-    # .../refit: checkpoints, finished outputs); "": none. train_model.py: MODEL/.work/hybrid.
-    workdir: str = ""
-    # Work folder to resume from (normally workdir): finished folds and refits are read back,
-    # interrupted deep members continue from their last checkpoint; "": start afresh.
-    resume: str = ""
 
 
-#: Options that say how a member runs, not what it learns: left out of a part's key.
-RUN_OPTIONS = frozenset(
-    ("workdir", "resume", "progress", "cache_dir", "num_workers", "preprocess_workers", "workers")
-)
 #: Per part of a member's training: its key and whether it finished.
 PART_FILE = "fold.json"
 #: A finished fold's held-out scores, evidence and own thresholds.
 OUTPUTS_FILE = "outputs.safetensors"
 #: A finished refit's model folder.
 MODEL_FOLDER = "model"
-
-
-def _without_run_folders(config):
-    """``config`` with its work and resume folders cleared (they describe a run, not a model)."""
-    fields = {f.name for f in dataclasses.fields(config)}
-    return dataclasses.replace(config, **{k: "" for k in ("workdir", "resume") if k in fields})
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -403,27 +386,45 @@ class HybridClassifier(Classifier):
         return HybridConfig(members=members, n_folds=3, member_options=options)
 
     # -- members -------------------------------------------------------------------------
+    @classmethod
+    def members(cls, config: HybridConfig) -> tuple[str, ...]:
+        return tuple(config.members)
+
+    @classmethod
+    def with_member_options(cls, config: HybridConfig, options) -> HybridConfig:
+        """``config`` with ``options`` ({member: {option: value}}) over its member options."""
+        merged = {k: dict(v) for k, v in config.member_options.items()}
+        for member, values in options.items():
+            merged[member] = {**merged.get(member, {}), **values}
+        return dataclasses.replace(config, member_options=merged)
+
     def _member_config(self, name: str):
         values = self.config.member_options.get(name, {})
         return apply_options(registry.get(name).Config, values)
+
+    def use(self, ctx: RunContext) -> HybridClassifier:
+        """Inference under ``ctx``, for the members too."""
+        self.ctx = ctx
+        for model in getattr(self, "members_", {}).values():
+            model.use(ctx)
+        return self
 
     def _usable_members(self) -> list[str]:
         members = []
         for name in self.config.members:
             if name == "hybrid":
                 raise ValueError("the hybrid cannot contain itself")
-            config = self._member_config(name)
-            if name == "beats" and not getattr(config, "beat_data", ()):
-                self._log("hybrid: beats left out (train with --beat-data MITDB_DIR to add it)")
+            reason = registry.get(name).unavailable(self._member_config(name))
+            if reason:
+                self._log(f"hybrid: {name} left out ({reason})")
                 continue
             members.append(name)
         if not members:
             raise ValueError("the hybrid has no usable members")
         return members
 
-    @staticmethod
-    def _log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    def _log(self, message: str) -> None:
+        self.ctx.log(message)
 
     def _fold_groups(self, records: Sequence[Record]) -> list[str]:
         digests = signal_digests(records)
@@ -501,8 +502,10 @@ class HybridClassifier(Classifier):
         )
 
     # -- learning ------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> HybridClassifier:
-        self.classes_ = tuple(classes)
+    def fit(
+        self, records: Sequence[Record], task: Task, ctx: RunContext | None = None
+    ) -> HybridClassifier:
+        self._begin(task, ctx)
         truth = self.label_matrix(records)
         members = self._usable_members()
         folds = grouped_kfold(
@@ -530,41 +533,46 @@ class HybridClassifier(Classifier):
         # the ones shipped with them (never an average of the fold models' thresholds).
         self.members_ = {name: self._refit(name, records) for name in members}
         self._fuse(members, truth, folds, oof_scores, oof_own, evidence, self._own())
-        self.config = _without_run_folders(self.config)
         return self
 
     # -- work folders and resume -----------------------------------------------------------
     def _part(self, name: str, part: str, train, held_out) -> tuple:
-        """Member ``name``'s config for one part of the fit (``fold<k>`` or ``refit``) with its
-        own work folder, and ``(config, work, finished, key)``: ``finished`` is the folder of
-        the same part finished by the run resumed from (None when it must be trained)."""
+        """Member ``name``'s config and child run context for one part of the fit
+        (``fold<k>`` or ``refit``), and ``(config, ctx, finished, key)``: ``finished`` is the
+        folder of the same part finished by the run resumed from (None when it must be
+        trained). The key is what defines the part: the member, its config, the task and the
+        records on each side (nothing about the run)."""
         config = self._member_config(name)
-        settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_OPTIONS}
         text = json.dumps(
-            [name, settings, list(self.classes_), _record_names(train), _record_names(held_out)],
+            [
+                name,
+                dataclasses.asdict(config),
+                self.task_.to_json(),
+                list(self.classes_),
+                _record_names(train),
+                _record_names(held_out),
+            ],
             sort_keys=True,
             default=str,
         )
         key = hashlib.sha256(text.encode()).hexdigest()
-        work = Path(self.config.workdir) / name / part if self.config.workdir else None
-        source = Path(self.config.resume) / name / part if self.config.resume else None
-        finished, checkpoint = None, ""
-        if source is not None and (source / PART_FILE).is_file():
-            state = load_json(source / PART_FILE)
+        ctx = self.ctx.child(name, part)
+        work = Path(ctx.workdir) if ctx.workdir else None
+        finished, resume = None, False
+        if self.ctx.resume and work is not None and (work / PART_FILE).is_file():
+            state = load_json(work / PART_FILE)
             if state.get("key") != key:
-                self._log(f"hybrid: {source} was trained with other settings; training afresh")
+                self._log(f"hybrid: {work} was trained with other settings; training afresh")
             elif state.get("finished") and any(
-                (source / f).exists() for f in (OUTPUTS_FILE, MODEL_FOLDER)
+                (work / f).exists() for f in (OUTPUTS_FILE, MODEL_FOLDER)
             ):
-                finished = source
-            elif (source / "checkpoint.pt").is_file():
-                checkpoint = str(source)
-        fields = {f.name for f in dataclasses.fields(config)}
-        updates = {"workdir": str(work or ""), "resume": checkpoint}
-        config = dataclasses.replace(config, **{k: v for k, v in updates.items() if k in fields})
+                finished = work
+            else:
+                resume = True  # an interrupted part: its member continues from its checkpoint
+        ctx = ctx.replace(resume=resume)
         if work is not None and finished is None:
             self._write_part(work, key, finished=False)
-        return config, work, finished, key
+        return config, ctx, finished, key
 
     @staticmethod
     def _write_part(work: Path, key: str, finished: bool) -> None:
@@ -581,13 +589,14 @@ class HybridClassifier(Classifier):
         """Member ``name`` trained on fold ``k``'s training records: its scores and evidence
         for the held-out records, and its own thresholds (read back when a resumed run
         finished this fold)."""
-        config, work, finished, key = self._part(name, f"fold{k + 1}", train, held_out)
+        config, ctx, finished, key = self._part(name, f"fold{k + 1}", train, held_out)
         if finished is not None:
             self._log(f"hybrid: fold {k + 1}/{n_folds}: {name} read back from {finished}")
             saved = load_arrays(finished / OUTPUTS_FILE)
             return saved["scores"], saved["evidence"], saved["own"]
         self._log(f"hybrid: fold {k + 1}/{n_folds}: fitting {name}")
-        model = registry.get(name)(config).fit(train, self.classes_)
+        model = registry.get(name)(config).fit(train, self.task_, ctx)
+        work = Path(ctx.workdir) if ctx.workdir else None
         own = np.clip(np.asarray(model.thresholds_, dtype=float), 0.0, NEVER)
         scores, evidence = self._member_outputs(name, model, held_out)
         if work is not None:
@@ -598,13 +607,13 @@ class HybridClassifier(Classifier):
 
     def _refit(self, name: str, records) -> Classifier:
         """Member ``name`` fitted on all records (read back when a resumed run had done it)."""
-        config, work, finished, key = self._part(name, "refit", records, [])
+        config, ctx, finished, key = self._part(name, "refit", records, [])
         if finished is not None:
             self._log(f"hybrid: {name} on all {len(records)} records read back from {finished}")
-            return registry.get(name).load(finished / MODEL_FOLDER)
+            return registry.get(name).load(finished / MODEL_FOLDER).use(self.ctx)
         self._log(f"hybrid: fitting {name} on all {len(records)} records")
-        model = registry.get(name)(config).fit(records, self.classes_)
-        model.config = _without_run_folders(model.config)
+        model = registry.get(name)(config).fit(records, self.task_, ctx)
+        work = Path(ctx.workdir) if ctx.workdir else None
         if work is not None:
             model.save(work / MODEL_FOLDER)
             self._write_part(work, key, finished=True)
@@ -665,20 +674,28 @@ class HybridClassifier(Classifier):
                             truth[train_index],
                             fused_cv[train_index],
                             self.classes_,
+                            scored=self.task_.scored,
                             start=start_cv[test_index[0]],
                             min_positives=min_positives,
                         )
                         binary[test_index] = fused_cv[test_index] >= cut
                     thresholds[fusion, mode] = challenge_thresholds(
-                        truth, fused_cv, self.classes_, start=start, min_positives=min_positives
+                        truth,
+                        fused_cv,
+                        self.classes_,
+                        start=start,
+                        min_positives=min_positives,
+                        scored=self.task_.scored,
                     )
                 self.fusion_scores_[f"{fusion}/{mode}"] = challenge_score(
-                    truth, binary, self.classes_
+                    truth, binary, self.classes_, self.task_.scored
                 )
                 contributions[fusion, mode] = _record_contributions(truth, binary, self.classes_)
         # The members alone, each with its fold models' own thresholds (for the log/manifest).
         self.member_scores_ = {
-            name: challenge_score(truth, oof_scores[:, m] >= oof_own[:, m], self.classes_)
+            name: challenge_score(
+                truth, oof_scores[:, m] >= oof_own[:, m], self.classes_, self.task_.scored
+            )
             for m, name in enumerate(members)
         }
         self.fusion_, self.thresholding_ = _simplest_within_tolerance(
@@ -744,6 +761,8 @@ class HybridClassifier(Classifier):
         self.members_ = {
             name: registry.get(name).load(folder / "members" / name) for name in state["members"]
         }
+        for model in self.members_.values():
+            model.use(self.ctx)
         self.fusion_ = state["fusion"]
         self.thresholding_ = state["thresholding"]
         self.fusion_scores_ = state["fusion_scores"]
@@ -753,6 +772,7 @@ class HybridClassifier(Classifier):
 
     def summary(self) -> dict:
         return {
+            "task": self.task_.to_json(),
             "members": list(self.members_),
             "fusion": self.fusion_,
             "thresholding": self.thresholding_,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from team_code.data.records import Record
 from team_code.dsp.features import FeatureConfig, measure_record
 from team_code.record_cache import JSON_FORMAT, per_record
+from team_code.threads import worker_processes
 
 #: Bump when what :func:`record_measurements` returns changes beyond the dsp code.
 MEASUREMENTS_VERSION = "rules-measurements/1"
@@ -28,21 +29,21 @@ MEASUREMENTS_VERSION = "rules-measurements/1"
 MEASUREMENT_CODE = ("team_code.dsp",)
 
 
-def record_measurements(record: Record, config: FeatureConfig) -> dict:
+def record_measurements(
+    record: Record, config: FeatureConfig, leads: Sequence[str] | None = None
+) -> dict:
     """``{"values": {measurement: value, ..., "sex": ...}, "notes": [...]}`` of one record
-    (values NaN where not measurable; ``sex`` for sex-specific limits)."""
+    (values NaN where not measurable; ``sex`` for sex-specific limits). With ``leads``, only
+    those leads are read (a reduced-lead task): limb leads that I and II determine are
+    derived, the others are missing and their measurements NaN."""
+    if leads is not None and tuple(leads) != tuple(record.leads):
+        record = dataclasses.replace(
+            record, signal=record.select_leads(tuple(leads)), leads=tuple(leads)
+        )
     measured = measure_record(record, config)
     values = dict(measured.values)
     values["sex"] = record.sex
     return {"values": values, "notes": list(measured.notes)}
-
-
-def measurement_workers(workers: int = 0) -> int:
-    """``workers`` when positive, else the compute threads this process may use
-    (:func:`team_code.threads.choose_threads`: ``$OMP_NUM_THREADS``, else the free cores)."""
-    from team_code.threads import choose_threads, requested_threads
-
-    return workers if workers > 0 else choose_threads(1, requested_threads(None))
 
 
 def measure_all(
@@ -51,24 +52,28 @@ def measure_all(
     cache_dir: str | os.PathLike | None = "none",
     workers: int = 0,
     progress: bool = False,
+    leads: Sequence[str] | None = None,
 ) -> list[dict]:
     """:func:`record_measurements` of every record, in order, each measured once.
 
     With a cache folder (see :func:`team_code.record_cache.default_cache_dir`) and records of
     a :class:`~team_code.data.records.RecordSet`, measurements come from the per-record cache
-    and only the records missing there are measured, in :func:`measurement_workers` processes.
+    and only the records missing there are measured, in
+    :func:`team_code.threads.worker_processes` processes.
     Raises :class:`~team_code.data.records.RecordError` naming a record that cannot be
     measured.
     """
     settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
+    if leads is not None:
+        settings["leads"] = list(leads)
     measured = per_record(
         records,
-        functools.partial(record_measurements, config=config),
+        functools.partial(record_measurements, config=config, leads=leads),
         settings,
         cache_dir,
         fmt=JSON_FORMAT,
         code=MEASUREMENT_CODE,
-        workers=measurement_workers(workers),
+        workers=worker_processes(workers),
         progress=progress,
         desc="measuring",
         log=None,

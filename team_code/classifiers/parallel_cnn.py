@@ -1,7 +1,7 @@
 """The parallel 1D-CNN of Pardasani and Awasthi (Challenge 2020): one branch per scored class.
 
-Each branch is a 1D CNN over all 12 leads at 500 Hz, trimmed or wrap-padded to ``length``
-samples (10,000 in the paper). The paper's branch:
+Each branch is a 1D CNN over all the task's leads (12) at 500 Hz, trimmed or wrap-padded to
+``length`` samples (10,000 in the paper). The paper's branch:
 
     Conv(k=11, s=5, 64) + ReLU + Dropout(0.3) + BatchNorm
     n_blocks x [Conv(k=5, s=2, 64) + ReLU + Dropout(0.3) + BatchNorm]
@@ -47,35 +47,31 @@ L1/L2 penalties, the best epoch by validation loss. Unlike the paper (thresholds
 training set: 0.342 on validation, 0.077 on test), the per-class thresholds are chosen on the
 held-out validation split, by Youden's J or by the challenge metric (``threshold_method``).
 The validation split keeps records with identical preprocessed signals together. Also not in
-the paper: each branch's output bias starts at its class's training prevalence.
+the paper: each branch's output bias starts at its class's training prevalence. Input cache,
+validation split, checkpoints, thresholds and weights are those of every deep engine
+(:mod:`team_code.classifiers.deep`). The network reads the task's leads (12 by default; the
+2021 lead sets give the stem fewer input channels).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from team_code.classifiers.base import Classifier, record_labels
-from team_code.classifiers.thresholds import (
-    NEVER,
-    challenge_thresholds,
-    prevalence_thresholds,
-    youden_thresholds,
+from team_code.classifiers.deep import (  # noqa: F401  (re-exported for tools and tests)
+    DeepClassifier,
+    floor_thresholds,
+    group_split,
+    signal_groups,
 )
-from team_code.data.labels import label_matrix
 from team_code.data.records import STANDARD_LEADS, Record
-from team_code.fileio import atomic_write_bytes, load_json, save_json
 from team_code.nn.layers import GroupedLinear
 
-WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "parallel_cnn.json"
 #: Bump when preprocessing changes, so old cache files are not reused.
 PREPROCESS_VERSION = "parallel_cnn/1"
@@ -111,15 +107,9 @@ class ParallelCNNConfig:
     val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
     threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
     balanced_sampling: bool = False  # draw training records so that classes even out
-    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
-    num_workers: int = 0  # processes for preprocessing and data loading
-    cache_dir: str = ""  # per-record input cache ("": $ECG_KIT_CACHE, else in memory)
-    cache_dtype: str = "float16"  # "float16" or "float32" cache files
-    workdir: str = ""  # folder for checkpoint.pt and history.csv ("": none)
-    resume: str = ""  # checkpoint (or workdir) to resume training from ("": start afresh)
-    progress: bool = True  # progress bars on stderr
+    cache_dtype: str = "float16"  # "float16" or "float32" cached inputs
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,19 +126,35 @@ def fix_length(signal: np.ndarray, length: int) -> np.ndarray:
     return np.take(signal, np.arange(length) % n, axis=-1)
 
 
-def preprocess_record(
-    record: Record, fs_hz: float = 500.0, length: int = 10000, highpass_hz: float = 0.0
+def preprocess_signal(
+    signal_mv: np.ndarray,
+    fs: float,
+    fs_hz: float = 500.0,
+    length: int = 10000,
+    highpass_hz: float = 0.0,
 ) -> np.ndarray:
-    """The 12 standard leads in mV, resampled to ``fs_hz`` and fixed to ``length`` samples."""
+    """Leads x samples in mV at ``fs``, resampled to ``fs_hz``, high-passed at
+    ``highpass_hz`` (0: not) and fixed to ``length`` samples (the preprocessing contract of
+    :class:`~team_code.classifiers.deep.DeepClassifier`)."""
     from team_code.dsp.resample import resample
 
-    signal_mv = record.select_leads(STANDARD_LEADS)
-    signal_mv = resample(signal_mv, record.fs, fs_hz, axis=-1)
+    signal_mv = resample(np.asarray(signal_mv, dtype=np.float64), fs, fs_hz, axis=-1)
     if highpass_hz > 0:
         from team_code.dsp.filters import remove_baseline
 
         signal_mv = remove_baseline(signal_mv, fs_hz, cutoff_hz=highpass_hz)
     return fix_length(signal_mv, length).astype(np.float32, copy=False)
+
+
+def preprocess_record(
+    record: Record,
+    fs_hz: float = 500.0,
+    length: int = 10000,
+    highpass_hz: float = 0.0,
+    leads: Sequence[str] = STANDARD_LEADS,
+) -> np.ndarray:
+    """:func:`preprocess_signal` of a record's ``leads`` (the 12 standard leads by default)."""
+    return preprocess_signal(record.select_leads(leads), record.fs, fs_hz, length, highpass_hz)
 
 
 def stack_lengths(length: int, n_blocks: int) -> list[int]:
@@ -296,42 +302,6 @@ def count_parameters(module) -> int:
 # Validation split
 
 
-def signal_groups(array: Sequence[np.ndarray]) -> np.ndarray:
-    """Group ids: rows with byte-identical contents share one (duplicated recordings); rows
-    are read one at a time."""
-    seen: dict[bytes, int] = {}
-    groups = np.empty(len(array), dtype=int)
-    for i in range(len(array)):
-        digest = hashlib.blake2b(np.ascontiguousarray(array[i]).tobytes(), digest_size=16)
-        groups[i] = seen.setdefault(digest.digest(), len(seen))
-    return groups
-
-
-def group_split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) positions: about ``fraction`` of the groups held out, whole."""
-    unique = np.unique(groups)
-    n_val = int(round(fraction * len(unique)))
-    if fraction <= 0 or n_val == 0 or n_val >= len(unique):
-        return np.arange(len(groups)), np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    held = set(rng.permutation(unique)[:n_val].tolist())
-    in_val = np.array([g in held for g in groups])
-    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
-
-
-def floor_thresholds(truth: np.ndarray, classes) -> np.ndarray:
-    """The prevalence floor as thresholds: 0 (every record) for the classes that a constant
-    prediction pays for on ``truth`` under the challenge metric, "never" for the others.
-
-    The challenge-metric search of the held-out thresholds starts here, so that a class
-    leaves the floor's decision only where the network's scores pay on the held-out split
-    (and only for classes with 5+ held-out positives): on sources the network never saw, a
-    class it cannot tell apart falls back to the floor, not to a threshold fitted to noise.
-    """
-    prevalence, chosen = prevalence_thresholds(truth, classes)
-    return np.where(prevalence >= chosen, 0.0, NEVER)
-
-
 class Augment:
     """Random changes a record could show at another hospital, applied to a training input:
     one gain for all leads (``exp(N(0, gain_sd))``: amplifiers and electrodes differ) and a
@@ -350,19 +320,18 @@ class Augment:
         return x
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The classifier
 
 
-class ParallelCNNClassifier(Classifier):
+class ParallelCNNClassifier(DeepClassifier):
     """One binary 1D-CNN branch per scored class, run as one grouped network."""
 
     name = "parallel_cnn"
     Config = ParallelCNNConfig
+    INPUT_CODE = PREPROCESS_CODE
+    STATE_FILE = STATE_FILE
+    INPUT_NAME = "signals"
 
     @classmethod
     def quick_config(cls) -> ParallelCNNConfig:
@@ -376,32 +345,25 @@ class ParallelCNNClassifier(Classifier):
             batch_size=8,
             lr=1e-3,
             val_fraction=0.25,
-            progress=False,
         )
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _preprocess(self):
+    # -- the family's parts of DeepClassifier ----------------------------------------------
+    def transform(self):
         c = self.config
         return functools.partial(
-            preprocess_record, fs_hz=c.fs_hz, length=c.length, highpass_hz=c.highpass_hz
+            preprocess_signal, fs_hz=c.fs_hz, length=c.length, highpass_hz=c.highpass_hz
         )
 
-    def _settings(self) -> dict:
+    def input_settings(self) -> dict:
         c = self.config
         return {
             "kind": PREPROCESS_VERSION,
             "fs_hz": c.fs_hz,
             "length": c.length,
             "highpass_hz": c.highpass_hz,
-            "leads": list(STANDARD_LEADS),
         }
 
-    def _train_config(self):
-        from team_code.nn.training import TrainConfig
-
-        return TrainConfig.from_options(self.config)
-
-    def _network(self):
+    def build_network(self):
         c = self.config
         return ParallelCNN(
             len(self.classes_),
@@ -409,151 +371,37 @@ class ParallelCNNClassifier(Classifier):
             c.filters,
             c.n_blocks,
             c.dropout,
+            n_leads=len(self.input_leads()),
             conv_dropout=c.conv_dropout,
             head=c.head,
         )
 
-    def _cached_inputs(self, records: Sequence[Record], cache_dir: str | None, progress: bool):
-        from team_code.nn.cache import cached_inputs
+    def prepare_network(self, network, truth_train: np.ndarray) -> None:
+        init_output_bias(network, truth_train.mean(axis=0))
 
+    def augmentation(self):
         c = self.config
-        return cached_inputs(
-            records,
-            self._preprocess(),
-            self._settings(),
-            cache_dir=cache_dir,
-            dtype=c.cache_dtype,
-            num_workers=c.num_workers,
-            code=PREPROCESS_CODE,
-            progress=progress,
-        )
+        if c.augment_gain > 0 or c.augment_shift:
+            return Augment(c.augment_gain, c.augment_shift)
+        return None
 
-    def _inputs(self, records: Sequence[Record]) -> Sequence[np.ndarray]:
-        """Network inputs of ``records``, read one batch at a time: from the training's
-        per-record cache when this model was trained in this process (the hybrid's held-out
-        folds, which later folds and the refit then reuse), else preprocessed as read."""
-        from team_code.data.records import RecordSet
-        from team_code.nn.cache import ComputedRows, default_cache_dir
+    def sample_weights(self, truth_train: np.ndarray):
+        from team_code.nn.training import balanced_weights
 
-        cache_dir = getattr(self, "_cache_dir", None)
-        if isinstance(records, RecordSet) and default_cache_dir(cache_dir) is not None:
-            stored = self._cached_inputs(records, cache_dir, progress=False)
-            stored.raise_failures("parallel_cnn cannot preprocess it")
-            return stored.items
-        return ComputedRows(records, self._preprocess())
+        return balanced_weights(truth_train) if self.config.balanced_sampling else None
 
-    def _scores(self, dataset) -> np.ndarray:
-        from team_code.nn.training import predict
-
-        logits = predict(self.model_, dataset, self._train_config())
-        return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(float)
-
-    # -- learning --------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> ParallelCNNClassifier:
-        """Train on ``records``; thresholds from the held-out validation split."""
-        from team_code.nn import distributed
-        from team_code.nn.cache import SignalDataset
-        from team_code.nn.device import pick_device
-        from team_code.nn.training import balanced_weights, fit, set_seed
-
+    def train_overrides(self) -> dict:
         c = self.config
-        if c.threshold_method not in ("youden", "challenge"):
-            raise ValueError(
-                f"threshold_method must be 'youden' or 'challenge', not {c.threshold_method!r}"
-            )
-        self.classes_ = tuple(classes)
-        distributed.setup(pick_device(c.device))
-        truth_all = label_matrix(record_labels(records), self.classes_)
-        self._cache_dir = c.cache_dir or None  # this training's inputs (not saved)
-        cached = self._cached_inputs(records, self._cache_dir, c.progress)
-        if len(cached) == 0:
-            raise ValueError("parallel_cnn: no record could be loaded for training")
-        truth = truth_all[cached.kept]
-        train_rows, val_rows = group_split(signal_groups(cached.items), c.val_fraction, c.seed)
-
-        set_seed(c.seed)
-        self.model_ = self._network()
-        init_output_bias(self.model_, truth[train_rows].mean(axis=0))
-        augment = (
-            Augment(c.augment_gain, c.augment_shift)
-            if c.augment_gain > 0 or c.augment_shift
-            else None
-        )
-        train_set = SignalDataset(
-            cached.items, truth[train_rows], rows=train_rows, transform=augment
-        )
-        val_set = SignalDataset(cached.items, truth[val_rows], rows=val_rows)
-        result = fit(
-            self.model_,
-            train_set,
-            val_set if len(val_rows) else None,
-            nn.BCEWithLogitsLoss(),
-            self._train_config(),
-            workdir=c.workdir or None,
-            resume=c.resume or None,
-            sample_weights=balanced_weights(truth[train_rows]) if c.balanced_sampling else None,
-        )
-        self.model_.cpu().eval()
-
-        held_out = val_rows if len(val_rows) else train_rows
-        if not len(val_rows):
-            _say("parallel_cnn: no validation split; thresholds read off the training set")
-        scores = self._scores(SignalDataset(cached.items, rows=held_out))
-        if c.threshold_method == "youden":
-            self.thresholds_ = youden_thresholds(truth[held_out], scores)
-        else:
-            self.thresholds_ = challenge_thresholds(
-                truth[held_out],
-                scores,
-                self.classes_,
-                start=floor_thresholds(truth[train_rows], self.classes_),
-                min_positives=5,
-            )
-        self.fit_summary_ = {
-            "n_train": len(train_rows),
-            "n_val": len(val_rows),
-            "left_out": [{"record": r, "problem": p} for r, p in cached.failures],
-            "best_epoch": result.best_epoch,
-            "best_loss": result.best_loss,
-            "stopped_early": result.stopped_early,
-            "history": result.history,
-            "n_parameters": count_parameters(self.model_),
+        return {
+            "grad_clip": c.grad_clip,
+            "l1": c.l1,
+            "l2": c.l2,
+            "lr_decay_rate": c.lr_decay_rate,
+            "lr_decay_steps": c.lr_decay_steps,
+            "balanced_sampling": c.balanced_sampling,
         }
-        return self
 
-    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
-        """Sigmoid outputs of every branch, (n_records, n_classes)."""
-        if len(records) == 0:
-            return np.zeros((0, len(self.classes_)))
-        from team_code.nn.cache import SignalDataset
-
-        return np.clip(self._scores(SignalDataset(self._inputs(records))), 0.0, 1.0)
-
-    # -- persistence -----------------------------------------------------------------------
-    def save(self, folder) -> None:
-        """Write config, thresholds and weights (rank 0 only under torchrun)."""
-        from team_code.nn import distributed
-
-        if distributed.is_main():
-            super().save(folder)
-
-    def _save_state(self, folder: Path) -> None:
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-        atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
-        save_json(folder / STATE_FILE, getattr(self, "fit_summary_", {}))
-
-    def _load_state(self, folder: Path) -> None:
-        from safetensors.torch import load
-
-        self.model_ = self._network()
-        self.model_.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
-        self.model_.eval()
-        if (folder / STATE_FILE).is_file():
-            self.fit_summary_ = load_json(folder / STATE_FILE)
-
-    def summary(self) -> dict:
-        """Config, parameter count and the training run's figures."""
-        fit_summary = dict(getattr(self, "fit_summary_", {}))
-        return {"config": dataclasses.asdict(self.config), **fit_summary}
+    @property
+    def model_(self):
+        """The network (the name the parallel-CNN tests and tools use)."""
+        return self.network_

@@ -13,6 +13,7 @@ import numpy as np
 
 from team_code.classifiers.base import Classifier
 from team_code.classifiers.thresholds import NEVER, prevalence_thresholds
+from team_code.context import RunContext, Task
 from team_code.data.records import Record
 
 
@@ -21,13 +22,15 @@ class PrevalenceClassifier(Classifier):
 
     name = "prevalence"
 
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> PrevalenceClassifier:
-        self.classes_ = tuple(classes)
+    def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
+        self._begin(task, ctx)
         truth = self.label_matrix(records)
         if len(truth) == 0:
             raise ValueError("prevalence: no training records")
         # Above the prevalence: never predicted; at or below: predicted for every record.
-        self.prevalence_, self.thresholds_ = prevalence_thresholds(truth, self.classes_)
+        self.prevalence_, self.thresholds_ = prevalence_thresholds(
+            truth, self.classes_, self.task_.scored
+        )
         return self
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:

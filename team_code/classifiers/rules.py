@@ -62,7 +62,7 @@ import numpy as np
 from team_code.classifiers.base import Classifier
 from team_code.classifiers.measurements import measure_all, record_measurements
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
-from team_code.data.labels import scored_classes
+from team_code.context import RunContext, Task
 from team_code.data.records import Record, record_source
 from team_code.dsp.features import FeatureConfig
 
@@ -782,8 +782,6 @@ class RulesClassifier(Classifier):
         # as an unseen hospital's vocabulary is unknown.
         decision_vocabulary: bool = False
         max_duration_s: float = 30.0  # only the first this many seconds of a record are analysed
-        cache_dir: str = "auto"  # measurement cache; "auto": $ECG_KIT_CACHE, else none; "none"
-        workers: int = 0  # processes measuring the records (0: the free cores)
 
         def __post_init__(self):
             if self.decision not in DECISIONS:
@@ -800,16 +798,27 @@ class RulesClassifier(Classifier):
     def _feature_config(self) -> FeatureConfig:
         return FeatureConfig(max_duration_s=self.config.max_duration_s)
 
+    def _leads(self) -> tuple[str, ...] | None:
+        """The task's leads when it reads fewer than twelve (None: the record's own)."""
+        leads = tuple(self.task_.leads)
+        return None if len(leads) == 12 else leads
+
     def measure(self, record: Record) -> dict:
         """Measurements of one record plus its sex (for sex-specific limits) and notes."""
-        return record_measurements(record, self._feature_config())
+        return record_measurements(record, self._feature_config(), self._leads())
 
     def _measured(self, records: Sequence[Record]) -> list[dict]:
-        """The measurement values of ``records``; while training, each record is measured once
-        in parallel and kept in the per-record cache, which the hybrid's folds and refit reuse
-        (:mod:`team_code.classifiers.measurements`)."""
-        cache_dir = getattr(self, "_cache_dir", "none")
-        measured = measure_all(records, self._feature_config(), cache_dir, self.config.workers)
+        """The measurement values of ``records``: each record is measured once, in parallel
+        over the run's workers, and kept in the run's per-record cache, which the hybrid's
+        folds and refit reuse (:mod:`team_code.classifiers.measurements`)."""
+        measured = measure_all(
+            records,
+            self._feature_config(),
+            self.ctx.cache_option(),
+            self.ctx.workers,
+            progress=self.ctx.progress,
+            leads=self._leads(),
+        )
         return [m["values"] for m in measured]
 
     def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
@@ -822,17 +831,18 @@ class RulesClassifier(Classifier):
         return scores
 
     # -- learning ------------------------------------------------------------------------
-    def fit(self, records: Sequence[Record], classes: Sequence[str]) -> RulesClassifier:
+    def fit(
+        self, records: Sequence[Record], task: Task, ctx: RunContext | None = None
+    ) -> RulesClassifier:
         """Tune the rules within their bounds, then choose each class's operating threshold
         (see the module docstring)."""
-        self.classes_ = tuple(classes)
+        self._begin(task, ctx)
         self.rule_thresholds_ = default_thresholds()
         self.tuning_ = {}
         self.thresholds_ = np.full(len(self.classes_), 0.5)
         if not self.config.tune and self.config.decision == "half":
             return self
         start = time.perf_counter()
-        self._cache_dir = self.config.cache_dir  # this training's measurements (not saved)
         all_values = self._measured(records)
         self.fit_seconds_per_record_ = (time.perf_counter() - start) / max(1, len(records))
         names = [r.name for r in records]
@@ -850,7 +860,9 @@ class RulesClassifier(Classifier):
         start = np.full(len(self.classes_), 0.5)
         if self.config.decision == "challenge":
             scores = self._scores_from_values(all_values)
-            self.thresholds_ = challenge_thresholds(truth, scores, self.classes_, start=start)
+            self.thresholds_ = challenge_thresholds(
+                truth, scores, self.classes_, start=start, scored=self.task_.scored
+            )
         elif self.config.decision == "loso" and len(all_values) > 0:
             held_out, groups = self._held_out_scores(all_values, truth, sources)
             self.thresholds_ = operating_thresholds(
@@ -864,7 +876,7 @@ class RulesClassifier(Classifier):
             self.decision_ = {
                 "held_out_groups": sorted(set(groups)),
                 "silent": [
-                    scored_classes().abbreviation(c)
+                    self.task_.abbreviation(c)
                     for c, t in zip(self.classes_, self.thresholds_, strict=True)
                     if t >= NEVER
                 ],
@@ -885,7 +897,7 @@ class RulesClassifier(Classifier):
         for group in sorted(set(groups)):
             test = groups_arr == group
             inner = RulesClassifier(self.config)
-            inner.classes_ = self.classes_
+            inner.task_, inner.classes_ = self.task_, self.classes_
             inner.rule_thresholds_ = default_thresholds()
             inner.tuning_ = {}
             if self.config.tune:
@@ -1024,6 +1036,6 @@ class RulesClassifier(Classifier):
         covered = [c for c in self.classes_ if c in _rule_table()]
         return {
             "config": dataclasses.asdict(self.config),
-            "rules": [scored_classes().abbreviation(c) for c in covered],
+            "rules": [self.task_.abbreviation(c) for c in covered],
             "tuning": self.tuning_,
         }

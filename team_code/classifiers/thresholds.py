@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from team_code.data.labels import NORMAL_CLASS, scored_classes
+from team_code.data.labels import NORMAL_CLASS, ScoredClasses, table_for
 
 #: A threshold above every score in [0, 1]: the class is never predicted.
 NEVER = float(np.nextafter(1.0, 2.0))
@@ -40,19 +40,22 @@ def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def challenge_weights(classes) -> np.ndarray:
-    """The challenge-metric weights restricted to ``classes`` (representative codes)."""
-    scored = scored_classes()
+def challenge_weights(classes, scored: ScoredClasses | None = None) -> np.ndarray:
+    """The challenge-metric weights restricted to ``classes`` (representative codes) of the
+    table ``scored`` (by default the shipped table that holds them all: 2020, else 2021)."""
+    scored = scored or table_for(classes)
     index = [scored.codes.index(c) for c in classes]
     return scored.weights[np.ix_(index, index)]
 
 
-def challenge_score(labels: np.ndarray, binary: np.ndarray, classes) -> float:
+def challenge_score(
+    labels: np.ndarray, binary: np.ndarray, classes, scored: ScoredClasses | None = None
+) -> float:
     """The normalised challenge metric of binary outputs, by the project's scorer."""
     from evaluation.metrics import compute_challenge_metric
 
     return compute_challenge_metric(
-        challenge_weights(classes), labels, binary, list(classes), NORMAL_CLASS
+        challenge_weights(classes, scored), labels, binary, list(classes), NORMAL_CLASS
     )
 
 
@@ -64,6 +67,7 @@ def challenge_thresholds(
     max_passes: int = 4,
     start: np.ndarray | None = None,
     min_positives: int = 0,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
 
@@ -82,7 +86,7 @@ def challenge_thresholds(
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=float)
     classes = list(classes)
-    weights = challenge_weights(classes)
+    weights = challenge_weights(classes, scored)
     thresholds = youden_thresholds(labels, scores) if start is None else np.array(start, float)
     binary = scores >= thresholds
     _, correct, inactive = challenge_scores(weights, labels, binary, classes.index(NORMAL_CLASS))
@@ -120,7 +124,9 @@ def challenge_thresholds(
     return thresholds
 
 
-def prevalence_thresholds(truth: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+def prevalence_thresholds(
+    truth: np.ndarray, classes, scored: ScoredClasses | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The prevalence floor: each class's prevalence as a constant score for every record,
     and the thresholds on it that maximise the challenge metric on ``truth`` (a class at or
     below its threshold is predicted for every record, above it for none). Returns
@@ -129,4 +135,4 @@ def prevalence_thresholds(truth: np.ndarray, classes) -> tuple[np.ndarray, np.nd
     prevalence = truth.mean(axis=0) if len(truth) else np.zeros(len(classes))
     constant = np.broadcast_to(prevalence, truth.shape)
     start = np.full(len(classes), NEVER)
-    return prevalence, challenge_thresholds(truth, constant, classes, start=start)
+    return prevalence, challenge_thresholds(truth, constant, classes, start=start, scored=scored)

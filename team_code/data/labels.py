@@ -56,7 +56,7 @@ class ScoredClasses:
         return self.abbreviations[self.index(code)]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def scored_classes(weights_path: str | os.PathLike | None = None) -> ScoredClasses:
     """Load the scored classes from a ``weights.csv`` of either year (the shipped 2020 copy by
     default); abbreviations come from the ``dx_mapping_scored.csv`` beside it."""
@@ -74,15 +74,32 @@ def scored_classes(weights_path: str | os.PathLike | None = None) -> ScoredClass
     )
 
 
+def table_for(classes: Sequence[str]) -> ScoredClasses:
+    """The shipped table whose scored classes include all of ``classes`` (2020 first, then
+    2021): for code that is handed classes without their table. A task knows its table
+    (``Task.scored``) and passes it."""
+    from evaluation.tables import TASKS
+
+    wanted = set(classes)
+    for task in TASKS:
+        table = scored_classes(TABLE_DIRS[task] / "weights.csv")
+        if wanted <= set(table.codes):
+            return table
+    raise KeyError(f"no shipped scoring table has all of the classes {sorted(wanted)}")
+
+
 def label_matrix(
-    labels: Sequence[Iterable[str]], classes: Sequence[str] | None = None
+    labels: Sequence[Iterable[str]],
+    classes: Sequence[str] | None = None,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
     """A bool (n_records, n_classes) matrix of merged labels.
 
-    ``labels`` holds each record's raw #Dx codes; ``classes`` are representative codes (all 24
-    by default). Equivalent codes are OR-ed into their representative; unscored codes ignored.
+    ``labels`` holds each record's raw #Dx codes; ``classes`` are representative codes of
+    ``scored`` (a table's classes: the 2020 table's 24 by default; a task passes its own).
+    Equivalent codes are OR-ed into their representative; unscored codes ignored.
     """
-    scored = scored_classes()
+    scored = scored or scored_classes()
     classes = list(classes) if classes is not None else list(scored.codes)
     column = {code: j for j, code in enumerate(classes)}
     matrix = np.zeros((len(labels), len(classes)), dtype=bool)

@@ -107,12 +107,25 @@ def _standard(signal_mv, leads: Sequence[str], notes: list) -> np.ndarray:
         )
     out = np.zeros((len(STANDARD_LEADS), x.shape[1]))
     names = list(leads)
+    derived = _limb_leads(x, names)
     for i, lead in enumerate(STANDARD_LEADS):
         if lead in names:
             out[i] = x[names.index(lead)]
+        elif lead in derived:
+            out[i] = derived[lead]
+            notes.append(f"lead {lead} missing: derived from I and II")
         else:
             notes.append(f"lead {lead} missing: treated as flat")
     return out
+
+
+def _limb_leads(x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The limb leads that I and II determine (Einthoven: III = II - I; Goldberger: aVR =
+    -(I + II)/2, aVL = I - II/2, aVF = II - I/2), when both are present."""
+    if "I" not in names or "II" not in names:
+        return {}
+    i, ii = x[names.index("I")], x[names.index("II")]
+    return {"III": ii - i, "aVR": -(i + ii) / 2, "aVL": i - ii / 2, "aVF": ii - i / 2}
 
 
 def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> dict:
@@ -289,8 +302,8 @@ def measure(
     values["n_pac"] = int((premature & dominant).sum())
     values["n_pvc"] = int((premature & other).sum())
     values["dominant_fraction"] = float(dominant.mean())
-    # ---- VCG
-    if math.isfinite(d.qrs_on):
+    # ---- VCG (from all twelve leads: none with a lead missing)
+    if math.isfinite(d.qrs_on) and not any("treated as flat" in n for n in notes):
         on = int(d.qrs_on)
         ref = ab.beat_mv[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
         xyz = vcg.to_xyz(ab.beat_mv - ref[:, None], STANDARD_LEADS, config.xyz_method)

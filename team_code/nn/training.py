@@ -73,17 +73,6 @@ class TrainConfig:
     deterministic: bool = True  # torch deterministic algorithms (warn only) and no cudnn tuning
     progress: bool = True  # tqdm progress bar per epoch (rank 0 only)
 
-    @classmethod
-    def from_options(cls, options, **overrides) -> TrainConfig:
-        """The training options a model's config shares with this class, by field name.
-
-        A classifier config with ``epochs``, ``lr``, ``device``... passes exactly those; the
-        rest keep their defaults; ``overrides`` win over both.
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {n: getattr(options, n) for n in names if hasattr(options, n)}
-        return cls(**{**values, **overrides})
-
 
 @dataclasses.dataclass
 class FitResult:

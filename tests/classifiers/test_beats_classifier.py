@@ -11,7 +11,7 @@ import pytest
 from team_code.classifiers import registry
 from team_code.classifiers.base import coerce_option
 from team_code.classifiers.beats import EVIDENCE_NAMES, BeatsClassifier
-from team_code.data.labels import scored_classes
+from team_code.context import RunContext, Task
 from team_code.data.records import RecordSet
 
 # Records of /work/shared/data/challenge chosen to hold PVC (164884008/427172004), PAC
@@ -43,9 +43,8 @@ def fitted(records, shared_data, tmp_path_factory):
         beat_data=(str(mitdb_dir),),
         max_beats=1000,
         mi_epochs=1,
-        device="cpu",
     )
-    return BeatsClassifier(config).fit(records, scored_classes().codes)
+    return BeatsClassifier(config).fit(records, Task(), RunContext(device="cpu"))
 
 
 def test_registered():
@@ -54,7 +53,7 @@ def test_registered():
 
 def test_fit_without_beat_data_says_what_is_needed(records):
     with pytest.raises(ValueError, match="--beat-data"):
-        BeatsClassifier(BeatsClassifier.Config()).fit(records, scored_classes().codes)
+        BeatsClassifier(BeatsClassifier.Config()).fit(records, Task())
 
 
 def test_beat_data_option_takes_a_comma_list():
@@ -119,7 +118,7 @@ def test_a_hybrid_with_beats_trains_and_predicts_a_record_without_beats(
     mitdb_dir.mkdir()
     for ext in ("hea", "dat", "atr"):
         (mitdb_dir / f"208.{ext}").symlink_to(shared_data / "mitdb" / f"208.{ext}")
-    beats = {"beat_data": [str(mitdb_dir)], "max_beats": 300, "mi_epochs": 1, "device": "cpu"}
+    beats = {"beat_data": [str(mitdb_dir)], "max_beats": 300, "mi_epochs": 1}
     beats = {**dataclasses.asdict(BeatsClassifier.quick_config()), **beats}
     config = HybridConfig(
         members=("prevalence", "beats"),
@@ -128,7 +127,7 @@ def test_a_hybrid_with_beats_trains_and_predicts_a_record_without_beats(
         member_options={"beats": beats},
     )
     training = [records[i] for i in range(len(records))] + [_without_beats(records[0])]
-    model = HybridClassifier(config).fit(training, scored_classes().codes)
+    model = HybridClassifier(config).fit(training, Task())
     assert "cannot process" not in capsys.readouterr().err  # the flat record's evidence is used
     scores = model.predict_proba(training[-2:])
     assert np.isfinite(scores).all() and scores.shape == (2, 24)

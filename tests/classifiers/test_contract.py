@@ -1,19 +1,23 @@
 """Every registered classifier passes the same contract (timm-style, parametrised over the
-registry): fit on real records, scores in [0, 1] of the right shape, thresholds applied by
-``predict``, a save/load round trip with identical scores and no pickle, and valid scores for
-records that are unusual but legal (a flat record, a long record at 257 Hz, leads in another
-order).
+registry): ``fit(records, task, ctx)`` on real records, scores in [0, 1] of the right shape,
+thresholds applied by ``predict``, a save/load round trip with identical scores and no pickle,
+valid scores for records that are unusual but legal (a flat record, a long record at 257 Hz,
+leads in another order), the 2021 table on two leads, nothing of the run saved with the
+model; and a family registered from outside trains and runs through the harness.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 
 import numpy as np
 import pytest
 
 from team_code.classifiers import registry
+from team_code.classifiers.base import RUN_OPTIONS, Classifier
+from team_code.context import RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
 
@@ -64,7 +68,7 @@ def _unusual_records(training_records):
 def test_classifier_contract(name, training_records, shared_data, tmp_path):
     classes = scored_classes().codes
     model = registry.create(name, _config(name, shared_data))
-    assert model.fit(training_records, classes) is model
+    assert model.fit(training_records, Task.of_classes(classes)) is model
     assert model.classes_ == tuple(classes)
     assert model.thresholds_.shape == (len(classes),)
 
@@ -93,9 +97,7 @@ def test_classifier_contract(name, training_records, shared_data, tmp_path):
 @pytest.mark.parametrize("name", registry.available())
 def test_loading_never_unpickles(name, training_records, shared_data, tmp_path):
     """A pickle planted in place of every tensor file is refused, not executed."""
-    model = registry.create(name, _config(name, shared_data)).fit(
-        training_records, scored_classes().codes
-    )
+    model = registry.create(name, _config(name, shared_data)).fit(training_records, Task())
     model.save(tmp_path / name)
     marker = tmp_path / "executed"
 
@@ -114,3 +116,94 @@ def test_loading_never_unpickles(name, training_records, shared_data, tmp_path):
     else:  # JSON-only models: nothing to plant
         type(model).load(tmp_path / name)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", registry.available())
+def test_fit_takes_task_and_run_context_and_saves_only_the_model(
+    name, training_records, shared_data, tmp_path
+):
+    """``fit(records, task, ctx)``: the 2021 table on two leads; the run's folders (cache,
+    work) are used but never saved with the model, the task is."""
+    task = Task("2021", ("I", "II"))
+    ctx = RunContext(
+        cache_dir=str(tmp_path / "cache"), workdir=str(tmp_path / "work"), progress=False
+    )
+    model = registry.create(name, _config(name, shared_data)).fit(training_records, task, ctx)
+    assert model.classes_ == task.classes and len(model.classes_) == 26
+    model.save(tmp_path / "model")
+    saved = (tmp_path / "model" / "config.json").read_text()
+    assert str(tmp_path / "cache") not in saved and str(tmp_path / "work") not in saved
+    config = json.loads(saved)
+    assert not set(config["config"]) & set(RUN_OPTIONS), config["config"]
+    assert Task.from_json(config["task"]) == task
+    loaded = registry.get(name).load(tmp_path / "model")
+    assert loaded.task_ == task
+    real = training_records[0]
+    two_leads = dataclasses.replace(real, signal=real.select_leads(("II", "I")), leads=("II", "I"))
+    scores = loaded.predict_proba([two_leads])
+    assert scores.shape == (1, 26) and np.all(np.isfinite(scores))
+
+
+@dataclasses.dataclass(frozen=True)
+class _MeanConfig:
+    """Options of the toy family below."""
+
+    shrink: float = 0.5  # scores pulled towards 0.5 by this much
+
+
+class _MeanClassifier(Classifier):
+    """A family defined outside the kit: training prevalence as every record's score."""
+
+    Config = _MeanConfig
+
+    def fit(self, records, task, ctx=None):
+        self._begin(task, ctx)
+        mean = self.label_matrix(records).mean(axis=0)
+        self.mean_ = (1 - self.config.shrink) * mean + self.config.shrink * 0.5
+        self.thresholds_ = np.full(len(self.classes_), 0.5)
+        return self
+
+    def predict_proba(self, records):
+        return np.tile(self.mean_, (len(records), 1))
+
+    def _save_state(self, folder):
+        (folder / "mean.json").write_text(json.dumps(list(self.mean_)))
+
+    def _load_state(self, folder):
+        self.mean_ = np.asarray(json.loads((folder / "mean.json").read_text()))
+
+
+def test_a_new_family_needs_only_its_module_and_one_registration(challenge_dir, tmp_path):
+    """Registered from outside the kit, a family trains through the harness, alone and as a
+    hybrid member with its own options, and runs; nothing else was edited for it."""
+    from team_code import harness
+
+    registry.register("mean_test")(_MeanClassifier)
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        for header in sorted(challenge_dir.glob("*.hea"))[:24]:
+            for path in header.parent.glob(header.stem + ".*"):
+                (data / path.name).symlink_to(path)
+        options = {
+            "mean_test": {"shrink": "0.25"},
+            "hybrid": {"members": "rules,mean_test", "n_folds": "2"},
+            "rules": {"tune": "false", "decision": "half"},
+        }
+        manifest = harness.train(
+            data,
+            tmp_path / "model",
+            ["hybrid", "mean_test"],
+            options,
+            log=lambda message: None,
+            progress=False,
+        )
+        assert manifest["classifiers"]["hybrid"]["members"] == ["rules", "mean_test"]
+        member = harness.load_model(tmp_path / "model", "hybrid.mean_test")
+        assert member.config.shrink == 0.25
+        result = harness.run(
+            tmp_path / "model", data, tmp_path / "out", "mean_test", progress=False
+        )
+        assert len(result.written) == 24 and not result.failures
+    finally:
+        registry._REGISTERED.pop("mean_test", None)

@@ -10,6 +10,8 @@ import torch
 
 from team_code.classifiers import cwt_googlenet as cg
 from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier, balanced_draw
+from team_code.classifiers.deep import WEIGHTS_FILE
+from team_code.context import IN_MEMORY, RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import RecordSet
 
@@ -24,9 +26,7 @@ def records(challenge_dir):
 
 @pytest.fixture(scope="module")
 def fitted(records):
-    return CWTGoogLeNetClassifier(CWTGoogLeNetClassifier.quick_config()).fit(
-        records, scored_classes().codes
-    )
+    return CWTGoogLeNetClassifier(CWTGoogLeNetClassifier.quick_config()).fit(records, Task())
 
 
 def test_balanced_draw_caps_common_classes_and_duplicates_rare_ones():
@@ -70,21 +70,24 @@ def test_fit_predict_save_load_round_trip(fitted, records, tmp_path):
     assert np.array_equal(model.predict(batch), scores >= model.thresholds_)
     summary = model.summary()
     assert summary["pretrained"]["source"].startswith("none")  # says it trained from scratch
-    assert summary["training"]["n_validation_records"] == 5  # 25 % of 20
+    assert summary["training"]["n_val"] == 5  # 25 % of 20
     assert summary["training"]["thresholds_from"] == "validation"
     model.save(tmp_path / "model")
-    assert (tmp_path / "model" / cg.STATE_FILE).is_file()
+    assert (tmp_path / "model" / WEIGHTS_FILE).is_file()
     again = CWTGoogLeNetClassifier.load(tmp_path / "model")
     np.testing.assert_allclose(again.predict_proba(batch), scores, atol=1e-6)
     np.testing.assert_array_equal(again.thresholds_, model.thresholds_)
 
 
+def _cached(tmp_path):
+    return RunContext(cache_dir=str(tmp_path), progress=False, log=lambda message: None)
+
+
 def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, monkeypatch):
-    config = dataclasses.replace(
-        CWTGoogLeNetClassifier.quick_config(), image_size=32, cache_dir=str(tmp_path)
-    )
+    config = dataclasses.replace(CWTGoogLeNetClassifier.quick_config(), image_size=32)
+    ctx = _cached(tmp_path)
     subset = records.subset(range(4))
-    first = cg.images_for(subset, config, log=None)
+    first = cg.images_for(subset, config, ctx)
     assert first.folder is not None and first.folder.parent == tmp_path
     assert len(list(first.folder.glob("*.npy"))) == 4  # one file per record
     stack = np.stack([first.items[i] for i in range(len(first))])
@@ -93,42 +96,45 @@ def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, mo
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(cg, "record_image", fail)
-    again = cg.images_for(subset, config, log=None)
+    monkeypatch.setattr(cg, "signal_image", fail)
+    again = cg.images_for(subset, config, ctx)
     np.testing.assert_array_equal(np.stack([again.items[i] for i in range(4)]), stack)
-    part = cg.images_for(records.subset([2, 0]), config, log=None)  # a subset, another order
+    part = cg.images_for(records.subset([2, 0]), config, ctx)  # a subset, another order
     np.testing.assert_array_equal(part.items[0], stack[2])
     np.testing.assert_array_equal(part.items[1], stack[0])
     # a different image size is a different cache entry (and would be computed)
     other = dataclasses.replace(config, image_size=40)
     with pytest.raises(AssertionError, match="cache should have been used"):
-        cg.images_for(subset, other, log=None)
+        cg.images_for(subset, other, ctx)
+    # and so are other leads (the 2021 two-lead set draws two rows)
+    with pytest.raises(AssertionError, match="cache should have been used"):
+        cg.images_for(subset, config, ctx, Task(leads=("I", "II")))
 
 
 def test_unusable_records_are_left_out_and_remembered(records, tmp_path, monkeypatch):
-    config = dataclasses.replace(
-        CWTGoogLeNetClassifier.quick_config(), image_size=32, cache_dir=str(tmp_path)
-    )
-    real = cg.record_image
+    config = dataclasses.replace(CWTGoogLeNetClassifier.quick_config(), image_size=32)
+    ctx = _cached(tmp_path)
+    real = cg.signal_image
+    calls = []
 
-    def broken_second(record, image_size, scalograms):
-        if record.name == records.names[1]:
-            raise cg.RecordError(record.name, "has no lead 'V3'")
-        return real(record, image_size, scalograms)
+    def broken_second(signal_mv, fs, image_size, scalograms):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("no scalogram: not finite")
+        return real(signal_mv, fs, image_size, scalograms)
 
-    monkeypatch.setattr(cg, "record_image", broken_second)
-    messages = []
-    images = cg.images_for(records.subset(range(3)), config, log=messages.append)
+    monkeypatch.setattr(cg, "signal_image", broken_second)
+    images = cg.images_for(records.subset(range(3)), config, ctx)
     assert images.kept.tolist() == [0, 2]
-    assert images.failures == [(records.names[1], "has no lead 'V3'")]
-    monkeypatch.setattr(cg, "record_image", real)  # the failure is remembered, not retried
-    again = cg.images_for(records.subset(range(3)), config, log=messages.append)
+    assert images.failures == [(records.names[1], "no scalogram: not finite")]
+    monkeypatch.setattr(cg, "signal_image", real)  # the failure is remembered, not retried
+    again = cg.images_for(records.subset(range(3)), config, ctx)
     assert again.kept.tolist() == [0, 2] and again.failures == images.failures
 
 
 def test_images_match_the_direct_computation(records):
     config = CWTGoogLeNetClassifier.quick_config()
-    in_memory = cg.images_for(records.subset([0]), config, log=None)  # cache_dir "none"
+    in_memory = cg.images_for(records.subset([0]), config, IN_MEMORY)
     assert in_memory.folder is None
     direct = cg.record_image(records[0], config.image_size, cg.scalogram_config(config))
     np.testing.assert_allclose(np.asarray(in_memory.items[0], np.float32), direct, atol=1e-3)
@@ -143,7 +149,7 @@ def test_imagenet_weights_are_loaded_and_reported(records, tmp_path):
     config = dataclasses.replace(
         CWTGoogLeNetClassifier.quick_config(), pretrained_weights=str(path), val_fraction=0.0
     )
-    model = CWTGoogLeNetClassifier(config).fit(records.subset(range(8)), scored_classes().codes)
+    model = CWTGoogLeNetClassifier(config).fit(records.subset(range(8)), Task())
     pretrained = model.summary()["pretrained"]
     assert pretrained["source"] == "imagenet"
     assert pretrained["replaced_heads"] == ["aux1.fc2", "aux2.fc2", "fc"]
@@ -163,16 +169,14 @@ def test_bad_options_are_refused(tmp_path):
         CWTGoogLeNetClassifier.quick_config(), pretrained_weights=str(tmp_path / "nope.pth")
     )
     with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
-        CWTGoogLeNetClassifier(missing)._load_pretrained(None, log=lambda m: None)
+        CWTGoogLeNetClassifier(missing).prepare_network(None, None)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fit_on_gpu_with_mixed_precision(records):
-    config = dataclasses.replace(
-        CWTGoogLeNetClassifier.quick_config(), image_size=96, epochs=2, device="cuda"
-    )
-    model = CWTGoogLeNetClassifier(config).fit(records, scored_classes().codes)
+    config = dataclasses.replace(CWTGoogLeNetClassifier.quick_config(), image_size=96, epochs=2)
+    model = CWTGoogLeNetClassifier(config).fit(records, Task(), RunContext(device="cuda"))
     assert next(model.network_.parameters()).is_cuda
     scores = model.predict_proba([records[0], records[1]])
     assert scores.shape == (2, len(scored_classes().codes)) and np.all(np.isfinite(scores))
@@ -184,15 +188,18 @@ def test_interrupted_training_resumes_to_the_same_weights(records, tmp_path):
         CWTGoogLeNetClassifier.quick_config(), image_size=32, n_max=8, val_fraction=0.2
     )
     classes = scored_classes().codes
-    whole = CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=2)).fit(subset, classes)
-    work = tmp_path / "work"
-    CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=1, workdir=str(work))).fit(
-        subset, classes
+    whole = CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=2)).fit(
+        subset, Task.of_classes(classes)
     )
-    assert (work / "checkpoint.pt").is_file() and (work / "history.csv").is_file()
-    resumed = CWTGoogLeNetClassifier(
-        dataclasses.replace(base, epochs=2, workdir=str(work), resume=str(work))
-    ).fit(subset, classes)
-    assert [row["epoch"] for row in resumed.training_["history"]] == [1, 2]
+    work = RunContext(workdir=str(tmp_path / "work"), progress=False)
+    CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=1)).fit(
+        subset, Task.of_classes(classes), work
+    )
+    folder = tmp_path / "work"
+    assert (folder / "checkpoint.pt").is_file() and (folder / "history.csv").is_file()
+    resumed = CWTGoogLeNetClassifier(dataclasses.replace(base, epochs=2)).fit(
+        subset, Task.of_classes(classes), work.replace(resume=True)
+    )
+    assert [row["epoch"] for row in resumed.fit_summary_["history"]] == [1, 2]
     for key, value in whole.network_.state_dict().items():
         assert torch.equal(resumed.network_.state_dict()[key], value), key

@@ -9,6 +9,7 @@ from team_code import harness
 from team_code.classifiers.cv import signal_digests
 from team_code.classifiers.hybrid import HybridClassifier, HybridConfig, _Selector, _Stacker
 from team_code.classifiers.thresholds import NEVER
+from team_code.context import Task
 from team_code.data.labels import NORMAL_CLASS, scored_classes
 from team_code.data.records import RecordSet
 
@@ -69,7 +70,7 @@ def test_stacker_leaves_rare_classes_to_the_best_member_and_unseen_ones_out():
 def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
     records = RecordSet.from_folder(challenge_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3)
-    model = HybridClassifier(config).fit(records, scored_classes().codes)
+    model = HybridClassifier(config).fit(records, Task())
     assert set(model.fusion_scores_) == {
         f"{f}/{t}" for f in ("single", "selection", "stacking") for t in ("own", "searched")
     }
@@ -193,7 +194,7 @@ def test_the_hybrid_ships_its_members_own_thresholds_and_reproduces_their_score(
     # used. The hybrid of one member with its own thresholds must be that member.
     records = RecordSet.from_folder(challenge_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3, fusion=fusion, thresholding="own")
-    model = HybridClassifier(config).fit(records, scored_classes().codes)
+    model = HybridClassifier(config).fit(records, Task())
     member = model.members_["prevalence"]
     assert model.fusion_scores_[f"{fusion}/own"] == model.member_scores_["prevalence"]
     np.testing.assert_array_equal(model.thresholds_, np.clip(member.thresholds_, 0, NEVER))
@@ -238,7 +239,7 @@ def test_a_record_one_member_cannot_process_is_left_out_of_its_part_only(
     records = [RecordSet.from_folder(challenge_dir)[i] for i in range(0, 231, 3)]
     records[5] = dataclasses.replace(records[5], name=records[5].name + "_bad")
     config = HybridConfig(members=("prevalence", failing_member), n_folds=3)
-    model = HybridClassifier(config).fit(records, scored_classes().codes)
+    model = HybridClassifier(config).fit(records, Task())
     log = capsys.readouterr().err
     assert f"fails_on_bad cannot process record {records[5].name}" in log
     assert log.count("cannot process") == 1  # out of fold; the fit went on

@@ -21,6 +21,7 @@ from team_code.classifiers.parallel_cnn import (
     signal_groups,
     stack_lengths,
 )
+from team_code.context import RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
 
@@ -52,16 +53,14 @@ def synthetic_records(n, seed, fs=250.0, seconds=4.0):
     return records
 
 
-SMALL = dataclasses.replace(
-    ParallelCNNClassifier.quick_config(), fs_hz=100.0, length=400, epochs=1, device="cpu"
-)
+SMALL = dataclasses.replace(ParallelCNNClassifier.quick_config(), fs_hz=100.0, length=400, epochs=1)
 
 
 @pytest.fixture(scope="module")
 def fitted():
     torch.set_num_threads(1)
     records = synthetic_records(24, seed=1)
-    return ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes), records
+    return ParallelCNNClassifier(SMALL).fit(records, Task()), records
 
 
 def test_grouped_equals_separate_branches():
@@ -173,7 +172,7 @@ def test_learns_a_planted_class():
     config = dataclasses.replace(
         SMALL, epochs=8, lr=3e-3, filters=8, val_fraction=0.2, threshold_method="challenge", seed=3
     )
-    model = ParallelCNNClassifier(config).fit(synthetic_records(48, 2), scored_classes().codes)
+    model = ParallelCNNClassifier(config).fit(synthetic_records(48, 2), Task())
     history = model.fit_summary_["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     test = synthetic_records(40, 9)
@@ -184,12 +183,10 @@ def test_learns_a_planted_class():
 
 def test_same_seed_same_model():
     records = synthetic_records(16, 4)
-    a = ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes)
-    b = ParallelCNNClassifier(SMALL).fit(records, scored_classes().codes)
+    a = ParallelCNNClassifier(SMALL).fit(records, Task())
+    b = ParallelCNNClassifier(SMALL).fit(records, Task())
     np.testing.assert_array_equal(a.predict_proba(records), b.predict_proba(records))
-    c = ParallelCNNClassifier(dataclasses.replace(SMALL, seed=1)).fit(
-        records, scored_classes().codes
-    )
+    c = ParallelCNNClassifier(dataclasses.replace(SMALL, seed=1)).fit(records, Task())
     assert not np.array_equal(a.predict_proba(records), c.predict_proba(records))
 
 
@@ -203,11 +200,12 @@ def test_second_epoch_and_second_run_read_the_cache(challenge_dir, tmp_path, mon
 
     monkeypatch.setattr(records_module, "load_record", counting)
     records = RecordSet.from_folder(challenge_dir).subset(range(12))
-    config = dataclasses.replace(SMALL, epochs=2, cache_dir=str(tmp_path / "cache"))
-    first = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    config = dataclasses.replace(SMALL, epochs=2)
+    ctx = RunContext(cache_dir=str(tmp_path / "cache"), progress=False)
+    first = ParallelCNNClassifier(config).fit(records, Task(), ctx)
     assert calls["n"] == 12  # each record read once over two epochs
     calls["n"] = 0
-    second = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    second = ParallelCNNClassifier(config).fit(records, Task(), ctx)
     assert calls["n"] == 0
     np.testing.assert_array_equal(first.thresholds_, second.thresholds_)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 12  # one entry per record
@@ -216,7 +214,7 @@ def test_second_epoch_and_second_run_read_the_cache(challenge_dir, tmp_path, mon
 def test_bad_threshold_method():
     with pytest.raises(ValueError, match="threshold_method"):
         ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_method="f1")).fit(
-            synthetic_records(4, 0), scored_classes().codes
+            synthetic_records(4, 0), Task()
         )
 
 
@@ -226,11 +224,10 @@ def test_cuda_mixed_precision_matches_cpu(dtype):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     records = synthetic_records(24, 5)
-    config = dataclasses.replace(SMALL, device="cuda", amp=True, amp_dtype=dtype, epochs=2)
-    model = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    config = dataclasses.replace(SMALL, amp=True, amp_dtype=dtype, epochs=2)
+    model = ParallelCNNClassifier(config).fit(records, Task(), RunContext(device="cuda"))
     cuda_scores = model.predict_proba(records)
-    model_cpu = dataclasses.replace(config, device="cpu")
-    model.config = model_cpu
+    model.use(RunContext(device="cpu"))
     cpu_scores = model.predict_proba(records)
     assert np.all((cuda_scores >= 0) & (cuda_scores <= 1))
     np.testing.assert_allclose(cuda_scores, cpu_scores, atol=0.02)  # reduced precision

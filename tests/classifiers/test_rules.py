@@ -11,6 +11,7 @@ import pytest
 
 from team_code.classifiers import registry
 from team_code.classifiers.rules import RulesClassifier, default_thresholds, evaluate_rules
+from team_code.context import Task
 from team_code.data import synth
 from team_code.data.labels import scored_classes
 from team_code.data.records import Record, load_record
@@ -30,7 +31,7 @@ def _record(name="syn", seed=0, **kw) -> Record:
 
 @pytest.fixture(scope="module")
 def model():
-    return RulesClassifier(RulesClassifier.Config(tune=False)).fit([], CLASSES)
+    return RulesClassifier(RulesClassifier.Config(tune=False)).fit([], Task.of_classes(CLASSES))
 
 
 def _fired(model, record) -> set[str]:
@@ -118,7 +119,7 @@ def test_tuning_moves_thresholds_within_bounds_and_survives_save_load(tmp_path):
         for r, lab in zip(records, labels)
     ]
     model = RulesClassifier(RulesClassifier.Config(tune=True, min_positives=2)).fit(
-        records, CLASSES
+        records, Task.of_classes(CLASSES)
     )
     tuned = model.rule_thresholds_["270492004"]["pr_ms"]
     assert 200 < tuned <= 240  # moved up from the knowledge base, inside the bounds
@@ -136,7 +137,9 @@ def test_tuning_moves_thresholds_within_bounds_and_survives_save_load(tmp_path):
 
 def test_registered_and_untuned_option_keeps_knowledge_base():
     assert registry.get("rules") is RulesClassifier
-    model = registry.create("rules", RulesClassifier.quick_config()).fit([], CLASSES)
+    model = registry.create("rules", RulesClassifier.quick_config()).fit(
+        [], Task.of_classes(CLASSES)
+    )
     assert model.rule_thresholds_ == default_thresholds()
 
 

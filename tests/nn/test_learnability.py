@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from team_code.classifiers.base import apply_options, record_labels
+from team_code.context import IN_MEMORY, Task
 from team_code.data.labels import label_matrix, scored_classes
 from team_code.data.records import RecordSet
 from team_code.data.synth import generate_dataset
@@ -54,7 +55,7 @@ def _cpu_config(name: str, **extra):
     from team_code.classifiers import registry
 
     cls = registry.get(name)
-    options = {**preset_options("cpu")[name], "progress": "false", "cache_dir": "none", **extra}
+    options = {**preset_options("cpu")[name], **extra}
     return cls, apply_options(cls.Config, options)
 
 
@@ -64,12 +65,12 @@ def test_deep_classifier_learns_planted_classes(name, synthetic, one_thread):
     classes = scored_classes().codes
     extra = {"pretrained_weights": "none"} if name == "cwt_googlenet" else {}
     cls, config = _cpu_config(name, **extra)
-    model = cls(config).fit(train, classes)
+    model = cls(config).fit(train, Task.of_classes(classes), IN_MEMORY)
 
     if name == "parallel_cnn":
         history, loss_terms = model.fit_summary_["history"], 1.0
     else:  # GoogLeNet's training loss adds its two auxiliary heads' losses, weighted
-        history, loss_terms = model.training_["history"], 1.0 + 2 * config.aux_weight
+        history, loss_terms = model.fit_summary_["history"], 1.0 + 2 * config.aux_weight
     prior = _prior_loss(label_matrix(record_labels(train), classes))
     last = history[-1]["train_loss"] / loss_terms
     assert last < 0.6 * prior, f"{name}: training loss {last:.4f} vs prior {prior:.4f}"

@@ -1,0 +1,368 @@
+"""The base both deep engines (``parallel_cnn``, ``cwt_googlenet``) are built on.
+
+A family says what is its own: the preprocessing (:meth:`DeepClassifier.transform`: a signal
+in mV of the task's leads and its sampling rate in, the network's input out, as a picklable
+callable), the settings that input depends on (the cache key), the network, its loss and
+optional hooks (initialisation, a balanced draw of training rows, augmentation). The base does
+the rest, one way for both:
+
+- **Inputs** are computed once per record and kept in the run's per-record cache
+  (:func:`team_code.nn.cache.cached_inputs`, keyed by the record's content, the settings, the
+  task's leads and the source of the preprocessing code), shared by every fold and member of a
+  hybrid; without a cache folder they are computed in memory. A record that cannot be
+  preprocessed is named and left out of training; at inference it raises naming it.
+- **Validation split**: ``val_fraction`` of the training records held out, records with
+  byte-identical inputs (duplicated recordings) kept on one side.
+- **Training**: :func:`team_code.nn.training.fit` (best epoch by validation loss, early
+  stopping, mixed precision on CUDA, DDP under ``torchrun``), checkpointing every epoch into
+  the run's work folder and resuming from it (``ctx.resume``); the hybrid gives each member and
+  fold its own folder, so every fold has its own checkpoint.
+- **Thresholds** on the held-out validation scores: ``"challenge"`` searches the challenge
+  metric starting from the prevalence floor's decisions (the classes a constant prediction
+  pays for; only classes with 5+ held-out positives leave them), ``"youden"`` takes Youden's J
+  per class.
+- **Weights** in safetensors (``weights.safetensors``), training facts in JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from team_code.classifiers.base import Classifier
+from team_code.classifiers.thresholds import (
+    NEVER,
+    challenge_thresholds,
+    prevalence_thresholds,
+    youden_thresholds,
+)
+from team_code.context import RunContext, Task
+from team_code.data.records import Record, RecordError, RecordSet
+from team_code.fileio import atomic_write_bytes, load_json, save_json
+
+WEIGHTS_FILE = "weights.safetensors"
+THRESHOLD_METHODS = ("challenge", "youden")
+#: Held-out positives a class needs before the threshold search may leave the floor.
+SEARCH_MIN_POSITIVES = 5
+
+
+def _preprocess(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
+    """The network input of one record: ``transform(signal_mv, fs)`` on the task's leads."""
+    signal_mv = record.select_leads(leads)
+    try:
+        return transform(signal_mv, record.fs)
+    except ValueError as error:
+        raise RecordError(record.name, str(error)) from None
+
+
+def signal_groups(array: Sequence[np.ndarray]) -> np.ndarray:
+    """Group ids: rows with byte-identical contents share one (duplicated recordings); rows
+    are read one at a time."""
+    seen: dict[bytes, int] = {}
+    groups = np.empty(len(array), dtype=int)
+    for i in range(len(array)):
+        digest = hashlib.blake2b(np.ascontiguousarray(array[i]).tobytes(), digest_size=16)
+        groups[i] = seen.setdefault(digest.digest(), len(seen))
+    return groups
+
+
+def group_split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions: about ``fraction`` of the groups held out, whole."""
+    unique = np.unique(groups)
+    n_val = int(round(fraction * len(unique)))
+    if fraction <= 0 or n_val == 0 or n_val >= len(unique):
+        return np.arange(len(groups)), np.zeros(0, dtype=int)
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(unique)[:n_val].tolist())
+    in_val = np.array([g in held for g in groups])
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
+
+
+def floor_thresholds(truth: np.ndarray, classes, scored=None) -> np.ndarray:
+    """The prevalence floor as thresholds: 0 (every record) for the classes that a constant
+    prediction pays for on ``truth`` under the challenge metric, "never" for the others.
+
+    The challenge-metric search of the held-out thresholds starts here, so that a class
+    leaves the floor's decision only where the network's scores pay on the held-out split
+    (and only for classes with 5+ held-out positives): on sources the network never saw, a
+    class it cannot tell apart falls back to the floor, not to a threshold fitted to noise.
+    """
+    prevalence, chosen = prevalence_thresholds(truth, classes, scored)
+    return np.where(prevalence >= chosen, 0.0, NEVER)
+
+
+def json_safe(value):
+    """Non-finite floats (a NaN validation loss without a validation set) become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class DeepClassifier(Classifier):
+    """A network over one preprocessed input per record; see the module docstring.
+
+    A family's ``Config`` has at least ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+    ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``amp``, ``amp_dtype``
+    and ``cache_dtype``.
+    """
+
+    #: Modules whose source the preprocessing runs (part of the cache key).
+    INPUT_CODE: ClassVar[tuple[str, ...]] = ()
+    #: JSON file of the training facts.
+    STATE_FILE: ClassVar[str] = "training.json"
+    #: Name of the preprocessing pass in progress output.
+    INPUT_NAME: ClassVar[str] = "preprocessing"
+
+    # -- what a family defines ---------------------------------------------------------------
+    def transform(self) -> Callable[[np.ndarray, float], np.ndarray]:
+        """A picklable ``f(signal_mv, fs) -> input`` (signal: the task's leads x samples)."""
+        raise NotImplementedError
+
+    def input_settings(self) -> dict:
+        """Everything the input depends on besides the leads (part of the cache key)."""
+        raise NotImplementedError
+
+    def build_network(self):
+        """A new network for ``len(self.classes_)`` outputs and ``len(self.task_.leads)`` leads."""
+        raise NotImplementedError
+
+    def loss(self) -> Callable:
+        """``loss(outputs, targets)``: the training loss."""
+        import torch
+
+        return torch.nn.BCEWithLogitsLoss()
+
+    def prepare_network(self, network, truth_train: np.ndarray) -> None:
+        """Before training (initialisation from the training labels, pretrained weights)."""
+
+    def training_draw(self, truth_train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Positions into the training rows to train on (repeats allowed); all by default."""
+        return np.arange(len(truth_train))
+
+    def augmentation(self) -> Callable | None:
+        """A transform of each training input (None: none)."""
+        return None
+
+    def sample_weights(self, truth_train: np.ndarray) -> np.ndarray | None:
+        """Per-row weights for drawing batches (with ``balanced_sampling``); None: uniform."""
+        return None
+
+    def train_overrides(self) -> dict:
+        """Family options of :class:`team_code.nn.training.TrainConfig` beyond the common."""
+        return {}
+
+    def extra_state(self) -> dict:
+        """JSON facts the family saves beside the weights."""
+        return {}
+
+    def set_extra_state(self, state: dict) -> None:
+        """Read back :meth:`extra_state` (before the network is built)."""
+
+    def input_leads(self) -> tuple[str, ...]:
+        """The leads the input is made of: the task's (a family may keep a subset)."""
+        return tuple(self.task_.leads)
+
+    # -- shared ------------------------------------------------------------------------------
+    def preprocess(self) -> Callable[[Record], np.ndarray]:
+        """The picklable per-record preprocessing: the input leads through :meth:`transform`."""
+        return functools.partial(_preprocess, leads=self.input_leads(), transform=self.transform())
+
+    def cache_settings(self) -> dict:
+        return {**self.input_settings(), "leads": list(self.input_leads())}
+
+    def train_config(self):
+        """The training loop's options: the model's, and the run's device, workers, progress."""
+        from team_code.nn.training import TrainConfig
+
+        c = self.config
+        return TrainConfig(
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            weight_decay=c.weight_decay,
+            patience=c.patience,
+            seed=c.seed,
+            amp=c.amp,
+            amp_dtype=c.amp_dtype,
+            device=self.ctx.device,
+            num_workers=self.ctx.loader_workers,
+            progress=self.ctx.progress,
+            **self.train_overrides(),
+        )
+
+    def cached_inputs(self, records: Sequence[Record], progress: bool | None = None):
+        """Inputs of ``records`` through the run's per-record cache (in memory without one)."""
+        from team_code.nn.cache import cached_inputs
+
+        return cached_inputs(
+            records,
+            self.preprocess(),
+            self.cache_settings(),
+            cache_dir=self.ctx.cache_option(),
+            dtype=self.config.cache_dtype,
+            num_workers=self.ctx.preprocess_workers(),
+            code=self.INPUT_CODE,
+            progress=self.ctx.progress if progress is None else progress,
+            desc=self.INPUT_NAME,
+            log=self.ctx.log,
+        )
+
+    def inputs(self, records: Sequence[Record]) -> Sequence[np.ndarray]:
+        """Network inputs of ``records``, read one batch at a time: from the run's cache when
+        there is one (the hybrid's held-out folds, which later folds and the refit reuse), else
+        preprocessed as read."""
+        from team_code.nn.cache import ComputedRows
+
+        if isinstance(records, RecordSet) and self.ctx.cache is not None:
+            stored = self.cached_inputs(records, progress=False)
+            stored.raise_failures(f"{self.name} cannot preprocess it")
+            return stored.items
+        return ComputedRows(records, self.preprocess())
+
+    def _scores(self, dataset) -> np.ndarray:
+        from team_code.nn.training import predict
+
+        logits = predict(self.network_, dataset, self.train_config())
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+    def choose_thresholds(self, truth_held: np.ndarray, scores: np.ndarray, truth_train):
+        if self.config.threshold_method == "youden":
+            return youden_thresholds(truth_held, scores)
+        return challenge_thresholds(
+            truth_held,
+            scores,
+            self.classes_,
+            start=floor_thresholds(truth_train, self.classes_, self.task_.scored),
+            min_positives=SEARCH_MIN_POSITIVES,
+            scored=self.task_.scored,
+        )
+
+    def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
+        """Preprocess (cached), split, train with checkpoints, choose held-out thresholds."""
+        from team_code.nn import distributed
+        from team_code.nn.cache import SignalDataset
+        from team_code.nn.device import pick_device
+        from team_code.nn.training import fit, set_seed
+
+        c = self.config
+        if c.threshold_method not in THRESHOLD_METHODS:
+            raise ValueError(
+                f"{self.name}: threshold_method must be one of {THRESHOLD_METHODS}, "
+                f"not {c.threshold_method!r}"
+            )
+        self._begin(task, ctx)
+        distributed.setup(pick_device(self.ctx.device))
+        truth_all = self.label_matrix(records)
+        stored = self.cached_inputs(records)
+        if len(stored) == 0:
+            raise ValueError(f"{self.name}: no record could be preprocessed for training")
+        truth = truth_all[stored.kept]
+        train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
+        rng = np.random.default_rng(c.seed)
+        drawn = train_rows[self.training_draw(truth[train_rows], rng)]
+        if drawn.size == 0:
+            raise ValueError(f"{self.name}: the training draw is empty")
+
+        set_seed(c.seed)
+        network = self.build_network()
+        self.prepare_network(network, truth[train_rows])
+        y = truth.astype(np.float32)
+        train_set = SignalDataset(stored.items, y[drawn], rows=drawn, transform=self.augmentation())
+        val_set = SignalDataset(stored.items, y[val_rows], rows=val_rows) if val_rows.size else None
+        result = fit(
+            network,
+            train_set,
+            val_set,
+            self.loss(),
+            self.train_config(),
+            workdir=self.ctx.workdir,
+            resume=self.ctx.checkpoint(),
+            sample_weights=self.sample_weights(truth[drawn]),
+            log=self.ctx.log,
+        )
+        network.cpu().eval()
+        self.network_ = network
+
+        held_out = val_rows if val_rows.size else train_rows
+        if not val_rows.size:
+            self.ctx.log(f"{self.name}: no validation split; thresholds read off the training set")
+        scores = self._scores(SignalDataset(stored.items, rows=held_out))
+        self.thresholds_ = self.choose_thresholds(truth[held_out], scores, truth[train_rows])
+        self.fit_summary_ = json_safe(
+            {
+                "n_records": len(records),
+                "n_train": int(train_rows.size),
+                "n_val": int(val_rows.size),
+                "n_drawn": int(drawn.size),
+                "thresholds_from": "validation" if val_rows.size else "training",
+                "left_out": [{"record": r, "problem": p} for r, p in stored.failures],
+                "best_epoch": result.best_epoch,
+                "best_loss": result.best_loss,
+                "stopped_early": result.stopped_early,
+                "history": result.history,
+                "n_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+            }
+        )
+        return self
+
+    def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
+        """Sigmoid outputs, (n_records, n_classes)."""
+        from team_code.nn.cache import SignalDataset
+
+        if len(records) == 0:
+            return np.zeros((0, len(self.classes_)))
+        return np.clip(self._scores(SignalDataset(self.inputs(records))), 0.0, 1.0)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, folder) -> None:
+        """Write config, thresholds and weights (rank 0 only under torchrun)."""
+        from team_code.nn import distributed
+
+        if distributed.is_main():
+            super().save(folder)
+
+    def _save_state(self, folder: Path) -> None:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()}
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
+        save_json(
+            folder / self.STATE_FILE,
+            {"training": getattr(self, "fit_summary_", {}), **self.extra_state()},
+        )
+
+    def _load_state(self, folder: Path) -> None:
+        from safetensors.torch import load
+
+        meta = load_json(folder / self.STATE_FILE) if (folder / self.STATE_FILE).is_file() else {}
+        self.fit_summary_ = meta.get("training", {})
+        self.set_extra_state(meta)
+        network = self.build_network()
+        network.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
+        network.eval()
+        self.network_ = network
+
+    def summary(self) -> dict:
+        """Config, task and the training run's figures (less the per-epoch history)."""
+        training = {k: v for k, v in getattr(self, "fit_summary_", {}).items() if k != "history"}
+        return {**super().summary(), **self.extra_state(), "training": training}
+
+
+__all__ = [
+    "WEIGHTS_FILE",
+    "DeepClassifier",
+    "floor_thresholds",
+    "group_split",
+    "json_safe",
+    "signal_groups",
+]
