@@ -1,0 +1,147 @@
+"""Leave one source out for each lead set: what a reduced-lead model loses against twelve.
+
+For each lead set (``--leads``, default the 2021 Challenge's 12, 6, 4, 3 and 2) and the chosen
+scoring table (``--task``, default 2021), every classifier of ``--classifiers`` (default
+``rules``) and the prevalence floor are trained on five of the six shared sources (A, E, HR,
+Q, S from ``challenge/``, LU from ``ludb_challenge/``) for the task on that lead set and score
+the sixth; the held-out records are the full twelve-lead records, of which each model reads
+only its leads. Printed per lead set: the challenge metric of the task's table per held-out
+source and pooled over the six, with a bootstrap 95% interval over records for the pooled
+figure, and the pooled figure's change against twelve leads.
+
+Usage::
+
+    python benchmarks/lead_sets.py [--task 2021] [--leads 12,6,4,3,2] [--classifiers rules]
+        [--preset cpu] [--set NAME.OPTION=VALUE ...] [--cache DIR] [--json FILE]
+
+``--cache DIR`` keeps the per-record caches (the rules' measurements per lead set, network
+inputs) between runs; without it they live in a temporary folder for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from team_code.classifiers import registry  # noqa: E402
+from team_code.classifiers.thresholds import challenge_score  # noqa: E402
+from team_code.context import RunContext, Task  # noqa: E402
+from team_code.data.leads import LEAD_SETS, parse_leads  # noqa: E402
+from team_code.data.records import RecordSet, find_records, record_source  # noqa: E402
+from team_code.harness import configure, parse_options  # noqa: E402
+
+SOURCE_ORDER = ("A", "E", "HR", "Q", "S", "LU")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    shared = REPO.parent / "shared" / "data"
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="record folders (default: shared challenge/ and ludb_challenge/)",
+    )
+    parser.add_argument("--task", default="2021", help="scoring table: 2020, 2021 or a file")
+    parser.add_argument("--leads", default="12,6,4,3,2", help="lead sets, by size")
+    parser.add_argument("--classifiers", default="rules")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--set", dest="options", action="append", default=[])
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, help="per-record cache folder to keep")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.set_defaults(shared=shared)
+    return parser
+
+
+def bootstrap_interval(truth, binary, classes, scored, n_boot: int, seed: int):
+    """95% interval of the challenge metric over records resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(truth), len(truth))
+        values.append(challenge_score(truth[rows], binary[rows], classes, scored))
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    folders = args.data or [args.shared / "challenge", args.shared / "ludb_challenge"]
+    records = RecordSet([p for folder in folders for p in find_records(folder)])
+    sources = np.array([record_source(n) for n in records.names])
+    order = [s for s in SOURCE_ORDER if s in set(sources)] + sorted(
+        set(sources) - set(SOURCE_ORDER)
+    )
+    names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
+    configs = configure(["prevalence", *names], parse_options(args.options), args.preset)
+    cache = str(args.cache) if args.cache else tempfile.mkdtemp(prefix="lead-sets-")
+    ctx = RunContext(cache_dir=cache, progress=False, log=lambda message: None)
+    lead_sets = [parse_leads(p.strip()) for p in args.leads.split(",") if p.strip()]
+    figures: dict = {"task": args.task, "records": len(records), "lead_sets": {}}
+    for leads in lead_sets:
+        task = Task(args.task, leads)
+        classes, scored = task.classes, task.scored
+        truth = task.truth(records)
+        outputs = {m: np.zeros_like(truth) for m in ["prevalence", *names]}
+        start = time.perf_counter()
+        for source in order:
+            train = records.subset(np.flatnonzero(sources != source))
+            held = np.flatnonzero(sources == source)
+            test = records.subset(held)
+            for method in outputs:
+                model = registry.get(method)(configs[method]).fit(train, task, ctx)
+                outputs[method][held] = model.predict(test)
+        rows = {}
+        for method, binary in outputs.items():
+            per_source = {
+                s: challenge_score(truth[sources == s], binary[sources == s], classes, scored)
+                for s in order
+            }
+            pooled = challenge_score(truth, binary, classes, scored)
+            low, high = bootstrap_interval(
+                truth, binary, classes, scored, args.bootstrap, args.seed
+            )
+            rows[method] = {"by_source": per_source, "pooled": pooled, "interval": [low, high]}
+        name = task.lead_set
+        figures["lead_sets"][name] = {
+            "leads": list(leads),
+            "seconds": time.perf_counter() - start,
+            "methods": rows,
+        }
+        print(f"\n{args.task} table, {name} leads ({', '.join(leads)}): leave one source out")
+        print(f"{'method':<12} " + " ".join(f"{s:>7}" for s in order) + "   pooled [95% CI]")
+        counts = " ".join(f"{int((sources == s).sum()):>7}" for s in order)
+        print(f"{'records':<12} {counts}   {len(records)}")
+        for method, row in rows.items():
+            cells = " ".join(f"{row['by_source'][s]:>7.3f}" for s in order)
+            low, high = row["interval"]
+            print(f"{method:<12} {cells}   {row['pooled']:.3f} [{low:.3f}, {high:.3f}]")
+    twelve = LEAD_SETS["12"]
+    if any(tuple(leads) == twelve for leads in lead_sets) and len(lead_sets) > 1:
+        print(f"\npooled {args.task} metric against twelve leads")
+        base = figures["lead_sets"]["12"]["methods"]
+        for name, entry in figures["lead_sets"].items():
+            changes = ", ".join(
+                f"{m} {row['pooled']:.3f} ({row['pooled'] - base[m]['pooled']:+.3f})"
+                for m, row in entry["methods"].items()
+            )
+            print(f"  {name:>3} leads: {changes}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
