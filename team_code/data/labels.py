@@ -75,14 +75,17 @@ def scored_classes(weights_path: str | os.PathLike | None = None) -> ScoredClass
 
 
 def label_matrix(
-    labels: Sequence[Iterable[str]], classes: Sequence[str] | None = None
+    labels: Sequence[Iterable[str]],
+    classes: Sequence[str] | None = None,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
     """A bool (n_records, n_classes) matrix of merged labels.
 
-    ``labels`` holds each record's raw #Dx codes; ``classes`` are representative codes (all 24
-    by default). Equivalent codes are OR-ed into their representative; unscored codes ignored.
+    ``labels`` holds each record's raw #Dx codes; ``classes`` are representative codes of
+    ``scored`` (the 2020 table by default; all its classes by default). Equivalent codes are
+    OR-ed into their representative; unscored codes ignored.
     """
-    scored = scored_classes()
+    scored = scored if scored is not None else scored_classes()
     classes = list(classes) if classes is not None else list(scored.codes)
     column = {code: j for j, code in enumerate(classes)}
     matrix = np.zeros((len(labels), len(classes)), dtype=bool)
