@@ -824,6 +824,7 @@ def operating_thresholds(
     min_positives: int = 8,
     sources: Sequence[str] | None = None,
     vocabulary: bool = True,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
     """Each class's threshold on held-out rule scores, or silence (:data:`NEVER`), for the
     challenge metric: coordinate ascent over classes from 0.5 everywhere.
@@ -835,16 +836,18 @@ def operating_thresholds(
     either way); rarer classes try 0.5 and silence only (a threshold searched on a few
     positives mostly learns which records they were). With ``sources``, a class is judged on
     the records of the sources that use its label (:func:`label_vocabulary`); a class that
-    no source uses is silent.
+    no source uses is silent. The metric weighs with ``scored`` (:func:`task_scored` of
+    ``classes`` when None).
     """
     truth = np.asarray(truth, bool)
     scores = np.asarray(scores, float)
     classes = list(classes)
+    scored = scored if scored is not None else task_scored(classes)
     uses = label_vocabulary(truth, sources if vocabulary else None)
 
     def value(rows, b):
         """The challenge metric of the records in ``rows``, pooled."""
-        return challenge_score(truth[rows], b, classes)
+        return challenge_score(truth[rows], b, classes, scored)
 
     thresholds = np.full(len(classes), 0.5)
     binary = scores >= thresholds
@@ -992,7 +995,9 @@ class RulesClassifier(Classifier):
         start = np.full(len(self.classes_), 0.5)
         if self.config.decision == "challenge":
             scores = self._scores_from_values(all_values)
-            self.thresholds_ = challenge_thresholds(truth, scores, self.classes_, start=start)
+            self.thresholds_ = challenge_thresholds(
+                truth, scores, self.classes_, start=start, scored=self._scored()
+            )
         elif self.config.decision == "loso" and len(all_values) > 0:
             held_out, groups = self._held_out_scores(all_values, truth, sources)
             self.thresholds_ = operating_thresholds(
@@ -1002,6 +1007,7 @@ class RulesClassifier(Classifier):
                 self.config.decision_min_positives,
                 sources,
                 self.config.decision_vocabulary,
+                self._scored(),
             )
             self.decision_ = {
                 "held_out_groups": sorted(set(groups)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from team_code.data.labels import NORMAL_CLASS, scored_classes
+from team_code.data.labels import NORMAL_CLASS, ScoredClasses, scored_classes
 
 #: A threshold above every score in [0, 1]: the class is never predicted.
 NEVER = float(np.nextafter(1.0, 2.0))
@@ -40,19 +40,23 @@ def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def challenge_weights(classes) -> np.ndarray:
-    """The challenge-metric weights restricted to ``classes`` (representative codes)."""
-    scored = scored_classes()
+def challenge_weights(classes, scored: ScoredClasses | None = None) -> np.ndarray:
+    """The challenge-metric weights restricted to ``classes`` (representative codes of
+    ``scored``, the 2020 table by default)."""
+    scored = scored if scored is not None else scored_classes()
     index = [scored.codes.index(c) for c in classes]
     return scored.weights[np.ix_(index, index)]
 
 
-def challenge_score(labels: np.ndarray, binary: np.ndarray, classes) -> float:
-    """The normalised challenge metric of binary outputs, by the project's scorer."""
+def challenge_score(
+    labels: np.ndarray, binary: np.ndarray, classes, scored: ScoredClasses | None = None
+) -> float:
+    """The normalised challenge metric of binary outputs, by the project's scorer (weights of
+    ``scored``, the 2020 table by default)."""
     from evaluation.metrics import compute_challenge_metric
 
     return compute_challenge_metric(
-        challenge_weights(classes), labels, binary, list(classes), NORMAL_CLASS
+        challenge_weights(classes, scored), labels, binary, list(classes), NORMAL_CLASS
     )
 
 
@@ -64,8 +68,10 @@ def challenge_thresholds(
     max_passes: int = 4,
     start: np.ndarray | None = None,
     min_positives: int = 0,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
-    """Thresholds maximising the challenge metric by coordinate ascent over classes.
+    """Thresholds maximising the challenge metric by coordinate ascent over classes (weights
+    of ``scored``, the 2020 table by default).
 
     Classes with fewer than ``min_positives`` positive labels keep their ``start`` threshold:
     a threshold searched on two or three positives mostly learns which records they were.
@@ -82,7 +88,7 @@ def challenge_thresholds(
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=float)
     classes = list(classes)
-    weights = challenge_weights(classes)
+    weights = challenge_weights(classes, scored)
     thresholds = youden_thresholds(labels, scores) if start is None else np.array(start, float)
     binary = scores >= thresholds
     _, correct, inactive = challenge_scores(weights, labels, binary, classes.index(NORMAL_CLASS))
