@@ -1091,7 +1091,8 @@ class RulesClassifier(Classifier):
 
         Returns:
             ``{"record", "notes", "measurements", "labels", "rules"}`` where ``rules`` holds,
-            per class, ``code``, ``abbreviation``, ``criterion``, ``score``, ``threshold``
+            per class, ``code``, ``abbreviation`` (the class's, in its table), ``rule`` (the
+            code the serving rule is keyed by), ``criterion``, ``score``, ``threshold``
             (operating threshold on the score; above 1 where the class is silent), ``label``
             (bool), ``terms`` (each condition: ``measure``, ``value``, ``op``, ``threshold``
             (as tuned), ``published`` (the published value), ``bounds`` (the clinically stated
