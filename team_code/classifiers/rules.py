@@ -18,6 +18,14 @@ bradycardia 426177001 a sinus rhythm below it; axis deviations are read on the f
 axis with the published cut-offs. Every threshold carries its published value, the
 clinically stated bounds that tuning may not leave, and their source (:class:`Threshold`).
 
+Rules are keyed by one SNOMED CT code each and serve classes by equivalence
+(:func:`rule_for_class`): the class of any scoring table whose group of equivalent codes holds
+the rule's code. The 2020 table's 24 classes and the 2021 table's 26 all have a rule: the LBBB
+rule (164909002) serves 2021's CLBBB|LBBB (733534002|164909002), and two rules serve classes
+new in 2021, bundle branch block of unstated type (6374002) and poor R wave progression
+(365413008). A classifier reads its task's table (``task.scored``), its truth merged with
+that table's equivalences.
+
 Learning (``fit``) has two phases, both on the training records only:
 
 1. ``tune``: each rule's primary threshold moves, within its clinically stated bounds, to the
@@ -63,6 +71,7 @@ from team_code.classifiers.base import Classifier
 from team_code.classifiers.measurements import measure_all, record_measurements
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
 from team_code.context import RunContext, Task
+from team_code.data.labels import ScoredClasses, table_for
 from team_code.data.records import Record, record_source
 from team_code.dsp.features import FeatureConfig
 
@@ -72,6 +81,7 @@ __all__ = [
     "Rule",
     "RULES",
     "evaluate_rules",
+    "rule_for_class",
     "operating_thresholds",
     "label_vocabulary",
 ]
@@ -299,6 +309,36 @@ def _lqt(c: _Context) -> float:
     return c.above("qtc_bazett_ms", name)
 
 
+def _bbb(c: _Context) -> float:
+    """Wide QRS with the morphology of either complete bundle branch block."""
+    return c.above("qrs_ms", "bbb_qrs_ms") * max(_rbbb_shape(c), _lbbb_shape(c))
+
+
+#: Poor R wave progression. Zema and Kligfield (ECG poor R-wave progression: review and
+#: synthesis, Arch Intern Med 1982;142:1145) as summarised by ECG Stampede's glossary (citing
+#: them): R < 3 mm in V3, or R decreasing from V2 to V3 or from V3 to V4; DePace's criteria
+#: as summarised by metealpaslan.com: R in V3 <= 3 mm (10 mm/mV), or a reversed progression;
+#: UCSF's ECG course: reversed progression is a loss of R height V1-V2, V2-V3 or V3-V4, the
+#: R in V3 is normally > 2 mm, and "poor R wave progression" is a non-preferred term of the
+#: AHA. Not verified: the primary articles were not read (only these summaries), so the
+#: 0.3 mV limit and the leads of the reversal are as the summaries state them; the size of a
+#: "decrease" is not stated: 0.1 mV (1 mm, what a reader sees at 10 mm/mV) is our choice.
+#: V1-V2 is left out of the reversal (ECG Stampede's reading): a tall R' of right bundle
+#: branch block in V1 is no loss of anterior forces.
+_PRWP_SOURCE = "Zema and Kligfield 1982 via ECG Stampede; DePace via metealpaslan.com"
+_PRWP_DROPS = (("V2", "V3"), ("V3", "V4"))
+
+
+def _prwp(c: _Context) -> float:
+    """A small R in V3, or an R that falls from V2 to V3 or from V3 to V4."""
+    small_v3 = c.below("V3_r_mv", "prwp_v3_r_mv")
+    drops = [
+        c.above(f"{a}_r_mv - {b}_r_mv", "prwp_drop_mv", c.value(f"{a}_r_mv") - c.value(f"{b}_r_mv"))
+        for a, b in _PRWP_DROPS
+    ]
+    return max(small_v3, *drops)
+
+
 def _in_range_hr(c: _Context) -> float:
     return c.above("hr_bpm", "nsr_hr_lo_bpm") * c.below("hr_bpm", "nsr_hr_hi_bpm")
 
@@ -433,7 +473,8 @@ def _build_rules() -> list[Rule]:
         Rule(
             "LBBB",
             "164909002",
-            "Complete left bundle branch block: QRS >= 120 ms; broad notched or slurred R in I, "
+            "Complete left bundle branch block (164909002; in the 2021 table the class "
+            "CLBBB|LBBB, 733534002|164909002): QRS >= 120 ms; broad notched or slurred R in I, "
             f"aVL, V5, V6; absent q in I, V5, V6; QS or rS in V1 ({_PART3}; Minnesota code "
             "7-1-1).",
             {
@@ -442,6 +483,51 @@ def _build_rules() -> list[Rule]:
             },
             "lbbb_qrs_ms",
             lambda c: c.above("qrs_ms", "lbbb_qrs_ms") * _lbbb_shape(c),
+        ),
+        Rule(
+            "BBB",
+            "6374002",
+            "Bundle branch block, type not stated (6374002, 2021 table): QRS >= 120 ms with the "
+            "morphology of complete right (r' or positive end of QRS in V1, terminal S in I and "
+            "V6) or complete left bundle branch block (QS or rS in V1, upright end of QRS in I "
+            f"and V6, no q in I and V6); both complete blocks share the 120 ms limit ({_PART3}; "
+            "Minnesota codes 7-1-1, 7-2-1). The parent concept of CRBBB and LBBB: it holds "
+            "wherever either of their rules does; sources give it where the type was not "
+            "recorded, and the operating threshold learnt on held-out sources decides whether "
+            "its detections pay.",
+            {
+                **_qrs_wide(
+                    "bbb_qrs_ms",
+                    120.0,
+                    110.0,
+                    130.0,
+                    f"120 ms ({_PART3}); 110 ms incomplete RBBB, 130 ms LBBB in women",
+                ),
+                **_RBBB_SHAPE,
+                **_LBBB_SHAPE,
+            },
+            "bbb_qrs_ms",
+            _bbb,
+        ),
+        Rule(
+            "PRWP",
+            "365413008",
+            "Poor R wave progression (365413008, 2021 table): R in V3 <= 0.3 mV (3 mm), or an "
+            "R that decreases from V2 to V3 or from V3 to V4 (reversed progression; Zema and "
+            "Kligfield, Arch Intern Med 1982, and DePace's criteria, both read in secondary "
+            "summaries only). A non-preferred term of the AHA: it is seen with old anterior "
+            "infarction, left or right ventricular hypertrophy, left bundle branch block, high "
+            "precordial electrodes and as a normal variant.",
+            {
+                "prwp_v3_r_mv": T(
+                    0.3, 0.04, 0.2, 0.3, "mV", f"0.3 mV ({_PRWP_SOURCE}); normal > 0.2 mV (UCSF)"
+                ),
+                "prwp_drop_mv": T(
+                    0.1, 0.03, 0.0, 0.2, "mV", f"any decrease ({_PRWP_SOURCE}); 0.1 mV: ours"
+                ),
+            },
+            "prwp_v3_r_mv",
+            _prwp,
         ),
         Rule(
             "LQRSV",
@@ -632,32 +718,68 @@ def _rule_table() -> dict[str, Rule]:
     return RULES
 
 
+def class_codes(code: str, scored: ScoredClasses) -> tuple[str, ...]:
+    """Every code of the class of ``code`` in ``scored`` (its representative first); a code
+    the table does not score stands for itself."""
+    rep = scored.representative.get(code)
+    if rep is None:
+        return (code,)
+    return (rep, *sorted(c for c, r in scored.representative.items() if r == rep and c != rep))
+
+
+def rule_for_class(code: str, scored: ScoredClasses) -> Rule | None:
+    """The rule serving class ``code`` of the table ``scored``, or None.
+
+    A rule is keyed by one SNOMED CT code (:attr:`Rule.code`, the 2020 representative); it
+    serves the class of any table whose group of equivalent codes holds that code: the LBBB
+    rule 164909002 serves the 2020 class 164909002 and the 2021 class CLBBB|LBBB
+    (733534002|164909002). Every lookup of a class's rule (fit, predict, explain,
+    :func:`evaluate_rules`) goes through here. Raises ``ValueError`` where two rules would
+    serve one class.
+    """
+    table = _rule_table()
+    found = [table[c] for c in class_codes(code, scored) if c in table]
+    if len(found) > 1:
+        names = ", ".join(f"{r.abbreviation} {r.code}" for r in found)
+        raise ValueError(f"class {code} is served by more than one rule: {names}")
+    return found[0] if found else None
+
+
 def default_thresholds() -> dict[str, dict[str, float]]:
-    """Knowledge-base threshold values of every rule: code -> name -> value."""
+    """Knowledge-base threshold values of every rule: rule code -> name -> value."""
     return {
         code: {k: t.value for k, t in r.thresholds.items()} for code, r in _rule_table().items()
     }
 
 
-def evaluate_rules(values: dict, thresholds: dict[str, dict[str, float]] | None = None, codes=None):
+def evaluate_rules(
+    values: dict,
+    thresholds: dict[str, dict[str, float]] | None = None,
+    codes=None,
+    scored: ScoredClasses | None = None,
+):
     """Score every rule on one record's measurements.
 
     Args:
         values: measurement dict (from :func:`team_code.dsp.features.measure`), plus ``sex``.
-        thresholds: code -> threshold name -> value (knowledge base when None).
-        codes: the classes to score (all rules when None).
+        thresholds: rule code -> threshold name -> value (knowledge base when None).
+        codes: the classes to score (every rule, by its own code, when None).
+        scored: the table the classes belong to (when None, the shipped table of ``codes``:
+            :func:`team_code.data.labels.table_for`); each class is served by its rule through
+            :func:`rule_for_class`.
 
     Returns:
-        code -> ``{"score", "terms", "missing"}`` for the codes that have a rule.
+        class code -> ``{"score", "terms", "missing"}`` for the classes that have a rule.
     """
-    table = _rule_table()
+    codes = list(codes) if codes is not None else list(_rule_table())
+    scored = scored if scored is not None else table_for(codes)
     thresholds = thresholds or default_thresholds()
     out = {}
-    for code in codes if codes is not None else table:
-        rule = table.get(code)
+    for code in codes:
+        rule = rule_for_class(code, scored)
         if rule is None:
             continue
-        ctx = _Context(values, thresholds[code], rule.thresholds)
+        ctx = _Context(values, thresholds[rule.code], rule.thresholds)
         score = float(min(1.0, max(0.0, rule.logic(ctx))))
         out[code] = {"score": score, "terms": ctx.terms, "missing": sorted(set(ctx.missing))}
     return out
@@ -689,6 +811,7 @@ def operating_thresholds(
     min_positives: int = 8,
     sources: Sequence[str] | None = None,
     vocabulary: bool = True,
+    scored: ScoredClasses | None = None,
 ) -> np.ndarray:
     """Each class's threshold on held-out rule scores, or silence (:data:`NEVER`), for the
     challenge metric: coordinate ascent over classes from 0.5 everywhere.
@@ -700,16 +823,18 @@ def operating_thresholds(
     either way); rarer classes try 0.5 and silence only (a threshold searched on a few
     positives mostly learns which records they were). With ``sources``, a class is judged on
     the records of the sources that use its label (:func:`label_vocabulary`); a class that
-    no source uses is silent.
+    no source uses is silent. The metric weighs with ``scored`` (when None, the shipped table
+    of ``classes``: :func:`team_code.data.labels.table_for`).
     """
     truth = np.asarray(truth, bool)
     scores = np.asarray(scores, float)
     classes = list(classes)
+    scored = scored if scored is not None else table_for(classes)
     uses = label_vocabulary(truth, sources if vocabulary else None)
 
     def value(rows, b):
         """The challenge metric of the records in ``rows``, pooled."""
-        return challenge_score(truth[rows], b, classes)
+        return challenge_score(truth[rows], b, classes, scored)
 
     thresholds = np.full(len(classes), 0.5)
     binary = scores >= thresholds
@@ -821,10 +946,15 @@ class RulesClassifier(Classifier):
         )
         return [m["values"] for m in measured]
 
+    def _scored(self) -> ScoredClasses:
+        """The scoring table of the task fitted."""
+        return self.task_.scored
+
     def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
         scores = np.zeros((len(all_values), len(self.classes_)))
+        scored = self._scored()
         for i, values in enumerate(all_values):
-            result = evaluate_rules(values, self.rule_thresholds_, self.classes_)
+            result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
             for j, code in enumerate(self.classes_):
                 if code in result:
                     scores[i, j] = result[code]["score"]
@@ -846,6 +976,7 @@ class RulesClassifier(Classifier):
         all_values = self._measured(records)
         self.fit_seconds_per_record_ = (time.perf_counter() - start) / max(1, len(records))
         names = [r.name for r in records]
+        # truth merged with the equivalences of the task's table (2020 or 2021)
         return self.fit_values(all_values, self.label_matrix(records), names)
 
     def fit_values(
@@ -872,6 +1003,7 @@ class RulesClassifier(Classifier):
                 self.config.decision_min_positives,
                 sources,
                 self.config.decision_vocabulary,
+                self._scored(),
             )
             self.decision_ = {
                 "held_out_groups": sorted(set(groups)),
@@ -914,10 +1046,10 @@ class RulesClassifier(Classifier):
         """Per-rule 1-D grid search of the primary threshold maximising the class's F1 on the
         records of the sources that use the class's label (all records without ``sources``;
         see :func:`label_vocabulary`)."""
-        table = _rule_table()
+        scored = self._scored()
         uses = label_vocabulary(truth, sources)
         for j, code in enumerate(self.classes_):
-            rule = table.get(code)
+            rule = rule_for_class(code, scored)
             rows = np.flatnonzero(uses[:, j])
             y = truth[rows, j]
             if rule is None or y.sum() < self.config.min_positives:
@@ -926,17 +1058,18 @@ class RulesClassifier(Classifier):
             grid = np.unique(np.r_[np.linspace(spec.lo, spec.hi, self.config.n_grid), spec.value])
             best_value, best_f1 = spec.value, -1.0
             for value in sorted(grid, key=lambda g: abs(g - spec.value)):  # ties: nearest to KB
-                th = dict(self.rule_thresholds_[code], **{rule.primary: float(value)})
+                tried = {rule.primary: float(value)}
+                th = {rule.code: dict(self.rule_thresholds_[rule.code], **tried)}
                 pred = np.array(
                     [
-                        evaluate_rules(all_values[i], {code: th}, [code])[code]["score"] >= 0.5
+                        evaluate_rules(all_values[i], th, [code], scored)[code]["score"] >= 0.5
                         for i in rows
                     ]
                 )
                 f1 = _f1(y, pred)
                 if f1 > best_f1 + 1e-12:
                     best_value, best_f1 = float(value), f1
-            self.rule_thresholds_[code][rule.primary] = best_value
+            self.rule_thresholds_[rule.code][rule.primary] = best_value
             self.tuning_[code] = {
                 "threshold": rule.primary,
                 "value": best_value,
@@ -954,7 +1087,8 @@ class RulesClassifier(Classifier):
 
         Returns:
             ``{"record", "notes", "measurements", "labels", "rules"}`` where ``rules`` holds,
-            per class, ``code``, ``abbreviation``, ``criterion``, ``score``, ``threshold``
+            per class, ``code``, ``abbreviation`` (the class's, in its table), ``rule`` (the
+            code the serving rule is keyed by), ``criterion``, ``score``, ``threshold``
             (operating threshold on the score; above 1 where the class is silent), ``label``
             (bool), ``terms`` (each condition: ``measure``, ``value``, ``op``, ``threshold``
             (as tuned), ``published`` (the published value), ``bounds`` (the clinically stated
@@ -964,17 +1098,19 @@ class RulesClassifier(Classifier):
         """
         m = self.measure(record)
         values = m["values"]
-        result = evaluate_rules(values, self.rule_thresholds_, self.classes_)
-        table = _rule_table()
+        scored = self._scored()
+        result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
         rules, labels = [], []
         for j, code in enumerate(self.classes_):
-            rule = table.get(code)
+            rule = rule_for_class(code, scored)
             if rule is None:
                 continue
             r = result[code]
             label = bool(r["score"] >= self.thresholds_[j])
+            scored_code = code in scored.representative
+            abbreviation = scored.abbreviation(code) if scored_code else rule.abbreviation
             if label:
-                labels.append(rule.abbreviation)
+                labels.append(abbreviation)
             parts = {"for": [], "against": []}
             for t in r["terms"]:
                 if t["value"] is None:
@@ -996,7 +1132,8 @@ class RulesClassifier(Classifier):
             rules.append(
                 {
                     "code": code,
-                    "abbreviation": rule.abbreviation,
+                    "abbreviation": abbreviation,
+                    "rule": rule.code,  # the rule's own code (any code of the class)
                     "criterion": rule.criterion,
                     "score": r["score"],
                     "threshold": float(self.thresholds_[j]),
@@ -1033,7 +1170,8 @@ class RulesClassifier(Classifier):
 
     def summary(self) -> dict:
         """Config, tuned thresholds and the classes covered by a rule."""
-        covered = [c for c in self.classes_ if c in _rule_table()]
+        scored = self._scored()
+        covered = [c for c in self.classes_ if rule_for_class(c, scored) is not None]
         return {
             "config": dataclasses.asdict(self.config),
             "rules": [self.task_.abbreviation(c) for c in covered],

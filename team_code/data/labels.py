@@ -56,11 +56,16 @@ class ScoredClasses:
         return self.abbreviations[self.index(code)]
 
 
-@lru_cache(maxsize=8)
 def scored_classes(weights_path: str | os.PathLike | None = None) -> ScoredClasses:
     """Load the scored classes from a ``weights.csv`` of either year (the shipped 2020 copy by
-    default); abbreviations come from the ``dx_mapping_scored.csv`` beside it."""
+    default); abbreviations come from the ``dx_mapping_scored.csv`` beside it. One object per
+    table file: the same table asked for twice is the same object."""
     path = Path(weights_path) if weights_path else TABLES_DIR / "weights.csv"
+    return _scored_classes(path.resolve())
+
+
+@lru_cache(maxsize=8)
+def _scored_classes(path: Path) -> ScoredClasses:
     table = load_scoring_table(path)
     abbreviations = class_abbreviations(
         table, load_abbreviations(path.parent / "dx_mapping_scored.csv")
