@@ -28,7 +28,9 @@ Learning (``fit``) has two phases, both on the training records only:
    see: for every training source, the rules are tuned on the other sources and score it
    (leave one source out; record-name prefixes, :func:`record_source`), and a coordinate
    ascent over classes keeps a class's detections only where they raise the challenge
-   metric of those held-out scores. A class whose detections do not pay on held-out sources
+   metric on more of those held-out sources than they lower it, each source scored on its
+   own (``decision_objective="vote"``; ``"pooled"`` judges their records pooled, where the
+   largest source decides). A class whose detections do not pay on held-out sources
    stays silent (threshold above every score). Where the training records come from one
    source, ``decision_folds`` grouped folds stand in for the sources. ``decision="half"``
    takes 0.5 everywhere; ``"challenge"`` searches thresholds on the training scores.
