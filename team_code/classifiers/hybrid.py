@@ -89,8 +89,8 @@ class HybridConfig:
     # "source": whole sources (record-name prefixes) stay together, so the fusion and its
     # thresholds are chosen on scores for hospitals the members did not see (falls back to
     # "signal" with fewer sources than folds); "signal": folds keep identical signals together.
-    # Leave-one-source-out on six sources (README): the hybrid over the rules scores 0.283
-    # pooled with "source" and 0.265 with "signal", whose thresholds make IRBBB fire on 45
+    # Leave-one-source-out on six sources (at 8f300c0): the hybrid over the rules scored 0.283
+    # pooled with "source" and 0.265 with "signal", whose thresholds made IRBBB fire on 45
     # CPSC records.
     fold_groups: str = "source"
     # "auto" compares single, selection and stacking on cross-validated OOF scores (see

@@ -36,7 +36,9 @@ Learning (``fit``) has two phases, both on the training records only:
    see: for every training source, the rules are tuned on the other sources and score it
    (leave one source out; record-name prefixes, :func:`record_source`), and a coordinate
    ascent over classes keeps a class's detections only where they raise the challenge
-   metric of those held-out scores. A class whose detections do not pay on held-out sources
+   metric on more of those held-out sources than they lower it, each source scored on its
+   own (``decision_objective="vote"``; ``"pooled"`` judges their records pooled, where the
+   largest source decides). A class whose detections do not pay on held-out sources
    stays silent (threshold above every score). Where the training records come from one
    source, ``decision_folds`` grouped folds stand in for the sources. ``decision="half"``
    takes 0.5 everywhere; ``"challenge"`` searches thresholds on the training scores.
@@ -88,6 +90,8 @@ __all__ = [
 
 #: Ways of setting the operating thresholds on the rule scores (:class:`RulesClassifier`).
 DECISIONS = ("loso", "half", "challenge")
+#: How ``decision="loso"`` judges a threshold on held-out sources (:func:`operating_thresholds`).
+OBJECTIVES = ("vote", "pooled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -812,12 +816,19 @@ def operating_thresholds(
     sources: Sequence[str] | None = None,
     vocabulary: bool = True,
     scored: ScoredClasses | None = None,
+    objective: str = "pooled",
+    groups: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Each class's threshold on held-out rule scores, or silence (:data:`NEVER`), for the
     challenge metric: coordinate ascent over classes from 0.5 everywhere.
 
-    A class keeps a threshold only where its detections raise the metric of the held-out
-    scores (ties go to silence: a detection that does not pay is not made). Classes with
+    ``objective`` says when a class's new threshold is kept: ``"pooled"``, where it raises the
+    challenge metric of all held-out records pooled; ``"vote"``, where it raises the metric of
+    more held-out groups (``groups``, the held-out training sources; ``sources`` without
+    them) than it lowers it, each group scored on its own (a sign vote: a source of 116
+    records and one of 8 count alike, and a small source's large swing in the metric counts
+    once). Either way a class keeps a threshold only where its detections pay on the
+    held-out scores (ties go to silence: a detection that does not pay is not made). Classes with
     ``min_positives`` or more positives try 0.5, silence and the graded-score levels 0.2,
     0.35, 0.65 and 0.8 (the rule's condition met by a margin of about one transition width
     either way); rarer classes try 0.5 and silence only (a threshold searched on a few
@@ -830,11 +841,29 @@ def operating_thresholds(
     scores = np.asarray(scores, float)
     classes = list(classes)
     scored = scored if scored is not None else table_for(classes)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     uses = label_vocabulary(truth, sources if vocabulary else None)
+    if groups is None:
+        groups = sources if sources is not None else [""] * len(truth)
+    group_of = np.asarray(groups)
+    group_masks = [group_of == g for g in sorted(set(group_of.tolist()))]
 
     def value(rows, b):
-        """The challenge metric of the records in ``rows``, pooled."""
-        return challenge_score(truth[rows], b, classes, scored)
+        """The challenge metric of the records in ``rows``: pooled, or per group."""
+        if objective == "pooled":
+            return challenge_score(truth[rows], b[rows], classes, scored)
+        return np.array(
+            [challenge_score(truth[rows & m], b[rows & m], classes, scored) for m in group_masks]
+        )
+
+    def better(new, old, silence: bool) -> bool:
+        """Whether ``new`` beats ``old``; silence wins ties, another threshold must do
+        strictly better."""
+        if objective == "pooled":
+            return new > old + 1e-9 or (silence and new >= old - 1e-12)
+        up, down = int(np.sum(new > old + 1e-9)), int(np.sum(new < old - 1e-9))
+        return up > down or (silence and up >= down)
 
     thresholds = np.full(len(classes), 0.5)
     binary = scores >= thresholds
@@ -847,20 +876,19 @@ def operating_thresholds(
                 thresholds[j] = NEVER
                 binary[:, j] = False
                 continue
-            best = value(rows, binary[rows])
+            best = value(rows, binary)
             candidates = [NEVER, 0.5]
             if truth[:, j].sum() >= min_positives:
                 candidates += [0.2, 0.35, 0.65, 0.8]
             for t in candidates:
                 if t == thresholds[j]:
                     continue
-                trial = binary[rows]
-                trial[:, j] = scores[rows, j] >= t
+                trial = binary.copy()
+                trial[:, j] = scores[:, j] >= t
                 v = value(rows, trial)
-                # silence wins ties; another threshold must do strictly better
-                if v > best + 1e-9 or (t == NEVER and v >= best - 1e-12):
+                if better(v, best, t == NEVER):
                     best, thresholds[j], improved = v, float(t), True
-                    binary[:, j] = scores[:, j] >= t
+                    binary[:, j] = trial[:, j]
         if not improved:
             break
     return thresholds
@@ -898,7 +926,12 @@ class RulesClassifier(Classifier):
         decision: str = "loso"
         # "loso": classes with at least this many training positives choose among graded-score
         # levels 0.2-0.8 and silence (see operating_thresholds); rarer ones 0.5 or silence.
-        decision_min_positives: int = 8
+        # 3, as min_positives: a class with enough positives to tune its rule chooses its level.
+        decision_min_positives: int = 3
+        # "loso": "vote" keeps a class's threshold where it raises the challenge metric on more
+        # held-out training sources than it lowers it, each scored on its own; "pooled" where
+        # it raises the metric of their records pooled (see operating_thresholds).
+        decision_objective: str = "vote"
         # "loso" with fewer than two sources in the training records: this many grouped
         # folds stand in for the sources.
         decision_folds: int = 3
@@ -912,6 +945,11 @@ class RulesClassifier(Classifier):
             if self.decision not in DECISIONS:
                 raise ValueError(
                     f"rules: decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}"
+                )
+            if self.decision_objective not in OBJECTIVES:
+                raise ValueError(
+                    f"rules: decision_objective must be one of {', '.join(OBJECTIVES)}, "
+                    f"not {self.decision_objective!r}"
                 )
 
     @classmethod
@@ -1004,6 +1042,8 @@ class RulesClassifier(Classifier):
                 sources,
                 self.config.decision_vocabulary,
                 self._scored(),
+                self.config.decision_objective,
+                groups,
             )
             self.decision_ = {
                 "held_out_groups": sorted(set(groups)),

@@ -148,3 +148,49 @@ def test_ludb_records_are_a_source_of_their_own():
     assert record_source("LU0001") == "LU"
     assert record_source("LU0200") == "LU" and record_source("LUX") == "other"
     assert math.isfinite(_values()["qrs_axis_deg"])
+
+
+def _two_classes_three_sources():
+    """Source A (40 records) and B, C (10 each): class LAD pays on A only (20 labels found) and
+    costs on B and C (2 false detections each); class IAVB pays on B and C (3 labels found
+    each) and costs on A (10 false detections)."""
+    classes = list(scored_classes().codes)
+    sources = np.array(["A"] * 40 + ["B"] * 10 + ["C"] * 10)
+    truth = np.zeros((60, len(classes)), bool)
+    scores = np.zeros((60, len(classes)))
+    nsr, lad, iavb = (classes.index(CODE[a]) for a in ("NSR", "LAD", "IAVB"))
+    truth[:, nsr] = True
+    truth[20:40, lad], truth[20:40, nsr] = True, False
+    scores[20:40, lad] = 0.9
+    scores[[40, 41, 50, 51], lad] = 0.9
+    truth[[42, 43, 44, 52, 53, 54], iavb] = True
+    scores[[42, 43, 44, 52, 53, 54], iavb] = 0.9
+    scores[:10, iavb] = 0.9
+    scores[:, nsr] = truth[:, nsr] * 0.9
+    return classes, sources, truth, scores, lad, iavb
+
+
+def test_vote_keeps_a_class_that_pays_on_most_held_out_sources_not_on_the_largest():
+    classes, sources, truth, scores, lad, iavb = _two_classes_three_sources()
+    vote = operating_thresholds(
+        truth, scores, classes, 3, sources, vocabulary=False, objective="vote"
+    )
+    assert vote[lad] == NEVER  # pays on A alone, costs on B and C
+    assert vote[iavb] <= 0.9  # pays on B and C, costs on A
+    pooled = operating_thresholds(
+        truth, scores, classes, 3, sources, vocabulary=False, objective="pooled"
+    )
+    assert pooled[lad] <= 0.9  # A's 40 records outweigh B's and C's 20
+    # groups stand in for the sources where given (the folds of a single-source training set)
+    folds = operating_thresholds(
+        truth, scores, classes, 3, sources, vocabulary=False, objective="vote", groups=["A"] * 60
+    )
+    assert folds[lad] <= 0.9
+
+
+def test_the_decision_objective_is_checked_and_vote_is_the_default():
+    assert RulesClassifier.Config().decision_objective == "vote"
+    with pytest.raises(ValueError, match="decision_objective"):
+        RulesClassifier.Config(decision_objective="mean")
+    with pytest.raises(ValueError, match="objective"):
+        operating_thresholds(np.zeros((2, 1), bool), np.zeros((2, 1)), [CODE["NSR"]], objective="x")
