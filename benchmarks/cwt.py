@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from team_code.context import RunContext, Task
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -88,6 +86,7 @@ def cross_validate(args) -> None:
     from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier
     from team_code.classifiers.prevalence import PrevalenceClassifier
     from team_code.classifiers.thresholds import challenge_score
+    from team_code.context import RunContext, Task
     from team_code.data.labels import label_matrix, scored_classes
     from team_code.data.records import RecordSet
     from team_code.harness import build_config

@@ -38,8 +38,6 @@ from pathlib import Path
 
 import numpy as np
 
-from team_code.context import Task
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -130,6 +128,7 @@ def cross_predict(records, values: dict, splits, options: dict) -> dict:
     from team_code.classifiers.cv import take
     from team_code.classifiers.prevalence import PrevalenceClassifier
     from team_code.classifiers.rules import RulesClassifier
+    from team_code.context import Task
     from team_code.data.labels import scored_classes
     from team_code.harness import build_config
 
