@@ -198,8 +198,11 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
     generation = time.perf_counter() - start
     generation_cpu = time.process_time() - cpu_start
 
-    options = {**{k: dict(v) for k, v in TINY_OPTIONS.items()}, "hybrid": {"n_folds": str(folds)}}
     members = ["rules", "parallel_cnn", "cwt_googlenet"]
+    options = {
+        **{k: dict(v) for k, v in TINY_OPTIONS.items()},
+        "hybrid": {"n_folds": str(folds), "members": ",".join(members)},
+    }
     stages = Stages()
     _instrument(stages, members)
     messages: list[str] = []

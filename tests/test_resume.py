@@ -59,9 +59,10 @@ def test_killed_training_resumes(challenge_dir, tmp_path):
     assert (model / "parallel_cnn" / "weights.safetensors").is_file()
 
 
-# The default hybrid at tiny sizes: every member and both folds train in seconds.
+# The hybrid of every engine at tiny sizes: every member and both folds train in seconds.
 HYBRID_OPTIONS = [
     "--preset", "cpu", "--no-progress", "--threads", "1",
+    "--set", "hybrid.members=rules,parallel_cnn,cwt_googlenet",
     "--set", "parallel_cnn.fs_hz=100", "--set", "parallel_cnn.length=500",
     "--set", "parallel_cnn.filters=4", "--set", "parallel_cnn.epochs=3",
     "--set", "cwt_googlenet.image_size=32", "--set", "cwt_googlenet.epochs=2",
