@@ -344,6 +344,11 @@ class DeepClassifier(Classifier):
     def _load_state(self, folder: Path) -> None:
         from safetensors.torch import load
 
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise ValueError(
+                f"{folder}: no {WEIGHTS_FILE}; a {self.name} model saved by an earlier version "
+                "of the kit (its weights were stored otherwise): train it again"
+            )
         meta = load_json(folder / self.STATE_FILE) if (folder / self.STATE_FILE).is_file() else {}
         self.fit_summary_ = meta.get("training", {})
         self.set_extra_state(meta)

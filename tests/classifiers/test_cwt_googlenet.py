@@ -203,3 +203,10 @@ def test_interrupted_training_resumes_to_the_same_weights(records, tmp_path):
     assert [row["epoch"] for row in resumed.fit_summary_["history"]] == [1, 2]
     for key, value in whole.network_.state_dict().items():
         assert torch.equal(resumed.network_.state_dict()[key], value), key
+
+
+def test_a_model_saved_without_safetensors_weights_is_refused_clearly(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    (tmp_path / "model" / WEIGHTS_FILE).rename(tmp_path / "model" / "googlenet.pt")
+    with pytest.raises(ValueError, match="earlier version of the kit"):
+        CWTGoogLeNetClassifier.load(tmp_path / "model")
