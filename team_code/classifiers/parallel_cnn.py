@@ -71,14 +71,17 @@ from team_code.classifiers.thresholds import (
     youden_thresholds,
 )
 from team_code.data.labels import label_matrix
-from team_code.data.records import STANDARD_LEADS, Record
+from team_code.data.records import STANDARD_LEADS, Record, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
-from team_code.nn.layers import GroupedLinear
+from team_code.nn.layers import AmplitudeScale, GroupedLinear
 
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "parallel_cnn.json"
 #: Bump when preprocessing changes, so old cache files are not reused.
 PREPROCESS_VERSION = "parallel_cnn/1"
+#: Input scalings of the network: volts as recorded, or over a robust amplitude of the record
+#: (all leads) or of each lead (:class:`~team_code.nn.layers.AmplitudeScale`).
+INPUT_SCALES = ("none", "record", "lead")
 #: Modules whose source the preprocessing runs (part of the cache key).
 PREPROCESS_CODE = ("team_code.dsp.resample", "team_code.dsp.filters")
 
@@ -95,6 +98,7 @@ class ParallelCNNConfig:
     conv_dropout: float = 0.0  # dropout after each convolution, before its BatchNorm (paper 0.3)
     head: str = "pool"  # "pool": global mean + max over time; "dense": the paper's flatten
     highpass_hz: float = 0.5  # baseline-wander high-pass before the network (0: none, paper)
+    input_scale: str = "none"  # "none" (mV), "record" or "lead" (over a robust amplitude)
     augment_gain: float = 0.0  # inputs scaled by exp(N(0, this)); blurs low voltage (0: none)
     augment_shift: bool = False  # training inputs rolled by a random number of samples
     epochs: int = 30  # training epochs
@@ -110,6 +114,10 @@ class ParallelCNNConfig:
     seed: int = 0  # initialisation, split, shuffling and dropout
     val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
     threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
+    # "validation": thresholds on the validation split's scores; "sources": on out-of-source
+    # scores (one network per training source, trained on the others; a move from the floor
+    # must pay on more of those sources than it costs on). One source: "validation".
+    threshold_split: str = "validation"
     balanced_sampling: bool = False  # draw training records so that classes even out
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision on CUDA
@@ -191,8 +199,14 @@ class ParallelCNN(nn.Module):
         channels_last: bool = True,
         conv_dropout: float | None = None,
         head: str = "dense",
+        input_scale: str = "none",
     ):
         super().__init__()
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {INPUT_SCALES}, not {input_scale!r}")
+        self.scale = AmplitudeScale(per_lead=True) if input_scale == "lead" else None
+        if input_scale == "record":
+            self.scale = AmplitudeScale(per_lead=False)
         lengths = stack_lengths(length, n_blocks)
         channels = n_classes * filters
         self.n_classes = n_classes
@@ -231,6 +245,8 @@ class ParallelCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every branch."""
+        if self.scale is not None:
+            x = self.scale(x)
         x = x.unsqueeze(2)  # (batch, leads, 1, samples)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -350,6 +366,12 @@ class Augment:
         return x
 
 
+def _names(records: Sequence[Record]) -> list[str]:
+    """Record names (from the paths when the records are lazy)."""
+    names = getattr(records, "names", None)
+    return list(names) if names is not None else [r.name for r in records]
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -411,6 +433,7 @@ class ParallelCNNClassifier(Classifier):
             c.dropout,
             conv_dropout=c.conv_dropout,
             head=c.head,
+            input_scale=c.input_scale,
         )
 
     def _cached_inputs(self, records: Sequence[Record], cache_dir: str | None, progress: bool):
@@ -442,24 +465,27 @@ class ParallelCNNClassifier(Classifier):
             return stored.items
         return ComputedRows(records, self._preprocess())
 
-    def _scores(self, dataset) -> np.ndarray:
+    def _scores(self, dataset, model=None) -> np.ndarray:
         from team_code.nn.training import predict
 
-        logits = predict(self.model_, dataset, self._train_config())
+        logits = predict(self.model_ if model is None else model, dataset, self._train_config())
         return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(float)
 
     # -- learning --------------------------------------------------------------------------
     def fit(self, records: Sequence[Record], classes: Sequence[str]) -> ParallelCNNClassifier:
-        """Train on ``records``; thresholds from the held-out validation split."""
+        """Train on ``records``; thresholds from held-out scores (``threshold_split``)."""
         from team_code.nn import distributed
         from team_code.nn.cache import SignalDataset
         from team_code.nn.device import pick_device
-        from team_code.nn.training import balanced_weights, fit, set_seed
 
         c = self.config
         if c.threshold_method not in ("youden", "challenge"):
             raise ValueError(
                 f"threshold_method must be 'youden' or 'challenge', not {c.threshold_method!r}"
+            )
+        if c.threshold_split not in ("validation", "sources"):
+            raise ValueError(
+                f"threshold_split must be 'validation' or 'sources', not {c.threshold_split!r}"
             )
         self.classes_ = tuple(classes)
         distributed.setup(pick_device(c.device))
@@ -470,35 +496,22 @@ class ParallelCNNClassifier(Classifier):
             raise ValueError("parallel_cnn: no record could be loaded for training")
         truth = truth_all[cached.kept]
         train_rows, val_rows = group_split(signal_groups(cached.items), c.val_fraction, c.seed)
+        sources = np.array([record_source(n) for n in _names(records)])[cached.kept]
+        by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
+        if by_source:  # out-of-source scores of every training record, before the final model
+            held_scores = self._out_of_source_scores(cached.items, truth, sources)
 
-        set_seed(c.seed)
-        self.model_ = self._network()
-        init_output_bias(self.model_, truth[train_rows].mean(axis=0))
-        augment = (
-            Augment(c.augment_gain, c.augment_shift)
-            if c.augment_gain > 0 or c.augment_shift
-            else None
+        self.model_, result = self._train(
+            cached.items, truth, train_rows, val_rows, c.workdir or None, c.resume or None
         )
-        train_set = SignalDataset(
-            cached.items, truth[train_rows], rows=train_rows, transform=augment
-        )
-        val_set = SignalDataset(cached.items, truth[val_rows], rows=val_rows)
-        result = fit(
-            self.model_,
-            train_set,
-            val_set if len(val_rows) else None,
-            nn.BCEWithLogitsLoss(),
-            self._train_config(),
-            workdir=c.workdir or None,
-            resume=c.resume or None,
-            sample_weights=balanced_weights(truth[train_rows]) if c.balanced_sampling else None,
-        )
-        self.model_.cpu().eval()
-
-        held_out = val_rows if len(val_rows) else train_rows
-        if not len(val_rows):
-            _say("parallel_cnn: no validation split; thresholds read off the training set")
-        scores = self._scores(SignalDataset(cached.items, rows=held_out))
+        held_out, floor_rows = (val_rows if len(val_rows) else train_rows), train_rows
+        if by_source:
+            held_out, scores, groups = np.arange(len(truth)), held_scores, sources
+            floor_rows = held_out
+        else:
+            if not len(val_rows):
+                _say("parallel_cnn: no validation split; thresholds read off the training set")
+            scores, groups = self._scores(SignalDataset(cached.items, rows=held_out)), None
         if c.threshold_method == "youden":
             self.thresholds_ = youden_thresholds(truth[held_out], scores)
         else:
@@ -506,8 +519,9 @@ class ParallelCNNClassifier(Classifier):
                 truth[held_out],
                 scores,
                 self.classes_,
-                start=floor_thresholds(truth[train_rows], self.classes_),
+                start=floor_thresholds(truth[floor_rows], self.classes_),
                 min_positives=5,
+                groups=groups,
             )
         self.fit_summary_ = {
             "n_train": len(train_rows),
@@ -520,6 +534,46 @@ class ParallelCNNClassifier(Classifier):
             "n_parameters": count_parameters(self.model_),
         }
         return self
+
+    def _train(self, items, truth, train_rows, val_rows, workdir=None, resume=None):
+        """A network trained on ``train_rows``, its best epoch chosen on ``val_rows``."""
+        from team_code.nn.cache import SignalDataset
+        from team_code.nn.training import balanced_weights, fit, set_seed
+
+        c = self.config
+        set_seed(c.seed)
+        model = self._network()
+        init_output_bias(model, truth[train_rows].mean(axis=0))
+        augment = (
+            Augment(c.augment_gain, c.augment_shift)
+            if c.augment_gain > 0 or c.augment_shift
+            else None
+        )
+        train_set = SignalDataset(items, truth[train_rows], rows=train_rows, transform=augment)
+        val_set = SignalDataset(items, truth[val_rows], rows=val_rows)
+        result = fit(
+            model,
+            train_set,
+            val_set if len(val_rows) else None,
+            nn.BCEWithLogitsLoss(),
+            self._train_config(),
+            workdir=workdir,
+            resume=resume,
+            sample_weights=balanced_weights(truth[train_rows]) if c.balanced_sampling else None,
+        )
+        return model.cpu().eval(), result
+
+    def _out_of_source_scores(self, items, truth, sources) -> np.ndarray:
+        """Scores of each training source's records by a network trained on the other sources
+        (its best epoch chosen on the held-out source: early stopping across hospitals)."""
+        from team_code.nn.cache import SignalDataset
+
+        scores = np.zeros(truth.shape)
+        for source in np.unique(sources):
+            held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
+            model, _ = self._train(items, truth, rest, held)
+            scores[held] = self._scores(SignalDataset(items, rows=held), model)
+        return scores
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         """Sigmoid outputs of every branch, (n_records, n_classes)."""

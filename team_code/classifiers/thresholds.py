@@ -64,11 +64,17 @@ def challenge_thresholds(
     max_passes: int = 4,
     start: np.ndarray | None = None,
     min_positives: int = 0,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
 
     Classes with fewer than ``min_positives`` positive labels keep their ``start`` threshold:
     a threshold searched on two or three positives mostly learns which records they were.
+
+    With ``groups`` (one id per record: the source hospital of held-out scores), a class's
+    threshold moves only to a candidate that raises the pooled metric *and* raises the metric
+    of more groups than it lowers (:class:`GroupVotes`): a move that pays on one large source
+    but costs on most others is not made.
 
     Each class in turn tries ``n_candidates`` quantiles of its scores (and "never"); all
     candidates of a class are scored at once. With the other classes' outputs fixed, the
@@ -94,7 +100,9 @@ def challenge_thresholds(
         return (observed - inactive) / (correct - inactive)
 
     union = labels | binary
-    best = metric(((binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)).sum())
+    per_record = (binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)
+    best = metric(per_record.sum())
+    votes = None if groups is None else GroupVotes(labels, weights, classes, groups)
     searched = np.flatnonzero(labels.sum(axis=0) >= min_positives)
     for _ in range(max_passes):
         improved = False
@@ -111,13 +119,49 @@ def challenge_thresholds(
             size = union_others.sum(axis=1)[:, None] + (labels[:, j, None] | out)
             observed = (rest[:, None] + out * label_weights[:, j, None]) / np.maximum(size, 1)
             values = metric(observed.sum(axis=0))
+            if votes is not None:  # only candidates that more groups gain from than lose
+                values = np.where(votes.net(observed, per_record) > 0, values, -np.inf)
             k = int(np.argmax(values))
             if values[k] > best + 1e-12:
                 best, thresholds[j], improved = values[k], candidates[k], True
                 binary[:, j] = out[:, k]
+                per_record = observed[:, k]
         if not improved:  # a pass that changed nothing: a local optimum
             break
     return thresholds
+
+
+class GroupVotes:
+    """Per-group challenge metrics of candidate outputs, for :func:`challenge_thresholds`.
+
+    ``net(observed, current)`` takes per-record observed scores of ``T`` candidates
+    ``(n, T)`` and of the current outputs ``(n,)`` and returns, per candidate, the number of
+    groups whose metric rises minus the number whose metric falls. Groups whose metric is
+    undefined (every record labelled normal only: correct == inactive) do not vote.
+    """
+
+    def __init__(self, labels, weights, classes, groups):
+        from evaluation.metrics import challenge_scores
+
+        groups = np.asarray(groups)
+        self.names, index = np.unique(groups, return_inverse=True)
+        self.onehot = np.zeros((len(self.names), len(groups)))
+        self.onehot[index, np.arange(len(groups))] = 1.0
+        normal = list(classes).index(NORMAL_CLASS)
+        spans = []
+        for g in range(len(self.names)):
+            rows = index == g
+            _, correct, inactive = challenge_scores(weights, labels[rows], labels[rows], normal)
+            spans.append(correct - inactive)
+        self.span = np.asarray(spans)
+        self.voting = np.abs(self.span) > 1e-12
+
+    def net(self, observed: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Groups gaining minus groups losing, per candidate (columns of ``observed``)."""
+        change = self.onehot @ (observed - current[:, None])  # (groups, T): observed change
+        change = change[self.voting] / self.span[self.voting, None]
+        up, down = change > 1e-12, change < -1e-12
+        return up.sum(axis=0) - down.sum(axis=0)
 
 
 def prevalence_thresholds(truth: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:

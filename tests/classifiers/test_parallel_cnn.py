@@ -272,3 +272,50 @@ def test_augment_rolls_and_scales_reproducibly_from_torch_seed():
     scaled = Augment(0.3, False)(x)
     ratio = scaled / x
     assert np.allclose(ratio, ratio.flat[0]) and ratio.flat[0] != 1.0  # one gain for all leads
+
+
+def test_input_scale_makes_the_network_blind_to_a_gain():
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 400)
+    for mode, gains in (("record", 3.0), ("lead", torch.linspace(0.5, 2, 12)[:, None])):
+        net = ParallelCNN(2, 400, filters=4, n_blocks=3, input_scale=mode, head="pool").eval()
+        torch.testing.assert_close(net(x * gains), net(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="input_scale"):
+        ParallelCNN(2, 400, filters=4, n_blocks=3, input_scale="volts")
+
+
+def test_thresholds_from_out_of_source_scores(monkeypatch):
+    """threshold_split="sources": one network per training source scores that source; the
+    thresholds are searched on those scores, grouped by source; the final network is the one
+    trained on everything."""
+    from team_code.classifiers import parallel_cnn as module
+
+    records = synthetic_records(24, 6)
+    for i, r in enumerate(records):  # three sources of 8 records
+        records[i] = dataclasses.replace(r, name=f"{'AEQ'[i % 3]}{i + 1:04d}")
+    seen = {}
+    original = module.challenge_thresholds
+
+    def spy(labels, scores, classes, **kwargs):
+        seen["n"], seen["groups"] = len(labels), kwargs.get("groups")
+        return original(labels, scores, classes, **kwargs)
+
+    monkeypatch.setattr(module, "challenge_thresholds", spy)
+    trained = []
+    original_train = ParallelCNNClassifier._train
+
+    def counting(self, items, truth, train_rows, val_rows, *args):
+        trained.append((len(train_rows), len(val_rows)))
+        return original_train(self, items, truth, train_rows, val_rows, *args)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_train", counting)
+    config = dataclasses.replace(SMALL, threshold_split="sources")
+    model = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    assert trained[:3] == [(16, 8)] * 3  # each source held out by a network of the others
+    assert len(trained) == 4 and trained[3][0] + trained[3][1] == 24  # then the final one
+    assert seen["n"] == 24 and sorted(set(seen["groups"])) == ["A", "E", "Q"]
+    assert model.thresholds_.shape == (len(model.classes_),)
+    with pytest.raises(ValueError, match="threshold_split"):
+        ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_split="folds")).fit(
+            records, scored_classes().codes
+        )
