@@ -45,7 +45,10 @@ outputs agree to float rounding.
 Training as in the paper: binary cross-entropy, Adam at 1e-4, gradient clipping at 0.5, small
 L1/L2 penalties, the best epoch by validation loss. Unlike the paper (thresholds read off the
 training set: 0.342 on validation, 0.077 on test), the per-class thresholds are chosen on the
-held-out validation split, by Youden's J or by the challenge metric (``threshold_method``).
+held-out validation split, by Youden's J or by the challenge metric (``threshold_method``);
+with ``threshold_split="sources"`` (the CPU preset) they are chosen on out-of-source scores
+instead: each training source scored by a network trained on the other sources, a class
+leaving the floor's decision only where that pays on more of these sources than it costs on.
 The validation split keeps records with identical preprocessed signals together. Also not in
 the paper: each branch's output bias starts at its class's training prevalence.
 """
