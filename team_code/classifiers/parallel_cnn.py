@@ -76,7 +76,7 @@ from team_code.classifiers.thresholds import (
 from team_code.data.labels import label_matrix
 from team_code.data.records import STANDARD_LEADS, Record, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
-from team_code.nn.layers import AmplitudeScale, GroupedLinear
+from team_code.nn.layers import AmplitudeScale, GroupedLinear, MeanLogits
 
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "parallel_cnn.json"
@@ -121,6 +121,9 @@ class ParallelCNNConfig:
     # scores (one network per training source, trained on the others; a move from the floor
     # must pay on more of those sources than it costs on). One source: "validation".
     threshold_split: str = "validation"
+    # "sources" only: predict with the mean logit of the per-source networks (the scores the
+    # thresholds were chosen on came from such networks) instead of one network on everything
+    source_ensemble: bool = False
     balanced_sampling: bool = False  # draw training records so that classes even out
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     amp: bool = True  # mixed precision on CUDA
@@ -502,11 +505,14 @@ class ParallelCNNClassifier(Classifier):
         sources = np.array([record_source(n) for n in _names(records)])[cached.kept]
         by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
         if by_source:  # out-of-source scores of every training record, before the final model
-            held_scores = self._out_of_source_scores(cached.items, truth, sources)
-
-        self.model_, result = self._train(
-            cached.items, truth, train_rows, val_rows, c.workdir or None, c.resume or None
-        )
+            held_scores, members = self._out_of_source_scores(cached.items, truth, sources)
+        if by_source and c.source_ensemble:
+            self.model_, result = MeanLogits([m for m, _ in members]), members[-1][1]
+            train_rows, val_rows = np.arange(len(truth)), np.zeros(0, dtype=int)
+        else:
+            self.model_, result = self._train(
+                cached.items, truth, train_rows, val_rows, c.workdir or None, c.resume or None
+            )
         held_out, floor_rows = (val_rows if len(val_rows) else train_rows), train_rows
         if by_source:
             held_out, scores, groups = np.arange(len(truth)), held_scores, sources
@@ -536,6 +542,9 @@ class ParallelCNNClassifier(Classifier):
             "history": result.history,
             "n_parameters": count_parameters(self.model_),
         }
+        if isinstance(self.model_, MeanLogits):
+            self.fit_summary_["ensemble_members"] = len(self.model_.members)
+            self.fit_summary_["member_best_epochs"] = [r.best_epoch for _, r in members]
         return self
 
     def _train(self, items, truth, train_rows, val_rows, workdir=None, resume=None):
@@ -568,15 +577,16 @@ class ParallelCNNClassifier(Classifier):
 
     def _out_of_source_scores(self, items, truth, sources) -> np.ndarray:
         """Scores of each training source's records by a network trained on the other sources
-        (its best epoch chosen on the held-out source: early stopping across hospitals)."""
+        (its best epoch chosen on the held-out source: early stopping across hospitals), and
+        these networks with their training results."""
         from team_code.nn.cache import SignalDataset
 
-        scores = np.zeros(truth.shape)
+        scores, members = np.zeros(truth.shape), []
         for source in np.unique(sources):
             held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
-            model, _ = self._train(items, truth, rest, held)
-            scores[held] = self._scores(SignalDataset(items, rows=held), model)
-        return scores
+            members.append(self._train(items, truth, rest, held))
+            scores[held] = self._scores(SignalDataset(items, rows=held), members[-1][0])
+        return scores, members
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         """Sigmoid outputs of every branch, (n_records, n_classes)."""
@@ -604,11 +614,13 @@ class ParallelCNNClassifier(Classifier):
     def _load_state(self, folder: Path) -> None:
         from safetensors.torch import load
 
-        self.model_ = self._network()
-        self.model_.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
-        self.model_.eval()
         if (folder / STATE_FILE).is_file():
             self.fit_summary_ = load_json(folder / STATE_FILE)
+        n_members = getattr(self, "fit_summary_", {}).get("ensemble_members", 0)
+        members = [self._network() for _ in range(n_members)]
+        self.model_ = MeanLogits(members) if members else self._network()
+        self.model_.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
+        self.model_.eval()
 
     def summary(self) -> dict:
         """Config, parameter count and the training run's figures."""

@@ -69,3 +69,17 @@ class AmplitudeScale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"per_lead={self.per_lead}, quantile={self.quantile}, floor={self.floor}"
+
+
+class MeanLogits(nn.Module):
+    """Several networks with the same inputs and outputs as one: the mean of their outputs."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        if not len(self.members):
+            raise ValueError("MeanLogits needs at least one member")
+
+    def forward(self, *inputs) -> torch.Tensor:
+        """The members' outputs, averaged."""
+        return torch.stack([member(*inputs) for member in self.members]).mean(dim=0)

@@ -284,15 +284,21 @@ def test_input_scale_makes_the_network_blind_to_a_gain():
         ParallelCNN(2, 400, filters=4, n_blocks=3, input_scale="volts")
 
 
+def three_sources(n, seed):
+    """Synthetic records named as if from three sources (A, E, Q), in turn."""
+    records = synthetic_records(n, seed)
+    return [
+        dataclasses.replace(r, name=f"{'AEQ'[i % 3]}{i + 1:04d}") for i, r in enumerate(records)
+    ]
+
+
 def test_thresholds_from_out_of_source_scores(monkeypatch):
     """threshold_split="sources": one network per training source scores that source; the
     thresholds are searched on those scores, grouped by source; the final network is the one
     trained on everything."""
     from team_code.classifiers import parallel_cnn as module
 
-    records = synthetic_records(24, 6)
-    for i, r in enumerate(records):  # three sources of 8 records
-        records[i] = dataclasses.replace(r, name=f"{'AEQ'[i % 3]}{i + 1:04d}")
+    records = three_sources(24, 6)
     seen = {}
     original = module.challenge_thresholds
 
@@ -319,3 +325,20 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
         ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_split="folds")).fit(
             records, scored_classes().codes
         )
+
+
+def test_source_ensemble_predicts_with_the_per_source_networks(tmp_path):
+    from team_code.nn.layers import MeanLogits
+
+    records = three_sources(24, 7)
+    config = dataclasses.replace(SMALL, threshold_split="sources", source_ensemble=True)
+    model = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
+    assert isinstance(model.model_, MeanLogits) and len(model.model_.members) == 3
+    x = torch.randn(2, 12, SMALL.length)
+    with torch.no_grad():
+        mean = torch.stack([m(x) for m in model.model_.members]).mean(0)
+        torch.testing.assert_close(model.model_(x), mean)
+    model.save(tmp_path / "m")
+    loaded = ParallelCNNClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
+    np.testing.assert_array_equal(loaded.thresholds_, model.thresholds_)
