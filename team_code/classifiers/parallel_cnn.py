@@ -121,6 +121,7 @@ class ParallelCNNConfig:
     # scores (one network per training source, trained on the others; a move from the floor
     # must pay on more of those sources than it costs on). One source: "validation".
     threshold_split: str = "validation"
+    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
     # "sources" only: predict with the mean logit of the per-source networks (the scores the
     # thresholds were chosen on came from such networks) instead of one network on everything
     source_ensemble: bool = False
@@ -531,6 +532,7 @@ class ParallelCNNClassifier(Classifier):
                 start=floor_thresholds(truth[floor_rows], self.classes_),
                 min_positives=5,
                 groups=groups,
+                vote=c.source_vote,
             )
         self.fit_summary_ = {
             "n_train": len(train_rows),

@@ -65,6 +65,7 @@ def challenge_thresholds(
     start: np.ndarray | None = None,
     min_positives: int = 0,
     groups: np.ndarray | None = None,
+    vote: str = "net",
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
 
@@ -74,7 +75,8 @@ def challenge_thresholds(
     With ``groups`` (one id per record: the source hospital of held-out scores), a class's
     threshold moves only to a candidate that raises the pooled metric *and* raises the metric
     of more groups than it lowers (:class:`GroupVotes`): a move that pays on one large source
-    but costs on most others is not made.
+    but costs on most others is not made. ``vote="majority"`` asks more: the move must raise
+    the metric of more than half of the groups (a group it leaves unchanged counts against).
 
     Each class in turn tries ``n_candidates`` quantiles of its scores (and "never"); all
     candidates of a class are scored at once. With the other classes' outputs fixed, the
@@ -119,8 +121,8 @@ def challenge_thresholds(
             size = union_others.sum(axis=1)[:, None] + (labels[:, j, None] | out)
             observed = (rest[:, None] + out * label_weights[:, j, None]) / np.maximum(size, 1)
             values = metric(observed.sum(axis=0))
-            if votes is not None:  # only candidates that more groups gain from than lose
-                values = np.where(votes.net(observed, per_record) > 0, values, -np.inf)
+            if votes is not None:  # only candidates that enough groups gain from
+                values = np.where(votes.passes(observed, per_record, vote), values, -np.inf)
             k = int(np.argmax(values))
             if values[k] > best + 1e-12:
                 best, thresholds[j], improved = values[k], candidates[k], True
@@ -156,12 +158,26 @@ class GroupVotes:
         self.span = np.asarray(spans)
         self.voting = np.abs(self.span) > 1e-12
 
-    def net(self, observed: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """Groups gaining minus groups losing, per candidate (columns of ``observed``)."""
+    def counts(self, observed: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per candidate (columns of ``observed``): the groups gaining, the groups losing."""
         change = self.onehot @ (observed - current[:, None])  # (groups, T): observed change
         change = change[self.voting] / self.span[self.voting, None]
-        up, down = change > 1e-12, change < -1e-12
-        return up.sum(axis=0) - down.sum(axis=0)
+        return (change > 1e-12).sum(axis=0), (change < -1e-12).sum(axis=0)
+
+    def net(self, observed: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Groups gaining minus groups losing, per candidate (columns of ``observed``)."""
+        up, down = self.counts(observed, current)
+        return up - down
+
+    def passes(self, observed: np.ndarray, current: np.ndarray, vote: str) -> np.ndarray:
+        """Whether each candidate wins the vote: ``"net"``, more groups gain than lose;
+        ``"majority"``, more than half of the voting groups gain."""
+        up, down = self.counts(observed, current)
+        if vote == "net":
+            return up > down
+        if vote == "majority":
+            return 2 * up > int(self.voting.sum())
+        raise ValueError(f"vote must be 'net' or 'majority', not {vote!r}")
 
 
 def prevalence_thresholds(truth: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:

@@ -122,3 +122,18 @@ def test_groups_refuse_a_move_that_pays_on_one_source_only():
     honest = np.where(labels, 0.9, 0.1)
     voted = challenge_thresholds(labels, honest, classes, start=start, groups=groups)
     assert voted[af] < NEVER
+
+
+def test_majority_vote_needs_more_than_half_of_the_groups():
+    from team_code.classifiers.thresholds import GroupVotes
+
+    classes, labels, _ = _problem(seed=6, n=120)
+    groups = np.repeat(["a", "b", "c", "d"], 30)
+    votes = GroupVotes(labels, challenge_weights(classes), classes, groups)
+    current = np.zeros(120)
+    # candidate 0: a and b gain, c loses, d unchanged; candidate 1: a, b and c gain
+    observed = np.zeros((120, 2))
+    observed[:30] = observed[30:60] = 1.0
+    observed[60:90, 0], observed[60:90, 1] = -1.0, 1.0
+    np.testing.assert_array_equal(votes.passes(observed, current, "net"), [True, True])
+    np.testing.assert_array_equal(votes.passes(observed, current, "majority"), [False, True])
