@@ -122,6 +122,7 @@ class ParallelCNNConfig:
     # must pay on more of those sources than it costs on). One source: "validation".
     threshold_split: str = "validation"
     source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
+    threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
     # "sources" only: predict with the mean logit of the per-source networks (the scores the
     # thresholds were chosen on came from such networks) instead of one network on everything
     source_ensemble: bool = False
@@ -530,7 +531,7 @@ class ParallelCNNClassifier(Classifier):
                 scores,
                 self.classes_,
                 start=floor_thresholds(truth[floor_rows], self.classes_),
-                min_positives=5,
+                min_positives=c.threshold_min_positives,
                 groups=groups,
                 vote=c.source_vote,
             )

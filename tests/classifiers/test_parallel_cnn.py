@@ -304,6 +304,7 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
 
     def spy(labels, scores, classes, **kwargs):
         seen["n"], seen["groups"] = len(labels), kwargs.get("groups")
+        seen["vote"], seen["min_positives"] = kwargs.get("vote"), kwargs.get("min_positives")
         return original(labels, scores, classes, **kwargs)
 
     monkeypatch.setattr(module, "challenge_thresholds", spy)
@@ -315,11 +316,14 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
         return original_train(self, items, truth, train_rows, val_rows, *args)
 
     monkeypatch.setattr(ParallelCNNClassifier, "_train", counting)
-    config = dataclasses.replace(SMALL, threshold_split="sources")
+    config = dataclasses.replace(
+        SMALL, threshold_split="sources", source_vote="majority", threshold_min_positives=7
+    )
     model = ParallelCNNClassifier(config).fit(records, scored_classes().codes)
     assert trained[:3] == [(16, 8)] * 3  # each source held out by a network of the others
     assert len(trained) == 4 and trained[3][0] + trained[3][1] == 24  # then the final one
     assert seen["n"] == 24 and sorted(set(seen["groups"])) == ["A", "E", "Q"]
+    assert seen["vote"] == "majority" and seen["min_positives"] == 7
     assert model.thresholds_.shape == (len(model.classes_),)
     with pytest.raises(ValueError, match="threshold_split"):
         ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_split="folds")).fit(
