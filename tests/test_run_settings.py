@@ -83,7 +83,10 @@ def test_a_run_setting_given_as_an_option_names_its_flag():
     with pytest.raises(ValueError, match=r"progress.*--no-progress"):
         harness.configure(["parallel_cnn"], {"parallel_cnn": {"progress": "false"}})
     with pytest.raises(ValueError, match=r"device.*--device"):
-        harness.configure(["hybrid"], {"parallel_cnn": {"device": "cpu"}})
+        harness.configure(["cwt_googlenet"], {"cwt_googlenet": {"device": "cpu"}})
+    # a member of no trained ensemble (the default hybrid fuses the rules): said so
+    with pytest.raises(ValueError, match="not trained: parallel_cnn"):
+        harness.configure(["hybrid"], {"parallel_cnn": {"epochs": "2"}})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,6 +85,11 @@ class CWTGoogLeNetConfig:
     max_copies: int = 10  # class balancing: most copies of one record in the draw
     val_fraction: float = 0.2  # training records held out for early stopping and thresholds
     threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
+    # "validation" or "sources" (out-of-source scores; see classifiers/deep.py)
+    threshold_split: str = "validation"
+    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
+    threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
+    source_ensemble: bool = False  # "sources": predict with the per-source networks' mean
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
     cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics

@@ -17,10 +17,15 @@ the rest, one way for both:
   stopping, mixed precision on CUDA, DDP under ``torchrun``), checkpointing every epoch into
   the run's work folder and resuming from it (``ctx.resume``); the hybrid gives each member and
   fold its own folder, so every fold has its own checkpoint.
-- **Thresholds** on the held-out validation scores: ``"challenge"`` searches the challenge
-  metric starting from the prevalence floor's decisions (the classes a constant prediction
-  pays for; only classes with 5+ held-out positives leave them), ``"youden"`` takes Youden's J
-  per class.
+- **Thresholds** on held-out scores: ``"challenge"`` searches the challenge metric starting
+  from the prevalence floor's decisions (the classes a constant prediction pays for; only
+  classes with ``threshold_min_positives`` held-out positives leave them), ``"youden"`` takes
+  Youden's J per class. The held-out scores are the validation split's
+  (``threshold_split="validation"``), or (``"sources"``, the CPU preset's for
+  ``parallel_cnn``) out-of-source scores: each training source scored by a network trained on
+  the other sources, early-stopped on that source, a move from the floor kept only where it
+  wins the sources' vote (``source_vote``: more sources gain than lose, or a majority gains);
+  with ``source_ensemble`` those per-source networks, averaged, are the model.
 - **Weights** in safetensors (``weights.safetensors``), training facts in JSON.
 """
 
@@ -43,13 +48,14 @@ from team_code.classifiers.thresholds import (
     youden_thresholds,
 )
 from team_code.context import RunContext, Task
-from team_code.data.records import Record, RecordError, RecordSet
+from team_code.data.records import Record, RecordError, RecordSet, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
+from team_code.nn.layers import MeanLogits
 
 WEIGHTS_FILE = "weights.safetensors"
 THRESHOLD_METHODS = ("challenge", "youden")
-#: Held-out positives a class needs before the threshold search may leave the floor.
-SEARCH_MIN_POSITIVES = 5
+#: Where the thresholds are chosen: the validation split, or out-of-source scores.
+THRESHOLD_SPLITS = ("validation", "sources")
 
 
 def _preprocess(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
@@ -112,7 +118,8 @@ class DeepClassifier(Classifier):
     """A network over one preprocessed input per record; see the module docstring.
 
     A family's ``Config`` has at least ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
-    ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``amp``, ``amp_dtype``
+    ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``threshold_split``,
+    ``threshold_min_positives``, ``source_vote``, ``source_ensemble``, ``amp``, ``amp_dtype``
     and ``cache_dtype``.
     """
 
@@ -229,22 +236,29 @@ class DeepClassifier(Classifier):
             return stored.items
         return ComputedRows(records, self.preprocess())
 
-    def _scores(self, dataset) -> np.ndarray:
+    def _scores(self, dataset, network=None) -> np.ndarray:
         from team_code.nn.training import predict
 
-        logits = predict(self.network_, dataset, self.train_config())
+        network = self.network_ if network is None else network
+        logits = predict(network, dataset, self.train_config())
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
-    def choose_thresholds(self, truth_held: np.ndarray, scores: np.ndarray, truth_train):
-        if self.config.threshold_method == "youden":
+    def choose_thresholds(self, truth_held, scores, truth_floor, groups=None) -> np.ndarray:
+        """Youden's J per class, or the challenge metric searched from the prevalence floor
+        of ``truth_floor``; with ``groups`` (the sources of out-of-source scores) a move from
+        the floor must also win the sources' vote (``source_vote``)."""
+        c = self.config
+        if c.threshold_method == "youden":
             return youden_thresholds(truth_held, scores)
         return challenge_thresholds(
             truth_held,
             scores,
             self.classes_,
-            start=floor_thresholds(truth_train, self.classes_, self.task_.scored),
-            min_positives=SEARCH_MIN_POSITIVES,
+            start=floor_thresholds(truth_floor, self.classes_, self.task_.scored),
+            min_positives=c.threshold_min_positives,
             scored=self.task_.scored,
+            groups=groups,
+            vote=c.source_vote,
         )
 
     def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
@@ -252,13 +266,17 @@ class DeepClassifier(Classifier):
         from team_code.nn import distributed
         from team_code.nn.cache import SignalDataset
         from team_code.nn.device import pick_device
-        from team_code.nn.training import fit, set_seed
 
         c = self.config
         if c.threshold_method not in THRESHOLD_METHODS:
             raise ValueError(
                 f"{self.name}: threshold_method must be one of {THRESHOLD_METHODS}, "
                 f"not {c.threshold_method!r}"
+            )
+        if c.threshold_split not in THRESHOLD_SPLITS:
+            raise ValueError(
+                f"{self.name}: threshold_split must be one of {THRESHOLD_SPLITS}, "
+                f"not {c.threshold_split!r}"
             )
         self._begin(task, ctx)
         distributed.setup(pick_device(self.ctx.device))
@@ -267,12 +285,72 @@ class DeepClassifier(Classifier):
         if len(stored) == 0:
             raise ValueError(f"{self.name}: no record could be preprocessed for training")
         truth = truth_all[stored.kept]
+        names = records.names if isinstance(records, RecordSet) else [r.name for r in records]
+        sources = np.array([record_source(names[i]) for i in stored.kept])
         train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
+        by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
+        members = []
+        if by_source:  # every training source scored by a network trained on the others
+            held_scores = np.zeros(truth.shape)
+            for source in np.unique(sources):
+                held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
+                network, result = self._train(stored, truth, rest, held, f"source-{source}")
+                held_scores[held] = self._scores(SignalDataset(stored.items, rows=held), network)
+                members.append((network, result))
+        if by_source and c.source_ensemble:
+            network, result = MeanLogits([m for m, _ in members]), members[-1][1]
+            train_rows, val_rows = np.arange(len(truth)), np.zeros(0, dtype=int)
+        else:
+            network, result = self._train(stored, truth, train_rows, val_rows)
+        self.network_ = network
+
+        if by_source:
+            held_out, scores, groups, floor_rows = np.arange(len(truth)), held_scores, sources, None
+            source = "other sources"
+        else:
+            held_out = val_rows if val_rows.size else train_rows
+            if not val_rows.size:
+                self.ctx.log(f"{self.name}: no validation split; thresholds on the training set")
+            scores = self._scores(SignalDataset(stored.items, rows=held_out))
+            groups, floor_rows = None, train_rows
+            source = "validation" if val_rows.size else "training"
+        floor_rows = held_out if floor_rows is None else floor_rows
+        self.thresholds_ = self.choose_thresholds(
+            truth[held_out], scores, truth[floor_rows], groups
+        )
+        self.fit_summary_ = json_safe(
+            {
+                "n_records": len(records),
+                "n_train": int(train_rows.size),
+                "n_val": int(val_rows.size),
+                "thresholds_from": source,
+                "left_out": [{"record": r, "problem": p} for r, p in stored.failures],
+                "best_epoch": result.best_epoch,
+                "best_loss": result.best_loss,
+                "stopped_early": result.stopped_early,
+                "history": result.history,
+                "n_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+            }
+        )
+        if isinstance(network, MeanLogits):
+            self.fit_summary_["ensemble_members"] = len(network.members)
+            self.fit_summary_["member_best_epochs"] = [r.best_epoch for _, r in members]
+        return self
+
+    def _train(self, stored, truth: np.ndarray, train_rows, val_rows, part: str | None = None):
+        """A network trained on ``train_rows`` (the family's draw of them), its best epoch
+        chosen on ``val_rows``; checkpoints in the run's work folder (a child ``part`` for
+        the per-source networks). Returns the network (on the CPU, in eval mode) and the
+        training's result."""
+        from team_code.nn.cache import SignalDataset
+        from team_code.nn.training import fit, set_seed
+
+        c = self.config
+        ctx = self.ctx.child(part) if part else self.ctx
         rng = np.random.default_rng(c.seed)
         drawn = train_rows[self.training_draw(truth[train_rows], rng)]
         if drawn.size == 0:
             raise ValueError(f"{self.name}: the training draw is empty")
-
         set_seed(c.seed)
         network = self.build_network()
         self.prepare_network(network, truth[train_rows])
@@ -285,35 +363,12 @@ class DeepClassifier(Classifier):
             val_set,
             self.loss(),
             self.train_config(),
-            workdir=self.ctx.workdir,
-            resume=self.ctx.checkpoint(),
+            workdir=ctx.workdir,
+            resume=ctx.checkpoint(),
             sample_weights=self.sample_weights(truth[drawn]),
-            log=self.ctx.log,
+            log=ctx.log,
         )
-        network.cpu().eval()
-        self.network_ = network
-
-        held_out = val_rows if val_rows.size else train_rows
-        if not val_rows.size:
-            self.ctx.log(f"{self.name}: no validation split; thresholds read off the training set")
-        scores = self._scores(SignalDataset(stored.items, rows=held_out))
-        self.thresholds_ = self.choose_thresholds(truth[held_out], scores, truth[train_rows])
-        self.fit_summary_ = json_safe(
-            {
-                "n_records": len(records),
-                "n_train": int(train_rows.size),
-                "n_val": int(val_rows.size),
-                "n_drawn": int(drawn.size),
-                "thresholds_from": "validation" if val_rows.size else "training",
-                "left_out": [{"record": r, "problem": p} for r, p in stored.failures],
-                "best_epoch": result.best_epoch,
-                "best_loss": result.best_loss,
-                "stopped_early": result.stopped_early,
-                "history": result.history,
-                "n_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
-            }
-        )
-        return self
+        return network.cpu().eval(), result
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         """Sigmoid outputs, (n_records, n_classes)."""
@@ -352,7 +407,11 @@ class DeepClassifier(Classifier):
         meta = load_json(folder / self.STATE_FILE) if (folder / self.STATE_FILE).is_file() else {}
         self.fit_summary_ = meta.get("training", {})
         self.set_extra_state(meta)
-        network = self.build_network()
+        n_members = int(self.fit_summary_.get("ensemble_members", 0) or 0)
+        if n_members:
+            network = MeanLogits([self.build_network() for _ in range(n_members)])
+        else:
+            network = self.build_network()
         network.load_state_dict(load((folder / WEIGHTS_FILE).read_bytes()))
         network.eval()
         self.network_ = network

@@ -70,11 +70,14 @@ from team_code.classifiers.deep import (  # noqa: F401  (re-exported for tools a
     signal_groups,
 )
 from team_code.data.records import STANDARD_LEADS, Record
-from team_code.nn.layers import GroupedLinear
+from team_code.nn.layers import AmplitudeScale, GroupedLinear
 
 STATE_FILE = "parallel_cnn.json"
 #: Bump when preprocessing changes, so old cache files are not reused.
 PREPROCESS_VERSION = "parallel_cnn/1"
+#: Input scalings of the network: volts as recorded, or over a robust amplitude of the record
+#: (all leads) or of each lead (:class:`~team_code.nn.layers.AmplitudeScale`).
+INPUT_SCALES = ("none", "record", "lead")
 #: Modules whose source the preprocessing runs (part of the cache key).
 PREPROCESS_CODE = ("team_code.dsp.resample", "team_code.dsp.filters")
 
@@ -91,6 +94,7 @@ class ParallelCNNConfig:
     conv_dropout: float = 0.0  # dropout after each convolution, before its BatchNorm (paper 0.3)
     head: str = "pool"  # "pool": global mean + max over time; "dense": the paper's flatten
     highpass_hz: float = 0.5  # baseline-wander high-pass before the network (0: none, paper)
+    input_scale: str = "none"  # "none" (mV), "record" or "lead" (over a robust amplitude)
     augment_gain: float = 0.0  # inputs scaled by exp(N(0, this)); blurs low voltage (0: none)
     augment_shift: bool = False  # training inputs rolled by a random number of samples
     epochs: int = 30  # training epochs
@@ -106,6 +110,15 @@ class ParallelCNNConfig:
     seed: int = 0  # initialisation, split, shuffling and dropout
     val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
     threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
+    # "validation": thresholds on the validation split's scores; "sources": on out-of-source
+    # scores (one network per training source, trained on the others; a move from the floor
+    # must win the sources' vote). One source: "validation". See classifiers/deep.py.
+    threshold_split: str = "validation"
+    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
+    threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
+    # "sources" only: predict with the mean logit of the per-source networks (the scores the
+    # thresholds were chosen on came from such networks) instead of one network on everything
+    source_ensemble: bool = False
     balanced_sampling: bool = False  # draw training records so that classes even out
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
@@ -197,8 +210,14 @@ class ParallelCNN(nn.Module):
         channels_last: bool = True,
         conv_dropout: float | None = None,
         head: str = "dense",
+        input_scale: str = "none",
     ):
         super().__init__()
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {INPUT_SCALES}, not {input_scale!r}")
+        self.scale = AmplitudeScale(per_lead=True) if input_scale == "lead" else None
+        if input_scale == "record":
+            self.scale = AmplitudeScale(per_lead=False)
         lengths = stack_lengths(length, n_blocks)
         channels = n_classes * filters
         self.n_classes = n_classes
@@ -237,6 +256,8 @@ class ParallelCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every branch."""
+        if self.scale is not None:
+            x = self.scale(x)
         x = x.unsqueeze(2)  # (batch, leads, 1, samples)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -374,6 +395,7 @@ class ParallelCNNClassifier(DeepClassifier):
             n_leads=len(self.input_leads()),
             conv_dropout=c.conv_dropout,
             head=c.head,
+            input_scale=c.input_scale,
         )
 
     def prepare_network(self, network, truth_train: np.ndarray) -> None:

@@ -68,11 +68,19 @@ def challenge_thresholds(
     start: np.ndarray | None = None,
     min_positives: int = 0,
     scored: ScoredClasses | None = None,
+    groups: np.ndarray | None = None,
+    vote: str = "net",
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
 
     Classes with fewer than ``min_positives`` positive labels keep their ``start`` threshold:
     a threshold searched on two or three positives mostly learns which records they were.
+
+    With ``groups`` (one id per record: the source hospital of held-out scores), a class's
+    threshold moves only to a candidate that raises the pooled metric *and* raises the metric
+    of more groups than it lowers (:class:`GroupVotes`): a move that pays on one large source
+    but costs on most others is not made. ``vote="majority"`` asks more: the move must raise
+    the metric of more than half of the groups (a group it leaves unchanged counts against).
 
     Each class in turn tries ``n_candidates`` quantiles of its scores (and "never"); all
     candidates of a class are scored at once. With the other classes' outputs fixed, the
@@ -98,7 +106,9 @@ def challenge_thresholds(
         return (observed - inactive) / (correct - inactive)
 
     union = labels | binary
-    best = metric(((binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)).sum())
+    per_record = (binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)
+    best = metric(per_record.sum())
+    votes = None if groups is None else GroupVotes(labels, weights, classes, groups)
     searched = np.flatnonzero(labels.sum(axis=0) >= min_positives)
     for _ in range(max_passes):
         improved = False
@@ -115,13 +125,63 @@ def challenge_thresholds(
             size = union_others.sum(axis=1)[:, None] + (labels[:, j, None] | out)
             observed = (rest[:, None] + out * label_weights[:, j, None]) / np.maximum(size, 1)
             values = metric(observed.sum(axis=0))
+            if votes is not None:  # only candidates that enough groups gain from
+                values = np.where(votes.passes(observed, per_record, vote), values, -np.inf)
             k = int(np.argmax(values))
             if values[k] > best + 1e-12:
                 best, thresholds[j], improved = values[k], candidates[k], True
                 binary[:, j] = out[:, k]
+                per_record = observed[:, k]
         if not improved:  # a pass that changed nothing: a local optimum
             break
     return thresholds
+
+
+class GroupVotes:
+    """Per-group challenge metrics of candidate outputs, for :func:`challenge_thresholds`.
+
+    ``net(observed, current)`` takes per-record observed scores of ``T`` candidates
+    ``(n, T)`` and of the current outputs ``(n,)`` and returns, per candidate, the number of
+    groups whose metric rises minus the number whose metric falls. Groups whose metric is
+    undefined (every record labelled normal only: correct == inactive) do not vote.
+    """
+
+    def __init__(self, labels, weights, classes, groups):
+        from evaluation.metrics import challenge_scores
+
+        groups = np.asarray(groups)
+        self.names, index = np.unique(groups, return_inverse=True)
+        self.onehot = np.zeros((len(self.names), len(groups)))
+        self.onehot[index, np.arange(len(groups))] = 1.0
+        normal = list(classes).index(NORMAL_CLASS)
+        spans = []
+        for g in range(len(self.names)):
+            rows = index == g
+            _, correct, inactive = challenge_scores(weights, labels[rows], labels[rows], normal)
+            spans.append(correct - inactive)
+        self.span = np.asarray(spans)
+        self.voting = np.abs(self.span) > 1e-12
+
+    def counts(self, observed: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per candidate (columns of ``observed``): the groups gaining, the groups losing."""
+        change = self.onehot @ (observed - current[:, None])  # (groups, T): observed change
+        change = change[self.voting] / self.span[self.voting, None]
+        return (change > 1e-12).sum(axis=0), (change < -1e-12).sum(axis=0)
+
+    def net(self, observed: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Groups gaining minus groups losing, per candidate (columns of ``observed``)."""
+        up, down = self.counts(observed, current)
+        return up - down
+
+    def passes(self, observed: np.ndarray, current: np.ndarray, vote: str) -> np.ndarray:
+        """Whether each candidate wins the vote: ``"net"``, more groups gain than lose;
+        ``"majority"``, more than half of the voting groups gain."""
+        up, down = self.counts(observed, current)
+        if vote == "net":
+            return up > down
+        if vote == "majority":
+            return 2 * up > int(self.voting.sum())
+        raise ValueError(f"vote must be 'net' or 'majority', not {vote!r}")
 
 
 def prevalence_thresholds(

@@ -40,3 +40,46 @@ class GroupedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, in_features={self.in_features}, out={self.out_features}"
+
+
+class AmplitudeScale(nn.Module):
+    """Divide each record by a robust amplitude: half the spread between the ``1 - quantile``
+    and ``quantile`` values over time, of all leads together (``per_lead=False``: the leads'
+    ratios, hence the electrical axis, are kept) or of each lead (``per_lead=True``).
+
+    Input ``(batch, leads, samples)``; the amplitude is clamped below at ``floor`` (input
+    units) so that a flat lead is not blown up. No parameters: the output of a record does not
+    depend on the others in its batch. Amplifier gains and electrode contact differ between
+    hospitals; absolute voltage (low QRS voltage) is lost.
+    """
+
+    def __init__(self, per_lead: bool = False, quantile: float = 0.99, floor: float = 0.05):
+        super().__init__()
+        if not 0.5 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0.5, 1], not {quantile}")
+        self.per_lead, self.quantile, self.floor = bool(per_lead), float(quantile), float(floor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` over its robust amplitude."""
+        values = x.float() if self.per_lead else x.float().flatten(1).unsqueeze(1)
+        q = torch.tensor([1.0 - self.quantile, self.quantile], device=x.device)
+        low, high = torch.quantile(values, q, dim=-1, keepdim=True)
+        scale = ((high - low) / 2).clamp_min(self.floor)
+        return x / scale.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"per_lead={self.per_lead}, quantile={self.quantile}, floor={self.floor}"
+
+
+class MeanLogits(nn.Module):
+    """Several networks with the same inputs and outputs as one: the mean of their outputs."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        if not len(self.members):
+            raise ValueError("MeanLogits needs at least one member")
+
+    def forward(self, *inputs) -> torch.Tensor:
+        """The members' outputs, averaged."""
+        return torch.stack([member(*inputs) for member in self.members]).mean(dim=0)

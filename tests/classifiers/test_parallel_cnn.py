@@ -269,3 +269,77 @@ def test_augment_rolls_and_scales_reproducibly_from_torch_seed():
     scaled = Augment(0.3, False)(x)
     ratio = scaled / x
     assert np.allclose(ratio, ratio.flat[0]) and ratio.flat[0] != 1.0  # one gain for all leads
+
+
+def test_input_scale_makes_the_network_blind_to_a_gain():
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 400)
+    for mode, gains in (("record", 3.0), ("lead", torch.linspace(0.5, 2, 12)[:, None])):
+        net = ParallelCNN(2, 400, filters=4, n_blocks=3, input_scale=mode, head="pool").eval()
+        torch.testing.assert_close(net(x * gains), net(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="input_scale"):
+        ParallelCNN(2, 400, filters=4, n_blocks=3, input_scale="volts")
+
+
+def three_sources(n, seed):
+    """Synthetic records named as if from three sources (A, E, Q), in turn."""
+    records = synthetic_records(n, seed)
+    return [
+        dataclasses.replace(r, name=f"{'AEQ'[i % 3]}{i + 1:04d}") for i, r in enumerate(records)
+    ]
+
+
+def test_thresholds_from_out_of_source_scores(monkeypatch):
+    """threshold_split="sources": one network per training source scores that source; the
+    thresholds are searched on those scores, grouped by source; the final network is the one
+    trained on everything."""
+    from team_code.classifiers import deep as module
+
+    records = three_sources(24, 6)
+    seen = {}
+    original = module.challenge_thresholds
+
+    def spy(labels, scores, classes, **kwargs):
+        seen["n"], seen["groups"] = len(labels), kwargs.get("groups")
+        seen["vote"], seen["min_positives"] = kwargs.get("vote"), kwargs.get("min_positives")
+        return original(labels, scores, classes, **kwargs)
+
+    monkeypatch.setattr(module, "challenge_thresholds", spy)
+    trained = []
+    original_train = ParallelCNNClassifier._train
+
+    def counting(self, stored, truth, train_rows, val_rows, *args):
+        trained.append((len(train_rows), len(val_rows)))
+        return original_train(self, stored, truth, train_rows, val_rows, *args)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_train", counting)
+    config = dataclasses.replace(
+        SMALL, threshold_split="sources", source_vote="majority", threshold_min_positives=7
+    )
+    model = ParallelCNNClassifier(config).fit(records, Task())
+    assert trained[:3] == [(16, 8)] * 3  # each source held out by a network of the others
+    assert len(trained) == 4 and trained[3][0] + trained[3][1] == 24  # then the final one
+    assert seen["n"] == 24 and sorted(set(seen["groups"])) == ["A", "E", "Q"]
+    assert seen["vote"] == "majority" and seen["min_positives"] == 7
+    assert model.thresholds_.shape == (len(model.classes_),)
+    with pytest.raises(ValueError, match="threshold_split"):
+        ParallelCNNClassifier(dataclasses.replace(SMALL, threshold_split="folds")).fit(
+            records, Task()
+        )
+
+
+def test_source_ensemble_predicts_with_the_per_source_networks(tmp_path):
+    from team_code.nn.layers import MeanLogits
+
+    records = three_sources(24, 7)
+    config = dataclasses.replace(SMALL, threshold_split="sources", source_ensemble=True)
+    model = ParallelCNNClassifier(config).fit(records, Task())
+    assert isinstance(model.model_, MeanLogits) and len(model.model_.members) == 3
+    x = torch.randn(2, 12, SMALL.length)
+    with torch.no_grad():
+        mean = torch.stack([m(x) for m in model.model_.members]).mean(0)
+        torch.testing.assert_close(model.model_(x), mean)
+    model.save(tmp_path / "m")
+    loaded = ParallelCNNClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
+    np.testing.assert_array_equal(loaded.thresholds_, model.thresholds_)

@@ -70,3 +70,70 @@ def test_rare_classes_keep_their_start_thresholds():
     assert rare.any() and (~rare).any()
     np.testing.assert_array_equal(searched[rare], 0.5)
     assert (searched[~rare] != 0.5).any()
+
+
+def test_group_votes_count_the_groups_a_move_helps_and_hurts():
+    from team_code.classifiers.thresholds import GroupVotes
+
+    classes, labels, scores = _problem(seed=4, n=90)
+    groups = np.repeat(["a", "b", "c"], 30)
+    weights = challenge_weights(classes)
+    votes = GroupVotes(labels, weights, classes, groups)
+    current = scores >= 0.5
+    trial = current.copy()
+    trial[:, 0] = ~trial[:, 0]
+    label_weights = labels @ weights
+
+    def per_record(binary):
+        return (binary * label_weights).sum(axis=1) / np.maximum((labels | binary).sum(axis=1), 1)
+
+    net = votes.net(per_record(trial)[:, None], per_record(current))
+    changes = [
+        challenge_score(labels[groups == g], trial[groups == g], classes)
+        - challenge_score(labels[groups == g], current[groups == g], classes)
+        for g in "abc"
+    ]
+    assert net[0] == sum(c > 1e-12 for c in changes) - sum(c < -1e-12 for c in changes)
+
+
+def test_groups_refuse_a_move_that_pays_on_one_source_only():
+    """AF detected well in source a, only false alarms in b and c: pooled it pays, by groups
+    not."""
+    classes = list(scored_classes().codes)
+    nsr = classes.index("426783006")
+    af = classes.index("164889003")
+    rng = np.random.default_rng(5)
+    n = 60
+    groups = np.repeat(["a", "b", "c"], [3 * n, n, n])
+    labels = np.zeros((len(groups), len(classes)), bool)
+    labels[:, af] = rng.random(len(groups)) < 0.3
+    labels[:, nsr] = ~labels[:, af]
+    scores = np.full(labels.shape, 0.5)
+    in_a = groups == "a"
+    scores[in_a, af] = np.where(labels[in_a, af], 0.9, 0.1)  # separates in a
+    false_alarm = ~labels[~in_a, af] & (rng.random((~in_a).sum()) < 0.2)
+    scores[~in_a, af] = np.where(false_alarm, 0.9, 0.1)  # in b and c: false alarms only
+    start = np.where(np.arange(len(classes)) == nsr, 0.0, NEVER)
+    pooled = challenge_thresholds(labels, scores, classes, start=start)
+    assert pooled[af] < NEVER  # pooled, the detections of a outweigh b and c
+    voted = challenge_thresholds(labels, scores, classes, start=start, groups=groups)
+    assert voted[af] == NEVER  # two sources of three lose: the floor's decision stays
+    # The same move where it pays on every source is made.
+    honest = np.where(labels, 0.9, 0.1)
+    voted = challenge_thresholds(labels, honest, classes, start=start, groups=groups)
+    assert voted[af] < NEVER
+
+
+def test_majority_vote_needs_more_than_half_of_the_groups():
+    from team_code.classifiers.thresholds import GroupVotes
+
+    classes, labels, _ = _problem(seed=6, n=120)
+    groups = np.repeat(["a", "b", "c", "d"], 30)
+    votes = GroupVotes(labels, challenge_weights(classes), classes, groups)
+    current = np.zeros(120)
+    # candidate 0: a and b gain, c loses, d unchanged; candidate 1: a, b and c gain
+    observed = np.zeros((120, 2))
+    observed[:30] = observed[30:60] = 1.0
+    observed[60:90, 0], observed[60:90, 1] = -1.0, 1.0
+    np.testing.assert_array_equal(votes.passes(observed, current, "net"), [True, True])
+    np.testing.assert_array_equal(votes.passes(observed, current, "majority"), [False, True])
