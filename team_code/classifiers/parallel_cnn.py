@@ -151,7 +151,7 @@ def preprocess_signal(
     :class:`~team_code.classifiers.deep.DeepClassifier`)."""
     from team_code.dsp.resample import resample
 
-    signal_mv = resample(np.asarray(signal_mv, dtype=np.float64), fs, fs_hz, axis=-1)
+    signal_mv = resample(signal_mv, fs, fs_hz, axis=-1)
     if highpass_hz > 0:
         from team_code.dsp.filters import remove_baseline
 
