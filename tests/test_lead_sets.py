@@ -139,3 +139,12 @@ def test_the_report_says_which_model_served_each_record(trained, tmp_path):
     assert sorted(r["record"] for r in served_by_two["records"]) == sorted(
         n for n in RecordSet.from_folder(both).names if n.startswith("TWO")
     )
+
+
+def test_lead_sets_on_the_command_line():
+    six = ("I", "II", "III", "aVR", "aVL", "aVF")
+    assert train_model.parse_lead_sets("12,6,2")[1:] == [six, ("I", "II")]
+    assert train_model.parse_lead_sets("I,II,V2") == [("I", "II", "V2")]  # one set by names
+    assert train_model.parse_lead_sets("12;I,II,V2")[1] == ("I", "II", "V2")
+    with pytest.raises(ValueError, match="twice"):
+        train_model.parse_lead_sets("I,I")
