@@ -98,7 +98,9 @@ def _n(ms: float, fs: float) -> int:
     return max(1, int(round(ms * 1e-3 * fs)))
 
 
-def _standard(signal_mv, leads: Sequence[str], notes: list) -> np.ndarray:
+def _standard(signal_mv, leads: Sequence[str], notes: list) -> tuple[np.ndarray, bool]:
+    """The 12 standard leads in order (limb leads that I and II determine derived, others
+    missing set flat) and whether every lead was there or derived."""
     x = np.asarray(signal_mv, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(leads):
         raise ValueError(
@@ -108,6 +110,7 @@ def _standard(signal_mv, leads: Sequence[str], notes: list) -> np.ndarray:
     out = np.zeros((len(STANDARD_LEADS), x.shape[1]))
     names = list(leads)
     derived = _limb_leads(x, names)
+    complete = True
     for i, lead in enumerate(STANDARD_LEADS):
         if lead in names:
             out[i] = x[names.index(lead)]
@@ -116,7 +119,8 @@ def _standard(signal_mv, leads: Sequence[str], notes: list) -> np.ndarray:
             notes.append(f"lead {lead} missing: derived from I and II")
         else:
             notes.append(f"lead {lead} missing: treated as flat")
-    return out
+            complete = False
+    return out, complete
 
 
 def _limb_leads(x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -218,7 +222,7 @@ def measure(
     if not np.isfinite(fs) or fs <= 0:
         raise ValueError(f"fs must be a positive sampling frequency in Hz; got {fs}")
     notes: list[str] = []
-    x = _standard(signal_mv, leads, notes)
+    x, complete = _standard(signal_mv, leads, notes)
     n_max = int(round(config.max_duration_s * fs))
     if x.shape[1] > n_max:
         notes.append(f"analysed the first {config.max_duration_s:g} s of {x.shape[1] / fs:.1f} s")
@@ -303,7 +307,7 @@ def measure(
     values["n_pvc"] = int((premature & other).sum())
     values["dominant_fraction"] = float(dominant.mean())
     # ---- VCG (from all twelve leads: none with a lead missing)
-    if math.isfinite(d.qrs_on) and not any("treated as flat" in n for n in notes):
+    if math.isfinite(d.qrs_on) and complete:
         on = int(d.qrs_on)
         ref = ab.beat_mv[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
         xyz = vcg.to_xyz(ab.beat_mv - ref[:, None], STANDARD_LEADS, config.xyz_method)
