@@ -39,6 +39,11 @@ def lead_set_name(leads: Sequence[str]) -> str:
     return ",".join(leads)
 
 
+def record_names(records: Sequence[Record]) -> list[str]:
+    """The records' names, without reading the signals of a :class:`RecordSet`."""
+    return records.names if isinstance(records, RecordSet) else [r.name for r in records]
+
+
 def record_labels(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """Each record's raw #Dx codes, from headers when the records are lazy."""
     if isinstance(records, RecordSet):
@@ -232,4 +237,5 @@ __all__ = [
     "lead_set_name",
     "parse_leads",
     "record_labels",
+    "record_names",
 ]

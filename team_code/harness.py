@@ -359,12 +359,8 @@ def load_model(
         raise KeyError(
             f"{model_dir} has no {top!r} classifier; it has {describe_classifiers(manifest)}"
         )
-    folder_name = str(manifest["classifiers"][top]["folder"])
-    if folder_name in ("", ".", "..") or "/" in folder_name or "\\" in folder_name:
-        raise ValueError(
-            f"{model_dir}: classifier folder {folder_name!r} points outside the model folder"
-        )
-    model = registry.get(top).load(Path(model_dir) / folder_name).use(ctx)
+    folder = _subfolder(model_dir, manifest["classifiers"][top]["folder"], "classifier")
+    model = registry.get(top).load(folder).use(ctx)
     if member:
         members = getattr(model, "members_", {})
         if member not in members:
@@ -374,6 +370,15 @@ def load_model(
             )
         return members[member]
     return model
+
+
+def _subfolder(model_dir, name, what: str) -> Path:
+    """``model_dir/name`` for a folder name read from a manifest; one that would point
+    outside the model folder raises."""
+    name = str(name)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"{model_dir}: {what} folder {name!r} points outside the model folder")
+    return Path(model_dir) / name
 
 
 def describe_classifiers(manifest: dict) -> str:
@@ -401,16 +406,13 @@ class LeadSetModels:
         if len(classes) != 1:
             raise ValueError("the lead sets' models do not share their classes")
         self.classes_ = next(iter(classes))
-        self.served: dict[str, str] = {}  # record name -> lead set that served it
 
     @classmethod
     def load(cls, model_dir, manifest: dict, classifier: str | None, ctx: RunContext):
         models, leads = {}, {}
         for name, entry in manifest["lead_sets"].items():
-            folder = str(entry["folder"])
-            if folder in ("", ".", "..") or "/" in folder or "\\" in folder:
-                raise ValueError(f"{model_dir}: lead-set folder {folder!r} is not a subfolder")
-            models[name] = load_model(Path(model_dir) / folder, classifier, ctx)
+            folder = _subfolder(model_dir, entry["folder"], "lead-set")
+            models[name] = load_model(folder, classifier, ctx)
             leads[name] = tuple(entry["leads"])
         return cls(models, leads)
 
@@ -436,8 +438,6 @@ class LeadSetModels:
             if rows:
                 part, binary = decide(model, [records[i] for i in rows])
                 scores[rows], labels[rows] = part, binary
-        for record, name in zip(records, chosen):
-            self.served[record.name] = name
         return scores, labels
 
 

@@ -46,7 +46,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from team_code.classifiers.deep import THRESHOLD_METHODS as _THRESHOLD_METHODS
 from team_code.classifiers.deep import DeepClassifier
 from team_code.context import RunContext, Task
 from team_code.data.records import Record, RecordError
@@ -290,11 +289,6 @@ class CWTGoogLeNetClassifier(DeepClassifier):
         super().__init__(config)
         if self.config.color not in _COLORS:
             raise ValueError(f"color must be one of {_COLORS}; got {self.config.color!r}")
-        if self.config.threshold_method not in _THRESHOLD_METHODS:
-            raise ValueError(
-                f"threshold_method must be one of {_THRESHOLD_METHODS}; "
-                f"got {self.config.threshold_method!r}"
-            )
         if self.config.image_size < 32:
             raise ValueError(f"image_size must be at least 32; got {self.config.image_size}")
 

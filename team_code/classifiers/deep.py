@@ -47,7 +47,7 @@ from team_code.classifiers.thresholds import (
     prevalence_thresholds,
     youden_thresholds,
 )
-from team_code.context import RunContext, Task
+from team_code.context import RunContext, Task, record_names
 from team_code.data.records import Record, RecordError, RecordSet, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
 from team_code.nn.layers import MeanLogits
@@ -129,6 +129,16 @@ class DeepClassifier(Classifier):
     STATE_FILE: ClassVar[str] = "training.json"
     #: Name of the preprocessing pass in progress output.
     INPUT_NAME: ClassVar[str] = "preprocessing"
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        c = self.config
+        for option, value, choices in (
+            ("threshold_method", c.threshold_method, THRESHOLD_METHODS),
+            ("threshold_split", c.threshold_split, THRESHOLD_SPLITS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{self.name}: {option} must be one of {choices}, not {value!r}")
 
     # -- what a family defines ---------------------------------------------------------------
     def transform(self) -> Callable[[np.ndarray, float], np.ndarray]:
@@ -268,16 +278,6 @@ class DeepClassifier(Classifier):
         from team_code.nn.device import pick_device
 
         c = self.config
-        if c.threshold_method not in THRESHOLD_METHODS:
-            raise ValueError(
-                f"{self.name}: threshold_method must be one of {THRESHOLD_METHODS}, "
-                f"not {c.threshold_method!r}"
-            )
-        if c.threshold_split not in THRESHOLD_SPLITS:
-            raise ValueError(
-                f"{self.name}: threshold_split must be one of {THRESHOLD_SPLITS}, "
-                f"not {c.threshold_split!r}"
-            )
         self._begin(task, ctx)
         distributed.setup(pick_device(self.ctx.device))
         truth_all = self.label_matrix(records)
@@ -285,7 +285,7 @@ class DeepClassifier(Classifier):
         if len(stored) == 0:
             raise ValueError(f"{self.name}: no record could be preprocessed for training")
         truth = truth_all[stored.kept]
-        names = records.names if isinstance(records, RecordSet) else [r.name for r in records]
+        names = record_names(records)
         sources = np.array([record_source(names[i]) for i in stored.kept])
         train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
         by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
@@ -304,17 +304,15 @@ class DeepClassifier(Classifier):
             network, result = self._train(stored, truth, train_rows, val_rows)
         self.network_ = network
 
-        if by_source:
-            held_out, scores, groups, floor_rows = np.arange(len(truth)), held_scores, sources, None
-            source = "other sources"
+        if by_source:  # the floor and the search both on the out-of-source scores
+            held_out = floor_rows = np.arange(len(truth))
+            scores, groups, thresholds_from = held_scores, sources, "other sources"
         else:
-            held_out = val_rows if val_rows.size else train_rows
+            held_out, floor_rows = (val_rows if val_rows.size else train_rows), train_rows
             if not val_rows.size:
                 self.ctx.log(f"{self.name}: no validation split; thresholds on the training set")
             scores = self._scores(SignalDataset(stored.items, rows=held_out))
-            groups, floor_rows = None, train_rows
-            source = "validation" if val_rows.size else "training"
-        floor_rows = held_out if floor_rows is None else floor_rows
+            groups, thresholds_from = None, "validation" if val_rows.size else "training"
         self.thresholds_ = self.choose_thresholds(
             truth[held_out], scores, truth[floor_rows], groups
         )
@@ -323,7 +321,7 @@ class DeepClassifier(Classifier):
                 "n_records": len(records),
                 "n_train": int(train_rows.size),
                 "n_val": int(val_rows.size),
-                "thresholds_from": source,
+                "thresholds_from": thresholds_from,
                 "left_out": [{"record": r, "problem": p} for r, p in stored.failures],
                 "best_epoch": result.best_epoch,
                 "best_loss": result.best_loss,

@@ -70,8 +70,8 @@ from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
 from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
-from team_code.context import RunContext, Task
-from team_code.data.records import Record, RecordSet, record_source
+from team_code.context import RunContext, Task, record_names
+from team_code.data.records import Record, record_source
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
 
 FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
@@ -225,11 +225,6 @@ def _pick(scores: np.ndarray, own: np.ndarray, ranking: np.ndarray) -> np.ndarra
         margin = _logit(scores[:, other, columns]) - _logit(own[:, other, columns])
         out = np.where(missing, _sigmoid(margin + target), out)
     return out
-
-
-def _record_names(records: Sequence[Record]) -> list[str]:
-    """The records' names, without reading the signals of a :class:`RecordSet`."""
-    return records.names if isinstance(records, RecordSet) else [r.name for r in records]
 
 
 class _Stacker:
@@ -440,7 +435,7 @@ class HybridClassifier(Classifier):
             return digests
         if self.config.fold_groups != "source":
             raise ValueError("hybrid: fold_groups must be 'signal' or 'source'")
-        groups = source_groups([record_source(name) for name in _record_names(records)], digests)
+        groups = source_groups([record_source(name) for name in record_names(records)], digests)
         if len(set(groups)) >= self.config.n_folds:
             return groups
         self._log(
@@ -490,7 +485,7 @@ class HybridClassifier(Classifier):
         for i in np.flatnonzero(~finite):
             problems.setdefault(int(i), "non-finite scores or evidence")
         if problems:
-            names = _record_names(records)
+            names = record_names(records)
             for i, problem in sorted(problems.items()):
                 self._log(
                     f"hybrid: {name} cannot process record {names[i]} ({problem}); "
@@ -557,8 +552,8 @@ class HybridClassifier(Classifier):
                 dataclasses.asdict(config),
                 self.task_.to_json(),
                 list(self.classes_),
-                _record_names(train),
-                _record_names(held_out),
+                record_names(train),
+                record_names(held_out),
             ],
             sort_keys=True,
             default=str,
@@ -737,7 +732,7 @@ class HybridClassifier(Classifier):
         fused = self.fuser_.predict(scores, self._own(), evidence)
         unscored = ~np.isfinite(fused).all(axis=1)
         if unscored.any():
-            names = [n for n, bad in zip(_record_names(records), unscored) if bad]
+            names = [n for n, bad in zip(record_names(records), unscored) if bad]
             raise ValueError(f"hybrid: no member could process record(s) {', '.join(names)}")
         return np.clip(fused, 0.0, 1.0)
 

@@ -422,8 +422,3 @@ class ParallelCNNClassifier(DeepClassifier):
             "lr_decay_steps": c.lr_decay_steps,
             "balanced_sampling": c.balanced_sampling,
         }
-
-    @property
-    def model_(self):
-        """The network (the name the parallel-CNN tests and tools use)."""
-        return self.network_

@@ -334,11 +334,11 @@ def test_source_ensemble_predicts_with_the_per_source_networks(tmp_path):
     records = three_sources(24, 7)
     config = dataclasses.replace(SMALL, threshold_split="sources", source_ensemble=True)
     model = ParallelCNNClassifier(config).fit(records, Task())
-    assert isinstance(model.model_, MeanLogits) and len(model.model_.members) == 3
+    assert isinstance(model.network_, MeanLogits) and len(model.network_.members) == 3
     x = torch.randn(2, 12, SMALL.length)
     with torch.no_grad():
-        mean = torch.stack([m(x) for m in model.model_.members]).mean(0)
-        torch.testing.assert_close(model.model_(x), mean)
+        mean = torch.stack([m(x) for m in model.network_.members]).mean(0)
+        torch.testing.assert_close(model.network_(x), mean)
     model.save(tmp_path / "m")
     loaded = ParallelCNNClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
