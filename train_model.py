@@ -93,6 +93,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="processes preprocessing and measuring records (default 0: the compute threads)",
     )
     parser.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        help="DataLoader processes feeding the deep engines' batches (default 0: the training "
+        "process reads them; on a GPU a few keep it busy)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars or progress lines"
     )
     parser.add_argument("--list", action="store_true", help="list the known classifiers and exit")
@@ -142,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             lead_sets=parse_lead_sets(args.leads),
             device=args.device,
             workers=args.workers,
+            loader_workers=args.loader_workers,
         )
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -188,12 +188,14 @@ def run_context(
     device: str = "auto",
     workers: int = 0,
     log: Callable[[str], None] = _say,
+    loader_workers: int = 0,
 ) -> RunContext:
     """The run context of a training into ``model_dir``: caches in ``MODEL/.cache`` (or
     ``$ECG_KIT_CACHE``), checkpoints under ``MODEL/.work`` (each classifier gets a child)."""
     return RunContext(
         device=device,
         workers=workers,
+        loader_workers=loader_workers,
         cache_dir=_default_cache_dir(model_dir),
         workdir=str(model_dir / ".work"),
         resume=resume,
@@ -225,6 +227,7 @@ def train(
     lead_sets: Sequence[Sequence[str]] | None = None,
     device: str = "auto",
     workers: int = 0,
+    loader_workers: int = 0,
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
@@ -241,6 +244,8 @@ def train(
     """
     if cache not in CACHE_CHOICES:
         raise ValueError(f"cache must be one of {CACHE_CHOICES}, not {cache!r}")
+    if loader_workers < 0:
+        raise ValueError(f"loader_workers must be 0 or more, not {loader_workers}")
     names = list(classifiers or DEFAULT_CLASSIFIERS)
     configs = configure(names, options, preset)
     lead_sets = [tuple(leads) for leads in (lead_sets or [STANDARD_LEADS])]
@@ -256,7 +261,7 @@ def train(
     log(f"training on {len(records)} records ({len(failures)} unreadable) from {data_dir}")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    ctx = run_context(model_dir, resume, progress, device, workers, log)
+    ctx = run_context(model_dir, resume, progress, device, workers, log, loader_workers)
     common = {
         "preset": preset,
         "versions": package_versions(),

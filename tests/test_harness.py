@@ -201,7 +201,8 @@ class _SpyClassifier(Classifier):
 
 def test_the_run_context_reaches_every_member_and_fold(tmp_path, monkeypatch, challenge_dir):
     """Caches in MODEL/.cache (or $ECG_KIT_CACHE), a work folder per member and fold, the
-    device, workers and progress of the run: handed down, never read from configs."""
+    device, workers, loader workers and progress of the run: handed down, never read from
+    configs."""
     monkeypatch.delenv("ECG_KIT_CACHE", raising=False)
     registry.register("spy_test")(_SpyClassifier)
     _SpyClassifier.contexts.clear()
@@ -210,13 +211,13 @@ def test_the_run_context_reaches_every_member_and_fold(tmp_path, monkeypatch, ch
         options = {"hybrid": {"members": "spy_test", "n_folds": "2", "fold_groups": "signal"}}
         harness.train(
             challenge_dir, model, ["hybrid"], options, log=lambda m: None, progress=False,
-            device="cpu", workers=1, cache="keep",
+            device="cpu", workers=1, cache="keep", loader_workers=3,
         )  # fmt: skip
         seen = _SpyClassifier.contexts
         work = model / ".work" / "hybrid" / "spy_test"
         assert [c.workdir for c in seen] == [str(work / p) for p in ("fold1", "fold2", "refit")]
-        assert {(c.device, c.workers, c.progress, c.resume) for c in seen} == {
-            ("cpu", 1, False, False)
+        assert {(c.device, c.workers, c.loader_workers, c.progress, c.resume) for c in seen} == {
+            ("cpu", 1, 3, False, False)
         }
         assert {c.cache_dir for c in seen} == {str(model / ".cache")}
         monkeypatch.setenv("ECG_KIT_CACHE", str(tmp_path / "env"))
@@ -235,3 +236,16 @@ def test_a_manifest_cannot_point_outside_the_model_folder(tmp_path, challenge_di
     (model / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="points outside the model folder"):
         harness.load_model(model)
+
+
+def test_train_model_hands_loader_workers_to_the_training(monkeypatch, tmp_path):
+    import train_model
+
+    with pytest.raises(ValueError, match="loader_workers must be 0 or more"):
+        harness.train(tmp_path, tmp_path / "m", ["prevalence"], loader_workers=-1)
+    seen = {}
+    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
+    assert train_model.main(["d", str(tmp_path / "m"), "--loader-workers", "4"]) == 0
+    assert (seen["loader_workers"], seen["workers"]) == (4, 0)
+    assert train_model.main(["d", str(tmp_path / "m")]) == 0
+    assert seen["loader_workers"] == 0
