@@ -7,10 +7,11 @@
   10 s at 250 Hz with 16 filters per branch, inputs shifted at random in time, thresholds
   chosen on out-of-source scores where the training records come from several sources (one
   extra training per source; a class leaves the floor's decision only where that pays on
-  most training sources, and only with 10+ positives); GoogLeNet at 64 px for 3 epochs on a
-  balanced draw of at most 100 records per class; the beat networks for 4 epochs on 8,000
-  beats; the hybrid with 3 inner folds). The demo (``scripts/demo.sh``) and the benchmarks
-  use it.
+  most training sources, and only with 10+ positives; the loss skips the classes a record's
+  source never labels and weighs each source to the pooled prevalence of each class);
+  GoogLeNet at 64 px for 3 epochs on a balanced draw of at most 100 records per class; the
+  beat networks for 4 epochs on 8,000 beats; the hybrid with 3 inner folds). The demo
+  (``scripts/demo.sh``) and the benchmarks use it.
 
 A preset only fills options: ``--set NAME.OPTION=VALUE`` given with it wins. Options of
 classifiers that are neither trained nor members of a trained hybrid are left out.
@@ -34,6 +35,8 @@ PRESETS: dict[str, dict[str, dict[str, str]]] = {
             "threshold_split": "sources",
             "source_vote": "majority",
             "threshold_min_positives": "10",
+            "label_mask": "source",
+            "source_balance": "true",
         },
         "cwt_googlenet": {
             "image_size": "64",

@@ -89,6 +89,8 @@ class CWTGoogLeNetConfig:
     source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
     threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
     source_ensemble: bool = False  # "sources": predict with the per-source networks' mean
+    label_mask: str = "none"  # "source": skip classes a record's source never labels (deep.py)
+    source_balance: bool = False  # every source weighted to the pooled prevalence (deep.py)
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
     cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics
@@ -261,17 +263,17 @@ def _network(num_classes: int, config: CWTGoogLeNetConfig):
 
 
 def _loss_function(aux_weight: float):
-    import torch.nn.functional as F
+    from team_code.classifiers.deep import masked_bce_with_logits as bce
 
     def loss(outputs, targets):
         if isinstance(outputs, tuple):
             main, aux2, aux1 = outputs
-            value = F.binary_cross_entropy_with_logits(main, targets)
+            value = bce(main, targets)
             for aux in (aux1, aux2):
                 if aux is not None:
-                    value = value + aux_weight * F.binary_cross_entropy_with_logits(aux, targets)
+                    value = value + aux_weight * bce(aux, targets)
             return value
-        return F.binary_cross_entropy_with_logits(outputs, targets)
+        return bce(outputs, targets)
 
     return loss
 
@@ -338,7 +340,7 @@ class CWTGoogLeNetClassifier(DeepClassifier):
         """Class balancing (:func:`balanced_draw`)."""
         return balanced_draw(truth_train, self.config.n_max, self.config.max_copies, rng)
 
-    def prepare_network(self, network, truth_train: np.ndarray) -> None:
+    def prepare_network(self, network, targets_train: np.ndarray) -> None:
         """ImageNet weights when a file is at hand (else from scratch, and said so)."""
         from team_code.nn.googlenet import load_imagenet_weights, pretrained_weights_path
 

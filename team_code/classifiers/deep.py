@@ -56,6 +56,88 @@ WEIGHTS_FILE = "weights.safetensors"
 THRESHOLD_METHODS = ("challenge", "youden")
 #: Where the thresholds are chosen: the validation split, or out-of-source scores.
 THRESHOLD_SPLITS = ("validation", "sources")
+#: Which targets the loss reads: all, or (``"source"``) only the classes a record's source
+#: labels at all (a class no record of a source carries is unknown there, not absent).
+LABEL_MASKS = ("none", "source")
+
+
+def source_targets(truth: np.ndarray, sources: np.ndarray, mask: str = "source") -> np.ndarray:
+    """Training targets (float32): ``truth``, with NaN (unknown) where a record's source has
+    no record of a class that other sources have (``mask="source"``; ``"none"``: ``truth`` as
+    it is). A class no source has stays negative, and one source masks nothing.
+
+    The Challenge's hospitals label different subsets of the classes (CPSC's records carry
+    nine of them: no axis deviation, no bradycardia): a CPSC record with left axis deviation
+    is not labelled so because CPSC never labels axes, and a network taught that it is negative
+    learns to tell hospitals apart instead of axes. The loss skips unknown targets
+    (:func:`masked_bce_with_logits`)."""
+    if mask not in LABEL_MASKS:
+        raise ValueError(f"label_mask must be one of {LABEL_MASKS}, not {mask!r}")
+    targets = np.asarray(truth, dtype=np.float32).copy()
+    if mask == "none":
+        return targets
+    sources = np.asarray(sources)
+    anywhere = targets.sum(axis=0) > 0
+    for source in np.unique(sources):
+        rows = np.flatnonzero(sources == source)
+        unlabelled = np.flatnonzero((targets[rows].sum(axis=0) == 0) & anywhere)
+        targets[np.ix_(rows, unlabelled)] = np.nan
+    return targets
+
+
+#: Largest weight (and smallest, its inverse) :func:`source_balance_weights` gives.
+MAX_SOURCE_WEIGHT = 10.0
+
+
+def source_balance_weights(
+    targets: np.ndarray, sources: np.ndarray, cap: float = MAX_SOURCE_WEIGHT
+) -> np.ndarray:
+    """Per-target loss weights under which every source shows each class at its pooled
+    prevalence (over the sources' known targets): positives of a source weigh
+    ``p / p_source``, negatives ``(1 - p) / (1 - p_source)``, bounded to ``[1/cap, cap]``;
+    unknown (NaN) targets weigh 0.
+
+    Sinus rhythm is 13 % of CPSC's records and 68 % of LUDB's: a network that can tell the
+    hospitals apart lowers its loss by learning each hospital's rate instead of the rhythm,
+    and on a hospital it never saw its scores sit at a level no threshold chosen elsewhere
+    fits. With the rates evened out, knowing the hospital tells the loss nothing."""
+    targets = np.asarray(targets, dtype=np.float64)
+    sources = np.asarray(sources)
+    known = ~np.isnan(targets)
+    labels = np.where(known, targets, 0.0)
+    pooled = labels.sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    weights = np.zeros(targets.shape, dtype=np.float32)
+    for source in np.unique(sources):
+        rows = sources == source
+        n_known = known[rows].sum(axis=0)
+        rate = labels[rows].sum(axis=0) / np.maximum(n_known, 1)
+        positive = np.divide(pooled, rate, out=np.ones_like(rate), where=rate > 0)
+        negative = np.divide(1 - pooled, 1 - rate, out=np.ones_like(rate), where=rate < 1)
+        w = np.where(labels[rows] > 0, positive, negative)
+        weights[rows] = np.where(known[rows], np.clip(w, 1 / cap, cap), 0.0)
+    return weights
+
+
+def masked_bce_with_logits(logits, targets):
+    """Binary cross-entropy over the known targets (NaN: unknown, skipped), their mean; 0 for
+    a batch with none known. Where every target is known it is ``BCEWithLogitsLoss()``'s
+    own computation, to the last bit. Targets of shape ``(batch, 2, classes)`` carry labels
+    and per-target weights (:func:`source_balance_weights`): the weighted mean."""
+    import torch
+    import torch.nn.functional as F
+
+    if targets.dim() == logits.dim() + 1:
+        targets, weights = targets[:, 0], targets[:, 1]
+    else:
+        if not torch.isnan(targets).any():
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        weights = torch.ones_like(targets)
+    known = ~torch.isnan(targets)
+    weights = torch.where(known, weights, torch.zeros_like(weights))
+    losses = F.binary_cross_entropy_with_logits(
+        logits, torch.where(known, targets, torch.zeros_like(targets)), reduction="none"
+    )
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
 def _preprocess(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
@@ -119,8 +201,8 @@ class DeepClassifier(Classifier):
 
     A family's ``Config`` has at least ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
     ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``threshold_split``,
-    ``threshold_min_positives``, ``source_vote``, ``source_ensemble``, ``amp``, ``amp_dtype``
-    and ``cache_dtype``.
+    ``threshold_min_positives``, ``source_vote``, ``source_ensemble``, ``label_mask``,
+    ``source_balance``, ``amp``, ``amp_dtype`` and ``cache_dtype``.
     """
 
     #: Modules whose source the preprocessing runs (part of the cache key).
@@ -136,6 +218,7 @@ class DeepClassifier(Classifier):
         for option, value, choices in (
             ("threshold_method", c.threshold_method, THRESHOLD_METHODS),
             ("threshold_split", c.threshold_split, THRESHOLD_SPLITS),
+            ("label_mask", c.label_mask, LABEL_MASKS),
         ):
             if value not in choices:
                 raise ValueError(f"{self.name}: {option} must be one of {choices}, not {value!r}")
@@ -154,13 +237,13 @@ class DeepClassifier(Classifier):
         raise NotImplementedError
 
     def loss(self) -> Callable:
-        """``loss(outputs, targets)``: the training loss."""
-        import torch
+        """``loss(outputs, targets)``: the training loss; NaN targets are unknown (see
+        ``label_mask``) and must be skipped."""
+        return masked_bce_with_logits
 
-        return torch.nn.BCEWithLogitsLoss()
-
-    def prepare_network(self, network, truth_train: np.ndarray) -> None:
-        """Before training (initialisation from the training labels, pretrained weights)."""
+    def prepare_network(self, network, targets_train: np.ndarray) -> None:
+        """Before training (initialisation from the training targets, NaN where unknown;
+        pretrained weights)."""
 
     def training_draw(self, truth_train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Positions into the training rows to train on (repeats allowed); all by default."""
@@ -289,19 +372,24 @@ class DeepClassifier(Classifier):
         sources = np.array([record_source(names[i]) for i in stored.kept])
         train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
         by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
+        targets = source_targets(truth, sources, c.label_mask)
+        weights = source_balance_weights(targets, sources) if c.source_balance else None
+        if weights is not None and np.any(weights[~np.isnan(targets)] != 1):
+            targets = np.stack([targets, weights], axis=1)  # labels and weights
         members = []
         if by_source:  # every training source scored by a network trained on the others
             held_scores = np.zeros(truth.shape)
             for source in np.unique(sources):
                 held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
-                network, result = self._train(stored, truth, rest, held, f"source-{source}")
+                part = f"source-{source}"
+                network, result = self._train(stored, truth, targets, rest, held, part)
                 held_scores[held] = self._scores(SignalDataset(stored.items, rows=held), network)
                 members.append((network, result))
         if by_source and c.source_ensemble:
             network, result = MeanLogits([m for m, _ in members]), members[-1][1]
             train_rows, val_rows = np.arange(len(truth)), np.zeros(0, dtype=int)
         else:
-            network, result = self._train(stored, truth, train_rows, val_rows)
+            network, result = self._train(stored, truth, targets, train_rows, val_rows)
         self.network_ = network
 
         if by_source:  # the floor and the search both on the out-of-source scores
@@ -335,11 +423,12 @@ class DeepClassifier(Classifier):
             self.fit_summary_["member_best_epochs"] = [r.best_epoch for _, r in members]
         return self
 
-    def _train(self, stored, truth: np.ndarray, train_rows, val_rows, part: str | None = None):
-        """A network trained on ``train_rows`` (the family's draw of them), its best epoch
-        chosen on ``val_rows``; checkpoints in the run's work folder (a child ``part`` for
-        the per-source networks). Returns the network (on the CPU, in eval mode) and the
-        training's result."""
+    def _train(self, stored, truth, targets, train_rows, val_rows, part: str | None = None):
+        """A network trained on ``train_rows`` (the family's draw of them) towards
+        ``targets`` (``truth`` with NaN where unknown; with ``source_balance`` stacked with
+        the loss weights, ``(records, 2, classes)``), its best epoch chosen on ``val_rows``;
+        checkpoints in the run's work folder (a child ``part`` for the per-source networks).
+        Returns the network (on the CPU, in eval mode) and the training's result."""
         from team_code.nn.cache import SignalDataset
         from team_code.nn.training import fit, set_seed
 
@@ -351,8 +440,9 @@ class DeepClassifier(Classifier):
             raise ValueError(f"{self.name}: the training draw is empty")
         set_seed(c.seed)
         network = self.build_network()
-        self.prepare_network(network, truth[train_rows])
-        y = truth.astype(np.float32)
+        labels = targets[:, 0] if targets.ndim == 3 else targets
+        self.prepare_network(network, labels[train_rows])
+        y = targets
         train_set = SignalDataset(stored.items, y[drawn], rows=drawn, transform=self.augmentation())
         val_set = SignalDataset(stored.items, y[val_rows], rows=val_rows) if val_rows.size else None
         result = fit(
@@ -421,10 +511,14 @@ class DeepClassifier(Classifier):
 
 
 __all__ = [
+    "LABEL_MASKS",
     "WEIGHTS_FILE",
     "DeepClassifier",
     "floor_thresholds",
     "group_split",
     "json_safe",
+    "masked_bce_with_logits",
     "signal_groups",
+    "source_balance_weights",
+    "source_targets",
 ]

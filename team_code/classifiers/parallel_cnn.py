@@ -119,6 +119,12 @@ class ParallelCNNConfig:
     # "sources" only: predict with the mean logit of the per-source networks (the scores the
     # thresholds were chosen on came from such networks) instead of one network on everything
     source_ensemble: bool = False
+    # "source": the loss skips the classes a record's source never labels (unknown there,
+    # not absent; classifiers/deep.py source_targets); "none": every class of every record
+    label_mask: str = "none"
+    # loss weights that give every training source each class at the pooled prevalence, so
+    # that telling hospitals apart does not pay (classifiers/deep.py source_balance_weights)
+    source_balance: bool = False
     balanced_sampling: bool = False  # draw training records so that classes even out
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
@@ -398,8 +404,10 @@ class ParallelCNNClassifier(DeepClassifier):
             input_scale=c.input_scale,
         )
 
-    def prepare_network(self, network, truth_train: np.ndarray) -> None:
-        init_output_bias(network, truth_train.mean(axis=0))
+    def prepare_network(self, network, targets_train: np.ndarray) -> None:
+        known = ~np.isnan(targets_train)
+        positives = np.where(known, targets_train, 0.0).sum(axis=0)
+        init_output_bias(network, positives / np.maximum(known.sum(axis=0), 1))
 
     def augmentation(self):
         c = self.config

@@ -210,3 +210,26 @@ def test_a_model_saved_without_safetensors_weights_is_refused_clearly(fitted, tm
     (tmp_path / "model" / WEIGHTS_FILE).rename(tmp_path / "model" / "googlenet.pt")
     with pytest.raises(ValueError, match="earlier version of the kit"):
         CWTGoogLeNetClassifier.load(tmp_path / "model")
+
+
+def test_the_auxiliary_loss_skips_unknown_targets_and_reads_weights():
+    """GoogLeNet's main and auxiliary heads share the deep base's masked, weighted loss."""
+    loss = cg._loss_function(0.3)
+    g = torch.Generator().manual_seed(3)
+    main, aux1, aux2 = (torch.randn(4, 3, generator=g) for _ in range(3))
+    labels = torch.tensor([[1.0, 0, float("nan")], [0, 1, 0], [1, 1, 0], [0, 0, float("nan")]])
+    known = ~torch.isnan(labels)
+    weights = torch.rand(4, 3, generator=g) + 0.5
+    y = torch.nan_to_num(labels)
+
+    def bce(logits, w):
+        each = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (each * w * known).sum() / (w * known).sum()
+
+    ones = torch.ones_like(weights)
+    expected = bce(main, ones) + 0.3 * (bce(aux1, ones) + bce(aux2, ones))
+    assert torch.allclose(loss((main, aux2, aux1), labels), expected, atol=1e-6)
+    stacked = torch.stack([labels, weights], dim=1)
+    expected = bce(main, weights) + 0.3 * (bce(aux1, weights) + bce(aux2, weights))
+    assert torch.allclose(loss((main, aux2, aux1), stacked), expected, atol=1e-6)
+    assert torch.allclose(loss(main, stacked), bce(main, weights), atol=1e-6)

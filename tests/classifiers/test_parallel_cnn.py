@@ -308,9 +308,9 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
     trained = []
     original_train = ParallelCNNClassifier._train
 
-    def counting(self, stored, truth, train_rows, val_rows, *args):
+    def counting(self, stored, truth, targets, train_rows, val_rows, *args):
         trained.append((len(train_rows), len(val_rows)))
-        return original_train(self, stored, truth, train_rows, val_rows, *args)
+        return original_train(self, stored, truth, targets, train_rows, val_rows, *args)
 
     monkeypatch.setattr(ParallelCNNClassifier, "_train", counting)
     config = dataclasses.replace(
@@ -343,3 +343,133 @@ def test_source_ensemble_predicts_with_the_per_source_networks(tmp_path):
     loaded = ParallelCNNClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
     np.testing.assert_array_equal(loaded.thresholds_, model.thresholds_)
+
+
+def test_source_targets_mark_the_classes_a_source_never_labels_unknown():
+    from team_code.classifiers.deep import source_targets
+
+    truth = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    sources = np.array(["A", "A", "E", "E"])
+    targets = source_targets(truth, sources)
+    # A labels classes 0 and 2, E only class 1: the others are unknown there, not absent;
+    # class 3, which no source has, stays negative
+    nan = np.nan
+    expected = np.array([[1, nan, 0, 0], [0, nan, 1, 0], [nan, 1, nan, 0], [nan, 0, nan, 0]])
+    np.testing.assert_array_equal(targets, expected.astype(np.float32))
+    assert targets.dtype == np.float32
+    one = source_targets(truth, np.array(["A"] * 4))  # one source: nothing to mask
+    np.testing.assert_array_equal(one, truth.astype(np.float32))
+    np.testing.assert_array_equal(source_targets(truth, sources, "none"), truth.astype(np.float32))
+    with pytest.raises(ValueError, match="label_mask must be one of"):
+        source_targets(truth, sources, "hospital")
+    with pytest.raises(ValueError, match="label_mask"):
+        ParallelCNNClassifier(dataclasses.replace(SMALL, label_mask="hospital"))
+
+
+def test_the_masked_loss_skips_unknown_targets_only():
+    from team_code.classifiers.deep import masked_bce_with_logits
+
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    targets = (torch.rand(5, 4, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    full = torch.nn.BCEWithLogitsLoss()(logits, targets)
+    assert torch.equal(masked_bce_with_logits(logits, targets), full)  # to the last bit
+    masked = targets.clone()
+    masked[:, 1] = float("nan")
+    loss = masked_bce_with_logits(logits, masked)
+    known = torch.ones(4, dtype=bool)
+    known[1] = False
+    expected = torch.nn.BCEWithLogitsLoss()(logits[:, known], targets[:, known])
+    assert torch.allclose(loss, expected, rtol=0, atol=1e-7)
+    loss.backward()
+    assert torch.all(logits.grad[:, 1] == 0) and torch.all(logits.grad[:, known] != 0)
+    nothing = torch.full_like(targets, float("nan"))
+    assert masked_bce_with_logits(logits, nothing).item() == 0.0
+
+
+def test_label_mask_source_trains_on_the_known_targets_only(monkeypatch):
+    """With label_mask="source" the loss sees NaN exactly where a record's source has no
+    record of the class, and the output bias starts at the prevalence among known targets."""
+    records = three_sources(24, 8)
+    # source Q labels no class but the first label of its first record
+    kept = records[2].labels[:1]
+    records = [
+        dataclasses.replace(r, labels=tuple(c for c in r.labels if c in kept))
+        if r.name.startswith("Q")
+        else r
+        for r in records
+    ]
+    seen = []
+    original = ParallelCNNClassifier._train
+
+    def spy(self, stored, truth, targets, *args):
+        seen.append((truth.copy(), targets.copy()))
+        return original(self, stored, truth, targets, *args)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_train", spy)
+    model = ParallelCNNClassifier(dataclasses.replace(SMALL, label_mask="source"))
+    model.fit(records, Task())
+    truth, targets = seen[0]
+    sources = np.array([r.name[0] for r in records])
+    for source in "AEQ":
+        rows = sources == source
+        labelled = truth[rows].any(axis=0) | ~truth.any(axis=0)
+        assert np.isnan(targets[rows][:, ~labelled]).all()
+        np.testing.assert_array_equal(targets[rows][:, labelled], truth[rows][:, labelled])
+    assert np.isnan(targets).any() and np.isfinite(model.fit_summary_["best_loss"])
+
+
+def test_source_balance_weights_even_out_each_sources_prevalence():
+    from team_code.classifiers.deep import masked_bce_with_logits, source_balance_weights
+
+    # class 0: 1 of 4 in A, 3 of 4 in E (pooled 1/2); class 1: unknown in E
+    targets = np.array(
+        [[1, 0], [0, 1], [0, 0], [0, 0], [1, np.nan], [1, np.nan], [1, np.nan], [0, np.nan]],
+        dtype=np.float32,
+    )
+    sources = np.array(list("AAAAEEEE"))
+    w = source_balance_weights(targets, sources)
+    np.testing.assert_allclose(w[:4, 0], [2, 2 / 3, 2 / 3, 2 / 3])  # 0.5/0.25, 0.5/0.75
+    np.testing.assert_allclose(w[4:, 0], [2 / 3, 2 / 3, 2 / 3, 2])
+    for rows in (slice(0, 4), slice(4, 8)):  # each source's weighted prevalence is the pooled
+        assert np.sum(w[rows, 0] * targets[rows, 0]) / np.sum(w[rows, 0]) == pytest.approx(0.5)
+    assert np.all(w[:4, 1] == 1) and np.all(w[4:, 1] == 0)  # one source: its own rate; unknown
+    rare = np.r_[np.ones(1), np.zeros(99), np.ones(100)][:, None]  # 1 % in A, all of E
+    capped = source_balance_weights(rare, np.repeat(["A", "E"], 100))
+    assert capped[0, 0] == 10 and capped[1, 0] == pytest.approx(0.495 / 0.99)  # 50.5, capped
+    logits = torch.randn(8, 2, generator=torch.Generator().manual_seed(2))
+    stacked = torch.from_numpy(np.stack([targets, w], axis=1))
+    weighted = masked_bce_with_logits(logits, stacked)
+    known = ~np.isnan(targets)
+    y = torch.from_numpy(np.nan_to_num(targets))
+    each = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    expected = (each * torch.from_numpy(w)).sum() / w[known].sum()
+    assert torch.allclose(weighted, expected, rtol=0, atol=1e-6)
+
+
+def test_source_balance_trains(monkeypatch):
+    """Several sources: labels and weights reach the loss stacked; one source: the plain
+    targets, so the training is the one without the options, to the last bit."""
+    seen = []
+    original = ParallelCNNClassifier._train
+
+    def spy(self, stored, truth, targets, *args):
+        seen.append(targets.shape)
+        return original(self, stored, truth, targets, *args)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_train", spy)
+    config = dataclasses.replace(SMALL, label_mask="source", source_balance=True)
+    records = synthetic_records(24, 9)  # two classes in turn: A has both, E one, Q the other
+    records = [
+        dataclasses.replace(r, name=f"{('AE' if i % 2 == 0 else 'QA')[i % 4 // 2]}{i + 1:04d}")
+        for i, r in enumerate(records)
+    ]
+    assert len({r.labels for r in records if r.name[0] == "E"}) == 1
+    model = ParallelCNNClassifier(config).fit(records, Task())
+    assert np.isfinite(model.fit_summary_["best_loss"])
+    assert model.predict_proba(records[:3]).shape == (3, len(model.classes_))
+    assert seen[0][1] == 2  # (records, labels and weights, classes)
+    one = [dataclasses.replace(r, name=f"A{i + 1:04d}") for i, r in enumerate(records)]
+    plain = ParallelCNNClassifier(SMALL).fit(one, Task())
+    balanced = ParallelCNNClassifier(config).fit(one, Task())
+    assert seen[-1] == (24, len(balanced.classes_))
+    np.testing.assert_array_equal(balanced.predict_proba(one), plain.predict_proba(one))
