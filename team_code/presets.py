@@ -34,7 +34,6 @@ PRESETS: dict[str, dict[str, dict[str, str]]] = {
             "augment_shift": "true",
             "threshold_split": "sources",
             "source_vote": "majority",
-            "threshold_min_positives": "10",
             "label_mask": "source",
             "source_balance": "true",
         },

@@ -87,7 +87,8 @@ class CWTGoogLeNetConfig:
     # "validation" or "sources" (out-of-source scores; see classifiers/deep.py)
     threshold_split: str = "validation"
     source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
-    threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
+    threshold_min_positives: int = 5  # classes with fewer validation positives keep the floor
+    source_min_positives: int = 10  # "sources": fewer out-of-source positives keep the floor
     source_ensemble: bool = False  # "sources": predict with the per-source networks' mean
     label_mask: str = "none"  # "source": skip classes a record's source never labels (deep.py)
     source_balance: bool = False  # every source weighted to the pooled prevalence (deep.py)

@@ -19,7 +19,8 @@ the rest, one way for both:
   fold its own folder, so every fold has its own checkpoint.
 - **Thresholds** on held-out scores: ``"challenge"`` searches the challenge metric starting
   from the prevalence floor's decisions (the classes a constant prediction pays for; only
-  classes with ``threshold_min_positives`` held-out positives leave them), ``"youden"`` takes
+  classes with ``threshold_min_positives`` positives in the validation split, or
+  ``source_min_positives`` among the out-of-source scores, leave them), ``"youden"`` takes
   Youden's J per class. The held-out scores are the validation split's
   (``threshold_split="validation"``), or (``"sources"``, the CPU preset's for
   ``parallel_cnn``) out-of-source scores: each training source scored by a network trained on
@@ -201,7 +202,8 @@ class DeepClassifier(Classifier):
 
     A family's ``Config`` has at least ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
     ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``threshold_split``,
-    ``threshold_min_positives``, ``source_vote``, ``source_ensemble``, ``label_mask``,
+    ``threshold_min_positives``, ``source_min_positives``, ``source_vote``,
+    ``source_ensemble``, ``label_mask``,
     ``source_balance``, ``amp``, ``amp_dtype`` and ``cache_dtype``.
     """
 
@@ -348,7 +350,7 @@ class DeepClassifier(Classifier):
             scores,
             self.classes_,
             start=floor_thresholds(truth_floor, self.classes_, self.task_.scored),
-            min_positives=c.threshold_min_positives,
+            min_positives=c.threshold_min_positives if groups is None else c.source_min_positives,
             scored=self.task_.scored,
             groups=groups,
             vote=c.source_vote,

@@ -115,7 +115,8 @@ class ParallelCNNConfig:
     # must win the sources' vote). One source: "validation". See classifiers/deep.py.
     threshold_split: str = "validation"
     source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
-    threshold_min_positives: int = 5  # classes with fewer held-out positives keep the floor
+    threshold_min_positives: int = 5  # classes with fewer validation positives keep the floor
+    source_min_positives: int = 10  # "sources": fewer out-of-source positives keep the floor
     # "sources" only: predict with the mean logit of the per-source networks (the scores the
     # thresholds were chosen on came from such networks) instead of one network on everything
     source_ensemble: bool = False

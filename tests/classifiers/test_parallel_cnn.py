@@ -314,7 +314,7 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
 
     monkeypatch.setattr(ParallelCNNClassifier, "_train", counting)
     config = dataclasses.replace(
-        SMALL, threshold_split="sources", source_vote="majority", threshold_min_positives=7
+        SMALL, threshold_split="sources", source_vote="majority", source_min_positives=7
     )
     model = ParallelCNNClassifier(config).fit(records, Task())
     assert trained[:3] == [(16, 8)] * 3  # each source held out by a network of the others
@@ -473,3 +473,30 @@ def test_source_balance_trains(monkeypatch):
     balanced = ParallelCNNClassifier(config).fit(one, Task())
     assert seen[-1] == (24, len(balanced.classes_))
     np.testing.assert_array_equal(balanced.predict_proba(one), plain.predict_proba(one))
+
+
+def test_one_source_falls_back_to_the_validation_split_and_its_own_minimum(monkeypatch):
+    """threshold_split="sources" on records of one source: thresholds on the validation
+    split, where threshold_min_positives applies (source_min_positives is for out-of-source
+    scores, which hold every training record)."""
+    from team_code.classifiers import deep as module
+
+    seen = {}
+    original = module.challenge_thresholds
+
+    def spy(labels, scores, classes, **kwargs):
+        seen.update(n=len(labels), groups=kwargs.get("groups"), least=kwargs["min_positives"])
+        return original(labels, scores, classes, **kwargs)
+
+    monkeypatch.setattr(module, "challenge_thresholds", spy)
+    config = dataclasses.replace(
+        SMALL, threshold_split="sources", threshold_min_positives=3, source_min_positives=9
+    )
+    records = [
+        dataclasses.replace(r, name=f"A{i + 1:04d}") for i, r in enumerate(three_sources(24, 6))
+    ]
+    model = ParallelCNNClassifier(config).fit(records, Task())
+    assert model.fit_summary_["thresholds_from"] == "validation"
+    assert (seen["n"], seen["groups"], seen["least"]) == (model.fit_summary_["n_val"], None, 3)
+    ParallelCNNClassifier(config).fit(three_sources(24, 6), Task())
+    assert seen["groups"] is not None and seen["least"] == 9
