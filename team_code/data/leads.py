@@ -44,6 +44,22 @@ LEAD_SETS: dict[str, tuple[str, ...]] = {
     "2": ("I", "II"),
 }
 
+#: The limb leads that leads I and II determine, in the order :func:`limb_from_i_ii` gives.
+DERIVED_LIMB_LEADS = ("III", "aVR", "aVL", "aVF")
+
+
+def limb_from_i_ii(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
+    """Rows III, aVR, aVL, aVF from leads I and II (Einthoven: III = II - I; Goldberger:
+    aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2)."""
+    return np.stack(
+        [
+            lead_ii - lead_i,
+            -(lead_i + lead_ii) / 2.0,
+            lead_i - lead_ii / 2.0,
+            lead_ii - lead_i / 2.0,
+        ]
+    )
+
 
 def parse_leads(text: str) -> tuple[str, ...]:
     """A lead set from its name (``"2"`` ... ``"12"``) or comma-separated lead names.

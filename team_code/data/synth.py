@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from team_code.data.leads import limb_from_i_ii
 from team_code.data.records import STANDARD_LEADS
 
 #: Lead order of every synthetic record: the standard twelve.
@@ -135,21 +136,9 @@ _CHEST_DOWER = (
 _LEAD_FIELD_8 = np.vstack([[[1.0, 0.0, 0.0], [0.5, _SQRT3_2, 0.0]], _CHEST_DOWER])
 
 
-def _limb_from_i_ii(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
-    """Rows III, aVR, aVL, aVF from leads I and II (Einthoven and Goldberger)."""
-    return np.stack(
-        [
-            lead_ii - lead_i,
-            -(lead_i + lead_ii) / 2.0,
-            lead_i - lead_ii / 2.0,
-            lead_ii - lead_i / 2.0,
-        ]
-    )
-
-
 def lead_field() -> np.ndarray:
     """The (12, 3) lead-field matrix used to project the dipole onto I, II, III, aVR ... V6."""
-    limb = _limb_from_i_ii(_LEAD_FIELD_8[0], _LEAD_FIELD_8[1])
+    limb = limb_from_i_ii(_LEAD_FIELD_8[0], _LEAD_FIELD_8[1])
     return np.vstack([_LEAD_FIELD_8[:2], limb, _LEAD_FIELD_8[2:]])
 
 
@@ -588,7 +577,7 @@ def synthesize(
         leads8[2:] += e[3:] - (ra + la + ll) / 3.0
     signal = np.empty((12, n))
     signal[:2] = leads8[:2]
-    signal[2:6] = _limb_from_i_ii(leads8[0], leads8[1])
+    signal[2:6] = limb_from_i_ii(leads8[0], leads8[1])
     signal[6:] = leads8[2:]
 
     fiducial = np.array(

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from team_code.data.leads import DERIVED_LIMB_LEADS, limb_from_i_ii
 from team_code.data.records import STANDARD_LEADS, Record
 from team_code.dsp import beats, delineation, filters, qrs, rhythm, vcg
 from team_code.dsp.resample import resample
@@ -124,12 +125,12 @@ def _standard(signal_mv, leads: Sequence[str], notes: list) -> tuple[np.ndarray,
 
 
 def _limb_leads(x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The limb leads that I and II determine (Einthoven: III = II - I; Goldberger: aVR =
-    -(I + II)/2, aVL = I - II/2, aVF = II - I/2), when both are present."""
+    """The limb leads that I and II determine (:func:`team_code.data.leads.limb_from_i_ii`),
+    when both are present."""
     if "I" not in names or "II" not in names:
         return {}
-    i, ii = x[names.index("I")], x[names.index("II")]
-    return {"III": ii - i, "aVR": -(i + ii) / 2, "aVL": i - ii / 2, "aVF": ii - i / 2}
+    rows = limb_from_i_ii(x[names.index("I")], x[names.index("II")])
+    return dict(zip(DERIVED_LIMB_LEADS, rows, strict=True))
 
 
 def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> dict:
