@@ -112,7 +112,8 @@ def print_gain(truth, engine, floor, classes, n_boot: int = 1000) -> None:
     """The engine's pooled challenge metric less the floor's, with a paired bootstrap 95%
     interval over the records."""
     from evaluation.metrics import bootstrap_challenge_metric, bootstrap_ci
-    from team_code.classifiers.thresholds import NORMAL_CLASS, challenge_weights
+    from team_code.classifiers.thresholds import challenge_weights
+    from team_code.data.labels import NORMAL_CLASS
 
     weights, codes = challenge_weights(classes), list(classes)
     gain = challenge_score(truth, engine, classes) - challenge_score(truth, floor, classes)
@@ -131,8 +132,6 @@ def print_auroc(
     """Held-out AUROC per class with ``min_positives`` positives (and negatives), their mean,
     and the mean AUROC within each source."""
     from sklearn.metrics import roc_auc_score
-
-    from team_code.data.labels import scored_classes
 
     abbreviations = dict(zip(classes, scored_classes().abbreviations, strict=True))
     kept = [

@@ -86,11 +86,10 @@ class HybridConfig:
 
     # Engines to fuse, by registry name; beats joins only when given --beat-data. The default
     # holds the engines that pay under leave-one-source-out on the six shared sources
-    # (README): rules 0.351 pooled against the floor's 0.185. cwt_googlenet (0.176) is below
-    # the floor at --preset cpu; parallel_cnn is at it (0.192 on two seeds, 0.185 on a third:
-    # it keeps the floor's decisions almost everywhere), for six trainings per fold. Both
-    # join when named
-    # (--set hybrid.members=rules,parallel_cnn,cwt_googlenet).
+    # (README): rules 0.351 pooled against the floor's 0.185. cwt_googlenet (0.167) is below
+    # the floor at --preset cpu; parallel_cnn is just above it (0.186 to 0.199 over four
+    # seeds: it keeps the floor's decisions almost everywhere), for six trainings per fold.
+    # Both join when named (--set hybrid.members=rules,parallel_cnn,cwt_googlenet).
     members: tuple[str, ...] = DEFAULT_MEMBERS
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
