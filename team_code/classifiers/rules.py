@@ -984,13 +984,9 @@ class RulesClassifier(Classifier):
         )
         return [m["values"] for m in measured]
 
-    def _scored(self) -> ScoredClasses:
-        """The scoring table of the task fitted."""
-        return self.task_.scored
-
     def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
         scores = np.zeros((len(all_values), len(self.classes_)))
-        scored = self._scored()
+        scored = self.task_.scored
         for i, values in enumerate(all_values):
             result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
             for j, code in enumerate(self.classes_):
@@ -1041,7 +1037,7 @@ class RulesClassifier(Classifier):
                 self.config.decision_min_positives,
                 sources,
                 self.config.decision_vocabulary,
-                self._scored(),
+                self.task_.scored,
                 self.config.decision_objective,
                 groups,
             )
@@ -1086,7 +1082,7 @@ class RulesClassifier(Classifier):
         """Per-rule 1-D grid search of the primary threshold maximising the class's F1 on the
         records of the sources that use the class's label (all records without ``sources``;
         see :func:`label_vocabulary`)."""
-        scored = self._scored()
+        scored = self.task_.scored
         uses = label_vocabulary(truth, sources)
         for j, code in enumerate(self.classes_):
             rule = rule_for_class(code, scored)
@@ -1138,7 +1134,7 @@ class RulesClassifier(Classifier):
         """
         m = self.measure(record)
         values = m["values"]
-        scored = self._scored()
+        scored = self.task_.scored
         result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
         rules, labels = [], []
         for j, code in enumerate(self.classes_):
@@ -1210,7 +1206,7 @@ class RulesClassifier(Classifier):
 
     def summary(self) -> dict:
         """Config, tuned thresholds and the classes covered by a rule."""
-        scored = self._scored()
+        scored = self.task_.scored
         covered = [c for c in self.classes_ if rule_for_class(c, scored) is not None]
         return {
             "config": dataclasses.asdict(self.config),

@@ -191,12 +191,12 @@ def test_challenge_decision_weighs_with_the_2021_table():
     records = [_record("A0001", 0), _record("A0002", 1, (BBB,), qrs_ms=150)]
     config = RulesClassifier.Config(tune=False, decision="challenge")
     model = RulesClassifier(config).fit(records, Task("2021"))
-    assert model.thresholds_.shape == (26,) and model._scored() is S2021
+    assert model.thresholds_.shape == (26,) and model.task_.scored is S2021
 
 
 def test_fit_for_the_2020_classes_reads_the_2020_table():
     model = RulesClassifier(RulesClassifier.quick_config()).fit([], Task("2020"))
-    assert model._scored() is S2020
+    assert model.task_.scored is S2020
     out = model.explain(_record("A0001", 0))
     assert [r["abbreviation"] for r in out["rules"]] == list(S2020.abbreviations)
     assert all(r["rule"] == r["code"] for r in out["rules"])
