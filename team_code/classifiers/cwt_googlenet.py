@@ -46,9 +46,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from team_code.classifiers.deep import DeepClassifier
+from team_code.classifiers.deep import DeepClassifier, record_input
 from team_code.context import RunContext, Task
-from team_code.data.records import Record, RecordError
+from team_code.data.records import Record
 from team_code.dsp import cwt
 from team_code.record_cache import PerRecord
 
@@ -143,11 +143,8 @@ def record_image(
 ) -> np.ndarray:
     """The mosaic of one record's ``leads``; raises :class:`RecordError` naming the record when
     a lead is missing or the signal is not finite."""
-    signal_mv = record.select_leads(tuple(leads))
-    try:
-        return signal_image(signal_mv, record.fs, image_size, scalograms)
-    except ValueError as error:
-        raise RecordError(record.name, str(error)) from None
+    transform = functools.partial(signal_image, image_size=image_size, scalograms=scalograms)
+    return record_input(record, tuple(leads), transform)
 
 
 def image_settings(config: CWTGoogLeNetConfig) -> dict:

@@ -141,8 +141,9 @@ def masked_bce_with_logits(logits, targets):
     return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
-def _preprocess(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
-    """The network input of one record: ``transform(signal_mv, fs)`` on the task's leads."""
+def record_input(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
+    """The network input of one record: ``transform(signal_mv, fs)`` on ``leads``; a missing
+    lead or a ``ValueError`` of the transform raises :class:`RecordError` naming the record."""
     signal_mv = record.select_leads(leads)
     try:
         return transform(signal_mv, record.fs)
@@ -277,7 +278,7 @@ class DeepClassifier(Classifier):
     # -- shared ------------------------------------------------------------------------------
     def preprocess(self) -> Callable[[Record], np.ndarray]:
         """The picklable per-record preprocessing: the input leads through :meth:`transform`."""
-        return functools.partial(_preprocess, leads=self.input_leads(), transform=self.transform())
+        return functools.partial(record_input, leads=self.input_leads(), transform=self.transform())
 
     def cache_settings(self) -> dict:
         return {**self.input_settings(), "leads": list(self.input_leads())}
@@ -520,6 +521,7 @@ __all__ = [
     "group_split",
     "json_safe",
     "masked_bce_with_logits",
+    "record_input",
     "signal_groups",
     "source_balance_weights",
     "source_targets",
