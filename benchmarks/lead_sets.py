@@ -68,12 +68,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 def bootstrap_interval(truth, binary, classes, scored, n_boot: int, seed: int):
     """95% interval of the challenge metric over records resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(truth), len(truth))
-        values.append(challenge_score(truth[rows], binary[rows], classes, scored))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+    from evaluation.metrics import bootstrap_challenge_metric, bootstrap_ci
+    from team_code.classifiers.thresholds import challenge_weights
+    from team_code.data.labels import NORMAL_CLASS
+
+    weights = challenge_weights(classes, scored)
+    values = bootstrap_challenge_metric(
+        weights, truth, binary, list(classes), NORMAL_CLASS, n_boot, seed=seed
+    )
+    return bootstrap_ci(values)
 
 
 def main(argv: list[str] | None = None) -> int:
