@@ -106,21 +106,12 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_lead_sets(text: str) -> list[tuple[str, ...]]:
-    """``"12,6,2"`` (sizes) or ``"12;I,II,V2"`` (';'-separated sets) -> lead sets."""
-    from team_code.data.leads import LEAD_SETS, parse_leads
-
-    parts = [p.strip() for p in text.split(";") if p.strip()]
-    if len(parts) == 1 and all(p.strip() in LEAD_SETS for p in parts[0].split(",")):
-        parts = [p.strip() for p in parts[0].split(",")]
-    return [parse_leads(p) for p in parts]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = get_parser().parse_args(argv)
     from team_code import harness
     from team_code.classifiers import registry
+    from team_code.data.leads import parse_lead_sets
     from team_code.threads import apply_threads, choose_threads, requested_threads
 
     if args.list:

@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 from team_code.classifiers import registry  # noqa: E402
 from team_code.classifiers.thresholds import challenge_score  # noqa: E402
 from team_code.context import RunContext, Task  # noqa: E402
-from team_code.data.leads import LEAD_SETS, parse_leads  # noqa: E402
+from team_code.data.leads import LEAD_SETS, parse_lead_sets  # noqa: E402
 from team_code.data.records import RecordSet, find_records, record_source  # noqa: E402
 from team_code.harness import configure, parse_options  # noqa: E402
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = configure(["prevalence", *names], parse_options(args.options), args.preset)
     cache = str(args.cache) if args.cache else tempfile.mkdtemp(prefix="lead-sets-")
     ctx = RunContext(cache_dir=cache, progress=False, log=lambda message: None)
-    lead_sets = [parse_leads(p.strip()) for p in args.leads.split(",") if p.strip()]
+    lead_sets = parse_lead_sets(args.leads)
     figures: dict = {"task": args.task, "records": len(records), "lead_sets": {}}
     for leads in lead_sets:
         task = Task(args.task, leads)

@@ -12,7 +12,7 @@ import pytest
 import run_model
 import train_model
 from team_code import harness
-from team_code.data.leads import reduce_record
+from team_code.data.leads import parse_lead_sets, reduce_record
 from team_code.data.outputs import read_output
 from team_code.data.records import RecordSet, find_records
 
@@ -143,8 +143,8 @@ def test_the_report_says_which_model_served_each_record(trained, tmp_path):
 
 def test_lead_sets_on_the_command_line():
     six = ("I", "II", "III", "aVR", "aVL", "aVF")
-    assert train_model.parse_lead_sets("12,6,2")[1:] == [six, ("I", "II")]
-    assert train_model.parse_lead_sets("I,II,V2") == [("I", "II", "V2")]  # one set by names
-    assert train_model.parse_lead_sets("12;I,II,V2")[1] == ("I", "II", "V2")
+    assert parse_lead_sets("12,6,2")[1:] == [six, ("I", "II")]
+    assert parse_lead_sets("I,II,V2") == [("I", "II", "V2")]  # one set by names
+    assert parse_lead_sets("12;I,II,V2")[1] == ("I", "II", "V2")
     with pytest.raises(ValueError, match="twice"):
-        train_model.parse_lead_sets("I,I")
+        parse_lead_sets("I,I")

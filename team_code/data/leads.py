@@ -82,6 +82,14 @@ def parse_leads(text: str) -> tuple[str, ...]:
     return leads
 
 
+def parse_lead_sets(text: str) -> list[tuple[str, ...]]:
+    """``"12,6,2"`` (sizes) or ``"12;I,II,V2"`` (';'-separated sets) -> lead sets."""
+    parts = [p.strip() for p in text.split(";") if p.strip()]
+    if len(parts) == 1 and all(p.strip() in LEAD_SETS for p in parts[0].split(",")):
+        parts = [p.strip() for p in parts[0].split(",")]
+    return [parse_leads(p) for p in parts]
+
+
 def _is_content(line: str) -> bool:
     """A record or signal line: the header reader's rule (not blank, not a comment)."""
     stripped = line.strip()
