@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Rehearse the Docker image's install step where no Docker engine runs (CI): the Dockerfile's
 # own `pip install` line, run in a fresh virtual environment, then the three CLIs end to end
-# on generated records. (torchvision installs but is a CUDA build that only imports on a GPU
-# machine; fetching the ImageNet weights needs the internet and is left to `docker build`.)
+# on generated records, and an import of torchvision's GoogLeNet weights module, which the image
+# uses only at build time. (Fetching the ImageNet weights needs the internet and is left to
+# `docker build`. Where pip finds the CPU build of torch, as on CI, the rehearsal installs it;
+# the image gets PyPI's CUDA 13.0 build, which runs on the CPU too.)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -16,6 +18,7 @@ echo "rehearsing: $install"
 "$VENV/bin/python" -m $install --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$VENV"' EXIT
+"$VENV/bin/python" -c "from torchvision.models import GoogLeNet_Weights"
 "$VENV/bin/python" -m team_code.data.synth "$work/train" --n 30 --seed 1
 "$VENV/bin/python" -m team_code.data.synth "$work/test" --n 10 --seed 2 --prefix TST
 "$VENV/bin/python" train_model.py "$work/train" "$work/model" --classifiers rules,prevalence \
