@@ -26,6 +26,14 @@ is wider than any one lead's; ``--ludb-reference median`` builds it from the med
 leads instead (its rows say database ``LUDB lead-median``). QTDB's ``.q1c`` marks are one set
 per beat, not tied to a lead; they are taken as they are.
 
+``--ludb-reference per-lead`` (database ``LUDB per-lead``) scores every lead against its own
+marks, as lead-by-lead delineators are judged on LUDB: a method that delineates each lead
+(``Output.per_lead``; the single-lead peers then run on all 12 leads) is scored with that
+lead's boundaries, a global method with its global boundaries on every lead. Counts pool over
+leads (``marked`` is the number of lead-beats); a missing wave counts as absent within that
+lead's own annotated span; an interval row has one value per lead and record (the median over
+the lead's beats against the lead's reference). No combination rule or best-lead rows apply.
+
 The single-lead peers run on each lead (LUDB: the kit's eight independent leads I, II,
 V1-V6; QTDB: both leads) at the beats the kit detected (each moved to the lead's maximum
 within 50 ms, NeuroKit2's notion of an R peak), so that every method delineates the same
@@ -83,7 +91,7 @@ Usage::
 
     python benchmarks/delineation.py [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
         [--methods project project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave]
-        [--combine cse median] [--ludb-reference cse|median] [--no-best-lead] [--json FILE]
+        [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
 
 ``--ludb``/``--qtdb`` default to ``$ECG_KIT_DATA/{ludb,qtdb}`` or
 ``<repo>/../shared/data/{ludb,qtdb}``; ``--skip-ludb``/``--skip-qtdb`` leave one out. JSON rows:
@@ -522,6 +530,8 @@ class Output:
     intervals: dict  # record-level interval values, ms
     leads: list | None = None  # per-lead beats, for single-lead methods
     given: dict | None = None  # which boundaries the method outputs at all
+    # row of the signal -> that lead's beats, for methods that delineate every lead
+    per_lead: dict | None = None
 
 
 def _kit_signal(x: np.ndarray, fs: float, leads: Sequence[str]):
@@ -709,14 +719,25 @@ class Case:
     span: tuple | None
     peer_rows: list  # rows of x the single-lead peers run on
     pu: list | None = None  # ecgpuwave per-lead beats (QTDB), in this signal's samples
+    # per-lead reference (LUDB ``per-lead``): (row of x, that lead's beats, its annotated span)
+    ref_leads: list | None = None
+
+
+LUDB_REFERENCES = ("cse", "median", "per-lead")
 
 
 def load_ludb(folder: Path, record: str, reference: str = "cse") -> Case:
     """A LUDB record at 1000 units/mV with its global reference beats.
 
     ``reference="cse"``: earliest onset / latest offset over the 12 leads' annotations;
-    ``"median"``: the median over the leads that mark the wave.
+    ``"median"``: the median over the leads that mark the wave; ``"per-lead"``: each lead's
+    own marks (``Case.ref_leads``; ``Case.ref`` is then the CSE reference, which only gives
+    the beats' positions).
     """
+    if reference not in LUDB_REFERENCES:
+        raise ValueError(
+            f"unknown LUDB reference {reference!r}; known: {', '.join(LUDB_REFERENCES)}"
+        )
     import wfdb
 
     from team_code.data.records import canonical_lead
@@ -726,14 +747,23 @@ def load_ludb(folder: Path, record: str, reference: str = "cse") -> Case:
     fs = float(rec.fs)
     leads = [canonical_lead(n) for n in rec.sig_name]
     per_lead = []
-    lo, hi = math.inf, -math.inf
+    spans = []
     for ext in LUDB_LEADS:
         ann = wfdb.rdann(str(folder / record), ext)
         per_lead.append(waves_to_beats(parse_waves(ann.sample, ann.symbol), fs))
-        lo, hi = min(lo, float(ann.sample.min())), max(hi, float(ann.sample.max()))
-    ref = combine_leads(per_lead, fs, reference)
+        spans.append((float(ann.sample.min()), float(ann.sample.max())))
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    ref = combine_leads(per_lead, fs, "cse" if reference == "per-lead" else reference)
     ref = [b for b in ref if "QRS" in b.waves]
-    rows = [leads.index(lead) for lead in PEER_LEADS_12 if lead in leads]
+    ref_leads = None
+    if reference == "per-lead":
+        ref_leads = [
+            (leads.index(canonical_lead(ext)), beats, span)
+            for ext, beats, span in zip(LUDB_LEADS, per_lead, spans)
+        ]
+        rows = [leads.index(canonical_lead(ext)) for ext in LUDB_LEADS]
+    else:
+        rows = [leads.index(lead) for lead in PEER_LEADS_12 if lead in leads]
     return Case(
         name=record,
         x=x,
@@ -744,6 +774,7 @@ def load_ludb(folder: Path, record: str, reference: str = "cse") -> Case:
         absent_negative={"P": True, "T": True},
         span=(lo, hi),
         peer_rows=rows,
+        ref_leads=ref_leads,
     )
 
 
@@ -882,6 +913,9 @@ def evaluate(
             facts["seconds"][m] = facts["seconds"].get(m, 0.0) + time.perf_counter() - t0
             if res is None:
                 continue
+            if case.ref_leads is not None:
+                score_per_lead(tallies.setdefault(m, Tally()), case, res)
+                continue
             variants = [(m, res.beats, res.intervals)]
             if res.leads is not None:
                 variants = []
@@ -898,6 +932,37 @@ def evaluate(
         if progress:
             progress(case.name)
     return tallies, facts
+
+
+def lead_beats(case: Case, res: Output) -> dict:
+    """Row of the signal -> the beats a method gives on that lead: its own per-lead beats
+    where it has them (``per_lead``, or ``leads`` run on ``case.peer_rows``), else its
+    global beats."""
+    own = dict(res.per_lead or {})
+    if res.leads is not None:
+        own.update(zip(case.peer_rows, res.leads))
+    return {row: own.get(row, res.beats) for row, _, _ in case.ref_leads}
+
+
+def score_per_lead(tally: Tally, case: Case, res: Output) -> None:
+    """Score one case lead by lead: each lead's beats against that lead's own marks, pooled
+    into ``tally``; the intervals of each lead (the median over its beats) against the lead's
+    reference, one pair per lead."""
+    det = lead_beats(case, res)
+    for row, ref, span in case.ref_leads:
+        ref = [b for b in ref if "QRS" in b.waves]
+        if not ref:
+            continue
+        out = score_beats(
+            ref,
+            det[row],
+            fs=case.fs,
+            neighbours=case.neighbours,
+            absent_negative=case.absent_negative,
+            span=span,
+        )
+        tally.add(out, res.given)
+        tally.add_intervals(beat_intervals(det[row], case.fs), beat_intervals(ref, case.fs))
 
 
 def ludb_cases(folder: Path, records: Sequence[str] | None = None, reference: str = "cse"):
@@ -996,10 +1061,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ludb-reference",
-        choices=["cse", "median"],
+        choices=list(LUDB_REFERENCES),
         default="cse",
-        help="LUDB's global reference from its per-lead marks: earliest onset / latest offset "
-        "(cse) or the median over leads (median; rows then say database 'LUDB lead-median')",
+        help="LUDB's reference from its per-lead marks: earliest onset / latest offset "
+        "(cse), the median over leads (median; rows then say database 'LUDB lead-median'), or "
+        "each lead against its own marks (per-lead; database 'LUDB per-lead': a method's "
+        "per-lead boundaries where it gives them, else its global ones on every lead)",
     )
     p.add_argument(
         "--no-best-lead",
@@ -1021,7 +1088,7 @@ def main(args) -> int:
         def cases_ludb(folder, records):
             return ludb_cases(folder, records, ref)
 
-        label = "LUDB" if ref == "cse" else "LUDB lead-median"
+        label = {"cse": "LUDB", "median": "LUDB lead-median", "per-lead": "LUDB per-lead"}[ref]
         todo.append((label, args.ludb or default_dir("ludb"), cases_ludb))
     if not args.skip_qtdb:
         todo.append(("QTDB", args.qtdb or default_dir("qtdb"), qtdb_cases))

@@ -179,3 +179,82 @@ def test_neurokit_peer_runs_on_one_qtdb_window(shared_data):
     rows = {r["measure"]: r for r in bench.tally_rows(tallies["neurokit2-dwt best-lead"], "x", "Q")}
     assert rows["P onset"]["n"] >= 8 and abs(rows["P onset"]["mean_ms"]) < 40
     assert "QT interval" not in rows  # best-lead rows carry no record-level intervals
+
+
+def _case(ref_leads, peer_rows=(0, 1)):
+    beats = [b for _, lead, _ in ref_leads for b in lead]
+    return bench.Case(
+        name="syn",
+        x=np.zeros((2, 1000)),
+        fs=FS,
+        leads=["I", "II"],
+        ref=beats,
+        neighbours=np.array(sorted({b.r for b in beats})),
+        absent_negative={"P": True, "T": True},
+        span=(0, 1000),
+        peer_rows=list(peer_rows),
+        ref_leads=ref_leads,
+    )
+
+
+def test_per_lead_reference_scores_each_lead_against_its_own_marks():
+    # lead I marks QRS onset 20 samples before R, lead II 10 samples before
+    lead0 = [_beat(300, qrs=(-20, 0, 24)), _beat(500, qrs=(-20, 0, 24))]
+    lead1 = [_beat(300, qrs=(-10, 0, 24)), _beat(500, qrs=(-10, 0, 24))]
+    case = _case([(0, lead0, (0, 1000)), (1, lead1, (0, 1000))])
+    # a global method (onset 16 before R) is scored on both leads with the same boundaries
+    glob = bench.Output(
+        beats=[_beat(300, qrs=(-16, 0, 24)), _beat(500, qrs=(-16, 0, 24))], intervals={}
+    )
+    tally = bench.Tally()
+    bench.score_per_lead(tally, case, glob)
+    rows = {r["measure"]: r for r in bench.tally_rows(tally, "g", "SYN")}
+    assert rows["QRS onset"]["n"] == 4  # 2 beats x 2 leads
+    assert sorted(tally.errors["QRS onset"]) == [-24.0, -24.0, 16.0, 16.0]
+    assert rows["QRS onset"]["mean_ms"] == pytest.approx(-4.0)
+    # QRS duration per lead: method 160 ms against 176 (lead I) and 136 (lead II)
+    assert rows["QRS duration"]["n"] == 2 and rows["QRS duration"]["mean_ms"] == pytest.approx(4.0)
+    # a per-lead method is scored with each lead's own boundaries
+    own = bench.Output(
+        beats=glob.beats,
+        intervals={},
+        per_lead={
+            0: [_beat(300, qrs=(-20, 0, 24)), _beat(500, qrs=(-20, 0, 24))],
+            1: [_beat(300, qrs=(-11, 0, 24)), _beat(500, qrs=(-11, 0, 24))],
+        },
+    )
+    tally = bench.Tally()
+    bench.score_per_lead(tally, case, own)
+    assert sorted(tally.errors["QRS onset"]) == [-4.0, -4.0, 0.0, 0.0]
+    # a P wave on a lead whose marks have none is a false positive of that lead only
+    lead1_no_p = [_beat(300, qrs=(-10, 0, 24)), _beat(500, qrs=(-10, 0, 24))]
+    lead0_p = [_beat(300, p=(-60, -45, -30)), _beat(500, p=(-60, -45, -30))]
+    case = _case([(0, lead0_p, (0, 1000)), (1, lead1_no_p, (0, 1000))])
+    with_p = bench.Output(
+        beats=[_beat(300, p=(-60, -45, -30)), _beat(500, p=(-60, -45, -30))], intervals={}
+    )
+    tally = bench.Tally()
+    bench.score_per_lead(tally, case, with_p)
+    rows = {r["measure"]: r for r in bench.tally_rows(tally, "g", "SYN")}
+    assert rows["P onset"]["sensitivity"] == 1.0 and rows["P onset"]["ppv"] == pytest.approx(0.5)
+
+
+def test_per_lead_mode_on_real_ludb_records(shared_data, tmp_path):
+    ludb = need(shared_data / "ludb")
+    case = bench.load_ludb(ludb, "1", "per-lead")
+    assert len(case.ref_leads) == 12 and case.peer_rows == list(range(12))
+    assert {row for row, _, _ in case.ref_leads} == set(range(12))
+    with pytest.raises(ValueError, match="unknown LUDB reference"):
+        bench.load_ludb(ludb, "1", "mean")
+    out = tmp_path / "rows.json"
+    argv = [
+        *("--ludb", str(ludb), "--skip-qtdb", "--records", "1", "5", "--quiet"),
+        *("--ludb-reference", "per-lead", "--methods", "project", "--json", str(out)),
+    ]
+    assert bench.main(bench.get_parser().parse_args(argv)) == 0
+    rows = json.loads(out.read_text())
+    table = _check_rows(rows, "LUDB per-lead", ["project"])
+    row = table[("project", "QRS onset")]
+    # 2 records x 12 leads x their annotated beats
+    assert row["n"] > 100 and abs(row["mean_ms"]) < 20 and row["sensitivity"] > 0.95
+    assert table[("project", "QRS duration")]["n"] == 24
