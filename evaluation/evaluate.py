@@ -27,8 +27,17 @@ import math
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `evaluation` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    # Run as a script (``python evaluation/evaluate.py``): Python puts this folder, not the
+    # repository root, on the import path. The root goes first only when the `evaluation`
+    # package found is not the one beside this file (uninstalled, or another install), so a
+    # checkout's script scores with that checkout's code, as train_model.py and run_model.py do.
+    import importlib.util
+
+    _found = importlib.util.find_spec("evaluation")
+    _here = Path(__file__).resolve().parent
+    if _found is None or _found.origin is None or Path(_found.origin).resolve().parent != _here:
+        sys.path.insert(0, str(_here.parent))
 
 from evaluation import metrics
 
@@ -36,10 +45,10 @@ from evaluation import metrics
 SCORE_COLUMNS = metrics.SCORE_COLUMNS["2020"]
 
 
-def get_parser() -> argparse.ArgumentParser:
-    """Return the command-line parser."""
+def get_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
+    """Return the command-line parser (``prog`` names the command in usage lines)."""
     p = argparse.ArgumentParser(
-        prog="evaluate.py",
+        prog=prog,
         description="Score PhysioNet/CinC Challenge 2020 or 2021 outputs (official semantics).",
     )
     p.add_argument("labels", type=Path, help="folder of WFDB headers <record>.hea with #Dx lines")
@@ -151,9 +160,9 @@ def _print_report(result, abbreviations, by_source, ci, n_boot, seed, malformed)
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the scorer; returns the process exit code."""
-    args = get_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
+    """Run the scorer; returns the process exit code (``ecg-kit evaluate`` passes its name)."""
+    args = get_parser(prog).parse_args(argv)
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
