@@ -21,6 +21,8 @@ shows, clinically laid out:
 - the top scores as horizontal bars with threshold marks, predicted and true labels, and the
   scores of the member engines when given.
 
+Every page and the index state the kit's intended use (:data:`INTENDED_USE`).
+
 A panel that cannot be computed for a record (flat signal, too short, missing leads) shows
 "not available: <reason>" and is recorded as such in ``report.json``; one record never fails
 the report. Matplotlib is used through ``Figure`` + ``FigureCanvasAgg`` (no pyplot, no global
@@ -758,6 +760,13 @@ def _draw_scores(ax, scores_row, thresholds, abbreviations, truth_idx, members, 
     return "ok"
 
 
+#: What the kit is for, stated on every page and on the index.
+INTENDED_USE = (
+    "For research and PhysioNet/CinC Challenge entries only: not a medical device, "
+    "not for diagnosis or patient care."
+)
+
+
 def _header(fig, record: Record, abbreviations, truth_idx, pred_idx, top_note: str) -> None:
     age = "?" if record.age is None else f"{record.age:g} y"
     sex = record.sex or "sex ?"
@@ -772,6 +781,7 @@ def _header(fig, record: Record, abbreviations, truth_idx, pred_idx, top_note: s
         fontsize=11,
         va="top",
     )
+    fig.text(0.012, 0.002, INTENDED_USE, fontsize=8, color="#555555", ha="left", va="bottom")
 
 
 # --------------------------------------------------------------------------------------------
@@ -914,7 +924,8 @@ def _index_html(rows: list[dict], title: str) -> str:
         ".na{color:#999;font-size:85%}.pred{font-weight:bold;color:#b03020}"
         "img{border:1px solid #ccc}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{len(rows)} records. Click a thumbnail for the page."
-        "</p><table><tr><th></th><th>record</th><th>true</th><th>predicted</th>"
+        f"</p><p class='use'>{html.escape(INTENDED_USE)}</p>"
+        "<table><tr><th></th><th>record</th><th>true</th><th>predicted</th>"
         "<th>top scores</th><th>panels not available</th></tr>\n"
     )
     body = []
