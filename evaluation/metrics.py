@@ -51,7 +51,7 @@ from evaluation.tables import (  # noqa: F401  (re-exported: the scorer's one ta
 
 #: Record-name prefixes of the 2020/2021 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL,
 #: Georgia, Chapman-Shaoxing/Ningbo) and LUDB in Challenge form (``LU0001``); a record
-#: belongs to its longest matching prefix.
+#: belongs to its longest prefix followed by a digit (:func:`record_source`).
 SOURCE_PREFIXES = ("A", "Q", "I", "S", "HR", "E", "JS", "LU")
 
 #: Strings the official scorers read as a positive binary output (2021 also: numbers equal to 1).
@@ -813,10 +813,13 @@ def bootstrap_ci(values, level: float = 0.95) -> tuple[float, float]:
 
 
 def record_source(record: str, prefixes=SOURCE_PREFIXES) -> str:
-    """Source prefix of a record name (longest matching prefix), or ``"other"``."""
+    """The source of a record name, for the scorer and the kit alike: the longest of
+    ``prefixes`` that the name starts with followed by a digit (``HR00001`` -> ``HR``,
+    ``LU0001`` -> ``LU``), else ``"other"`` (``SYN00001``, ``LUX``)."""
     best = ""
     for p in prefixes:
-        if record.startswith(p) and len(p) > len(best):
+        number = record[len(p) : len(p) + 1]
+        if record.startswith(p) and number.isascii() and number.isdigit() and len(p) > len(best):
             best = p
     return best or "other"
 

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+# A record's source (``HR00001`` -> ``HR``, ``LU0001`` -> ``LU``): the scorer's one definition,
+# for leave-one-source-out and per-source scores alike.
+from evaluation.metrics import record_source  # noqa: F401
+
 #: Canonical spelling of the twelve standard leads, in the Challenge's order.
 STANDARD_LEADS: tuple[str, ...] = (
     "I",
@@ -405,19 +409,3 @@ class RecordSet(Sequence[Record]):
     def __iter__(self) -> Iterator[Record]:
         for path in self.paths:
             yield load_record(path)
-
-
-#: Record-name prefixes of the sources, longest first: the Challenge's (CPSC ``A``,
-#: CPSC-Extra ``Q``, INCART ``I``, PTB ``S``, PTB-XL ``HR``, Georgia ``E``, Chapman-Shaoxing
-#: and Ningbo ``JS``) and LUDB's records in Challenge form (``LU0001``, ``../shared/data/
-#: ludb_challenge``), a hospital none of the Challenge sources comes from.
-SOURCE_PREFIXES = ("HR", "JS", "LU", "A", "Q", "I", "S", "E")
-
-
-def record_source(name: str) -> str:
-    """The source prefix of a record name (``HR00001`` -> ``HR``, ``LU0001`` -> ``LU``), else
-    ``other``."""
-    for prefix in SOURCE_PREFIXES:
-        if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit():
-            return prefix
-    return "other"

@@ -311,6 +311,30 @@ def test_record_source_longest_prefix():
     assert metrics.record_source("X9") == "other"
 
 
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("HR00001", "HR"),  # PTB-XL: the two-letter prefix wins over none
+        ("JS10647", "JS"),  # Chapman-Shaoxing and Ningbo
+        ("LU0001", "LU"),
+        ("S0001", "S"),
+        ("SYN00001", "other"),  # synthetic records: S followed by a letter is not PTB
+        ("LUX", "other"),
+        ("HRV1", "other"),
+        ("E", "other"),  # a prefix alone
+        ("A\u00b2", "other"),  # a superscript is not a record number
+        ("", "other"),
+        ("X9", "other"),
+    ],
+)
+def test_record_source_is_a_known_prefix_followed_by_a_digit(name, source):
+    from team_code.data import records
+
+    assert metrics.record_source(name) == source
+    assert records.record_source is metrics.record_source  # one definition for kit and scorer
+    assert metrics.record_source("JS0001", prefixes=("J", "JS")) == "JS"  # the longest prefix
+
+
 def test_per_source_scores_match_subsets(table):
     rng = np.random.default_rng(6)
     c = len(table.classes)
