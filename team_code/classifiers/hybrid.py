@@ -49,8 +49,9 @@ checkpoint; all of them share the run's per-record cache. A deep member
 checkpoints every epoch there; a finished fold leaves its held-out scores, evidence and own
 thresholds (``outputs.safetensors``), a finished refit its saved model (``model/``), and the
 fold's checkpoint is then deleted (``history.csv`` stays). ``fold.json`` holds a key of what
-defines the part (the member, its options less those that only say how it runs, the classes,
-the training and held-out record names) and whether it finished. A resumed fit reads back the
+defines the part (:func:`team_code.runs.run_key`: the member, its options, the task, the kit's
+version, the training and held-out records by their contents and labels) and whether it
+finished. A resumed fit reads back the
 parts that finished with the same key, continues an interrupted deep member from its last
 epoch, and trains the rest; every seed is fixed per part, so the result equals an
 uninterrupted run's. Nothing of the run (folders, device, workers) is part of the model.
@@ -59,8 +60,6 @@ uninterrupted run's. Nothing of the run (folders, device, workers) is part of th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -69,15 +68,26 @@ import numpy as np
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
-from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
+from team_code.classifiers.thresholds import (
+    NEVER,
+    challenge_score,
+    challenge_thresholds,
+    prevalence_thresholds,
+)
 from team_code.context import RunContext, Task, record_names
 from team_code.data.records import Record, record_source
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
+from team_code.runs import run_key
 
 FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
 #: The shipped default's members (see HybridConfig.members).
 DEFAULT_MEMBERS: tuple[str, ...] = ("rules", "beats")
+#: What ``members=auto`` stands for: every engine, cheapest first (ties keep the earlier).
+AUTO_MEMBERS: tuple[str, ...] = ("rules", "parallel_cnn", "cwt_googlenet", "beats")
 THRESHOLDINGS = ("own", "searched")
+CHOICES = ("global", "per_class")
+#: The per-class candidate that predicts each class by its training prevalence decision.
+FLOOR = "floor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,20 +95,27 @@ class HybridConfig:
     """Options of the hybrid."""
 
     # Engines to fuse, by registry name; beats joins only when given --beat-data. The default
-    # holds the engines that pay under leave-one-source-out on the six shared sources
-    # (README): rules 0.351 pooled against the floor's 0.185. cwt_googlenet (0.167) is below
-    # the floor at --preset cpu; parallel_cnn is just above it (0.186 to 0.199 over four
-    # seeds: it keeps the floor's decisions almost everywhere), for six trainings per fold.
-    # Both join when named (--set hybrid.members=rules,parallel_cnn,cwt_googlenet).
+    # holds the engines that beat the prevalence floor under leave-one-source-out
+    # (docs/results.md); the deep engines join when named
+    # (--set hybrid.members=rules,parallel_cnn,cwt_googlenet).
+    # "auto": every engine that can train on the data (AUTO_MEMBERS), chosen per class.
     members: tuple[str, ...] = DEFAULT_MEMBERS
+    # "global": one fusion and thresholding for every class (the candidates of `fusion` and
+    # `thresholding`), every member shipped; "per_class": each class keeps the floor's
+    # decision, one member (own or searched thresholds) or the stack, whichever its own
+    # out-of-fold evidence supports, and members that serve no class are not shipped;
+    # "auto": "per_class" with members=auto, else "global".
+    choice: str = "auto"
+    # Per-class choice only: after this many folds, a member with the best out-of-fold
+    # average precision in no class (among classes with selection_min_positives positives in
+    # those folds) is dropped from the other folds and the refit (0: never).
+    early_drop_folds: int = 1
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
     # "source": whole sources (record-name prefixes) stay together, so the fusion and its
     # thresholds are chosen on scores for hospitals the members did not see (falls back to
-    # "signal" with fewer sources than folds); "signal": folds keep identical signals together.
-    # Leave-one-source-out on six sources (at 8f300c0): the hybrid over the rules scored 0.283
-    # pooled with "source" and 0.265 with "signal", whose thresholds made IRBBB fire on 45
-    # CPSC records.
+    # "signal" with fewer sources than folds); "signal": folds keep identical signals together
+    # (the two compared in docs/results.md).
     fold_groups: str = "source"
     # "auto" compares single, selection and stacking on cross-validated OOF scores (see
     # tolerance_se); or name one.
@@ -338,9 +355,15 @@ class _Selector:
     chosen member could not process takes the next member's score (:func:`_pick`).
     """
 
-    def __init__(self, per_class: bool = True, min_positives: int = 5):
+    def __init__(self, per_class: bool = True, min_positives: int = 5, first: int | None = None):
         self.per_class = per_class
         self.min_positives = min_positives
+        self.first = first
+
+    @property
+    def learns_from_labels(self) -> bool:
+        """Whether its scores depend on the labels it was fitted on (which member serves)."""
+        return self.first is None
 
     def fit(
         self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray, truth: np.ndarray
@@ -348,8 +371,10 @@ class _Selector:
         del own, evidence
         precision = _precision_table(scores, truth)
         overall = _member_ranking(precision, truth)
+        if self.first is not None:  # one member for every class; the others stand in for it
+            overall = np.r_[self.first, overall[overall != self.first]]
         self.ranking_ = np.tile(overall, (truth.shape[1], 1))
-        if self.per_class:
+        if self.per_class and self.first is None:
             for j in np.flatnonzero(truth.sum(axis=0) >= self.min_positives):
                 # by the class's own AP; ties in the overall order
                 self.ranking_[j] = overall[np.argsort(-precision[j, overall], kind="stable")]
@@ -373,6 +398,182 @@ class _Selector:
 
     def set_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.ranking_ = arrays["ranking"].astype(int)
+
+
+class _Floor:
+    """The prevalence floor as a fuser: every record scores each class's training prevalence,
+    and the class is predicted for every record or for none, as
+    :class:`~team_code.classifiers.prevalence.PrevalenceClassifier` decides."""
+
+    learns_from_labels = True
+
+    def __init__(self, classes, scored=None):
+        self.classes = classes
+        self.scored = scored
+
+    def fit(self, scores, own, evidence, truth) -> _Floor:
+        del scores, own, evidence
+        self.prevalence_, self.thresholds_ = prevalence_thresholds(
+            truth, self.classes, self.scored
+        )
+        return self
+
+    def predict(self, scores: np.ndarray, own, evidence) -> np.ndarray:
+        return np.tile(self.prevalence_, (len(scores), 1))
+
+    def start_thresholds(self, own: np.ndarray) -> np.ndarray:
+        own = np.asarray(own)
+        return np.broadcast_to(self.thresholds_, own.shape[:-2] + self.thresholds_.shape).copy()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"prevalence": self.prevalence_, "thresholds": self.thresholds_}
+
+    def set_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.prevalence_ = arrays["prevalence"]
+        self.thresholds_ = arrays["thresholds"]
+
+
+def _split(key: str) -> tuple[str, str]:
+    """A candidate key (``"stacking/searched"``, ``"rules/own"``, ``"floor"``) as (kind, mode)."""
+    kind, _, mode = key.partition("/")
+    return kind, mode or "own"
+
+
+class _Nested:
+    """Fusion candidates judged on records that neither their fuser nor their thresholds saw.
+
+    The held-out parts of ``folds`` partition the records; a *subset* is a frozenset of fold
+    numbers. A candidate ``kind/mode`` fitted on a subset is the fuser ``kind`` fitted on that
+    subset's out-of-fold scores, with the own thresholds of the models that made the scores
+    (``own``) or thresholds searched for the challenge metric on that subset's records, scored
+    by fusers fitted without each record's fold (``inner``; a fuser that learns nothing from
+    labels, one member's scores, is searched on its own scores). :meth:`decide` applies such
+    a candidate to a fold outside the subset, :meth:`oof` gives every fold of a subset its
+    decisions by candidates fitted on the others, :meth:`choose` makes the hybrid's choice
+    from those, and :meth:`validate` makes it again inside every outer fold, on the other
+    folds only, and applies it to the outer fold: the estimate of the whole procedure. Fitted
+    fusers, inner scores and searched thresholds are memoised by the subset they saw.
+    """
+
+    def __init__(self, hybrid, members, truth, folds, scores, own, evidence, candidates):
+        self.hybrid = hybrid
+        self.members = list(members)
+        self.truth, self.scores, self.own, self.evidence = truth, scores, own, evidence
+        self.parts = [np.asarray(test, dtype=int) for _, test in folds]
+        self.everything = frozenset(range(len(self.parts)))
+        self.candidates = list(candidates)
+        self._fusers: dict = {}
+        self._inner: dict = {}
+        self._searched: dict = {}
+
+    def rows(self, subset: frozenset) -> np.ndarray:
+        return np.sort(np.concatenate([self.parts[i] for i in sorted(subset)]))
+
+    def fuser(self, kind: str, subset: frozenset):
+        key = (kind, subset)
+        if key not in self._fusers:
+            rows = self.rows(subset)
+            self._fusers[key] = self.hybrid._new_fuser(kind, self.members).fit(
+                self.scores[rows], self.own[rows], self.evidence[rows], self.truth[rows]
+            )
+        return self._fusers[key]
+
+    def fused(self, kind: str, subset: frozenset, rows: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` by ``kind`` fitted on ``subset`` (0 where no member scored)."""
+        fuser = self.fuser(kind, subset)
+        fused = fuser.predict(self.scores[rows], self.own[rows], self.evidence[rows])
+        return np.nan_to_num(fused, nan=0.0)
+
+    def inner(self, kind: str, subset: frozenset) -> np.ndarray | None:
+        """Scores of the subset's records, each fold's from ``kind`` fitted on the subset's
+        other folds (None with one fold); a fuser that learns nothing from labels scores them
+        itself."""
+        key = (kind, subset)
+        if key not in self._inner:
+            rows = self.rows(subset)
+            if not self.fuser(kind, subset).learns_from_labels:
+                self._inner[key] = self.fused(kind, subset, rows)
+            elif len(subset) < 2:
+                self._inner[key] = None
+            else:
+                out = np.zeros(self.truth.shape)
+                for i in subset:
+                    out[self.parts[i]] = self.fused(kind, subset - {i}, self.parts[i])
+                self._inner[key] = out[rows]
+        return self._inner[key]
+
+    def searched(self, kind: str, subset: frozenset, start: np.ndarray) -> np.ndarray:
+        """Thresholds for the challenge metric searched on the subset's inner scores (classes
+        with fewer than threshold_min_positives positives, or a subset too small to hold
+        inner scores, keep ``start``)."""
+        key = (kind, subset, np.asarray(start).tobytes())
+        if key not in self._searched:
+            inner = self.inner(kind, subset)
+            rows = self.rows(subset)
+            self._searched[key] = (
+                np.array(start, dtype=float)
+                if inner is None
+                else challenge_thresholds(
+                    self.truth[rows],
+                    inner,
+                    self.hybrid.classes_,
+                    start=start,
+                    min_positives=self.hybrid.config.threshold_min_positives,
+                    scored=self.hybrid.task_.scored,
+                )
+            )
+        return self._searched[key]
+
+    def decide(self, keys, subset: frozenset, fold: int) -> dict[str, np.ndarray]:
+        """Each candidate of ``keys`` fitted on ``subset``, applied to fold ``fold``: its
+        decisions for that fold's records."""
+        rows = self.parts[fold]
+        out = {}
+        for key in keys:
+            kind, mode = _split(key)
+            fused = self.fused(kind, subset, rows)
+            start = self.fuser(kind, subset).start_thresholds(self.own[rows])
+            if mode == "searched":
+                # The fold was scored by one fold model per member: its own thresholds are
+                # one row, the start that rarer classes keep.
+                out[key] = fused >= self.searched(kind, subset, start[0])
+            else:
+                out[key] = fused >= start
+        return out
+
+    def oof(self, subset: frozenset) -> dict[str, np.ndarray]:
+        """(n, n_classes) decisions of every candidate on the subset's records (False
+        elsewhere), each fold's by candidates fitted on the subset's other folds."""
+        out = {key: np.zeros(self.truth.shape, dtype=bool) for key in self.candidates}
+        for fold in subset:
+            for key, binary in self.decide(self.candidates, subset - {fold}, fold).items():
+                out[key][self.parts[fold]] = binary
+        return out
+
+    def choose(self, subset: frozenset) -> tuple[list[str], dict]:
+        """The hybrid's choice (a candidate per class) made on the subset's records only;
+        with one fold, nothing out of fold to choose on: the simplest candidate."""
+        classes = len(self.hybrid.classes_)
+        if len(subset) < 2:
+            return [self.candidates[0]] * classes, {}
+        rows = self.rows(subset)
+        decisions = {key: d[rows] for key, d in self.oof(subset).items()}
+        return self.hybrid._choose(decisions, self.truth[rows])
+
+    def validate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold decisions of the whole choice (made again inside every outer fold on
+        the other folds) and of the floor, on the same folds."""
+        chosen = np.zeros(self.truth.shape, dtype=bool)
+        floor = np.zeros(self.truth.shape, dtype=bool)
+        for fold in self.everything:
+            others = self.everything - {fold}
+            choice, _ = self.choose(others)
+            decided = self.decide(sorted(set(choice)), others, fold)
+            rows = self.parts[fold]
+            for j, key in enumerate(choice):
+                chosen[rows, j] = decided[key][:, j]
+            floor[rows] = self.decide([FLOOR], others, fold)[FLOOR]
+        return chosen, floor
 
 
 class HybridClassifier(Classifier):
@@ -509,55 +710,106 @@ class HybridClassifier(Classifier):
     ) -> HybridClassifier:
         self._begin(task, ctx)
         truth = self.label_matrix(records)
+        per_class = self._choice_mode() == "per_class"
         members = self._usable_members()
         folds = grouped_kfold(
             truth, self._fold_groups(records), self.config.n_folds, self.config.seed
         )
         n, c = truth.shape
-        oof_scores = np.zeros((n, len(members), c))
-        # The own thresholds of the fold model that made each out-of-fold score.
-        oof_own = np.zeros((n, len(members), c))
-        oof_evidence: list[np.ndarray | None] = [None] * len(members)
+        self.dropped_: dict[str, str] = {}
+        # Per member: out-of-fold scores, the own thresholds of the fold model that made each
+        # score, and evidence.
+        outputs = {name: [np.zeros((n, c)), np.zeros((n, c)), None] for name in members}
+        active = list(members)
         for k, (train_index, test_index) in enumerate(folds):
-            for m, name in enumerate(members):
-                scores, evidence, own = self._fold_outputs(
-                    name, k, len(folds), take(records, train_index), take(records, test_index)
+            for name in list(active):
+                try:
+                    scores, evidence, own = self._fold_outputs(
+                        name, k, len(folds), take(records, train_index), take(records, test_index)
+                    )
+                except Exception as error:  # a candidate that fails is dropped, not the fit
+                    if not per_class:
+                        raise
+                    reason = f"failed to train on fold {k + 1}/{len(folds)}"
+                    self._drop(name, active, f"{reason} ({type(error).__name__}: {error})")
+                    continue
+                out = outputs[name]
+                out[0][test_index], out[1][test_index] = scores, own
+                if out[2] is None:
+                    out[2] = np.zeros((n, evidence.shape[1]))
+                out[2][test_index] = evidence
+            if per_class and k + 1 == self.config.early_drop_folds and len(active) > 1:
+                done = np.concatenate([test for _, test in folds[: k + 1]])
+                scores = np.stack([outputs[name][0][done] for name in active], axis=1)
+                leaders = _leading_members(
+                    scores, truth[done], self.config.selection_min_positives
                 )
-                oof_own[test_index, m] = own
-                oof_scores[test_index, m] = scores
-                if oof_evidence[m] is None:
-                    oof_evidence[m] = np.zeros((n, evidence.shape[1]))
-                oof_evidence[m][test_index] = evidence
-        evidence = np.concatenate(oof_evidence, axis=1)
-        self.oof_scores_ = oof_scores  # kept for reports; not saved
-
-        # The refitted members make the shipped predictions, so their own thresholds are
-        # the ones shipped with them (never an average of the fold models' thresholds).
-        self.members_ = {name: self._refit(name, records) for name in members}
-        self._fuse(members, truth, folds, oof_scores, oof_own, evidence, self._own())
+                for m, name in enumerate(list(active)):
+                    if m not in leaders:
+                        self._drop(
+                            name,
+                            active,
+                            f"dropped after fold {k + 1}: the best out-of-fold average "
+                            "precision in no class with "
+                            f"{self.config.selection_min_positives}+ positives",
+                        )
+        refitted: dict[str, Classifier] = {}
+        while True:
+            if not active:
+                reasons = "; ".join(f"{name} {why}" for name, why in self.dropped_.items())
+                raise ValueError(f"hybrid: no member could be trained ({reasons})")
+            nested = self._nested(active, truth, folds, outputs)
+            choice = self._choose_and_validate(nested)
+            kept = self._kept(active, choice)
+            failed = False
+            # The refitted members make the shipped predictions, so their own thresholds
+            # are the ones shipped with them (never an average of the fold models').
+            for name in kept:
+                if name in refitted:
+                    continue
+                try:
+                    refitted[name] = self._refit(name, records)
+                except Exception as error:
+                    if not per_class:
+                        raise
+                    reason = f"failed to train on all records ({type(error).__name__}: {error})"
+                    self._drop(name, active, reason)
+                    failed = True  # choose again without it
+            if not failed:
+                break
+        for name in active:
+            if name not in kept:
+                self.dropped_[name] = "serves no class (not shipped)"
+                self._log(f"hybrid: {name} serves no class; not shipped")
+        self.oof_scores_ = nested.scores  # kept for reports; not saved
+        self.members_ = {name: refitted[name] for name in kept}
+        if kept != active:
+            nested = self._nested(kept, truth, folds, outputs)
+        self._ship(nested, choice, self._own())
         return self
+
+    def _drop(self, name: str, active: list, reason: str) -> None:
+        active.remove(name)
+        self.dropped_[name] = reason
+        self._log(f"hybrid: {name} {reason}")
+
+    def _nested(self, members, truth, folds, outputs) -> _Nested:
+        scores = np.stack([outputs[name][0] for name in members], axis=1)
+        own = np.stack([outputs[name][1] for name in members], axis=1)
+        evidence = np.concatenate([outputs[name][2] for name in members], axis=1)
+        candidates = self._candidates(members)
+        return _Nested(self, members, truth, folds, scores, own, evidence, candidates)
 
     # -- work folders and resume -----------------------------------------------------------
     def _part(self, name: str, part: str, train, held_out) -> tuple:
         """Member ``name``'s config and child run context for one part of the fit
         (``fold<k>`` or ``refit``), and ``(config, ctx, finished, key)``: ``finished`` is the
         folder of the same part finished by the run resumed from (None when it must be
-        trained). The key is what defines the part: the member, its config, the task and the
-        records on each side (nothing about the run)."""
+        trained). The key is what defines the part (:func:`team_code.runs.run_key`): the
+        member, its config, the task, the kit's version and the records on each side, by
+        their contents and labels (nothing about the run)."""
         config = self._member_config(name)
-        text = json.dumps(
-            [
-                name,
-                dataclasses.asdict(config),
-                self.task_.to_json(),
-                list(self.classes_),
-                record_names(train),
-                record_names(held_out),
-            ],
-            sort_keys=True,
-            default=str,
-        )
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = run_key(name, config, self.task_, train, held_out)
         ctx = self.ctx.child(name, part)
         work = Path(ctx.workdir) if ctx.workdir else None
         finished, resume = None, False
@@ -621,101 +873,189 @@ class HybridClassifier(Classifier):
             self._write_part(work, key, finished=True)
         return model
 
-    def _fuse(self, members, truth, folds, oof_scores, oof_own, evidence, own) -> None:
-        """Choose the fusion and its thresholds from the members' out-of-fold outputs.
+    def _choice_mode(self) -> str:
+        mode = self.config.choice
+        if mode == "auto":
+            return "per_class" if tuple(self.config.members) == ("auto",) else "global"
+        if mode not in CHOICES:
+            raise ValueError(f"hybrid: choice must be auto or one of {CHOICES}, not {mode!r}")
+        return mode
 
-        ``oof_own`` (n, members, classes) holds the own thresholds of the fold model that
-        made each out-of-fold score; ``own`` (members, classes) those of the refitted members
-        that make the shipped predictions. Every candidate (a fusion with its members' own
-        thresholds, or with thresholds searched for the challenge metric) is scored on
-        records neither its fuser nor its thresholds saw: fusers are fitted on k-1 folds of
-        the OOF scores, and searched thresholds come from the other folds' fused scores. The
-        simplest candidate is kept unless a more complex one wins by more than
-        ``tolerance_se`` standard errors. The shipped thresholds are the refitted members'
-        own (``own``: 0.5 on stacked probabilities), or searched on all the out-of-fold fused
-        scores (``searched``; rarer classes keep the refitted members' own).
-        """
-        n, c = truth.shape
+    def _candidates(self, members) -> list[str]:
+        """The candidate keys, simplest first (ties and near-ties keep the simpler):
+        ``fusion/thresholding`` for the global choice; per class the floor, each member with
+        its own then searched thresholds, and the stack (unless ``fusion`` names single or
+        selection)."""
         fusions = FUSIONS if self.config.fusion == "auto" else (self.config.fusion,)
         modes = THRESHOLDINGS if self.config.thresholding == "auto" else (self.config.thresholding,)
         if not set(fusions) <= set(FUSIONS):
             raise ValueError(f"hybrid: fusion must be auto or one of {FUSIONS}")
         if not set(modes) <= set(THRESHOLDINGS):
             raise ValueError(f"hybrid: thresholding must be auto or one of {THRESHOLDINGS}")
-        min_positives = self.config.threshold_min_positives
-        self.fusion_scores_ = {}
-        thresholds = {}
-        fusers = {}
-        contributions = {}
-        for fusion in fusions:
-            fused_cv, start_cv = np.zeros((n, c)), np.zeros((n, c))
-            for train_index, test_index in folds:
-                fuser = self._new_fuser(fusion).fit(
-                    oof_scores[train_index],
-                    oof_own[train_index],
-                    evidence[train_index],
-                    truth[train_index],
-                )
-                fused_cv[test_index] = fuser.predict(
-                    oof_scores[test_index], oof_own[test_index], evidence[test_index]
-                )
-                start_cv[test_index] = fuser.start_thresholds(oof_own[test_index])
-            fused_cv = np.nan_to_num(fused_cv, nan=0.0)  # no member could score: negative
-            fusers[fusion] = self._new_fuser(fusion).fit(oof_scores, oof_own, evidence, truth)
-            start = fusers[fusion].start_thresholds(own)
-            for mode in modes:
-                if mode == "own":
-                    binary = fused_cv >= start_cv
-                    thresholds[fusion, mode] = start
-                else:
-                    binary = np.zeros((n, c), dtype=bool)
-                    for train_index, test_index in folds:
-                        # The held-out fold was scored by one fold model per member, so its
-                        # own thresholds are one row: the start, kept by rarer classes.
-                        cut = challenge_thresholds(
-                            truth[train_index],
-                            fused_cv[train_index],
-                            self.classes_,
-                            scored=self.task_.scored,
-                            start=start_cv[test_index[0]],
-                            min_positives=min_positives,
-                        )
-                        binary[test_index] = fused_cv[test_index] >= cut
-                    thresholds[fusion, mode] = challenge_thresholds(
-                        truth,
-                        fused_cv,
-                        self.classes_,
-                        start=start,
-                        min_positives=min_positives,
-                        scored=self.task_.scored,
-                    )
-                self.fusion_scores_[f"{fusion}/{mode}"] = challenge_score(
-                    truth, binary, self.classes_, self.task_.scored
-                )
-                contributions[fusion, mode] = _record_contributions(truth, binary, self.classes_)
-        # The members alone, each with its fold models' own thresholds (for the log/manifest).
+        if self._choice_mode() == "global":
+            return [f"{fusion}/{mode}" for fusion in fusions for mode in modes]
+        keys = [FLOOR] + [f"{name}/{mode}" for mode in modes for name in members]
+        if "stacking" in fusions:
+            keys += [f"stacking/{mode}" for mode in modes]
+        return keys
+
+    def _kept(self, members, choice) -> list[str]:
+        """The members the choice needs: all of them for the global choice or a stack."""
+        kinds = {_split(key)[0] for key in choice}
+        if self._choice_mode() == "global" or "stacking" in kinds:
+            return list(members)
+        return [name for name in members if name in kinds]
+
+    def _fuse(self, members, truth, folds, oof_scores, oof_own, evidence, own) -> None:
+        """Choose the fusion and its thresholds from the members' out-of-fold outputs and
+        ship it: ``oof_own`` (n, members, classes) holds the own thresholds of the fold model
+        that made each out-of-fold score, ``own`` (members, classes) those of the refitted
+        members that make the shipped predictions."""
+        candidates = self._candidates(members)
+        nested = _Nested(self, members, truth, folds, oof_scores, oof_own, evidence, candidates)
+        self._ship(nested, self._choose_and_validate(nested), own)
+
+    def _choose_and_validate(self, nested: _Nested) -> list[str]:
+        """The choice made on every fold's out-of-fold decisions (each fold's by candidates
+        fitted on the others), the candidates' and members' scores, and the validation
+        figure: the same choice made inside every outer fold on the other folds only, applied
+        to the outer fold, beside the prevalence floor on the same folds."""
+        truth, classes, scored = nested.truth, self.classes_, self.task_.scored
+        choice, report = nested.choose(nested.everything)
+        decisions = nested.oof(nested.everything)
+        self.fusion_scores_ = {
+            key: challenge_score(truth, binary, classes, scored) for key, binary in decisions.items()
+        }
+        # The members alone, each with its fold models' own thresholds.
         self.member_scores_ = {
             name: challenge_score(
-                truth, oof_scores[:, m] >= oof_own[:, m], self.classes_, self.task_.scored
+                truth, nested.scores[:, m] >= nested.own[:, m], classes, self.task_.scored
             )
-            for m, name in enumerate(members)
+            for m, name in enumerate(nested.members)
         }
-        self.fusion_, self.thresholding_ = _simplest_within_tolerance(
-            contributions, self.config.tolerance_se
-        )
+        chosen, floor = nested.validate()
+        mode = self._choice_mode()
+        self.validation_ = {
+            "challenge_metric": challenge_score(truth, chosen, classes, scored),
+            "prevalence": challenge_score(truth, floor, classes, scored),
+            "records": int(len(truth)),
+            "folds": len(nested.parts),
+            "grouping": getattr(self, "grouping_", "source"),
+            "choice": mode,
+            # With two folds no choice can be made inside an outer fold: it takes the
+            # simplest candidate there.
+            "nested": len(nested.parts) >= 3,
+        }
+        self.class_choice_ = report
         scores = {**self.member_scores_, **self.fusion_scores_}
         self._log(
             "hybrid: cross-validated challenge metric "
             + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-            + f"; using {self.fusion_}/{self.thresholding_}"
         )
-        self.thresholds_ = thresholds[self.fusion_, self.thresholding_]
-        self.fuser_ = fusers[self.fusion_]
+        if mode == "global":
+            self._log(f"hybrid: using {choice[0]}")
+        for entry in report.values():
+            others = ", ".join(f"{k}: {why}" for k, why in entry["dropped"].items())
+            self._log(
+                f"hybrid: {entry['class']} ({entry['positives']} positives): "
+                f"{entry['served_by']}, {entry['why']}" + (f"; not {others}" if others else "")
+            )
+        self._log(
+            "hybrid: validation (the whole choice, nested, out of fold on "
+            f"{self.validation_['folds']} folds by {self.validation_['grouping']}): challenge "
+            f"metric {self.validation_['challenge_metric']:.3f}, prevalence floor "
+            f"{self.validation_['prevalence']:.3f}"
+        )
+        return choice
 
-    def _new_fuser(self, fusion: str):
-        if fusion == "stacking":
+    def _choose(self, decisions: dict[str, np.ndarray], truth: np.ndarray) -> tuple[list, dict]:
+        """A candidate per class from their out-of-fold ``decisions`` on records with
+        ``truth``, and (per class) why: the global choice takes for every class the simplest
+        candidate within ``tolerance_se`` of the best challenge metric; the per-class choice
+        starts from the floor everywhere and, class by class, takes the simplest candidate
+        whose decisions for that class (the others' as chosen so far) are within
+        ``tolerance_se`` of the best."""
+        classes = self.classes_
+        if self._choice_mode() == "global":
+            contributions = {
+                key: _record_contributions(truth, binary, classes)
+                for key, binary in decisions.items()
+            }
+            best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
+            return [best] * truth.shape[1], {}
+        current = decisions[FLOOR].copy()
+        choice, report = [], {}
+        for j, code in enumerate(classes):
+            positives = int(truth[:, j].sum())
+            entry = {
+                "class": self.task_.abbreviation(code),
+                "positives": positives,
+                "served_by": FLOOR,
+                "dropped": {},
+            }
+            report[code] = entry
+            if positives == 0:
+                choice.append(FLOOR)
+                entry["why"] = "no positives in the training data: the floor's decision"
+                continue
+            contributions = {}
+            for key, binary in decisions.items():
+                trial = current.copy()
+                trial[:, j] = binary[:, j]
+                contributions[key] = _record_contributions(truth, trial, classes)
+            best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
+            choice.append(best)
+            current[:, j] = decisions[best][:, j]
+            floor_total = float(contributions[FLOOR].sum())
+            gain = {key: float(v.sum()) - floor_total for key, v in contributions.items()}
+            entry.update(
+                served_by=best,
+                challenge_gain=gain[best],
+                f1=_f1(truth[:, j], decisions[best][:, j]),
+                floor_f1=_f1(truth[:, j], decisions[FLOOR][:, j]),
+                why=(
+                    f"out-of-fold challenge metric {gain[best]:+.4f} over the floor, "
+                    f"F1 {_f1(truth[:, j], decisions[best][:, j]):.3f} "
+                    f"(floor {_f1(truth[:, j], decisions[FLOOR][:, j]):.3f})"
+                ),
+            )
+            for key in decisions:
+                if key != best:
+                    entry["dropped"][key] = (
+                        f"{gain[key]:+.4f}, lower"
+                        if gain[key] <= gain[best]
+                        else f"{gain[key]:+.4f}, within {self.config.tolerance_se:g} SE"
+                    )
+        return choice, report
+
+    def _ship(self, nested: _Nested, choice: list[str], own: np.ndarray) -> None:
+        """The fusers of the chosen candidates fitted on all the out-of-fold scores, and the
+        shipped thresholds: the refitted members' own (``own``; 0.5 on stacked
+        probabilities) or searched on all the out-of-fold fused scores (rarer classes keep
+        the refitted members' own). Never an average across folds."""
+        self.choice_ = list(choice)
+        kinds = list(dict.fromkeys(_split(key)[0] for key in choice))
+        self.fusers_ = {kind: nested.fuser(kind, nested.everything) for kind in kinds}
+        thresholds = np.zeros(len(choice))
+        for j, key in enumerate(choice):
+            kind, mode = _split(key)
+            start = self.fusers_[kind].start_thresholds(own)
+            cut = nested.searched(kind, nested.everything, start) if mode == "searched" else start
+            thresholds[j] = cut[j]
+        self.thresholds_ = thresholds
+        if self._choice_mode() == "global":
+            self.fusion_, self.thresholding_ = _split(choice[0])
+        else:
+            self.fusion_ = self.thresholding_ = "per_class"
+
+    def _new_fuser(self, kind: str, members: Sequence[str] = ()):
+        if kind == "stacking":
             return _Stacker(self.config.stacking_c, self.config.selection_min_positives)
-        return _Selector(fusion == "selection", self.config.selection_min_positives)
+        if kind in ("single", "selection"):
+            return _Selector(kind == "selection", self.config.selection_min_positives)
+        if kind == FLOOR:
+            return _Floor(self.classes_, self.task_.scored)
+        return _Selector(min_positives=self.config.selection_min_positives, first=members.index(kind))
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """Each member's scores for ``records`` (for reports and comparisons; NaN where a
