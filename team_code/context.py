@@ -23,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.tables import TASKS, task_weights_path
 from team_code.data.labels import ScoredClasses, label_matrix, scored_classes
 from team_code.data.leads import LEAD_SETS, parse_leads
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
-
-#: The Challenges whose tables the project ships (``evaluation/``, ``evaluation/2021/``).
-TASK_TABLES = ("2020", "2021")
 
 
 def lead_set_name(leads: Sequence[str]) -> str:
@@ -72,10 +70,9 @@ class Task:
         unknown = [name for name in self.leads if name not in STANDARD_LEADS]
         if unknown:
             raise ValueError(f"unknown lead(s) {unknown}; leads: {', '.join(STANDARD_LEADS)}")
-        if self.table not in TASK_TABLES and not Path(self.table).is_file():
+        if self.table not in TASKS and not Path(self.table).is_file():
             raise ValueError(
-                f"task table {self.table!r} is neither {' nor '.join(TASK_TABLES)} "
-                "nor a weights.csv file"
+                f"task table {self.table!r} is neither {' nor '.join(TASKS)} nor a weights.csv file"
             )
 
     @property
@@ -105,7 +102,7 @@ class Task:
         from team_code.data.labels import table_for
 
         table = table_for(classes)
-        name = next(t for t in TASK_TABLES if scored_classes(_table_path(t)) is table)
+        name = next(t for t in TASKS if scored_classes(_table_path(t)) is table)
         subset = () if tuple(classes) == table.codes else tuple(classes)
         return cls(name, tuple(leads), subset)
 
@@ -128,7 +125,7 @@ class Task:
         return label_matrix(items, self.classes if classes is None else classes, self.scored)
 
     def to_json(self) -> dict:
-        table = self.table if self.table in TASK_TABLES else str(self.weights_path)
+        table = self.table if self.table in TASKS else str(self.weights_path)
         values = {"table": table, "leads": list(self.leads)}
         if self.subset:
             values["classes"] = list(self.classes)
@@ -147,16 +144,13 @@ class Task:
 
     def describe(self) -> str:
         """``"2021 table, 2 leads"``."""
-        table = self.table if self.table in TASK_TABLES else Path(self.table).name
+        table = self.table if self.table in TASKS else Path(self.table).name
         return f"{table} table, {self.lead_set} leads"
 
 
 def _table_path(table: str) -> Path:
-    from evaluation.tables import TABLE_DIRS
-
-    if table in TABLE_DIRS:
-        return TABLE_DIRS[table] / "weights.csv"
-    return Path(table).resolve()
+    """The weights.csv of a task table: a shipped one (``TASKS``) or the path given."""
+    return task_weights_path(table) if table in TASKS else Path(table).resolve()
 
 
 def _say(message: str) -> None:
@@ -230,7 +224,6 @@ def default_task() -> Task:
 __all__ = [
     "IN_MEMORY",
     "LEAD_SETS",
-    "TASK_TABLES",
     "RunContext",
     "Task",
     "default_task",

@@ -170,3 +170,16 @@ def test_bad_tables_are_refused_with_the_file_named(tmp_path, text, problem):
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="2020, 2021"):
         tables.task_weights_path("2019")
+
+
+def test_the_kit_names_the_scorers_tasks():
+    """The kit's task table names are the scorer's TASKS, one list; each names its shipped
+    weights.csv."""
+    from team_code import context
+
+    assert not hasattr(context, "TASK_TABLES")
+    assert context.TASKS is tables.TASKS
+    for task in tables.TASKS:
+        assert context.Task(task).weights_path == tables.task_weights_path(task)
+    with pytest.raises(ValueError, match=r"neither 2020 nor 2021 nor a weights\.csv"):
+        context.Task("2019")
