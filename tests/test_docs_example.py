@@ -161,3 +161,31 @@ def test_the_example_trains_and_runs_through_the_harness(family, synthetic, tmp_
     assert harness.load_model(tmp_path / "model", NAME).config.c == 0.5
     result = harness.run(tmp_path / "model", root / "test", tmp_path / "out", NAME, progress=False)
     assert len(result.written) == len(test) and not result.failures
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    found, in_code = set(), False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            found.add(_slug(line.lstrip("#")))
+    return found
+
+
+def test_readme_is_a_front_door_whose_links_to_the_docs_resolve():
+    root = DOC.parents[1]
+    readme = root / "README.md"
+    assert len(readme.read_text(encoding="utf-8").splitlines()) <= 300
+    for page in [readme, *sorted((root / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            path, _, anchor = link.partition("#")
+            if link.startswith("http") or not anchor:
+                continue
+            target = (page.parent / path).resolve() if path else page
+            assert anchor in _anchors(target), f"{page.name}: {link}"
