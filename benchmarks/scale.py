@@ -217,6 +217,7 @@ def run(n_records: int, folds: int, seconds: float, work: Path) -> dict:
             log=messages.append,
             progress=False,
             cache="keep",
+            preset="paper",  # the default input sizes, on the CPU
             device="cpu",
             workers=1,
         )

@@ -4,6 +4,25 @@ Subpackages: ``data`` (records, labels, outputs, synthetic data), ``dsp`` (numpy
 processing), ``classifiers`` (the registry and the classifier families), ``nn`` (torch
 building blocks and training core), ``beats`` (beat-level networks). ``harness`` is the only
 module that walks folders. Importing the package does nothing else.
+
+The PhysioNet/CinC Challenge 2021 harness (``from team_code import training_code``;
+``from team_code import load_model, run_model``) finds its three functions here; they live in
+:mod:`team_code.challenge_api`, imported on first use.
 """
 
 __version__ = "0.1.0"
+
+#: The names the 2021 Challenge's ``train_model.py`` and ``test_model.py`` import.
+CHALLENGE_2021 = ("training_code", "load_model", "run_model")
+
+
+def __getattr__(name: str):
+    if name in CHALLENGE_2021:
+        from team_code import challenge_api
+
+        return getattr(challenge_api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *CHALLENGE_2021])

@@ -42,7 +42,7 @@ from team_code.data.records import (
     record_source,
 )
 from team_code.fileio import load_json, save_json
-from team_code.presets import DEFAULT_PRESET, with_preset
+from team_code.presets import choose_preset, with_preset
 from team_code.threads import apply_threads, choose_threads, requested_threads
 
 MANIFEST = "manifest.json"
@@ -153,7 +153,7 @@ def _finish_cache(model_dir: Path, cache: str, log: Callable[[str], None]) -> No
 def configure(
     classifiers: Sequence[str] | None = None,
     options: Mapping[str, Mapping[str, str]] | None = None,
-    preset: str = DEFAULT_PRESET,
+    preset: str | None = None,
 ) -> dict:
     """The config of each classifier to train: the preset's options under the user's, for
     the trained classifiers and the members of trained ensembles (a member's options reach
@@ -165,7 +165,7 @@ def configure(
     wanted = set(families)
     for name, cls in families.items():
         wanted.update(cls.members(build_config(cls, options.get(name, {}))))
-    options = with_preset(preset, options, wanted)
+    options = with_preset(choose_preset(preset), options, wanted)
     configs = {name: build_config(cls, options.get(name, {})) for name, cls in families.items()}
     members = {m for name, c in configs.items() for m in families[name].members(c)}
     for name, values in options.items():
@@ -220,7 +220,7 @@ def train(
     options: Mapping[str, Mapping[str, str]] | None = None,
     log: Callable[[str], None] = _say,
     resume: bool = False,
-    preset: str = DEFAULT_PRESET,
+    preset: str | None = None,
     progress: bool = True,
     cache: str = "remove",
     table: str = "2020",
@@ -237,7 +237,8 @@ def train(
     one model per set is trained into ``MODEL/leads-<set>`` (each a model folder of its own)
     and ``MODEL/manifest.json`` lists them, largest first. Deep models checkpoint every epoch
     under ``MODEL/.work/<name>``; ``resume=True`` continues an interrupted training from
-    there. ``preset`` fills options (:mod:`team_code.presets`; ``options`` win);
+    there. ``preset`` fills options (:mod:`team_code.presets`; ``options`` win; None: the
+    device's, or ``$ECG_KIT_PRESET``'s, logged with the reason);
     ``progress=False`` silences progress output. Per-record caches (network inputs,
     measurements) go to ``MODEL/.cache`` (or ``$ECG_KIT_CACHE``); ``cache="remove"`` deletes
     ``MODEL/.cache`` once the model is saved, ``"keep"`` keeps it for the next training.
@@ -247,6 +248,7 @@ def train(
     if loader_workers < 0:
         raise ValueError(f"loader_workers must be 0 or more, not {loader_workers}")
     names = list(classifiers or DEFAULT_CLASSIFIERS)
+    preset = choose_preset(preset, device, log)
     configs = configure(names, options, preset)
     lead_sets = [tuple(leads) for leads in (lead_sets or [STANDARD_LEADS])]
     tasks = sorted((Task(table, leads) for leads in lead_sets), key=lambda t: -len(t.leads))

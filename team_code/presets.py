@@ -1,7 +1,7 @@
 """Named sets of classifier options: ``train_model.py DATA MODEL --preset cpu``.
 
-- ``paper`` (the default): every classifier at its own defaults, the papers' settings, sized
-  for a GPU and the 43,101 Challenge records (parallel_cnn on 12 x 10,000 samples at 500 Hz,
+- ``paper``: every classifier at its own defaults, the papers' settings, sized for a GPU and
+  the 43,101 Challenge records (parallel_cnn on 12 x 10,000 samples at 500 Hz,
   GoogLeNet at 224 px, 30 epochs).
 - ``cpu``: the deep engines sized for a 2-core CPU and a few hundred records (parallel_cnn on
   10 s at 250 Hz with 16 filters per branch, inputs shifted at random in time, thresholds
@@ -13,13 +13,19 @@
   beat networks for 4 epochs on 8,000 beats; the hybrid with 3 inner folds). The demo
   (``scripts/demo.sh``) and the benchmarks use it.
 
+Where no preset is named, :func:`default_preset` chooses: ``$ECG_KIT_PRESET`` when set, else
+``paper`` where training runs on CUDA and ``cpu`` elsewhere. Every way of training (the kit's
+``train_model.py``, :func:`team_code.harness.train`, the organizers' 2020 and 2021 scripts)
+goes through :func:`choose_preset`, which logs the choice and its reason.
+
 A preset only fills options: ``--set NAME.OPTION=VALUE`` given with it wins. Options of
 classifiers that are neither trained nor members of a trained hybrid are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 
 PRESETS: dict[str, dict[str, dict[str, str]]] = {
     "paper": {},
@@ -50,7 +56,47 @@ PRESETS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
-DEFAULT_PRESET = "paper"
+#: Environment variable naming the preset to use wherever none is given.
+PRESET_ENV = "ECG_KIT_PRESET"
+
+
+def default_preset(device: str = "auto") -> tuple[str, str]:
+    """The preset to train with when none is named, and why: ``$ECG_KIT_PRESET`` when set;
+    else ``paper`` when ``device`` is CUDA (``"auto"``: when CUDA is available), ``cpu``
+    otherwise. An unknown name in ``$ECG_KIT_PRESET`` raises ``ValueError`` naming it."""
+    named = os.environ.get(PRESET_ENV, "").strip()
+    if named:
+        if named not in PRESETS:
+            raise ValueError(
+                f"${PRESET_ENV}={named!r} is not a preset; known presets: "
+                f"{', '.join(sorted(PRESETS))}"
+            )
+        return named, f"${PRESET_ENV}={named}"
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        import torch  # only where the device must be looked at
+
+        if torch.cuda.is_available():
+            return "paper", "CUDA is available"
+        return "cpu", "CUDA is not available"
+    if device.startswith("cuda"):
+        return "paper", f"training on {device}"
+    return "cpu", f"training on {device}"
+
+
+def choose_preset(
+    preset: str | None, device: str = "auto", log: Callable[[str], None] | None = None
+) -> str:
+    """``preset`` when given, else :func:`default_preset`'s choice for ``device``; the choice
+    and its reason go to ``log``. An unknown name raises ``ValueError``."""
+    if preset is None:
+        preset, reason = default_preset(device)
+    else:
+        preset_options(preset)  # an unknown name fails here
+        reason = "asked for"
+    if log is not None:
+        log(f"preset {preset} ({reason})")
+    return preset
 
 
 def preset_options(name: str) -> dict[str, dict[str, str]]:

@@ -11,7 +11,7 @@ import sys
 def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command-line interface (``prog`` names the command in usage lines)."""
     from team_code.harness import CACHE_CHOICES, DEFAULT_CLASSIFIERS
-    from team_code.presets import DEFAULT_PRESET, PRESETS
+    from team_code.presets import PRESET_ENV, PRESETS
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -48,10 +48,11 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--preset",
-        default=DEFAULT_PRESET,
+        default=None,
         choices=sorted(PRESETS),
-        help="option set: 'paper' (the papers' settings, for a GPU; the default) or 'cpu' "
-        "(every deep engine sized for a 2-core CPU); --set options win",
+        help="option set: 'paper' (the papers' settings, for a GPU) or 'cpu' (every deep "
+        f"engine sized for a 2-core CPU); --set options win (default: ${PRESET_ENV} when set, "
+        "else 'paper' where the training runs on CUDA and 'cpu' elsewhere)",
     )
     parser.add_argument(
         "--threads",

@@ -221,7 +221,12 @@ def read_header(path: str | os.PathLike) -> Header:
         raw = path.read_bytes()
     except OSError as error:
         raise RecordError(record, f"header {path} cannot be read ({error.strerror})") from None
-    text = raw.decode("utf-8", errors="replace")
+    return parse_header(raw.decode("utf-8", errors="replace"), record, path)
+
+
+def parse_header(text: str, record: str, path: Path) -> Header:
+    """Parse the text of a header (any Challenge dialect) of record ``record``; ``path`` is
+    where the signal file is looked for (its folder) and what the header is known by."""
     lines = [line.strip() for line in text.splitlines()]
     body = [line for line in lines if line and not line.startswith("#")]
     comments: dict[str, str] = {}
@@ -312,8 +317,15 @@ def _read_mat_v4(path: Path, record: str) -> np.ndarray:
 def load_record(path: str | os.PathLike) -> Record:
     """Load a record from its header path (``X.hea``) or record path without extension (``X``)."""
     header = read_header(path)
+    digital = _read_mat_v4(header.path.parent / header.signal_file, header.name)
+    return record_from_digital(header, digital)
+
+
+def record_from_digital(header: Header, digital: np.ndarray) -> Record:
+    """The record of ``header`` from its signal in digital units (``val``, leads x samples),
+    checked against the header and converted to millivolts."""
     record = header.name
-    digital = _read_mat_v4(header.path.parent / header.signal_file, record)
+    digital = np.asarray(digital)
     if digital.ndim == 1:
         digital = digital[np.newaxis, :]
     if digital.ndim != 2:
