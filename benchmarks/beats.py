@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Beat classification on MIT-BIH (AAMI classes) and the transfer to myocardial infarction.
 
-    python benchmarks/beats.py [--data ../shared/data/mitdb] \
+    python -m benchmarks.beats [--data ../shared/data/mitdb] \
         [--mi-data ../shared/data/challenge ../shared/data/ptbdb] \
         [--models kachuee2018,skip_cnn,resnet_tcn] [--epochs 5] [--max-beats 4000] \
         [--batch-size 64] [--tcn-epochs 3] [--tcn-max-beats 1000] [--tcn-batch-size 32] \
@@ -36,11 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from team_code.beats import extract, mitdb, models, ptb
+from team_code.beats import train as beat_train
 
-from team_code.beats import extract, mitdb, models, ptb  # noqa: E402
-from team_code.beats import train as beat_train  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PAPER_ACCURACY = {"kachuee2018": 93.4, "skip_cnn": 97.2, "resnet_tcn": 98.8}
 

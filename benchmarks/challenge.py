@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The kit on the shared records of six sources, under two protocols, with bootstrap intervals.
 
-    python benchmarks/challenge.py [--data DIR ...] [--protocols loso,kfold] [--folds 5]
+    python -m benchmarks.challenge [--data DIR ...] [--protocols loso,kfold] [--folds 5]
         [--members rules,parallel_cnn,cwt_googlenet] [--preset cpu] [--beat-data DIR]
         [--set NAME.OPT=V ...] [--json FILE]
 
@@ -40,23 +40,22 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from evaluation import metrics  # noqa: E402
-from team_code.classifiers import registry  # noqa: E402
-from team_code.classifiers.cv import (  # noqa: E402
+from evaluation import metrics
+from team_code.classifiers import registry
+from team_code.classifiers.cv import (
     grouped_kfold,
     leave_one_source_out,
     signal_digests,
     take,
 )
-from team_code.classifiers.hybrid import HybridClassifier  # noqa: E402
-from team_code.context import Task  # noqa: E402
-from team_code.data.labels import label_matrix, scored_classes  # noqa: E402
-from team_code.data.records import RecordSet, find_records  # noqa: E402
-from team_code.harness import build_config, parse_options, record_source  # noqa: E402
-from team_code.presets import with_preset  # noqa: E402
+from team_code.classifiers.hybrid import HybridClassifier
+from team_code.context import Task
+from team_code.data.labels import label_matrix, scored_classes
+from team_code.data.records import RecordSet, find_records, record_source
+from team_code.harness import build_config, parse_options
+from team_code.presets import with_preset
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: The shared record folders of the six sources (``--data`` defaults).
 DEFAULT_FOLDERS = ("challenge", "ludb_challenge")

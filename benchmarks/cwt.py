@@ -14,7 +14,7 @@ Tables printed:
 
 Every figure is the median of ``--repeats`` runs after one warm-up run. Usage::
 
-    python benchmarks/cwt.py [--data DIR] [--records 6] [--repeats 5] [--threads 1]
+    python -m benchmarks.cwt [--data DIR] [--records 6] [--repeats 5] [--threads 1]
         [--sizes 64 112 224] [--batch 16] [--device cpu]
 
 ``--cv K`` instead cross-validates the classifier on the Challenge records: K folds grouped so
@@ -23,7 +23,7 @@ options given by ``--set OPTION=VALUE`` trained on each training part, the test 
 predictions pooled and scored (challenge metric, macro F1, per-class F1 and AUROC with the
 number of positives), next to ``prevalence`` on the same folds::
 
-    python benchmarks/cwt.py --cv 3 --set image_size=96 --set epochs=6 --set lr=0.001
+    python -m benchmarks.cwt --cv 3 --set image_size=96 --set epochs=6 --set lr=0.001
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def default_data_dir() -> Path:

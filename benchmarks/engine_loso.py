@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One engine alone, leave one source out, beside the prevalence floor trained the same way.
 
-    python benchmarks/engine_loso.py [--classifier parallel_cnn] [--preset cpu]
+    python -m benchmarks.engine_loso [--classifier parallel_cnn] [--preset cpu]
         [--set OPTION=VALUE ...] [--data DIR ...]
 
 For each source of the shared records (record-name prefixes: A, E, HR, LU, Q, S), the engine
@@ -28,16 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from team_code.classifiers import registry
+from team_code.classifiers.base import apply_options, record_labels
+from team_code.classifiers.thresholds import challenge_score
+from team_code.context import IN_MEMORY, Task
+from team_code.data.labels import label_matrix, scored_classes
+from team_code.data.records import RecordSet, find_records, record_source
+from team_code.presets import preset_options
 
-from team_code.classifiers import registry  # noqa: E402
-from team_code.classifiers.base import apply_options, record_labels  # noqa: E402
-from team_code.classifiers.thresholds import challenge_score  # noqa: E402
-from team_code.context import IN_MEMORY, Task  # noqa: E402
-from team_code.data.labels import label_matrix, scored_classes  # noqa: E402
-from team_code.data.records import RecordSet, find_records, record_source  # noqa: E402
-from team_code.presets import preset_options  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = [
     REPO.parent / "shared" / "data" / "challenge",

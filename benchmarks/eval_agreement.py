@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Agreement of ``evaluation/`` with the official Challenge 2020 or 2021 scorer on random inputs.
 
-    python benchmarks/eval_agreement.py --official /tmp/official/evaluate_12ECG_score.py \
+    python -m benchmarks.eval_agreement --official /tmp/official/evaluate_12ECG_score.py \
         [--trials 200] [--seed 0] [--real ../shared/data/challenge]
-    python benchmarks/eval_agreement.py --task 2021 \
+    python -m benchmarks.eval_agreement --task 2021 \
         --official /tmp/evaluation-2021/evaluate_model.py [--trials 200] [--seed 0]
 
 The official script is NOT part of this project: pass the path of your own copy of
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import math
 import os
@@ -52,11 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from evaluation import evaluate as our_cli
+from evaluation import metrics
 
-from evaluation import evaluate as our_cli  # noqa: E402
-from evaluation import metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PER_CLASS = ["AUROC (class)", "AUPRC (class)", "F-measure (class)"]
 #: The official entry point of each year.
@@ -70,8 +70,12 @@ def load_official(path: Path, task: str = "2020"):
     """
     if "bool" not in np.__dict__:  # numpy 1.24-1.26 removed np.bool (numpy 2 has it again)
         np.bool = bool
-    if task == "2021":
-        sys.path.insert(0, str(path.resolve().parent))
+    if task == "2021":  # its `from helper_code import *` reads the module beside it
+        helper = importlib.util.spec_from_file_location(
+            "helper_code", path.resolve().parent / "helper_code.py"
+        )
+        sys.modules["helper_code"] = importlib.util.module_from_spec(helper)
+        helper.loader.exec_module(sys.modules["helper_code"])
     namespace: dict = {"__name__": f"official_{ENTRY[task]}"}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     return namespace

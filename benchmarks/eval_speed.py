@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed of the scorer on 20,000 synthetic records (24 scored classes after merging).
 
-    python benchmarks/eval_speed.py [--records 20000] [--repeats 3] [--seed 0]
+    python -m benchmarks.eval_speed [--records 20000] [--repeats 3] [--seed 0]
 
 Writes random label headers and output files into a temporary folder, then times reading
 (pairing files, parsing every header and output), scoring (all overall and per-class metrics,
@@ -21,10 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from evaluation import evaluate, metrics  # noqa: E402
+from evaluation import evaluate, metrics
 
 
 def write_synthetic(folder: Path, n: int, seed: int) -> tuple[Path, Path]:

@@ -2,8 +2,8 @@
 """The GPU path, measured: each deep engine trained a few epochs, records/s and images/s, and
 the projected time of a full 43,101-record training.
 
-    python benchmarks/gpu_check.py [--data DIR] [--sizes auto|default|tiny] [--json FILE]
-    torchrun --standalone --nproc_per_node=N benchmarks/gpu_check.py ... --baseline FILE
+    python -m benchmarks.gpu_check [--data DIR] [--sizes auto|default|tiny] [--json FILE]
+    torchrun --standalone --nproc_per_node=N -m benchmarks.gpu_check ... --baseline FILE
 
 ``scripts/gpu_check.sh`` runs it once in one process, then under ``torchrun`` over every GPU
 (two CPU processes without one). Sizes are the engines' defaults (``parallel_cnn`` on
@@ -51,8 +51,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ENGINES = ("parallel_cnn", "cwt_googlenet")
 #: Records in the 2020 Challenge's public training set.

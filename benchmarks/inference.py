@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Seconds per record of the hybrid's inference at the engines' default (paper) sizes.
 
-    python benchmarks/inference.py [--data DIR] [--records 30] [--threads 2] [--beat-data DIR]
+    python -m benchmarks.inference [--data DIR] [--records 30] [--threads 2] [--beat-data DIR]
 
 The hybrid and its members are fitted briefly on a few records (one epoch: inference time
 does not depend on how well the weights are trained, only on the networks' sizes, which stay
@@ -18,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+from team_code.context import IN_MEMORY, Task
+from team_code.data.records import RecordSet
 
-from team_code.classifiers.hybrid import HybridClassifier, HybridConfig  # noqa: E402
-from team_code.context import IN_MEMORY, Task  # noqa: E402
-from team_code.data.records import RecordSet  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ figure, and the pooled figure's change against twelve leads.
 
 Usage::
 
-    python benchmarks/lead_sets.py [--task 2021] [--leads 12,6,4,3,2] [--classifiers rules]
+    python -m benchmarks.lead_sets [--task 2021] [--leads 12,6,4,3,2] [--classifiers rules]
         [--preset cpu] [--set NAME.OPTION=VALUE ...] [--cache DIR] [--json FILE]
 
 ``--cache DIR`` keeps the per-record caches (the rules' measurements per lead set, network
@@ -29,16 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from team_code.classifiers import registry
+from team_code.classifiers.thresholds import challenge_score
+from team_code.context import RunContext, Task
+from team_code.data.leads import LEAD_SETS, parse_lead_sets
+from team_code.data.records import RecordSet, find_records, record_source
+from team_code.harness import configure, parse_options
 
-from team_code.classifiers import registry  # noqa: E402
-from team_code.classifiers.thresholds import challenge_score  # noqa: E402
-from team_code.context import RunContext, Task  # noqa: E402
-from team_code.data.leads import LEAD_SETS, parse_lead_sets  # noqa: E402
-from team_code.data.records import RecordSet, find_records, record_source  # noqa: E402
-from team_code.harness import configure, parse_options  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SOURCE_ORDER = ("A", "E", "HR", "Q", "S", "LU")
 

@@ -17,7 +17,7 @@ both leads together.
 
 Usage::
 
-    python benchmarks/qrs.py [--database mitdb|qtdb] [--data DIR] [--records 100 208 ...]
+    python -m benchmarks.qrs [--database mitdb|qtdb] [--data DIR] [--records 100 208 ...]
         [--repeats 3] [--detectors christov2004 christov2004-mlii xqrs neurokit ...]
 
 ``--data`` defaults to ``$ECG_KIT_DATA/<database>`` or ``<repo>/../shared/data/<database>``;
@@ -40,8 +40,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 BEAT_SYMBOLS = frozenset(
     ["N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", "e", "j", "n", "E", "/", "f", "Q", "?"]

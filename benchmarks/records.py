@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How fast the reader loads records: ``python benchmarks/records.py [--data DIR] [--repeats 5]``.
+"""How fast the reader loads records: ``python -m benchmarks.records [--data DIR] [--repeats 5]``.
 
 Prints records per second and megabytes of signal files per second for header parsing alone
 and for whole records (header, MATLAB file, conversion to mV), median of the repeats.
@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from team_code.data.records import find_records, load_record, read_header
 
-from team_code.data.records import find_records, load_record, read_header  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Training at scale: time per stage, peak memory and disk of the default hybrid vs records.
 
-    python benchmarks/scale.py --records N [--folds 5] [--work DIR] [--json FILE]
-    python benchmarks/scale.py --project A.json B.json     # figures vs N, projected
+    python -m benchmarks.scale --records N [--folds 5] [--work DIR] [--json FILE]
+    python -m benchmarks.scale --project A.json B.json     # figures vs N, projected
 
 Generates N synthetic 12-lead records (10 s at 500 Hz, :mod:`team_code.data.synth`), trains
 the default classifier (the hybrid: rules, parallel_cnn, cwt_googlenet; ``--folds`` folds and a
@@ -38,8 +38,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHALLENGE_2020 = 43_101
 CHALLENGE_2021 = 88_000

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed of the parallel 1D-CNN: training and inference records per second, grouped vs looped.
 
-    python benchmarks/speed.py [--classes 24] [--length 10000] [--batch 8] [--repeats 5]
+    python -m benchmarks.speed [--classes 24] [--length 10000] [--batch 8] [--repeats 5]
                                [--threads 1] [--device auto] [--amp]
 
 Prints a table of the median over ``--repeats`` timed runs (after one warm-up) of:
@@ -21,9 +21,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def get_parser() -> argparse.ArgumentParser:

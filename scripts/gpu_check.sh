@@ -32,11 +32,11 @@ else
 fi
 
 echo "== one process"
-"$PYTHON" benchmarks/gpu_check.py --data "$DATA" --cache "$OUT/cache" --json "$OUT/single.json" \
+"$PYTHON" -m benchmarks.gpu_check --data "$DATA" --cache "$OUT/cache" --json "$OUT/single.json" \
     "${EXTRA[@]}"
 echo "== torchrun, $NPROC process(es)"
 "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \
-    benchmarks/gpu_check.py --data "$DATA" --cache "$OUT/cache" --baseline "$OUT/single.json" \
+    -m benchmarks.gpu_check --data "$DATA" --cache "$OUT/cache" --baseline "$OUT/single.json" \
     --json "$OUT/torchrun.json" "${EXTRA[@]}"
 rm -rf "$OUT/cache"
 echo "gpu_check: done in $((SECONDS - start)) s; figures in $OUT/single.json, $OUT/torchrun.json"
