@@ -148,3 +148,9 @@ def test_lead_sets_on_the_command_line():
     assert parse_lead_sets("12;I,II,V2")[1] == ("I", "II", "V2")
     with pytest.raises(ValueError, match="twice"):
         parse_lead_sets("I,I")
+
+
+@pytest.mark.parametrize("text", ["12,6,12", "2,2", "12;I,II;II,I", "I,II,III,aVR,aVL,aVF;6"])
+def test_a_lead_set_given_twice_on_the_command_line_is_refused(text):
+    with pytest.raises(ValueError, match=r"--leads .* given twice"):
+        parse_lead_sets(text)

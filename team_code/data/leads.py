@@ -83,11 +83,23 @@ def parse_leads(text: str) -> tuple[str, ...]:
 
 
 def parse_lead_sets(text: str) -> list[tuple[str, ...]]:
-    """``"12,6,2"`` (sizes) or ``"12;I,II,V2"`` (';'-separated sets) -> lead sets."""
+    """``"12,6,2"`` (sizes) or ``"12;I,II,V2"`` (';'-separated sets) -> lead sets.
+
+    Raises ``ValueError`` for a set given twice (the same leads, in any order or spelling).
+    """
     parts = [p.strip() for p in text.split(";") if p.strip()]
     if len(parts) == 1 and all(p.strip() in LEAD_SETS for p in parts[0].split(",")):
         parts = [p.strip() for p in parts[0].split(",")]
-    return [parse_leads(p) for p in parts]
+    sets = [parse_leads(p) for p in parts]
+    seen: dict[frozenset[str], int] = {}
+    for i, leads in enumerate(sets):
+        earlier = seen.setdefault(frozenset(leads), i)
+        if earlier != i:
+            raise ValueError(
+                f"--leads {text!r}: the lead set {', '.join(leads)} is given twice "
+                f"(as {parts[earlier]!r} and {parts[i]!r})"
+            )
+    return sets
 
 
 def _is_content(line: str) -> bool:

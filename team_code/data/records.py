@@ -268,6 +268,13 @@ def parse_header(text: str, record: str, path: Path) -> Header:
             record, f"header declares {n_leads} signals but has {len(signal_lines)} signal lines"
         )
     parsed = [_parse_signal_line(line, record, i) for i, line in enumerate(signal_lines)]
+    leads = [p[3] for p in parsed]
+    twice = sorted({lead for lead in leads if leads.count(lead) > 1})
+    if twice:
+        raise RecordError(
+            record,
+            f"header names lead(s) {', '.join(twice)} more than once (leads: {', '.join(leads)})",
+        )
     files = {p[0] for p in parsed}
     if len(files) != 1:
         raise RecordError(record, f"signals are spread over several files: {sorted(files)}")

@@ -265,3 +265,10 @@ def test_empty_header(tmp_path):
 def test_missing_header(tmp_path):
     with pytest.raises(RecordError, match=r"record Z: header .* cannot be read"):
         load_record(tmp_path / "Z")
+
+
+@pytest.mark.parametrize("second", ["I", "i"])
+def test_a_lead_named_twice_is_refused(tmp_path, second):
+    lines = [GOOD[0], GOOD[1], GOOD[2].replace(" II", f" {second}")]
+    with pytest.raises(RecordError, match=r"record B: header names lead\(s\) I more than once"):
+        read_header(_broken(tmp_path, lines=lines))
