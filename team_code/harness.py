@@ -540,132 +540,247 @@ def _classify_paths(
         emit(batch)
 
 
-def _worker_main(worker, model_dir, classifier, threads, device, tasks, results) -> None:
-    """A worker process: load the model once, then classify the tasks sent to it, reporting
-    every record as it is done (so that a crash costs only the records not yet reported)."""
+def _load_for_run(model_dir, classifier: str | None, device: str):
+    """The model that :func:`run` serves, loaded for ``device``. A model that cannot be loaded
+    raises ``ValueError`` naming the folder and the reason (an unknown classifier
+    ``KeyError``, a missing file ``FileNotFoundError``)."""
+    try:
+        return load_model(model_dir, classifier, RunContext(device=device, progress=False))
+    except (KeyError, FileNotFoundError):
+        raise
+    except Exception as error:
+        raise ValueError(
+            f"cannot load the model in {model_dir}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _worker_main(model_dir, classifier, threads, device, tasks, results) -> None:
+    """A worker process: load the model once, then classify the lists of record paths sent to
+    it on ``tasks``, sending each record's outcome on ``results`` as it is done (so that a
+    worker that dies costs only the records it had not reported)."""
     apply_threads(threads)
     try:
-        model = load_model(model_dir, classifier, RunContext(device=device, progress=False))
+        model = _load_for_run(model_dir, classifier, device)
     except Exception as error:
-        results.put(("init-error", worker, f"{type(error).__name__}: {error}"))
+        message = error.args[0] if error.args else error
+        results.send(("init-error", type(error).__name__, str(message)))
         return
-    results.put(("ready", worker, list(model.classes_)))
-    while (task := tasks.get()) is not None:
-        task_id, paths, output_dir, batch_size = task
+    results.send(("ready", list(model.classes_)))
+    while True:
+        try:
+            task = tasks.recv()
+        except EOFError:  # the main process is gone
+            return
+        if task is None:
+            return
+        paths, output_dir, batch_size = task
+        _classify_paths(
+            model,
+            paths,
+            output_dir,
+            batch_size,
+            lambda name, reason: results.send(("record", name, reason)),
+        )
+        results.send(("done",))
 
-        def report(name, reason, task_id=task_id):
-            results.put(("record", worker, task_id, name, reason))
 
-        _classify_paths(model, paths, output_dir, batch_size, report)
-        results.put(("done", worker, task_id))
+def _exit_text(code: int | None) -> str:
+    """``exit code 7`` or ``killed by SIGKILL`` for a process's exit code."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
-def _run_in_workers(
-    model_dir, classifier, paths, output_dir, batch_size, workers, report, threads, device
-) -> list[str]:
-    """Classify ``paths`` in ``workers`` processes of ``threads`` threads; return the classes.
+@dataclasses.dataclass(eq=False)
+class _Worker:
+    """One worker process of a :class:`_WorkerPool` and the pipes to and from it."""
 
-    Contiguous chunks of records go to whichever worker is free. A worker that dies (killed,
-    out of memory, a crash in native code) is replaced by a new one: the records of its chunk
-    that it had not reported are sent again one per task, and a worker that dies on a
-    one-record task costs that record only (reported as failed).
+    process: object  # multiprocessing Process
+    tasks: object  # Connection: tasks to the worker
+    results: object  # Connection: messages from the worker
+    ready: bool = False  # it has loaded the model
+    task: list[Path] | None = None  # the records it is classifying
+    reported: set[str] = dataclasses.field(default_factory=set)  # those of them it has reported
+    error: str | None = None  # why it could not load the model
+
+
+class _WorkerPool:
+    """Processes that each load the model once and classify the records sent to them.
+
+    A worker that dies (killed, out of memory, a crash in native code) costs a retry, not
+    records: the records of its task that it had not reported go again, one record per task,
+    to the next free worker (a fresh one replaces the dead one); a record on which a worker
+    dies a second time fails with the reason. A worker that dies holding no record (while
+    loading the model, or idle) is replaced too, but after two such deaths in a row no more
+    are started; when no worker is left, the records not yet classified fail with the reason.
+    Each worker has its own pipes, so that one that dies cannot block the others.
     """
-    import collections
-    import itertools
-    import multiprocessing
-    import queue
 
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    chunk = max(1, min(batch_size, -(-len(paths) // workers)))
-    pending = collections.deque(
-        (i, paths[start : start + chunk], batch_size)
-        for i, start in enumerate(range(0, len(paths), chunk))
-    )
-    next_id = len(pending)
-    running: dict[int, dict] = {}  # worker id -> process, task queue, task, records reported
-    classes: list[str] = []
+    #: Deaths in a row that cost no record, after which no worker is started.
+    MAX_IDLE_DEATHS = 2
 
-    def start() -> None:
-        worker = next(numbers)
-        tasks = context.Queue()
-        process = context.Process(
-            target=_worker_main,
-            args=(worker, str(model_dir), classifier, threads, device, tasks, results),
-            daemon=True,
+    def __init__(self, model_dir, classifier: str | None, threads: int, device: str):
+        import collections
+        import multiprocessing
+
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (str(model_dir), classifier, threads, device)
+        self.model_dir = model_dir
+        self.workers: list[_Worker] = []
+        self.classes: list[str] | None = None
+        self._report: Report | None = None
+        self._pending: collections.deque[list[Path]] = collections.deque()
+        self._deaths: dict[str, list[int | None]] = {}  # record -> exit codes of its deaths
+        self._idle_deaths = 0  # deaths in a row that cost no record
+        self._last_death = ""  # how the last worker to end ended
+
+    def start(self, n_workers: int) -> list[str]:
+        """Start ``n_workers`` workers and wait until one has loaded the model; its classes.
+
+        Raises as :func:`_load_for_run` when the model cannot be loaded (a worker's error),
+        or when workers die while loading it until no more are started."""
+        for _ in range(n_workers):
+            self._spawn()
+        while self.classes is None:
+            self._step()
+        return self.classes
+
+    def classify(
+        self, paths: Sequence[Path], output_dir: Path, batch_size: int, chunk: int, report: Report
+    ) -> None:
+        """Classify ``paths`` in chunks of ``chunk`` records; every record's outcome goes to
+        ``report`` (see :func:`_classify_paths`), nothing is raised for a record."""
+        self._report = report
+        self._pending.extend(list(paths[i : i + chunk]) for i in range(0, len(paths), chunk))
+        while self._pending or any(w.task is not None for w in self.workers):
+            for worker in self.workers:
+                if worker.ready and worker.task is None and self._pending:
+                    self._give(worker, self._pending.popleft(), output_dir, batch_size)
+            if not self.workers:
+                reason = f"not classified: no worker process left (the last {self._last_death})"
+                for task in self._pending:
+                    for path in task:
+                        report(path.stem, reason)
+                self._pending.clear()
+                return
+            self._step()
+
+    def close(self) -> None:
+        """Ask every worker to end, and end those that do not."""
+        for worker in self.workers:
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join()
+            worker.tasks.close()
+            worker.results.close()
+        self.workers.clear()
+
+    def _spawn(self) -> None:
+        results, results_end = self._context.Pipe(duplex=False)
+        tasks_end, tasks = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main, args=(*self._args, tasks_end, results_end), daemon=True
         )
         process.start()
-        running[worker] = {"process": process, "tasks": tasks, "task": None, "ready": False}
+        results_end.close()  # the worker's ends: once it is gone, reading says so
+        tasks_end.close()
+        self.workers.append(_Worker(process, tasks, results))
 
-    def handle(message) -> None:
-        kind, state = message[0], running.get(message[1])
-        if kind == "init-error":
-            raise ValueError(f"cannot load the model in {model_dir}: {message[2]}")
-        if state is None:  # from a worker already replaced
-            return
-        if kind == "ready":
-            state["ready"] = True
-            classes[:] = message[2]
-        elif kind == "record" and state["task"] is not None and state["task"][0] == message[2]:
-            state["reported"].add(message[3])
-            report(message[3], message[4])
-        elif kind == "done" and state["task"] is not None and state["task"][0] == message[2]:
-            state["task"] = None
-
-    def drain(timeout: float) -> None:
+    def _give(self, worker: _Worker, task: list[Path], output_dir: Path, batch_size: int) -> None:
         try:
-            handle(results.get(timeout=timeout))
-            while True:
-                handle(results.get_nowait())
-        except queue.Empty:
-            pass
+            worker.tasks.send((task, output_dir, batch_size))
+        except OSError:  # it has died: the task waits for the next worker
+            self._pending.appendleft(task)
+            return
+        worker.task, worker.reported = task, set()
 
-    def replace_dead() -> None:
-        nonlocal next_id
-        for worker, state in list(running.items()):
-            process = state["process"]
-            if process.is_alive():
-                continue
-            drain(0.2)  # what it reported before dying
-            del running[worker]
-            if not state["ready"]:
-                raise ValueError(
-                    f"a worker died while loading the model in {model_dir} "
-                    f"(exit code {process.exitcode})"
+    def _step(self) -> None:
+        """Wait for messages or deaths, and handle them."""
+        from multiprocessing.connection import wait
+
+        handles = {w.results: w for w in self.workers}
+        handles.update({w.process.sentinel: w for w in self.workers})
+        woken = dict.fromkeys(handles[h] for h in wait(list(handles)))
+        for worker in woken:
+            if not self._receive(worker) or not worker.process.is_alive():
+                self._receive(worker)  # what it sent before it died
+                self._bury(worker)
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Handle what ``worker`` has sent; False once its pipe is closed (it has ended)."""
+        try:
+            while worker.results.poll():
+                self._handle(worker, worker.results.recv())
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _handle(self, worker: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            self.classes = message[1]
+        elif kind == "init-error":
+            worker.error = f"{message[1]}: {message[2]}"
+            if self.classes is None:  # the model cannot be loaded: raise as a load would
+                errors = {"KeyError": KeyError, "FileNotFoundError": FileNotFoundError}
+                raise errors.get(message[1], ValueError)(message[2])
+        elif kind == "record":
+            worker.reported.add(message[1])
+            self._idle_deaths = 0
+            self._report(message[1], message[2])
+        elif kind == "done":
+            worker.task = None
+
+    def _bury(self, worker: _Worker) -> None:
+        """Take a worker that has ended out of the pool; retry or fail its records; start
+        another when it may."""
+        worker.process.join(timeout=30)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        self.workers.remove(worker)
+        worker.tasks.close()
+        worker.results.close()
+        code = worker.process.exitcode
+        if worker.error is not None:
+            self._last_death = f"could not load the model: {worker.error}"
+        elif not worker.ready:
+            self._last_death = f"died while loading the model, {_exit_text(code)}"
+        else:
+            self._last_death = f"died, {_exit_text(code)}"
+        left = [p for p in worker.task or () if p.stem not in worker.reported]
+        self._idle_deaths = 0 if left else self._idle_deaths + 1
+        for path in reversed(left):
+            deaths = self._deaths.setdefault(path.stem, [])
+            deaths.append(code)
+            if len(deaths) > 1:
+                self._report(
+                    path.stem,
+                    "worker died twice before classifying it ("
+                    + ", then ".join(_exit_text(c) for c in deaths)
+                    + ")",
                 )
-            task = state["task"]
-            if task is not None:
-                left = [p for p in task[1] if p.stem not in state["reported"]]
-                if len(task[1]) == 1 and left:
-                    report(left[0].stem, f"worker died (exit code {process.exitcode})")
-                else:
-                    for path in reversed(left):
-                        pending.appendleft((next_id, [path], 1))
-                        next_id += 1
-            start()
-
-    numbers = itertools.count()
-    try:
-        for _ in range(min(workers, len(pending))):
-            start()
-        while pending or any(s["task"] is not None for s in running.values()):
-            for state in running.values():
-                if state["ready"] and state["task"] is None and pending:
-                    task_id, task_paths, size = pending.popleft()
-                    state["task"], state["reported"] = (task_id, task_paths, size), set()
-                    state["tasks"].put((task_id, task_paths, output_dir, size))
-            drain(0.1)
-            replace_dead()
-    finally:
-        for state in running.values():
-            if state["process"].is_alive():
-                state["tasks"].put(None)
-        for state in running.values():
-            state["process"].join(timeout=10)
-            if state["process"].is_alive():
-                state["process"].terminate()
-                state["process"].join()
-    return classes
+            else:
+                self._pending.appendleft([path])
+        wanted = self.classes is None or self._pending or any(w.task for w in self.workers)
+        if wanted and self._idle_deaths < self.MAX_IDLE_DEATHS:
+            self._spawn()
+        elif self.classes is None and not self.workers:
+            raise ValueError(
+                f"cannot load the model in {self.model_dir}: the worker process {self._last_death}"
+            )
 
 
 def _negative_outputs(result: RunResult, classes: Sequence[str], output_dir: Path, log) -> None:
@@ -682,10 +797,13 @@ def _negative_outputs(result: RunResult, classes: Sequence[str], output_dir: Pat
         result.placeholders.append(name)
 
 
-def _output_folder(output_dir: Path) -> None:
-    """Make the output folder, or say clearly why it cannot be one."""
+def _output_folder(output_dir: Path, make: bool = True) -> None:
+    """Make the output folder (with ``make`` False only check that it can be one), or say
+    clearly why it cannot be one."""
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"OUTPUTS {output_dir} exists and is not a folder")
+    if not make:
+        return
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -712,13 +830,15 @@ def run(
     every score 0) where that can be written, so that a scorer that needs one file per record
     (the official 2020 one) can still score the folder; ``placeholders`` lists them. With
     ``workers > 1`` chunks of records go to separate processes (each loads the model once);
-    the outputs are identical to one worker's, and a worker that dies costs at most the
-    record it was on. Each process uses ``threads`` compute threads (default: the free cores
-    shared among the workers, :func:`team_code.threads.choose_threads`).
+    the outputs are identical to one worker's, and a worker that dies costs a retry, not
+    records (:class:`_WorkerPool`). Each process uses ``threads`` compute threads (default:
+    the free cores shared among the workers, :func:`team_code.threads.choose_threads`).
 
-    Raises (before any output is written) ``FileNotFoundError`` for a missing model or data
-    folder, ``NotADirectoryError`` when ``output_dir`` is a file, ``ValueError`` for a model
-    that cannot be loaded or bad arguments, ``KeyError`` for an unknown classifier.
+    Raises (before anything is written, ``output_dir`` included: it is made once the model
+    has loaded) ``FileNotFoundError`` for a missing model or data folder,
+    ``NotADirectoryError`` when ``output_dir`` is a file, ``ValueError`` for a model that
+    cannot be loaded or bad arguments, ``KeyError`` for an unknown classifier. Once records
+    are classified nothing is raised for them: every record is written or in ``failures``.
     """
     from tqdm import tqdm
 
@@ -726,46 +846,41 @@ def run(
         raise ValueError(f"workers must be at least 1 (got {workers})")
     paths = find_records(data_dir)
     output_dir = Path(output_dir)
-    load_manifest(model_dir)  # fail early, before any output folder is made
+    _output_folder(output_dir, make=False)
+    manifest = load_manifest(model_dir)
     per_process = choose_threads(workers, requested_threads(threads))
-    model = None
+    model, pool = None, None
+    chunk = max(1, min(batch_size, -(-len(paths) // workers)))
     if workers == 1:
         apply_threads(per_process)
-        try:
-            model = load_model(model_dir, classifier, RunContext(device=device, progress=False))
-        except (KeyError, FileNotFoundError):
-            raise
-        except Exception as error:
-            raise ValueError(
-                f"cannot load the model in {model_dir}: {type(error).__name__}: {error}"
-            ) from error
-    _output_folder(output_dir)
+        model = _load_for_run(model_dir, classifier, device)
+        classes = list(model.classes_)
+    else:
+        pool = _WorkerPool(model_dir, classifier, per_process, device)
     outcome: dict[str, str | None] = {}
-    bar = tqdm(total=len(paths), desc="records", unit="rec", disable=not progress, file=sys.stderr)
+    try:
+        if pool is not None:
+            classes = pool.start(max(1, min(workers, -(-len(paths) // chunk))))
+        _output_folder(output_dir)
+        bar = tqdm(
+            total=len(paths), desc="records", unit="rec", disable=not progress, file=sys.stderr
+        )
 
-    def report(name: str, reason: str | None) -> None:
-        if reason is not None:
-            log(f"error: record {name}: {reason}")
-        if name not in outcome:
-            bar.update(1)
-        outcome[name] = reason
+        def report(name: str, reason: str | None) -> None:
+            if reason is not None:
+                log(f"error: record {name}: {reason}")
+            if name not in outcome:
+                bar.update(1)
+            outcome[name] = reason
 
-    with bar:
-        if model is not None:
-            _classify_paths(model, paths, output_dir, batch_size, report)
-            classes = list(model.classes_)
-        else:
-            classes = _run_in_workers(
-                model_dir,
-                classifier,
-                paths,
-                output_dir,
-                batch_size,
-                workers,
-                report,
-                per_process,
-                device,
-            )
+        with bar:
+            if model is not None:
+                _classify_paths(model, paths, output_dir, batch_size, report)
+            else:
+                pool.classify(paths, output_dir, batch_size, chunk, report)
+    finally:
+        if pool is not None:
+            pool.close()
     names = [p.stem for p in paths]
     result = RunResult(
         written=[n for n in names if n in outcome and outcome[n] is None],
@@ -776,7 +891,6 @@ def run(
         ],
     )
     _negative_outputs(result, classes, output_dir, log)
-    manifest = load_manifest(model_dir)
     if "lead_sets" in manifest:
         result.lead_sets = served_lead_sets(manifest, paths, set(result.written))
         counts = Counter(result.lead_sets.values())

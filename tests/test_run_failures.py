@@ -122,45 +122,158 @@ def test_usage_errors_exit_2_with_a_clear_message(
 
 _PLUGIN = """
 import os
+import signal
 
 from team_code.classifiers import registry
 from team_code.classifiers.prevalence import PrevalenceClassifier
 
+# Test hooks, active where ECG_KIT_TEST_DEATHS names a folder: a process classifying a record
+# named *_die ends at once (as when it is killed); one classifying *_dieonce ends the first
+# time only; the loads of the model numbered in ECG_KIT_TEST_DIE_LOADS ("3", or "3+" for the
+# third and every later one) are killed while loading.
+
+
+def _first(folder, name):
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
 
 @registry.register("dies_on_record")
 class DiesOnRecord(PrevalenceClassifier):
+    @classmethod
+    def load(cls, folder):
+        deaths = os.environ.get("ECG_KIT_TEST_DEATHS")
+        if deaths:
+            number = next(n for n in range(1, 1000) if _first(deaths, f"load{n}"))
+            rule = os.environ.get("ECG_KIT_TEST_DIE_LOADS", "")
+            if rule.endswith("+") and number >= int(rule[:-1]) or rule == str(number):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().load(folder)
+
     def predict_proba(self, records):
-        if any(r.name.endswith("_die") for r in records):
-            os._exit(7)  # the process ends at once, as when it is killed
+        deaths = os.environ.get("ECG_KIT_TEST_DEATHS")
+        for record in records if deaths else ():
+            if record.name.endswith("_die"):
+                os._exit(7)
+            if record.name.endswith("_dieonce") and _first(deaths, record.name):
+                os._exit(7)
         return super().predict_proba(records)
 """
 
 
-def test_a_dying_worker_costs_only_the_record_it_was_on(tmp_path, challenge_dir):
-    # The plugin reaches the worker processes (spawned afresh) through sitecustomize.
-    plugin = tmp_path / "plugin"
+@pytest.fixture(scope="module")
+def dying_model(tmp_path_factory):
+    """A prevalence model whose workers die where the test hooks say (synthetic records);
+    the environment that reaches the plugin."""
+    root = tmp_path_factory.mktemp("dying")
+    plugin = root / "plugin"
     plugin.mkdir()
+    # The plugin reaches the worker processes (spawned afresh) through sitecustomize.
     (plugin / "sitecustomize.py").write_text(textwrap.dedent(_PLUGIN))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(REPO)])}
-    model = tmp_path / "model"
-    done = _cli("train_model.py", challenge_dir, model, "--classifiers", "dies_on_record", env=env)
+    data = _records(root / "train", [f"T{i:04d}" for i in range(8)])
+    model = root / "model"
+    args = ["--classifiers", "dies_on_record", "--no-progress"]
+    done = _cli("train_model.py", data, model, *args, env=env)
     assert done.returncode == 0, done.stderr
-    names = ["R0000", "R0001", "R0002_die", "R0003", "R0004", "R0005"]
+    return model, env
+
+
+def _names(die: str = "", n: int = 20) -> list[str]:
+    """``n`` record names, the fourth ending in ``die``."""
+    return [f"R{i:04d}" + (die if i == 3 else "") for i in range(n)]
+
+
+def _deaths(env: dict, folder: Path, die_loads: str = "", monkeypatch=None) -> dict:
+    """``env`` with the test hooks on, recording in ``folder``; with ``monkeypatch``, also set
+    in this process's environment, which the worker processes inherit."""
+    folder.mkdir()
+    hooks = {
+        "PYTHONPATH": env["PYTHONPATH"],
+        "ECG_KIT_TEST_DEATHS": str(folder),
+        "ECG_KIT_TEST_DIE_LOADS": die_loads,
+    }
+    for key, value in hooks.items() if monkeypatch else ():
+        monkeypatch.setenv(key, value)
+    return {**env, **hooks}
+
+
+def _check_outputs(outputs: Path, names, failed=()) -> None:
+    """Every record has its output: the model's, all negative for those ``failed``."""
+    reference = read_output(outputs / f"{names[0]}.csv").scores
+    assert reference.any()
+    for name in names:
+        expected = np.zeros_like(reference) if name in failed else reference
+        np.testing.assert_array_equal(read_output(outputs / f"{name}.csv").scores, expected)
+
+
+def test_a_replacement_worker_that_dies_costs_no_records(dying_model, tmp_path):
+    # A worker dies on a record, its replacement is killed while loading the model; the
+    # record is retried once by a later worker, dies again and fails; the others are written.
+    model, env = dying_model
+    env = _deaths(env, tmp_path / "deaths", die_loads="3")
+    names = _names("_die")
     data = _records(tmp_path / "data", names)
     outputs = tmp_path / "out"
     listing = tmp_path / "failed.json"
     args = ["--no-progress", "--workers", "2", "--failure-list", listing]
     done = _cli("run_model.py", model, data, outputs, *args, env=env)
     assert done.returncode == 1, done.stderr
-    assert "error: record R0002_die: worker died (exit code 7)" in done.stderr
+    reason = "worker died twice before classifying it (exit code 7, then exit code 7)"
+    assert f"error: record R0003_die: {reason}" in done.stderr
+    assert (tmp_path / "deaths" / "load3").exists()  # the replacement that was killed
     failed = json.loads(listing.read_text())
-    assert failed["written"] == 5
-    assert [(f["record"], f["output"]) for f in failed["failed"]] == [("R0002_die", "all-negative")]
-    reference = read_output(outputs / "R0000.csv").scores
-    for name in names:
-        output = read_output(outputs / f"{name}.csv")
-        expected = np.zeros_like(reference) if name.endswith("_die") else reference
-        np.testing.assert_array_equal(output.scores, expected)
+    assert failed["n_records"] == 20 and failed["written"] == 19
+    assert failed["failed"] == [{"record": "R0003_die", "reason": reason, "output": "all-negative"}]
+    _check_outputs(outputs, names, failed={"R0003_die"})
+
+
+def test_a_worker_that_dies_once_costs_a_retry(dying_model, tmp_path, monkeypatch):
+    model, env = dying_model
+    _deaths(env, tmp_path / "deaths", monkeypatch=monkeypatch)
+    names = _names("_dieonce")
+    data = _records(tmp_path / "data", names)
+    result = harness.run(model, data, tmp_path / "out", workers=2, progress=False)
+    assert (tmp_path / "deaths" / "R0003_dieonce").exists()  # it did die
+    assert result.failures == [] and result.written == names
+    _check_outputs(tmp_path / "out", names)
+
+
+def test_when_no_worker_can_be_started_the_records_left_fail_and_are_listed(
+    dying_model, tmp_path, monkeypatch
+):
+    # Every replacement is killed while loading: the first worker's records go to the
+    # second, which dies on the fatal record; the records left fail with the reason.
+    model, env = dying_model
+    _deaths(env, tmp_path / "deaths", die_loads="3+", monkeypatch=monkeypatch)
+    names = _names("_die")
+    data = _records(tmp_path / "data", names)
+    messages = []
+    result = harness.run(
+        model, data, tmp_path / "out", workers=2, progress=False, log=messages.append
+    )
+    assert sorted(result.written + [name for name, _ in result.failures]) == names
+    reasons = dict(result.failures)
+    assert reasons.pop("R0003_die").startswith("worker died twice before classifying it")
+    assert reasons  # the records no worker was left for
+    left = "not classified: no worker process left (the last died while loading the model, "
+    assert set(reasons.values()) == {left + "killed by SIGKILL)"}
+    assert result.placeholders == [name for name, _ in result.failures]
+    _check_outputs(tmp_path / "out", names, failed=set(result.placeholders))
+
+
+def test_workers_killed_while_loading_the_model_make_nothing(dying_model, tmp_path, monkeypatch):
+    model, env = dying_model
+    _deaths(env, tmp_path / "deaths", die_loads="1+", monkeypatch=monkeypatch)
+    data = _records(tmp_path / "data", _names())
+    outputs = tmp_path / "out"
+    with pytest.raises(ValueError, match="the worker process died while loading the model"):
+        harness.run(model, data, outputs, workers=2, progress=False)
+    assert not outputs.exists()
+    assert len(list((tmp_path / "deaths").iterdir())) == 3  # two workers and one retry
 
 
 def _modes(folder: Path) -> set[int]:
@@ -230,4 +343,4 @@ def test_a_model_that_cannot_be_loaded_is_a_usage_error(
     assert done.returncode == 2, done.stderr
     assert f"cannot load the model in {model}" in done.stderr
     assert "Traceback" not in done.stderr
-    assert not list(outputs.glob("*.csv"))
+    assert not outputs.exists()  # nothing is made before the model has loaded
