@@ -170,15 +170,15 @@ def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
     return float((precision * hits).sum() / hits.sum())
 
 
-def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes) -> np.ndarray:
-    """Each record's share of the normalised challenge metric (they sum to the metric's
-    distance above the inactive score)."""
+def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes, scored) -> np.ndarray:
+    """Each record's share of the normalised challenge metric, weighed by ``scored`` (the
+    task's table); they sum to the metric's distance above the inactive score."""
     from evaluation.metrics import record_challenge_contributions
     from team_code.classifiers.thresholds import challenge_weights
     from team_code.data.labels import NORMAL_CLASS
 
     observed, correct, inactive = record_challenge_contributions(
-        challenge_weights(classes), truth, binary, list(classes).index(NORMAL_CLASS)
+        challenge_weights(classes, scored), truth, binary, list(classes).index(NORMAL_CLASS)
     )
     span = correct.sum() - inactive.sum()
     return observed / span if span else np.zeros_like(observed)
@@ -978,7 +978,7 @@ class HybridClassifier(Classifier):
         classes = self.classes_
         if self._choice_mode() == "global":
             contributions = {
-                key: _record_contributions(truth, binary, classes)
+                key: _record_contributions(truth, binary, classes, self.task_.scored)
                 for key, binary in decisions.items()
             }
             best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
@@ -1002,7 +1002,7 @@ class HybridClassifier(Classifier):
             for key, binary in decisions.items():
                 trial = current.copy()
                 trial[:, j] = binary[:, j]
-                contributions[key] = _record_contributions(truth, trial, classes)
+                contributions[key] = _record_contributions(truth, trial, classes, self.task_.scored)
             best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
             choice.append(best)
             current[:, j] = decisions[best][:, j]
