@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from team_code.context import RunContext, Task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,3 +195,170 @@ def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
 
     HybridClassifier(config).fit(records, task, run)  # no resume: every part trains afresh
     assert "read back" not in capsys.readouterr().err
+
+
+# In-process interruptions: a log that raises at an epoch's line stops the training there,
+# after the previous epoch's checkpoint and before this one's, like a kill.
+
+
+class _Killed(Exception):
+    """Raised by :func:`_killing_log` to stop a training mid-run."""
+
+
+def _killing_log(at: str, lines: list[str]):
+    def log(message: str) -> None:
+        lines.append(message)
+        if message.startswith(at):
+            raise _Killed(message)
+
+    return log
+
+
+def _lone(name: str):
+    import dataclasses
+
+    from team_code.classifiers import registry
+
+    cls = registry.get(name)
+    return cls, dataclasses.replace(cls.quick_config(), epochs=4, patience=0)
+
+
+def _fit_lone(name, records, workdir, resume=False, log=None, **changes):
+    import dataclasses
+
+    cls, config = _lone(name)
+    ctx = RunContext(cache_dir="none", workdir=str(workdir), resume=resume, progress=False)
+    if log is not None:
+        ctx = ctx.replace(log=log)
+    return cls(dataclasses.replace(config, **changes)).fit(records, Task(), ctx)
+
+
+def _synthetic_records(folder, n=16, seed=3, prefix="SYN"):
+    from team_code.data.records import RecordSet
+    from team_code.data.synth import generate_dataset
+
+    return RecordSet(generate_dataset(folder, n, seed=seed, fs=250, duration_s=6, prefix=prefix))
+
+
+@pytest.mark.parametrize("name", ["parallel_cnn", "cwt_googlenet"])
+def test_lone_engine_killed_and_resumed_equals_the_uninterrupted_training(
+    name, tmp_path, one_thread
+):
+    import numpy as np
+
+    records = _synthetic_records(tmp_path / "data")
+    whole = _fit_lone(name, records, tmp_path / "whole", log=lambda message: None)
+    lines: list[str] = []
+    with pytest.raises(_Killed):
+        _fit_lone(name, records, tmp_path / "killed", log=_killing_log("epoch 3/4", lines))
+    resumed_lines: list[str] = []
+    resumed = _fit_lone(name, records, tmp_path / "killed", True, resumed_lines.append)
+    assert any("after epoch 2" in line for line in resumed_lines), resumed_lines
+    expected, got = whole.network_.state_dict(), resumed.network_.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(np.array_equal(expected[k].numpy(), got[k].numpy()) for k in expected)
+    assert np.array_equal(resumed.thresholds_, whole.thresholds_)
+    assert np.array_equal(resumed.predict_proba(records), whole.predict_proba(records))
+
+
+def test_lone_engine_resumes_only_a_checkpoint_of_its_own_run(tmp_path, one_thread):
+    """Other records, relabelled headers or another lr start afresh and say so; the same run
+    resumes."""
+    import shutil
+
+    data = tmp_path / "data"
+    records = _synthetic_records(data)
+    with pytest.raises(_Killed):
+        _fit_lone("parallel_cnn", records, tmp_path / "run", log=_killing_log("epoch 3/4", []))
+
+    def resume(records, **changes) -> str:
+        work = tmp_path / f"try{len(list(tmp_path.glob('try*')))}"
+        shutil.copytree(tmp_path / "run", work)
+        lines: list[str] = []
+        _fit_lone("parallel_cnn", records, work, True, lines.append, **changes)
+        return "\n".join(lines)
+
+    same = resume(records)
+    assert "after epoch 2" in same and "another run" not in same
+    for log in (
+        resume(_synthetic_records(tmp_path / "other", seed=4)),  # other records
+        resume(records, lr=2e-3),  # another learning rate
+    ):
+        assert "is of another run" in log and "training afresh" in log, log
+        assert "resuming" not in log
+
+    # The same signal files, one header relabelled.
+    _relabel_first(data)
+    log = resume(_synthetic_records_from(data))
+    assert "is of another run" in log and "resuming" not in log
+
+
+def _synthetic_records_from(folder):
+    from team_code.data.records import RecordSet
+
+    return RecordSet.from_folder(folder)
+
+
+def _relabel_first(folder) -> None:
+    """Give the first record's header other #Dx labels (the signal file is left as it is)."""
+    header = sorted(folder.glob("*.hea"))[0]
+    text = header.read_text()
+    dx = next(line for line in text.splitlines() if line.startswith("#Dx"))
+    header.write_text(
+        text.replace(dx, "#Dx: 164889003" if "164889003" not in dx else "#Dx: 426783006")
+    )
+
+
+def test_hybrid_parts_of_relabelled_records_are_trained_afresh(tmp_path, capsys):
+    from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+
+    data = tmp_path / "data"
+    records = _synthetic_records(data)
+    run = RunContext(workdir=str(tmp_path / "work"), progress=False, cache_dir="none")
+    config = HybridConfig(members=("prevalence",), n_folds=2)
+    task = Task()
+    HybridClassifier(config).fit(records, task, run)
+    capsys.readouterr()
+    HybridClassifier(config).fit(_synthetic_records_from(data), task, run.replace(resume=True))
+    assert capsys.readouterr().err.count("read back") == 3  # 2 folds and the refit
+
+    _relabel_first(data)
+    HybridClassifier(config).fit(_synthetic_records_from(data), task, run.replace(resume=True))
+    log = capsys.readouterr().err
+    assert "read back" not in log  # the record is in one fold's held-out, the other's training
+    assert log.count("trained with other settings") == 3, log
+
+
+def test_run_key_follows_the_records_contents_not_their_paths_or_times(tmp_path):
+    import dataclasses
+    import os
+    import shutil
+
+    from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
+    from team_code.runs import run_key
+
+    records = _synthetic_records(tmp_path / "data", n=4)
+    config = ParallelCNNClassifier.quick_config()
+    key = run_key("parallel_cnn", config, Task(), records)
+    shutil.copytree(tmp_path / "data", tmp_path / "copy")
+    for path in (tmp_path / "copy").iterdir():
+        os.utime(path, (1e9, 1e9))
+    assert (
+        run_key("parallel_cnn", config, Task(), _synthetic_records_from(tmp_path / "copy")) == key
+    )
+    signal_file = sorted((tmp_path / "copy").glob("*.mat"))[0]
+    data = bytearray(signal_file.read_bytes())
+    data[-1] ^= 1  # one sample's lowest bit
+    signal_file.write_bytes(bytes(data))
+    changed = _synthetic_records_from(tmp_path / "copy")
+    assert run_key("parallel_cnn", config, Task(), changed) != key
+    other_lr = dataclasses.replace(config, lr=config.lr * 2)
+    assert run_key("parallel_cnn", other_lr, Task(), records) != key
+    assert run_key("parallel_cnn", config, Task("2021"), records) != key
+    in_memory = list(records)
+    assert run_key("parallel_cnn", config, Task(), in_memory) != run_key(
+        "parallel_cnn",
+        config,
+        Task(),
+        [dataclasses.replace(in_memory[0], labels=("164889003",)), *in_memory[1:]],
+    )

@@ -147,10 +147,20 @@ def _train_config(config: BeatTrainConfig):
     )
 
 
-def train_beat_model(model, beats: BeatSet, config: BeatTrainConfig, n_classes: int, log=None):
+def train_beat_model(
+    model,
+    beats: BeatSet,
+    config: BeatTrainConfig,
+    n_classes: int,
+    log=None,
+    part: str = "beat network",
+    hint: str = "lower the learning rate (lr)",
+):
     """Train ``model`` in place on ``beats`` (labels ``0..n_classes-1``); return the FitResult.
 
-    A random ``val_fraction`` of the beats (before resampling) picks the best epoch.
+    A random ``val_fraction`` of the beats (before resampling) picks the best epoch. A
+    training that diverges raises :class:`team_code.runs.TrainingDiverged` naming ``part``
+    and ``hint`` (the option to change).
     """
     import torch
 
@@ -172,6 +182,9 @@ def train_beat_model(model, beats: BeatSet, config: BeatTrainConfig, n_classes: 
         torch.nn.functional.cross_entropy,
         _train_config(config),
         log=log,
+        name="beats",
+        part=part,
+        hint=hint,
     )
     return result
 

@@ -60,7 +60,7 @@ NEUTRAL_MI_PROB = 0.5
 
 #: Challenge classes scored from evidence, with the features of their logistic regression.
 EVIDENCE_CLASSES: dict[str, tuple[str, ...]] = {
-    "427172004": ("frac_V", "n_V", "mean_prob_V", "max_prob_V"),  # PVC (VPB, 164884008)
+    "427172004": ("frac_V", "n_V", "mean_prob_V", "max_prob_V"),  # PVC (VPB, 17338001)
     "284470004": ("frac_S", "n_S", "mean_prob_S", "max_prob_S", "rr_cv"),  # PAC (SVPB)
     "164889003": ("rr_cv", "frac_S"),  # atrial fibrillation: irregular RR
     "426783006": ("hr_outside_60_100", "rr_cv", "frac_N"),  # sinus rhythm
@@ -130,6 +130,9 @@ class BeatsClassifier(Classifier):
             device=self.ctx.device,
         )
 
+    def _lr_hint(self) -> str:
+        return f"lower --set beats.lr= (now {self.config.lr:g})"
+
     def _split_beat_data(self) -> tuple[list[str], list[str]]:
         """MIT-BIH folders (with ``.atr`` files) and the other (MI) folders of ``beat_data``."""
         if not self.config.beat_data:
@@ -186,7 +189,12 @@ class BeatsClassifier(Classifier):
             self.config.model, n_classes=len(mitdb.AAMI_CLASSES), input_length=length
         )
         train_beat_model(
-            self.model_, beats, self._train_config(self.config.epochs), len(mitdb.AAMI_CLASSES)
+            self.model_,
+            beats,
+            self._train_config(self.config.epochs),
+            len(mitdb.AAMI_CLASSES),
+            part="MIT-BIH beat network",
+            hint=self._lr_hint(),
         )
         self.model_.eval()
 
@@ -271,7 +279,14 @@ class BeatsClassifier(Classifier):
         if min(self.mi_counts_.values()) == 0:
             return
         model = copy.deepcopy(self.model_).prepare_transfer(2)
-        train_beat_model(model, beats, self._train_config(self.config.mi_epochs), n_classes=2)
+        train_beat_model(
+            model,
+            beats,
+            self._train_config(self.config.mi_epochs),
+            n_classes=2,
+            part="MI transfer network",
+            hint=self._lr_hint(),
+        )
         model.eval()
         self.mi_model_ = model
 

@@ -7,16 +7,23 @@ optional hooks (initialisation, a balanced draw of training rows, augmentation).
 the rest, one way for both:
 
 - **Inputs** are computed once per record and kept in the run's per-record cache
-  (:func:`team_code.nn.cache.cached_inputs`, keyed by the record's content, the settings, the
-  task's leads and the source of the preprocessing code), shared by every fold and member of a
-  hybrid; without a cache folder they are computed in memory. A record that cannot be
-  preprocessed is named and left out of training; at inference it raises naming it.
+  (:func:`team_code.nn.cache.cached_inputs`, keyed by the record's files: their resolved
+  paths, sizes and modification times, not their bytes; and by the settings, the task's leads
+  and the source of the preprocessing code), shared by every fold and member of a hybrid;
+  without a cache folder they are computed in memory. A record that cannot be preprocessed
+  is named and left out of training; at inference it raises naming it.
 - **Validation split**: ``val_fraction`` of the training records held out, records with
   byte-identical inputs (duplicated recordings) kept on one side.
 - **Training**: :func:`team_code.nn.training.fit` (best epoch by validation loss, early
   stopping, mixed precision on CUDA, DDP under ``torchrun``), checkpointing every epoch into
-  the run's work folder and resuming from it (``ctx.resume``); the hybrid gives each member and
-  fold its own folder, so every fold has its own checkpoint.
+  the run's work folder and resuming from it (``ctx.resume``) only when the checkpoint
+  carries this training's key (:func:`team_code.runs.run_key`: the records' contents and
+  labels, the config, the task, the kit's version, the part); the hybrid gives each member and
+  fold its own folder, so every fold has its own checkpoint. A training that diverges raises
+  :class:`team_code.runs.TrainingDiverged` (lower ``lr``).
+- **Targets** (``label_mask``, ``source_balance``): which classes a source labels and the
+  rates the balance weights even out are learnt from each network's training records alone,
+  never from the records it is validated on or scores out of source.
 - **Thresholds** on held-out scores: ``"challenge"`` searches the challenge metric starting
   from the prevalence floor's decisions (the classes a constant prediction pays for; only
   classes with ``threshold_min_positives`` positives in the validation split, or
@@ -27,6 +34,15 @@ the rest, one way for both:
   the other sources, early-stopped on that source, a move from the floor kept only where it
   wins the sources' vote (``source_vote``: more sources gain than lose, or a majority gains);
   with ``source_ensemble`` those per-source networks, averaged, are the model.
+- **Long records**: a network reads one window (``parallel_cnn``: ``length`` samples at
+  ``fs_hz``, 20 s by default; ``cwt_googlenet``: ``rhythm_s`` and its margins, 14 s) and is
+  trained on one per record. At inference a record longer than one window
+  (:meth:`DeepClassifier.window_s`) is cut into windows (:func:`record_windows`: every
+  ``hop`` seconds from the start, the last one ending at the record's end) and each class's
+  score is the **maximum** over its windows: a finding present in any part of the record
+  (a paroxysmal rhythm, a run of ectopic beats) is what a diagnosis of the record reads,
+  and a mean would dilute it by the number of windows. Records within one window are read
+  as before.
 - **Weights** in safetensors (``weights.safetensors``), training facts in JSON.
 """
 
@@ -52,6 +68,7 @@ from team_code.context import RunContext, Task, record_names
 from team_code.data.records import Record, RecordError, RecordSet, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
 from team_code.nn.layers import MeanLogits
+from team_code.runs import run_key
 
 WEIGHTS_FILE = "weights.safetensors"
 THRESHOLD_METHODS = ("challenge", "youden")
@@ -62,10 +79,19 @@ THRESHOLD_SPLITS = ("validation", "sources")
 LABEL_MASKS = ("none", "source")
 
 
-def source_targets(truth: np.ndarray, sources: np.ndarray, mask: str = "source") -> np.ndarray:
+def _fitted(n: int, fit_rows) -> np.ndarray:
+    """Positions of the rows to learn from: ``fit_rows``, or all ``n``."""
+    return np.arange(n) if fit_rows is None else np.asarray(fit_rows, dtype=int)
+
+
+def source_targets(
+    truth: np.ndarray, sources: np.ndarray, mask: str = "source", fit_rows=None
+) -> np.ndarray:
     """Training targets (float32): ``truth``, with NaN (unknown) where a record's source has
     no record of a class that other sources have (``mask="source"``; ``"none"``: ``truth`` as
-    it is). A class no source has stays negative, and one source masks nothing.
+    it is). A class no source has stays negative, and one source masks nothing. Which classes
+    each source has is read from the ``fit_rows`` alone (all rows when None) and applied to
+    every row: a source with no row among them masks nothing.
 
     The Challenge's hospitals label different subsets of the classes (CPSC's records carry
     nine of them: no axis deviation, no bradycardia): a CPSC record with left axis deviation
@@ -78,10 +104,12 @@ def source_targets(truth: np.ndarray, sources: np.ndarray, mask: str = "source")
     if mask == "none":
         return targets
     sources = np.asarray(sources)
-    anywhere = targets.sum(axis=0) > 0
-    for source in np.unique(sources):
+    fit = _fitted(len(targets), fit_rows)
+    known = np.asarray(truth, dtype=np.float32)[fit]
+    anywhere = known.sum(axis=0) > 0
+    for source in np.unique(sources[fit]):
         rows = np.flatnonzero(sources == source)
-        unlabelled = np.flatnonzero((targets[rows].sum(axis=0) == 0) & anywhere)
+        unlabelled = np.flatnonzero((known[sources[fit] == source].sum(axis=0) == 0) & anywhere)
         targets[np.ix_(rows, unlabelled)] = np.nan
     return targets
 
@@ -91,12 +119,13 @@ MAX_SOURCE_WEIGHT = 10.0
 
 
 def source_balance_weights(
-    targets: np.ndarray, sources: np.ndarray, cap: float = MAX_SOURCE_WEIGHT
+    targets: np.ndarray, sources: np.ndarray, cap: float = MAX_SOURCE_WEIGHT, fit_rows=None
 ) -> np.ndarray:
     """Per-target loss weights under which every source shows each class at its pooled
     prevalence (over the sources' known targets): positives of a source weigh
     ``p / p_source``, negatives ``(1 - p) / (1 - p_source)``, bounded to ``[1/cap, cap]``;
-    unknown (NaN) targets weigh 0.
+    unknown (NaN) targets weigh 0. The rates are those of the ``fit_rows`` (all rows when
+    None); a source with no row among them weighs 1.
 
     Sinus rhythm is 13 % of CPSC's records and 68 % of LUDB's: a network that can tell the
     hospitals apart lowers its loss by learning each hospital's rate instead of the rhythm,
@@ -106,12 +135,14 @@ def source_balance_weights(
     sources = np.asarray(sources)
     known = ~np.isnan(targets)
     labels = np.where(known, targets, 0.0)
-    pooled = labels.sum(axis=0) / np.maximum(known.sum(axis=0), 1)
-    weights = np.zeros(targets.shape, dtype=np.float32)
-    for source in np.unique(sources):
+    fit = np.zeros(len(targets), dtype=bool)
+    fit[_fitted(len(targets), fit_rows)] = True
+    pooled = labels[fit].sum(axis=0) / np.maximum(known[fit].sum(axis=0), 1)
+    weights = np.where(known, 1.0, 0.0).astype(np.float32)
+    for source in np.unique(sources[fit]):
         rows = sources == source
-        n_known = known[rows].sum(axis=0)
-        rate = labels[rows].sum(axis=0) / np.maximum(n_known, 1)
+        n_known = known[rows & fit].sum(axis=0)
+        rate = labels[rows & fit].sum(axis=0) / np.maximum(n_known, 1)
         positive = np.divide(pooled, rate, out=np.ones_like(rate), where=rate > 0)
         negative = np.divide(1 - pooled, 1 - rate, out=np.ones_like(rate), where=rate < 1)
         w = np.where(labels[rows] > 0, positive, negative)
@@ -144,9 +175,34 @@ def masked_bce_with_logits(logits, targets):
 def record_input(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
     """The network input of one record: ``transform(signal_mv, fs)`` on ``leads``; a missing
     lead or a ``ValueError`` of the transform raises :class:`RecordError` naming the record."""
+    return record_window_inputs(record, leads, transform)[0]
+
+
+def record_windows(signal_mv: np.ndarray, fs: float, window_s: float, hop_s: float) -> list:
+    """Windows of ``window_s`` seconds of ``signal_mv`` (leads x samples), one every ``hop_s``
+    seconds from the start and the last ending at the record's end; the whole signal when it
+    is no longer than one window."""
+    n = signal_mv.shape[-1]
+    width, hop = int(round(window_s * fs)), max(1, int(round(hop_s * fs)))
+    if n <= width:
+        return [signal_mv]
+    starts = list(range(0, n - width + 1, hop))
+    if starts[-1] != n - width:
+        starts.append(n - width)
+    return [signal_mv[..., s : s + width] for s in starts]
+
+
+def record_window_inputs(
+    record: Record, leads: tuple[str, ...], transform: Callable, window=None
+) -> list[np.ndarray]:
+    """The network inputs of one record: ``transform(signal_mv, fs)`` of the whole record on
+    ``leads``, or with ``window`` (``(window_s, hop_s)``) of each of its windows
+    (:func:`record_windows`); a missing lead or a ``ValueError`` of the transform raises
+    :class:`RecordError` naming the record."""
     signal_mv = record.select_leads(leads)
+    parts = [signal_mv] if window is None else record_windows(signal_mv, record.fs, *window)
     try:
-        return transform(signal_mv, record.fs)
+        return [transform(part, record.fs) for part in parts]
     except ValueError as error:
         raise RecordError(record.name, str(error)) from None
 
@@ -275,6 +331,11 @@ class DeepClassifier(Classifier):
         """The leads the input is made of: the task's (a family may keep a subset)."""
         return tuple(self.task_.leads)
 
+    def window_s(self) -> tuple[float, float] | None:
+        """(window, hop) in seconds of the record a network input reads; a longer record is
+        scored from all its windows (module docstring). None: the whole record."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
     def preprocess(self) -> Callable[[Record], np.ndarray]:
         """The picklable per-record preprocessing: the input leads through :meth:`transform`."""
@@ -375,15 +436,13 @@ class DeepClassifier(Classifier):
         sources = np.array([record_source(names[i]) for i in stored.kept])
         train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
         by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
-        targets = source_targets(truth, sources, c.label_mask)
-        weights = source_balance_weights(targets, sources) if c.source_balance else None
-        if weights is not None and np.any(weights[~np.isnan(targets)] != 1):
-            targets = np.stack([targets, weights], axis=1)  # labels and weights
+        self._run_key = run_key(self.name, c, task, records)
         members = []
         if by_source:  # every training source scored by a network trained on the others
             held_scores = np.zeros(truth.shape)
             for source in np.unique(sources):
                 held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
+                targets = self.training_targets(truth, sources, rest)
                 part = f"source-{source}"
                 network, result = self._train(stored, truth, targets, rest, held, part)
                 held_scores[held] = self._scores(SignalDataset(stored.items, rows=held), network)
@@ -392,6 +451,7 @@ class DeepClassifier(Classifier):
             network, result = MeanLogits([m for m, _ in members]), members[-1][1]
             train_rows, val_rows = np.arange(len(truth)), np.zeros(0, dtype=int)
         else:
+            targets = self.training_targets(truth, sources, train_rows)
             network, result = self._train(stored, truth, targets, train_rows, val_rows)
         self.network_ = network
 
@@ -426,6 +486,19 @@ class DeepClassifier(Classifier):
             self.fit_summary_["member_best_epochs"] = [r.best_epoch for _, r in members]
         return self
 
+    def training_targets(self, truth: np.ndarray, sources: np.ndarray, train_rows) -> np.ndarray:
+        """The loss's targets of every row, learnt from ``train_rows`` alone: ``truth`` with
+        NaN where the source does not label a class (``label_mask``), stacked with the loss
+        weights (``(records, 2, classes)``) where ``source_balance`` weighs any target."""
+        c = self.config
+        targets = source_targets(truth, sources, c.label_mask, train_rows)
+        if not c.source_balance:
+            return targets
+        weights = source_balance_weights(targets, sources, fit_rows=train_rows)
+        if np.any(weights[~np.isnan(targets)] != 1):
+            targets = np.stack([targets, weights], axis=1)  # labels and weights
+        return targets
+
     def _train(self, stored, truth, targets, train_rows, val_rows, part: str | None = None):
         """A network trained on ``train_rows`` (the family's draw of them) towards
         ``targets`` (``truth`` with NaN where unknown; with ``source_balance`` stacked with
@@ -458,6 +531,10 @@ class DeepClassifier(Classifier):
             resume=ctx.checkpoint(),
             sample_weights=self.sample_weights(truth[drawn]),
             log=ctx.log,
+            key=f"{self._run_key}:{part or 'all'}",
+            name=self.name,
+            part=part or "all records",
+            hint=f"lower --set {self.name}.lr= (now {c.lr:g})",
         )
         return network.cpu().eval(), result
 
@@ -467,7 +544,41 @@ class DeepClassifier(Classifier):
 
         if len(records) == 0:
             return np.zeros((0, len(self.classes_)))
-        return np.clip(self._scores(SignalDataset(self.inputs(records))), 0.0, 1.0)
+        scores = self._scores(SignalDataset(self.inputs(records)))
+        longer = self._longer_than_a_window(records)
+        if longer.size:
+            scores[longer] = self._window_scores([records[int(i)] for i in longer])
+        return np.clip(scores, 0.0, 1.0)
+
+    def _longer_than_a_window(self, records: Sequence[Record]) -> np.ndarray:
+        """Positions of the records longer than one window (:meth:`window_s`)."""
+        window = self.window_s()
+        if window is None:
+            return np.zeros(0, dtype=int)
+        if isinstance(records, RecordSet):
+            sizes = [(h.n_samples, h.fs) for h in records.headers]
+        else:
+            sizes = [(r.signal.shape[-1], r.fs) for r in records]
+        return np.array(
+            [i for i, (n, fs) in enumerate(sizes) if n is None or n > round(window[0] * fs)],
+            dtype=int,
+        )
+
+    def _window_scores(self, records: Sequence[Record]) -> np.ndarray:
+        """Each record's scores: the maximum over its windows' scores."""
+        from team_code.nn.cache import SignalDataset
+
+        inputs, owner = [], []
+        for i, record in enumerate(records):
+            parts = record_window_inputs(
+                record, self.input_leads(), self.transform(), self.window_s()
+            )
+            inputs += parts
+            owner += [i] * len(parts)
+        scores = self._scores(SignalDataset(np.stack(inputs)))
+        pooled = np.full((len(records), scores.shape[1]), -np.inf)
+        np.maximum.at(pooled, np.asarray(owner), scores)
+        return pooled
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, folder) -> None:
@@ -522,6 +633,8 @@ __all__ = [
     "json_safe",
     "masked_bce_with_logits",
     "record_input",
+    "record_window_inputs",
+    "record_windows",
     "signal_groups",
     "source_balance_weights",
     "source_targets",

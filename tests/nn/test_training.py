@@ -95,10 +95,11 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     # an interrupted run: a loss that raises during epoch 3
     calls = {"n": 0}
     per_epoch = 96 // 8 + 32 // 16  # 12 training batches + 2 validation batches of 16
+    start = 96 // 16  # the initial weights' loss: the 96 training items in batches of 16
 
     def failing_loss(out, y):
         calls["n"] += 1
-        if calls["n"] > 2 * per_epoch + 3:  # three batches into epoch 3
+        if calls["n"] > start + 2 * per_epoch + 3:  # three batches into epoch 3
             raise KeyboardInterrupt
         return nn.functional.binary_cross_entropy_with_logits(out, y)
 
@@ -236,3 +237,20 @@ def test_amp_dtype_auto_picks_bf16_only_where_supported(monkeypatch):
     assert amp_dtype("auto") == torch.float16
     with pytest.raises(ValueError, match="'auto', 'bf16' or 'fp16'"):
         amp_dtype("fp8")
+
+
+def test_a_checkpoint_resumes_only_under_its_own_key(tmp_path):
+    data, val = planted_data(32), planted_data(16, 1)
+    config = TrainConfig(epochs=2, batch_size=8, lr=5e-3, progress=False)
+    fit(small_model(), data, val, nn.BCEWithLogitsLoss(), config, workdir=tmp_path, key="run-a")
+    assert load_checkpoint(tmp_path)["key"] == "run-a"
+    for key, resumed in (("run-a", True), ("run-b", False), (None, True)):
+        lines: list[str] = []
+        fit(
+            small_model(), data, val, nn.BCEWithLogitsLoss(), config,
+            workdir=tmp_path / key if key == "run-b" else None,
+            resume=tmp_path, key=key, log=lines.append,
+        )  # fmt: skip
+        text = "\n".join(lines)
+        assert ("resuming from" in text) == resumed, (key, text)
+        assert ("is of another run" in text) == (not resumed), (key, text)
