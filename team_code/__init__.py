@@ -10,7 +10,7 @@ The PhysioNet/CinC Challenge 2021 harness (``from team_code import training_code
 :mod:`team_code.challenge_api`, imported on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: The names the 2021 Challenge's ``train_model.py`` and ``test_model.py`` import.
 CHALLENGE_2021 = ("training_code", "load_model", "run_model")

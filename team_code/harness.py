@@ -5,10 +5,13 @@ writes a self-describing model folder; ``run(model, data, outputs)`` writes one 
 per record. A record that cannot be read or classified is reported with its name and the
 reason, and never costs the other records their outputs.
 
-Model folder layout::
+Model folder layout (written whole or not at all, and checked when loaded:
+:mod:`team_code.model_folder`)::
 
-    MODEL/manifest.json          classifiers, primary, classes, thresholds, versions, data summary
+    MODEL/manifest.json          classifiers, primary, classes, thresholds, versions, data
+                                 summary, threads, and every file's size and SHA-256
     MODEL/<classifier>/config.json  + the family's tensors (safetensors) and JSON
+    MODEL/.work, MODEL/.cache    run state of the trainings: checkpoints, per-record caches
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from team_code import __version__
+from team_code import __version__, model_folder
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, apply_options
 from team_code.context import RunContext, Task
@@ -41,12 +44,19 @@ from team_code.data.records import (
     read_header,
     record_source,
 )
-from team_code.fileio import load_json, save_json
 from team_code.presets import choose_preset, with_preset
-from team_code.threads import apply_threads, choose_threads, requested_threads
+from team_code.threads import (
+    apply_threads,
+    available_cores,
+    busy_cores,
+    choose_threads,
+    requested_threads,
+    training_threads,
+    using_threads,
+)
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "ecg-kit-model/1"
+MANIFEST = model_folder.MANIFEST
+MANIFEST_FORMAT = model_folder.FORMAT
 
 #: What ``train_model.py`` trains when no ``--classifiers`` is given.
 DEFAULT_CLASSIFIERS: tuple[str, ...] = ("hybrid",)
@@ -228,6 +238,7 @@ def train(
     device: str = "auto",
     workers: int = 0,
     loader_workers: int = 0,
+    threads: int | None = None,
 ) -> dict:
     """Fit each classifier on the records of ``data_dir`` and save them under ``model_dir``.
 
@@ -242,6 +253,14 @@ def train(
     ``progress=False`` silences progress output. Per-record caches (network inputs,
     measurements) go to ``MODEL/.cache`` (or ``$ECG_KIT_CACHE``); ``cache="remove"`` deletes
     ``MODEL/.cache`` once the model is saved, ``"keep"`` keeps it for the next training.
+
+    The model is built in a temporary sibling of ``model_dir`` and moved into place only when
+    complete (:mod:`team_code.model_folder`): a training that fails or is killed leaves the
+    previous model whole, and its checkpoints in ``MODEL/.work`` for ``resume``. An existing
+    ``model_dir`` must be a model folder (or empty): it is replaced as a whole. Only
+    ``torchrun``'s rank 0 writes. Each process computes with ``threads`` threads (default:
+    ``$OMP_NUM_THREADS``, else :func:`team_code.threads.training_threads`, never the load),
+    recorded in the manifest.
     """
     if cache not in CACHE_CHOICES:
         raise ValueError(f"cache must be one of {CACHE_CHOICES}, not {cache!r}")
@@ -255,61 +274,97 @@ def train(
     if len({t.leads for t in tasks}) != len(tasks):
         raise ValueError("a lead set is given twice")
 
+    model_dir = Path(model_dir)
+    main = is_main_process()
+    if main:
+        model_folder.check_writable(model_dir)
     records, failures = scan_records(data_dir)
     for record, problem in failures:
         log(f"warning: record {record} left out of training: {problem}")
     if len(records) == 0:
         raise ValueError(f"no readable records in {data_dir}")
     log(f"training on {len(records)} records ({len(failures)} unreadable) from {data_dir}")
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    n_threads = _training_threads(threads, log)
+    created = not model_dir.exists()
+    model_dir.mkdir(parents=True, exist_ok=True)  # the run state's home (.work, .cache)
     ctx = run_context(model_dir, resume, progress, device, workers, log, loader_workers)
     common = {
         "preset": preset,
         "versions": package_versions(),
+        "threads": n_threads,
         "training_data": {
             "folder": str(Path(data_dir).resolve()),
             "unreadable": [{"record": r, "problem": p} for r, p in failures],
         },
     }
-    if len(tasks) == 1:
-        manifest = _train_task(records, model_dir, names, configs, tasks[0], ctx, common)
-    else:
-        sets = {}
-        for task in tasks:
-            folder = LEAD_SET_FOLDER.format(task.lead_set.replace(",", "-"))
-            log(f"lead set {task.lead_set} ({', '.join(task.leads)}): model in {folder}")
-            _train_task(
-                records, model_dir / folder, names, configs, task, ctx.child(folder), common
-            )
-            sets[task.lead_set] = {"folder": folder, "leads": list(task.leads)}
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "created": _now(),
-            "task": {"table": tasks[0].to_json()["table"]},
-            "lead_sets": sets,
-            **common,
-        }
-        if is_main_process():
-            save_json(model_dir / MANIFEST, manifest)
-    if is_main_process():
+    staging = model_folder.begin(model_dir) if main else None
+    try:
+        with using_threads(n_threads):
+            if len(tasks) == 1:
+                manifest = _train_task(records, staging, names, configs, tasks[0], ctx, common)
+            else:
+                sets = {}
+                for task in tasks:
+                    folder = LEAD_SET_FOLDER.format(task.lead_set.replace(",", "-"))
+                    log(f"lead set {task.lead_set} ({', '.join(task.leads)}): model in {folder}")
+                    task_dir = staging / folder if staging is not None else None
+                    _train_task(records, task_dir, names, configs, task, ctx.child(folder), common)
+                    sets[task.lead_set] = {"folder": folder, "leads": list(task.leads)}
+                manifest = {
+                    "created": _now(),
+                    "task": {"table": tasks[0].to_json()["table"]},
+                    "lead_sets": sets,
+                    **common,
+                }
+                if staging is not None:
+                    manifest = model_folder.write_manifest(staging, manifest)
+        if staging is not None:
+            model_folder.commit(staging, model_dir)
+    finally:
+        if staging is not None:
+            model_folder.discard(staging)
+        if created and main and model_dir.is_dir() and not any(model_dir.iterdir()):
+            model_dir.rmdir()  # made for run state that this training never wrote
+    if main:
         _finish_cache(model_dir, cache, log)
     return manifest
+
+
+def _training_threads(threads: int | None, log: Callable[[str], None]) -> int:
+    """The compute threads of each training process (``torchrun``'s local processes share
+    the cores), said in the log, with a note when other work keeps cores busy."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    requested = requested_threads(threads)
+    chosen = training_threads(local, requested)
+    log(f"using {chosen} compute thread(s) per process")
+    busy = busy_cores()
+    if requested is None and chosen * local > max(1, available_cores() - busy):
+        log(
+            f"note: other work keeps about {busy} core(s) busy; training uses {chosen} "
+            "thread(s) all the same, so that the model does not depend on the load "
+            "(--threads 1 trains faster on a busy machine; another thread count changes the "
+            "weights slightly)"
+        )
+    return chosen
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _train_task(records, model_dir: Path, names, configs, task: Task, ctx: RunContext, common):
-    """Train every classifier for one task into ``model_dir`` and write its manifest."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+def _train_task(
+    records, model_dir: Path | None, names, configs, task: Task, ctx: RunContext, common
+):
+    """Train every classifier for one task and, unless ``model_dir`` is None (a ``torchrun``
+    rank that does not write), save them and the manifest into ``model_dir``."""
+    if model_dir is not None:
+        model_dir.mkdir(parents=True, exist_ok=True)
     trained: dict[str, dict] = {}
     for name in names:
         start = time.perf_counter()
         ctx.log(f"fitting {name} ({task.describe()}) ...")
         model = registry.get(name)(configs[name]).fit(records, task, ctx.child(name))
-        if is_main_process():
+        if model_dir is not None:
             model.save(model_dir / name)
         seconds = time.perf_counter() - start
         ctx.log(f"fitted {name} in {seconds:.1f} s")
@@ -320,7 +375,6 @@ def _train_task(records, model_dir: Path, names, configs, task: Task, ctx: RunCo
             **model.summary(),
         }
     manifest = {
-        "format": MANIFEST_FORMAT,
         "created": _now(),
         "task": task.to_json(),
         "classifiers": trained,
@@ -330,8 +384,8 @@ def _train_task(records, model_dir: Path, names, configs, task: Task, ctx: RunCo
         **common,
     }
     manifest["training_data"] = {**common["training_data"], **data_summary(records, task)}
-    if is_main_process():
-        save_json(model_dir / MANIFEST, manifest)
+    if model_dir is not None:
+        manifest = model_folder.write_manifest(model_dir, manifest)
     return manifest
 
 
@@ -339,24 +393,29 @@ def _train_task(records, model_dir: Path, names, configs, task: Task, ctx: RunCo
 # Inference
 
 
-def load_manifest(model_dir: str | os.PathLike) -> dict:
-    """Read and check a model folder's manifest."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model folder: {MANIFEST} is missing")
-    manifest = load_json(path)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: unknown model format {manifest.get('format')!r}")
+def load_manifest(model_dir: str | os.PathLike, verify: bool = True) -> dict:
+    """Read a model folder's manifest and check the folder (:func:`model_folder.check`): a
+    folder of another model format or kit version, or (``verify``) whose files do not match
+    the manifest's list, raises :class:`~team_code.model_folder.ModelFolderError` (a
+    ``ValueError``) naming the file and the problem. Files are hashed once per process while
+    they stay unchanged."""
+    manifest = model_folder.read_manifest(model_dir)
+    model_folder.check(model_dir, manifest, verify)
     return manifest
 
 
 def load_model(
-    model_dir: str | os.PathLike, classifier: str | None = None, ctx: RunContext | None = None
+    model_dir: str | os.PathLike,
+    classifier: str | None = None,
+    ctx: RunContext | None = None,
+    verify: bool = True,
 ):
     """The primary classifier of a model folder (or the one named; ``hybrid.rules`` names a
     member of a trained hybrid), set to run under ``ctx``. A folder with several lead sets
-    gives a :class:`LeadSetModels` that serves each record with the largest lead set it has."""
-    manifest = load_manifest(model_dir)
+    gives a :class:`LeadSetModels` that serves each record with the largest lead set it has.
+    The folder is checked first (:func:`load_manifest`; ``verify=False`` skips the files'
+    sizes and hashes, for a folder whose enclosing model folder verified them)."""
+    manifest = load_manifest(model_dir, verify)
     ctx = ctx or RunContext(progress=False)
     if "lead_sets" in manifest:
         return LeadSetModels.load(model_dir, manifest, classifier, ctx)
@@ -416,10 +475,12 @@ class LeadSetModels:
 
     @classmethod
     def load(cls, model_dir, manifest: dict, classifier: str | None, ctx: RunContext):
+        """The lead sets' models of ``model_dir``, whose ``manifest`` was read (and its files,
+        lead-set folders included, verified) by :func:`load_manifest`."""
         models, leads = {}, {}
         for name, entry in manifest["lead_sets"].items():
             folder = _subfolder(model_dir, entry["folder"], "lead-set")
-            models[name] = load_model(folder, classifier, ctx)
+            models[name] = load_model(folder, classifier, ctx, verify=False)
             leads[name] = tuple(entry["leads"])
         return cls(models, leads)
 

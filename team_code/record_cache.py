@@ -271,17 +271,10 @@ def _store_in_worker(path: Path, target: Path | None):
 @contextlib.contextmanager
 def _one_thread_children() -> Iterator[None]:
     """Child processes started inside see one compute thread each (they run side by side)."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: "1" for name in names})
-    try:
+    from team_code.threads import THREAD_VARIABLES, environment
+
+    with environment(dict.fromkeys(THREAD_VARIABLES, "1")):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _map(compute, fmt, jobs: list[tuple[Path, Path | None]], workers: int) -> Iterator:

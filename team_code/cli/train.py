@@ -4,7 +4,6 @@ folder of Challenge records and write a model folder."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -58,8 +57,9 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="compute threads (default: $OMP_NUM_THREADS, else the cores this process may use "
-        "less those busy with other work, shared among torchrun's local processes)",
+        help="compute threads (default: $OMP_NUM_THREADS, else the cores this process may use, "
+        "shared among torchrun's local processes; never the machine's load, which would change "
+        "the weights; recorded in the manifest)",
     )
     parser.add_argument(
         "--cache",
@@ -114,7 +114,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from team_code import harness
     from team_code.classifiers import registry
     from team_code.data.leads import parse_lead_sets
-    from team_code.threads import apply_threads, choose_threads, requested_threads
 
     if args.list:
         print("\n".join(registry.available()))
@@ -125,10 +124,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if args.beat_data:
             folders = [f for item in args.beat_data for f in item.split(",") if f]
             options.setdefault("beats", {})["beat_data"] = ",".join(folders)
-        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        threads = choose_threads(local_processes, requested_threads(args.threads))
-        apply_threads(threads)
-        print(f"using {threads} compute thread(s) per process", file=sys.stderr)
         harness.train(
             args.data,
             args.model,
@@ -143,6 +138,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             device=args.device,
             workers=args.workers,
             loader_workers=args.loader_workers,
+            threads=args.threads,
         )
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
