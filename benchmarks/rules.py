@@ -2,13 +2,19 @@
 
 Tables printed:
 
-1. Leave one source out (the protocol that decides the rules' design) and grouped k-fold:
+1. Leave one source out and grouped k-fold:
    ``prevalence`` and ``rules`` (as shipped: thresholds tuned and operating thresholds chosen
    on the training part only; ``--set rules.OPTION=VALUE`` for variants) trained on five
    sources and scored on the sixth (A, E, HR, Q, S from ``challenge/``, LU from
    ``ludb_challenge/``): challenge metric per source and pooled with bootstrap intervals,
    per class and source the predicted / labelled / both counts and F-measure, and the
    operating thresholds each split chose (silent classes named).
+   ``--protocols nested`` estimates a *choice* among rules variants honestly: for each
+   held-out source, every variant (``--variant``; by default the shipped options, the
+   previous version's pooled objective, the vocabulary option and 0.5 thresholds) is scored
+   by leave one source out over the training sources alone, the best one is refitted on them
+   and scores the held-out source. The table gives the nested figure, the count of variants
+   and what each split chose; a variant's own LOSO row is in-sample for the choice.
 2. Label conventions per source (``--conventions``): how often each source gives sinus rhythm
    (NSR) to a record with a conduction label, and the measured frontal QRS axis of the LUDB
    records against LUDB's own axis words (left, normal, horizontal, vertical, right).
@@ -19,8 +25,9 @@ Tables printed:
 
 Usage::
 
-    python benchmarks/rules.py [--data DIR] [--protocols loso,kfold] [--cache FILE]
-        [--set rules.OPTION=VALUE ...] [--conventions] [--skip-af]
+    python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
+        [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
+        [--skip-af]
 
 ``--data`` is the shared data folder (``$ECG_KIT_DATA`` or ``<repo>/../shared/data``).
 Every record is measured once (``--cache FILE`` keeps the measurements between runs, keyed by
@@ -39,8 +46,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -48,7 +53,18 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = Path(os.environ.get("ECG_KIT_DATA", REPO.parent / "shared" / "data"))
     parser.add_argument("--data", type=Path, default=default, help="shared data folder")
-    parser.add_argument("--protocols", default="loso,kfold", help="loso and/or kfold")
+    parser.add_argument(
+        "--protocols", default="loso,kfold", help="loso, kfold and/or nested (comma-separated)"
+    )
+    parser.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        metavar="NAME=OPTION=VALUE[,OPTION=VALUE]",
+        help="a rules variant the nested protocol chooses among (repeatable; default: "
+        "the shipped options, pooled-8, vote-vocabulary and half)",
+    )
     parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -122,7 +138,7 @@ def cached_rules(values: dict):
     return CachedRules
 
 
-def cross_predict(records, values: dict, splits, options: dict) -> dict:
+def cross_predict(records, values: dict, splits, options: dict, quiet: bool = False) -> dict:
     """Outputs of ``prevalence`` and ``rules`` on each split's test part, trained on its
     training part; also each split's operating thresholds."""
     from team_code.classifiers.cv import take
@@ -157,8 +173,80 @@ def cross_predict(records, values: dict, splits, options: dict) -> dict:
             "silent": silent,
             "rule_thresholds": getattr(model, "rule_thresholds_", {}),
         }
-        print(f"[{label}] silent: {', '.join(silent) or 'none'}", flush=True)
+        if not quiet:
+            print(f"[{label}] silent: {', '.join(silent) or 'none'}", flush=True)
     return {"binary": binary, "chosen": chosen}
+
+
+#: The decision variants compared by ``--protocols nested`` unless ``--variant`` names others:
+#: the shipped options, the pooled objective of the previous version, the vocabulary option
+#: and 0.5 on the graded scores. Each is a set of ``rules`` options.
+NESTED_VARIANTS: dict[str, dict[str, str]] = {
+    "shipped": {},
+    "pooled-8": {"decision_objective": "pooled", "decision_min_positives": "8"},
+    "vote-vocabulary": {"decision_vocabulary": "true"},
+    "half": {"decision": "half"},
+}
+
+
+def parse_variants(items) -> dict[str, dict[str, str]]:
+    """``["NAME=OPTION=VALUE,OPTION=VALUE", ...]`` -> ``{NAME: {OPTION: VALUE}}`` (rules
+    options; ``NAME=`` alone is the shipped options); none given: :data:`NESTED_VARIANTS`."""
+    if not items:
+        return {name: dict(values) for name, values in NESTED_VARIANTS.items()}
+    variants = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--variant {item!r} is not NAME=OPTION=VALUE[,OPTION=VALUE]")
+        values = {}
+        for pair in filter(None, rest.split(",")):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise SystemExit(f"--variant {item!r}: {pair!r} is not OPTION=VALUE")
+            values[key.strip()] = value.strip()
+        variants[name.strip()] = values
+    return variants
+
+
+def nested_loso(records, values, sources, digests, truth, classes, variants, options) -> dict:
+    """Nested leave one source out: for each held-out source, each variant is scored by a
+    leave-one-source-out loop over the training sources alone (the challenge metric of their
+    held-out records pooled), the best is refitted on all the training sources and scores the
+    held-out source. The held-out source takes no part in the choice. Returns the outer
+    outputs (``binary``), each split's choice and the inner scores of every variant."""
+    from evaluation import metrics
+    from team_code.classifiers.cv import leave_one_source_out
+    from team_code.data.labels import scored_classes
+
+    weights = scored_classes().weights
+    sources = np.asarray(sources)
+    digests = np.asarray(digests)
+    binary = np.zeros(truth.shape, bool)
+    floor = np.zeros(truth.shape, bool)
+    chosen = {}
+    for source, train, test in leave_one_source_out(sources, digests):
+        inner = [
+            (f"{source}/{s}", train[tr], train[te])
+            for s, tr, te in leave_one_source_out(sources[train], digests[train])
+        ]
+        scored = {}
+        for name, variant in variants.items():
+            merged = {**options, "rules": {**options.get("rules", {}), **variant}}
+            inner_out = cross_predict(records, values, inner, merged, quiet=True)["binary"]
+            rows = np.concatenate([te for _, _, te in inner])
+            scored[name] = metrics.compute_challenge_metric(
+                weights, truth[rows], inner_out["rules"][rows], list(classes)
+            )
+        best = max(scored, key=lambda name: scored[name])  # ties: the first listed
+        merged = {**options, "rules": {**options.get("rules", {}), **variants[best]}}
+        outer = cross_predict(records, values, [(source, train, test)], merged, quiet=True)
+        binary[test] = outer["binary"]["rules"][test]
+        floor[test] = outer["binary"]["prevalence"][test]
+        chosen[source] = {"chosen": best, "inner": scored}
+        inner_text = ", ".join(f"{n} {v:.3f}" for n, v in scored.items())
+        print(f"[nested, held out {source}] inner LOSO: {inner_text} -> {best}", flush=True)
+    return {"binary": binary, "floor": floor, "chosen": chosen}
 
 
 def rules_tables(args) -> dict:
@@ -187,8 +275,28 @@ def rules_tables(args) -> dict:
         elif protocol == "kfold":
             folds = grouped_kfold(truth, digests, args.folds, args.seed)
             splits = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
+        elif protocol == "nested":
+            variants = parse_variants(args.variants)
+            print(
+                f"\nnested LOSO over {len(variants)} variants: "
+                + "; ".join(f"{n} {v or '(shipped options)'}" for n, v in variants.items())
+            )
+            nested = nested_loso(
+                records, values, sources, digests, truth, classes, variants, options
+            )
+            binary = {"prevalence": nested["floor"], "rules (nested choice)": nested["binary"]}
+            report = source_report(
+                records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed
+            )
+            print_source_report(f"nested loso ({len(variants)} variants)", report)
+            out[protocol] = {
+                "by_source": report,
+                "variants": variants,
+                "chosen": nested["chosen"],
+            }
+            continue
         else:
-            raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold)")
+            raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested)")
         result = cross_predict(records, values, splits, options)
         report = source_report(
             records.names, truth, result["binary"], classes, n_boot=args.bootstrap, seed=args.seed
