@@ -89,7 +89,7 @@ all matched errors pooled.
 
 Usage::
 
-    python benchmarks/delineation.py [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
+    python -m benchmarks.delineation [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
         [--methods project project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave]
         [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
 
@@ -118,8 +118,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 TOLERANCE_S = 0.150  # a boundary within this of the cardiologist's matches
 WAVES = ("P", "QRS", "T")
