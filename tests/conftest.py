@@ -3,6 +3,10 @@
 Real data is read in place from ``$ECG_KIT_DATA`` or ``<repo>/../shared/data``. Where it is
 missing, tests that need it skip with the reason; with ``ECG_KIT_REQUIRE_DATA=1`` (set by
 ``.ci/run``) they fail instead, so a CI run cannot pass by skipping them.
+
+Tests that need some Challenge records but no particular ones take ``records_dir``: the real
+records where they are, else synthetic records with planted labels, so they run without
+``../shared`` (and still on the real records in CI).
 """
 
 from __future__ import annotations
@@ -39,6 +43,35 @@ def shared_data() -> Path:
 def challenge_dir(shared_data) -> Path:
     """The 231 real Challenge records."""
     return _need(shared_data / "challenge")
+
+
+#: The synthetic stand-in for challenge/: (name prefix, sampling rate in Hz) of each source, so
+#: that record_source finds four sources, one of them at INCART's 257 Hz.
+SYNTHETIC_SOURCES = (("A", 500), ("E", 500), ("HR", 500), ("I", 257))
+
+#: Synthetic records per source.
+SYNTHETIC_PER_SOURCE = 24
+
+
+def synthetic_records(folder: Path) -> Path:
+    """Write the synthetic stand-in for challenge/ into ``folder`` (96 ten-second records,
+    ``A00001`` ... ``I00024``, the labels team_code.data.synth plants); returns ``folder``."""
+    from team_code.data.synth import generate_dataset
+
+    for seed, (prefix, fs) in enumerate(SYNTHETIC_SOURCES):
+        generate_dataset(folder, SYNTHETIC_PER_SOURCE, seed=seed, fs=fs, prefix=prefix)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def records_dir(tmp_path_factory) -> Path:
+    """Challenge records for tests that need some but no particular ones: the real challenge/
+    folder where it is, else :func:`synthetic_records`. With ``ECG_KIT_REQUIRE_DATA=1`` the
+    real folder must be there."""
+    real = data_root() / "challenge"
+    if real.exists() or os.environ.get("ECG_KIT_REQUIRE_DATA") == "1":
+        return _need(real)
+    return synthetic_records(tmp_path_factory.mktemp("synthetic_challenge"))
 
 
 @pytest.fixture

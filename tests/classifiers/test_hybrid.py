@@ -67,8 +67,8 @@ def test_stacker_leaves_rare_classes_to_the_best_member_and_unseen_ones_out():
     np.testing.assert_array_equal(stacked.start_thresholds(own), [0.5, 0.3, 0.5])
 
 
-def test_hybrid_of_prevalence_round_trip(challenge_dir, tmp_path):
-    records = RecordSet.from_folder(challenge_dir)
+def test_hybrid_of_prevalence_round_trip(records_dir, tmp_path):
+    records = RecordSet.from_folder(records_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3)
     model = HybridClassifier(config).fit(records, Task())
     assert set(model.fusion_scores_) == {
@@ -187,12 +187,12 @@ def test_a_simpler_candidate_wins_unless_the_better_one_is_clearly_better():
 
 @pytest.mark.parametrize("fusion", ["single", "selection"])
 def test_the_hybrid_ships_its_members_own_thresholds_and_reproduces_their_score(
-    challenge_dir, fusion
+    records_dir, fusion
 ):
     # Prevalence's thresholds are "never" in some folds and just below the prevalence in
     # others (LAnFB, VPB, SA on these records): an average of them is a threshold no model
     # used. The hybrid of one member with its own thresholds must be that member.
-    records = RecordSet.from_folder(challenge_dir)
+    records = RecordSet.from_folder(records_dir)
     config = HybridConfig(members=("prevalence",), n_folds=3, fusion=fusion, thresholding="own")
     model = HybridClassifier(config).fit(records, Task())
     member = model.members_["prevalence"]
@@ -232,11 +232,12 @@ def failing_member():
 
 
 def test_a_record_one_member_cannot_process_is_left_out_of_its_part_only(
-    challenge_dir, failing_member, capsys
+    records_dir, failing_member, capsys
 ):
     import dataclasses
 
-    records = [RecordSet.from_folder(challenge_dir)[i] for i in range(0, 231, 3)]
+    every = RecordSet.from_folder(records_dir)
+    records = [every[i] for i in range(0, len(every), 3)]
     records[5] = dataclasses.replace(records[5], name=records[5].name + "_bad")
     config = HybridConfig(members=("prevalence", failing_member), n_folds=3)
     model = HybridClassifier(config).fit(records, Task())

@@ -190,7 +190,7 @@ def test_same_seed_same_model():
     assert not np.array_equal(a.predict_proba(records), c.predict_proba(records))
 
 
-def test_second_epoch_and_second_run_read_the_cache(challenge_dir, tmp_path, monkeypatch):
+def test_second_epoch_and_second_run_read_the_cache(records_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = records_module.load_record
 
@@ -199,7 +199,7 @@ def test_second_epoch_and_second_run_read_the_cache(challenge_dir, tmp_path, mon
         return original(path)
 
     monkeypatch.setattr(records_module, "load_record", counting)
-    records = RecordSet.from_folder(challenge_dir).subset(range(12))
+    records = RecordSet.from_folder(records_dir).subset(range(12))
     config = dataclasses.replace(SMALL, epochs=2)
     ctx = RunContext(cache_dir=str(tmp_path / "cache"), progress=False)
     first = ParallelCNNClassifier(config).fit(records, Task(), ctx)

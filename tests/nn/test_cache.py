@@ -40,9 +40,9 @@ def counting(monkeypatch):
 
 
 @pytest.fixture
-def few_records(challenge_dir, tmp_path):
-    """Four real records and one whose signal file is missing (header copied alone)."""
-    paths = find_records(challenge_dir)[:4]
+def few_records(records_dir, tmp_path):
+    """Four records and one whose signal file is missing (header copied alone)."""
+    paths = find_records(records_dir)[:4]
     broken = tmp_path / "data" / "BROKEN.hea"
     broken.parent.mkdir()
     broken.write_text(paths[0].read_text().replace(paths[0].stem, "BROKEN"))
