@@ -109,11 +109,13 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Entry point; returns the exit status (0 trained, 2 bad arguments or data)."""
+    """Entry point; returns the exit status (0 trained, 2 bad arguments or data, 3 a training
+    diverged)."""
     args = get_parser(prog).parse_args(argv)
     from team_code import harness
     from team_code.classifiers import registry
     from team_code.data.leads import parse_lead_sets
+    from team_code.runs import TrainingDiverged
 
     if args.list:
         print("\n".join(registry.available()))
@@ -140,6 +142,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             loader_workers=args.loader_workers,
             threads=args.threads,
         )
+    except TrainingDiverged as error:  # no model is written; the message says what to change
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
