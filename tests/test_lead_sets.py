@@ -29,10 +29,10 @@ QUICK = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, challenge_dir):
+def trained(tmp_path_factory, records_dir):
     """A 2021 model for 12, 6 and 2 leads, and 12-, 6-, 2- and 1-lead copies of records."""
     root = tmp_path_factory.mktemp("lead_sets")
-    headers = find_records(challenge_dir)[:: len(find_records(challenge_dir)) // N_RECORDS]
+    headers = find_records(records_dir)[:: len(find_records(records_dir)) // N_RECORDS]
     headers = headers[:N_RECORDS]
     data = {}
     for name, leads in {

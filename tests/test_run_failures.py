@@ -43,9 +43,9 @@ def _records(folder: Path, names) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prevalence_model(challenge_dir, tmp_path_factory):
+def prevalence_model(records_dir, tmp_path_factory):
     model = tmp_path_factory.mktemp("model")
-    harness.train(challenge_dir, model, ["prevalence"], log=lambda m: None)
+    harness.train(records_dir, model, ["prevalence"], log=lambda m: None)
     return model
 
 
@@ -109,12 +109,12 @@ def test_a_failed_record_gets_an_all_negative_output_and_the_folder_stays_scorea
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(
-    prevalence_model, tmp_path, challenge_dir, make, extra, message
+    prevalence_model, tmp_path, records_dir, make, extra, message
 ):
     outputs = tmp_path / "OUT"
     make(outputs)
     extra = [str(tmp_path / e) if e.startswith("OUT/") else e for e in extra]
-    done = _cli("run_model.py", prevalence_model, challenge_dir, outputs, "--no-progress", *extra)
+    done = _cli("run_model.py", prevalence_model, records_dir, outputs, "--no-progress", *extra)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not outputs.is_dir()  # nothing written
@@ -281,11 +281,11 @@ def _modes(folder: Path) -> set[int]:
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
-def test_models_and_outputs_are_readable_as_the_umask_allows(challenge_dir, tmp_path, umask, mode):
+def test_models_and_outputs_are_readable_as_the_umask_allows(records_dir, tmp_path, umask, mode):
     data = _records(tmp_path / "data", ["R0000", "R0001"])
     old = os.umask(umask)
     try:
-        harness.train(challenge_dir, tmp_path / "model", ["prevalence"], log=lambda m: None)
+        harness.train(records_dir, tmp_path / "model", ["prevalence"], log=lambda m: None)
         harness.run(tmp_path / "model", data, tmp_path / "out", progress=False)
         atomic_write_text(tmp_path / "plain.txt", "x")
     finally:
@@ -329,7 +329,7 @@ def test_an_unforeseen_reader_error_costs_only_its_record(prevalence_model, tmp_
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_model_that_cannot_be_loaded_is_a_usage_error(
-    prevalence_model, tmp_path, challenge_dir, workers
+    prevalence_model, tmp_path, records_dir, workers
 ):
     import shutil
 
@@ -337,9 +337,7 @@ def test_a_model_that_cannot_be_loaded_is_a_usage_error(
     shutil.copytree(prevalence_model, model)
     (model / "prevalence" / "prevalence.json").write_text("{not json")
     outputs = tmp_path / "out"
-    done = _cli(
-        "run_model.py", model, challenge_dir, outputs, "--no-progress", "--workers", workers
-    )
+    done = _cli("run_model.py", model, records_dir, outputs, "--no-progress", "--workers", workers)
     assert done.returncode == 2, done.stderr
     assert f"cannot load the model in {model}" in done.stderr
     assert "Traceback" not in done.stderr
