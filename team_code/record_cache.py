@@ -333,8 +333,12 @@ def per_record(
     progress: bool = False,
     desc: str = "preprocessing",
     log: Callable[[str], None] | None = _say,
+    pack: bool = False,
 ) -> PerRecord:
     """``compute(record)`` of every record, each computed once and kept in the cache.
+
+    With ``pack`` (arrays of one shape), the entries are then kept in the folder's pack, one
+    memory-mapped array (:func:`team_code.nn.packed.pack`), and the items are its rows.
 
     ``settings`` must name everything ``compute`` depends on besides the record (its
     ``"kind"`` names the cache folder) and ``code`` the modules or packages whose source it
@@ -365,7 +369,16 @@ def per_record(
     ]
     failures_file = folder / "failures.json"
     known = load_json(failures_file) if failures_file.is_file() else {}
-    todo = [i for i, t in enumerate(targets) if t.name not in known and not t.is_file()]
+    packed: set[str] = set()
+    if pack:
+        from team_code.nn.packed import packed_entries
+
+        packed = packed_entries(folder)
+
+    def present(target: Path) -> bool:
+        return target.name in packed or target.is_file()
+
+    todo = [i for i, t in enumerate(targets) if t.name not in known and not present(t)]
     problems: dict[int, tuple[str, str]] = {}
     if todo:
         log(f"{desc}: computing {len(todo)} of {len(records)} records into {folder}")
@@ -378,11 +391,16 @@ def per_record(
         save_json(failures_file, known)
     kept, failures = [], []
     for i, target in enumerate(targets):
-        if target.name not in known and target.is_file():
+        if target.name not in known and present(target):
             kept.append(i)
             continue
         name, problem = known.get(target.name, [_record_name(records, i), "no cache entry"])
         failures.append((name, problem))
         log(f"warning: record {name} left out: {problem}")
-    entries = StoredEntries([targets[i] for i in kept], fmt.load)
-    return PerRecord(entries, np.asarray(kept, dtype=int), failures, folder)
+    if pack:
+        from team_code.nn.packed import pack as pack_entries
+
+        items = pack_entries(folder, [targets[i].name for i in kept], fmt.load)
+    else:
+        items = StoredEntries([targets[i] for i in kept], fmt.load)
+    return PerRecord(items, np.asarray(kept, dtype=int), failures, folder)

@@ -319,6 +319,11 @@ class CWTGoogLeNetClassifier(DeepClassifier):
             scalograms=scalogram_config(self.config),
         )
 
+    def window_s(self) -> tuple[float, float]:
+        """The rhythm segment and its margins, one every ``rhythm_s``."""
+        c = self.config
+        return c.rhythm_s + 2 * c.margin_s, c.rhythm_s
+
     def input_settings(self) -> dict:
         return image_settings(self.config)
 

@@ -262,7 +262,8 @@ class ParallelCNN(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every branch."""
+        """Logits of every branch (a float16 batch, as packed caches give, is read as float32)."""
+        x = x.float()
         if self.scale is not None:
             x = self.scale(x)
         x = x.unsqueeze(2)  # (batch, leads, 1, samples)
@@ -381,6 +382,11 @@ class ParallelCNNClassifier(DeepClassifier):
         return functools.partial(
             preprocess_signal, fs_hz=c.fs_hz, length=c.length, highpass_hz=c.highpass_hz
         )
+
+    def window_s(self) -> tuple[float, float]:
+        """Back-to-back windows of ``length`` samples at ``fs_hz``."""
+        seconds = self.config.length / self.config.fs_hz
+        return seconds, seconds
 
     def input_settings(self) -> dict:
         c = self.config

@@ -60,7 +60,9 @@ def test_second_run_reads_the_cache_not_the_records(few_records, tmp_path, monke
     messages = []
     prep = functools.partial(first_lead_head, n=1000)
     settings = {"kind": "test/1", "n": 1000}
-    first = cached_inputs(few_records, prep, settings, tmp_path / "c", log=messages.append)
+    first = cached_inputs(
+        few_records, prep, settings, tmp_path / "c", log=messages.append, packed=False
+    )
     assert calls["n"] == 5  # every record read once
     assert first.failures == [("BROKEN", "signal file BROKEN.mat is missing")]
     assert any("BROKEN" in m for m in messages)
@@ -69,7 +71,9 @@ def test_second_run_reads_the_cache_not_the_records(few_records, tmp_path, monke
     assert first.folder.parent == tmp_path / "c" and first.folder.name.startswith("test-1-")
     expected = np.stack([few_records[i].signal[:1, :1000] for i in first.kept])
     calls["n"] = 0
-    second = cached_inputs(few_records, prep, settings, tmp_path / "c", log=messages.append)
+    second = cached_inputs(
+        few_records, prep, settings, tmp_path / "c", log=messages.append, packed=False
+    )
     assert calls["n"] == 0  # nothing re-read, the failure not retried
     assert second.failures == first.failures and list(second.kept) == list(first.kept)
     stack = np.stack([second.items[i] for i in range(len(second))])
@@ -82,6 +86,7 @@ def test_second_run_reads_the_cache_not_the_records(few_records, tmp_path, monke
         tmp_path / "c",
         dtype="float32",
         log=None,
+        packed=False,
     )
     assert other.folder != first.folder and other.items[0].shape == (1, 500)
     assert other.items[0].dtype == np.float32
@@ -99,7 +104,9 @@ def test_subsets_share_one_entry_per_record(synthetic, tmp_path, monkeypatch):
     folds = [[0, 1, 2, 3], [2, 3, 4, 5], [0, 1, 4, 5], list(range(n))]
     seen = {}
     for fold in folds:
-        got = cached_inputs(synthetic.subset(fold), prep, settings, tmp_path / "c", log=None)
+        got = cached_inputs(
+            synthetic.subset(fold), prep, settings, tmp_path / "c", log=None, packed=False
+        )
         for position, i in enumerate(fold):
             row = np.asarray(got.items[position])
             if i in seen:
@@ -116,7 +123,7 @@ def test_subsets_share_one_entry_per_record(synthetic, tmp_path, monkeypatch):
 
 def test_a_changed_record_file_or_setting_gets_a_new_entry(synthetic, tmp_path, monkeypatch):
     prep = functools.partial(first_lead_head, n=200)
-    first = cached_inputs(synthetic, prep, {"kind": "t"}, tmp_path, log=None)
+    first = cached_inputs(synthetic, prep, {"kind": "t"}, tmp_path, log=None, packed=False)
     header = synthetic.paths[2]
     signal_file = header.with_suffix(".mat")
     data = bytearray(signal_file.read_bytes())
@@ -125,7 +132,9 @@ def test_a_changed_record_file_or_setting_gets_a_new_entry(synthetic, tmp_path, 
     stat = signal_file.stat()
     os.utime(signal_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     calls = counting(monkeypatch)
-    again = cached_inputs(RecordSet(synthetic.paths), prep, {"kind": "t"}, tmp_path, log=None)
+    again = cached_inputs(
+        RecordSet(synthetic.paths), prep, {"kind": "t"}, tmp_path, log=None, packed=False
+    )
     assert calls["n"] == 1  # only the changed record is read again
     assert again.folder == first.folder and len(list(first.folder.glob("*.npy"))) == 7
     other = cached_inputs(synthetic, prep, {"kind": "t", "x": 1}, tmp_path, log=None)

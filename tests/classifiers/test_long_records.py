@@ -1,0 +1,71 @@
+"""A record longer than one network window is scored from all of its windows (the maximum)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier
+from team_code.classifiers.deep import record_windows
+from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
+from team_code.context import IN_MEMORY, Task
+from team_code.data.records import STANDARD_LEADS, Record
+from team_code.nn.cache import SignalDataset
+
+
+class SpikeDetector(torch.nn.Module):
+    """Logit of every class: how far the input's largest |mV| is above 2 mV."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, x):
+        peak = x.float().abs().flatten(1).amax(dim=1, keepdim=True)
+        return (10.0 * (peak - 2.0)).expand(-1, self.n_classes)
+
+
+def ecg(name: str, seconds: float, fs: float = 100.0, spike_at_s: float | None = None) -> Record:
+    """A 12-lead record of a 1-mV, 1-Hz sine, with a 5-mV spike at ``spike_at_s``."""
+    t = np.arange(int(seconds * fs)) / fs
+    signal = np.tile(np.sin(2 * np.pi * t), (12, 1)).astype(np.float32)
+    if spike_at_s is not None:
+        signal[:, int(spike_at_s * fs)] = 5.0
+    return Record(name, signal, fs, STANDARD_LEADS)
+
+
+def detector_model():
+    """parallel_cnn's preprocessing (2-s windows at 100 Hz) in front of the spike detector."""
+    config = dataclasses.replace(ParallelCNNClassifier.quick_config(), highpass_hz=0.0)
+    model = ParallelCNNClassifier(config)
+    model._begin(Task(), IN_MEMORY)
+    model.network_ = SpikeDetector(len(model.classes_))
+    return model
+
+
+def test_an_abnormality_in_the_second_window_is_found():
+    model = detector_model()
+    assert model.window_s() == (2.0, 2.0)
+    first_only = ecg("FIRST", 4.0, spike_at_s=0.5)
+    second_only = ecg("SECOND", 4.0, spike_at_s=3.0)
+    clean = ecg("CLEAN", 5.0)
+    short = ecg("SHORT", 1.5, spike_at_s=1.0)
+    scores = model.predict_proba([first_only, second_only, clean, short])
+    assert scores[:, 0] == pytest.approx([1.0, 1.0, 0.0, 1.0], abs=1e-3)
+    # the first window alone (what the network was given before) misses the second one's spike
+    first_window = model._scores(SignalDataset(model.inputs([second_only])))
+    assert first_window[0, 0] < 1e-3
+
+
+def test_windows_cover_the_record_and_end_at_its_end():
+    signal = np.arange(10.0)[None, :]
+    windows = record_windows(signal, fs=1.0, window_s=4, hop_s=4)
+    assert [w[0].tolist() for w in windows] == [[0, 1, 2, 3], [4, 5, 6, 7], [6, 7, 8, 9]]
+    assert len(record_windows(signal, 1.0, 10, 10)) == 1  # one window: the record
+    overlap = record_windows(signal, 1.0, 6, 4)  # cwt_googlenet: margins overlap
+    assert [w[0, 0] for w in overlap] == [0, 4]
+    model = CWTGoogLeNetClassifier()
+    assert model.window_s() == (14.0, 10.0)
