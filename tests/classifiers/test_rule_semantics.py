@@ -16,10 +16,10 @@ import pytest
 
 from team_code.classifiers.rules import (
     RulesClassifier,
-    _rule_table,
     evaluate_rules,
     label_vocabulary,
     operating_thresholds,
+    rule_table,
 )
 from team_code.classifiers.thresholds import NEVER
 from team_code.data import synth
@@ -84,7 +84,7 @@ def test_axis_deviation_follows_the_frontal_axis_and_the_published_cut_offs(axis
 
 
 def test_every_threshold_is_published_inside_its_bounds_with_a_source():
-    for rule in _rule_table().values():
+    for rule in rule_table().values():
         for name, t in rule.thresholds.items():
             assert t.lo <= t.value <= t.hi, (rule.abbreviation, name)
             assert t.source, (rule.abbreviation, name)  # where value and bounds are stated
@@ -98,7 +98,7 @@ def test_every_threshold_is_published_inside_its_bounds_with_a_source():
         ("LQT", "lqt_qtc_male_ms"): 450.0,
         ("LQT", "lqt_qtc_female_ms"): 460.0,
     }
-    by_name = {r.abbreviation: r for r in _rule_table().values()}
+    by_name = {r.abbreviation: r for r in rule_table().values()}
     for (abbreviation, name), value in published.items():
         assert by_name[abbreviation].thresholds[name].value == value
 
