@@ -649,9 +649,13 @@ def evaluate_rules(
     Returns:
         class code -> ``{"score", "terms", "missing"}`` for the classes that have a rule.
     """
-    codes = list(codes) if codes is not None else list(rule_table())
-    scored = scored if scored is not None else table_for(codes)
     thresholds = thresholds or default_thresholds()
+    if codes is None:  # the whole book, each rule by its own code (no table holds them all)
+        return {
+            code: score_rule(rule, values, thresholds[code]) for code, rule in rule_table().items()
+        }
+    codes = list(codes)
+    scored = scored if scored is not None else table_for(codes)
     out = {}
     for code in codes:
         rule = rule_for_class(code, scored)
