@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.tables import TASKS, task_weights_path
-from team_code.data.labels import ScoredClasses, label_matrix, scored_classes
+from team_code.data.labels import NORMAL_CLASS, ScoredClasses, label_matrix, scored_classes
 from team_code.data.leads import LEAD_SETS, parse_leads
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
 
@@ -74,6 +74,26 @@ class Task:
             raise ValueError(
                 f"task table {self.table!r} is neither {' nor '.join(TASKS)} nor a weights.csv file"
             )
+        if self.table not in TASKS:
+            self._check_custom_table()
+
+    def _check_custom_table(self) -> None:
+        """A custom table must score sinus rhythm as a class of its own (the first code of
+        its group): the challenge metric measures every output against the "inactive" one
+        that gives sinus rhythm alone."""
+        scored = self.scored
+        if NORMAL_CLASS in scored.codes:
+            return
+        where = (
+            f"it stands in the group of {scored.representative[NORMAL_CLASS]}; it must be the "
+            "first code of its group"
+            if NORMAL_CLASS in scored.representative
+            else "it is not among the table's classes"
+        )
+        raise ValueError(
+            f"task table {self.weights_path}: the challenge metric needs sinus rhythm "
+            f"{NORMAL_CLASS} (its 'inactive' reference class) as a scored class: {where}"
+        )
 
     @property
     def weights_path(self) -> Path:
