@@ -120,3 +120,18 @@ def test_a_rules_only_training_is_unaffected(tmp_path, capsys, one_thread):
     )  # fmt: skip
     assert status == 0, capsys.readouterr().err
     assert (model / "manifest.json").is_file()
+
+
+def test_a_member_that_diverges_inside_the_hybrid_stops_its_training(tmp_path, one_thread):
+    from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+    from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
+    from team_code.context import RunContext, Task
+
+    cnn = {**dataclasses.asdict(ParallelCNNClassifier.quick_config()), "lr": 1e12}
+    config = HybridConfig(
+        members=("prevalence", "parallel_cnn"), n_folds=2, member_options={"parallel_cnn": cnn}
+    )
+    with pytest.raises(TrainingDiverged, match=r"parallel_cnn .* diverged at epoch 1"):
+        HybridClassifier(config).fit(
+            _synthetic(tmp_path / "data"), Task(), RunContext(cache_dir="none", progress=False)
+        )
