@@ -48,7 +48,7 @@ def test_the_projection_counts_every_epoch_fold_and_record():
     assert p["preprocess_s"] == pytest.approx(10.0)
 
 
-def test_the_cpu_rehearsal_runs_one_process_then_torchrun(challenge_dir, tmp_path):
+def test_the_cpu_rehearsal_runs_one_process_then_torchrun(records_dir, tmp_path):
     out = tmp_path / "figures"
     env = {
         **os.environ,
@@ -58,7 +58,7 @@ def test_the_cpu_rehearsal_runs_one_process_then_torchrun(challenge_dir, tmp_pat
         "CUDA_VISIBLE_DEVICES": "",  # the rehearsal, even on a machine with a GPU
     }
     process = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", str(challenge_dir), str(out)],
+        ["bash", "scripts/gpu_check.sh", str(records_dir), str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -87,3 +87,18 @@ def test_the_cpu_rehearsal_runs_one_process_then_torchrun(challenge_dir, tmp_pat
         prep = ddp["engines"][name]["prep_s_per_record"]
         assert prep == single["engines"][name]["prep_s_per_record"]
     assert not (out / "cache").exists()
+
+
+def test_device_cpu_rehearses_every_step_and_projects_both_challenge_sizes(records_dir, tmp_path):
+    out = tmp_path / "cpu.json"
+    args = ["--data", str(records_dir), "--records", "4", "--device", "cpu", "--json", str(out)]
+    args += ["--cache", str(tmp_path / "c")]
+    assert gpu_check.main(gpu_check.get_parser().parse_args(args)) == 0
+    report = json.loads(out.read_text())
+    assert report["device"] == "CPU" and report["tiny"] and report["amp"] == "none"
+    assert set(report["projections"]) == {"43101", "88000"}
+    for figures in report["engines"].values():
+        assert figures["packed"]  # read from the packed cache, a batch at a time
+        assert figures["gpu_util_mean"] is None and figures["gpu_util_readings"] == 0
+    big, bigger = report["projections"]["43101"], report["projections"]["88000"]
+    assert bigger["parallel_cnn"]["training_s"] > big["parallel_cnn"]["training_s"] > 0
