@@ -57,7 +57,7 @@ class ModelFolderError(ValueError):
 
 def staging_folder(target: str | os.PathLike) -> Path:
     """The temporary sibling this process builds ``target`` in."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))
     return target.parent / f".{target.name}.tmp-{os.getpid()}"
 
 
@@ -68,7 +68,7 @@ def _aside_folder(target: Path) -> Path:
 def check_writable(target: str | os.PathLike) -> None:
     """Raise unless ``target`` may be replaced by a new model: it does not exist, or it is a
     folder holding a model (a manifest), run state (``.work``, ``.cache``) or nothing."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))
     if not target.exists():
         return
     if not target.is_dir():
@@ -90,7 +90,7 @@ def begin(target: str | os.PathLike) -> Path:
     Leftovers of trainings whose process is gone are cleared first: a temporary folder is
     removed, and an old model moved aside by an interrupted :func:`commit` is put back where
     ``target`` is missing (else removed)."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))
     check_writable(target)
     for leftover in sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*")):
         kind, _, pid = leftover.name[len(target.name) + 2 :].rpartition("-")
@@ -166,7 +166,7 @@ def write_manifest(folder: str | os.PathLike, manifest: dict) -> dict:
 def commit(staging: str | os.PathLike, target: str | os.PathLike) -> None:
     """Move the finished model in ``staging`` into place as ``target``, with the run state of
     the folder it replaces; the replaced model is removed."""
-    staging, target = Path(staging), Path(target)
+    staging, target = Path(staging), Path(os.path.abspath(target))
     if not (staging / MANIFEST).is_file():
         raise ModelFolderError(f"{staging} holds no finished model ({MANIFEST} is missing)")
     check_writable(target)

@@ -178,6 +178,14 @@ def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path):
     assert _siblings(model) == [f".model.tmp-{os.getpid()}"]
 
 
+def test_a_relative_model_path_is_built_beside_it(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    harness.train(data, "model", ["prevalence"], log=_quiet, progress=False)
+    harness.train(data, "model/", ["prevalence"], log=_quiet, progress=False)
+    assert harness.load_manifest(tmp_path / "model")["primary"] == "prevalence"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_only_rank_0_writes(data, tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     model = tmp_path / "model"
@@ -340,12 +348,16 @@ def test_a_version_listed_as_output_identical_is_served(data, tmp_path, monkeypa
 
 
 def test_the_version_has_one_source():
+    """pyproject.toml reads the version from team_code.__version__ (or repeats it)."""
     import tomllib
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    if "version" in project["dynamic"]:
-        return  # setuptools reads team_code.__version__
-    assert project["version"] == __version__
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    if "version" in pyproject["project"].get("dynamic", []):
+        dynamic = pyproject["tool"]["setuptools"]["dynamic"]["version"]
+        assert dynamic == {"attr": "team_code.__version__"}
+    else:
+        assert pyproject["project"]["version"] == __version__
+    assert __version__ == "0.2.0"  # model format 2: folders of 0.1.0 are refused
 
 
 # --------------------------------------------------------------------------------------------
