@@ -27,8 +27,14 @@ that a CPU rehearses every step in seconds: its figures project nothing. Per eng
   process count);
 - mixed precision: on CUDA, bf16 where the device supports it, else fp16 with a gradient
   scaler; none on a CPU.
+- GPU: peak memory allocated (``torch.cuda.max_memory_allocated``) beside the card's total,
+  and utilisation read every 0.2 s during the training (``torch.cuda.utilization``, else
+  ``nvidia-smi``); the inputs are read from the packed cache (:mod:`team_code.nn.packed`), a
+  batch at a time, as training reads them. ``--device cpu`` rehearses every step on the CPU
+  even where a GPU is.
 
-Projection for ``--project`` records (43,101, the 2020 Challenge's public training set), per
+Projection for each of ``--project``'s sizes (43,101: the 2020 Challenge's public training set;
+88,000: the 2021 Challenge's), per
 engine: preprocessing once (the cache is per record, shared by every fold), in one process and
 spread over the machine's cores (``num_workers``/``preprocess_workers``; assumes it scales
 with them), and one training
@@ -55,6 +61,10 @@ from pathlib import Path
 ENGINES = ("parallel_cnn", "cwt_googlenet")
 #: Records in the 2020 Challenge's public training set.
 CHALLENGE_RECORDS = 43_101
+#: Records of the 2021 Challenge's training sets (about).
+CHALLENGE_2021_RECORDS = 88_000
+#: Seconds between two readings of the GPU's utilisation during a training.
+UTILISATION_PERIOD_S = 0.2
 #: Sizes of the CPU rehearsal (``--sizes tiny``): every step runs, in seconds.
 TINY = {
     "parallel_cnn": {"fs_hz": 100.0, "length": 500, "filters": 4, "n_blocks": 3},
@@ -81,7 +91,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prep-workers", type=int, default=0, help="preprocessing processes")
     parser.add_argument("--cache", default="", help="cache folder (default: a temporary one)")
     parser.add_argument("--baseline", default="", help="JSON of a first stage (preprocessing)")
-    parser.add_argument("--project", type=int, default=CHALLENGE_RECORDS, help="records")
+    parser.add_argument(
+        "--project",
+        default=f"{CHALLENGE_RECORDS},{CHALLENGE_2021_RECORDS}",
+        help="records to project the training time for, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help='"auto" (CUDA when present), "cpu" (the rehearsal, even with a GPU), "cuda[:N]"',
+    )
     parser.add_argument("--json", default="", help="write the figures here (rank 0)")
     return parser
 
@@ -98,7 +117,7 @@ def amp_setting(device, bf16_supported: bool) -> str:
     return "bf16" if bf16_supported else "fp16"
 
 
-def engine(name: str, tiny: bool, prep_workers: int = 0, cache: str = "none"):
+def engine(name: str, tiny: bool, prep_workers: int = 0, cache: str = "none", device="auto"):
     """The engine at its default config (tiny sizes when asked), set up for the 2020 task on
     twelve leads in a run with ``cache`` and ``prep_workers`` preprocessing processes."""
     from team_code.classifiers import registry
@@ -106,8 +125,70 @@ def engine(name: str, tiny: bool, prep_workers: int = 0, cache: str = "none"):
 
     cls = registry.get(name)
     model = cls(dataclasses.replace(cls.Config(), **(TINY[name] if tiny else {})))
-    model._begin(Task(), RunContext(cache_dir=cache, workers=prep_workers, progress=False))
+    run = RunContext(device=device, cache_dir=cache, workers=prep_workers, progress=False)
+    model._begin(Task(), run)
     return model
+
+
+class Utilisation:
+    """The GPU's utilisation (percent) read every ``UTILISATION_PERIOD_S`` in a thread while
+    the block runs: ``torch.cuda.utilization`` (NVML), else ``nvidia-smi``; nothing on a CPU.
+    :attr:`readings` holds the percentages read."""
+
+    def __init__(self, device):
+        self.device, self.readings = device, []
+        self._stop = None
+
+    def _read(self):
+        import subprocess
+
+        import torch
+
+        try:
+            return float(torch.cuda.utilization(self.device))
+        except Exception:  # no NVML bindings (pynvml): ask nvidia-smi
+            index = self.device.index or 0
+            command = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu"]
+            try:
+                out = subprocess.run(
+                    [*command, "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
+                return float(out.stdout.strip().splitlines()[0])
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                return None
+
+    def _loop(self):
+        while not self._stop.wait(UTILISATION_PERIOD_S):
+            value = self._read()
+            if value is not None:
+                self.readings.append(value)
+
+    def __enter__(self):
+        import threading
+
+        if self.device.type == "cuda":
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+
+    def summary(self) -> dict:
+        """Mean and median utilisation (None without readings) and the number of readings."""
+        if not self.readings:
+            return {"gpu_util_mean": None, "gpu_util_median": None, "gpu_util_readings": 0}
+        return {
+            "gpu_util_mean": statistics.fmean(self.readings),
+            "gpu_util_median": statistics.median(self.readings),
+            "gpu_util_readings": len(self.readings),
+        }
 
 
 def train_config(model, amp: str, epochs: int):
@@ -175,7 +256,9 @@ def measure(name: str, model, records, truth, amp: str, epochs: int, items: int)
     options = train_config(model, amp, epochs)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = fit(network, SignalDataset(inputs, targets, rows=rows), None, loss, options, log=None)
+    train_set = SignalDataset(inputs, targets, rows=rows)
+    with Utilisation(device) as utilisation:
+        result = fit(network, train_set, None, loss, options, log=None)
     seconds = [row["seconds"] for row in result.history]
     timed = seconds[1:] if len(seconds) > 1 else seconds
     start = time.perf_counter()
@@ -196,6 +279,11 @@ def measure(name: str, model, records, truth, amp: str, epochs: int, items: int)
         "infer_items_per_s": items / infer_seconds,
         "loss_first_last": [result.history[0]["train_loss"], result.history[-1]["train_loss"]],
         "peak_gpu_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
+        "gpu_total_bytes": (
+            torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
+        ),
+        **utilisation.summary(),
+        "packed": type(inputs).__name__ == "PackedRows",
         "default_epochs": type(config)().epochs,
         "val_fraction": config.val_fraction,
     }
@@ -233,6 +321,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def print_table(report: dict) -> None:
     """The measured rates and the projection, as tables."""
     tiny = " (tiny sizes: a rehearsal; the projection means nothing)" if report["tiny"] else ""
@@ -242,7 +334,7 @@ def print_table(report: dict) -> None:
     )
     print(
         f"{'engine':<14} {'input':<14} {'batch':>5} {'prep s/rec':>10} {'train /s':>9} "
-        f"{'infer /s':>9} {'epoch s':>18} {'peak GPU':>9}"
+        f"{'infer /s':>9} {'epoch s':>18} {'peak GPU':>9} {'util %':>6}"
     )
     for name, f in report["engines"].items():
         unit = "images" if name == "cwt_googlenet" else "records"
@@ -251,9 +343,16 @@ def print_table(report: dict) -> None:
             f"{name:<14} {'x'.join(map(str, f['input_shape'])):<14} {f['batch_size']:>5} "
             f"{f['prep_s_per_record']:>10.4f} {f['train_items_per_s']:>9.1f} "
             f"{f['infer_items_per_s']:>9.1f} {epochs:>18} "
-            f"{f['peak_gpu_bytes'] / 2**30:>7.1f} G   ({unit}/s; {f['items_per_epoch']} per epoch)"
+            f"{f['peak_gpu_bytes'] / 2**30:>7.1f} G {_percent(f['gpu_util_mean']):>6}   "
+            f"({unit}/s; {f['items_per_epoch']} per epoch)"
         )
-    n, cores = report["project"], report["cores"]
+    for n in report["projections"]:
+        print_projection(report, int(n))
+
+
+def print_projection(report: dict, n: int) -> None:
+    """The projected times of a training on ``n`` records."""
+    cores = report["cores"]
     print(f"\nprojected for {n:,} records ({report['world_size']} process(es)):")
     print(
         f"{'engine':<14} {'epochs':>6} {'train items':>11} {'prep 1 core':>11} "
@@ -262,7 +361,7 @@ def print_table(report: dict) -> None:
     )
     keys = ("preprocess_s", "preprocess_cores_s", "training_s", "hybrid_s")
     total = dict.fromkeys(keys, 0.0)
-    for name, p in report["projection"].items():
+    for name, p in report["projections"][str(n)].items():
         f = report["engines"][name]
         print(
             f"{name:<14} {f['default_epochs']:>6} {p['train_items_per_epoch']:>11,} "
@@ -298,7 +397,7 @@ def main(args: argparse.Namespace) -> int:
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     apply_threads(choose_threads(local, requested_threads(None)))
-    device = pick_device("auto")
+    device = pick_device(args.device)
     tiny = args.sizes == "tiny" or (args.sizes == "auto" and device.type != "cuda")
     amp = amp_setting(device, device.type == "cuda" and torch.cuda.is_bf16_supported())
     epochs = args.epochs or (2 if tiny else 3)
@@ -313,20 +412,21 @@ def main(args: argparse.Namespace) -> int:
     truth = label_matrix(records.labels, classes)
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     cache = args.cache or tempfile.mkdtemp(prefix="gpu_check-")
-    engines, projection = {}, {}
+    engines, projections = {}, {}
+    sizes = [int(n) for n in str(args.project).split(",") if n.strip()]
     for name in [e.strip() for e in args.engines.split(",") if e.strip()]:
-        model = engine(name, tiny, workers, cache)
+        model = engine(name, tiny, workers, cache, args.device)
         figures = measure(name, model, records, truth, amp, epochs, items)
         if baseline is not None and name in baseline["engines"]:
             for key in ("prep_seconds", "prep_s_per_record"):
                 figures[key] = baseline["engines"][name][key]
             figures["prep_from"] = args.baseline
         engines[name] = figures
-        train_items = train_items_per_epoch(name, model.config, truth, args.project)
-        projection[name] = project(
-            figures, train_items, args.project, distributed.world_size(), HybridConfig().n_folds
-        )
-        projection[name]["preprocess_cores_s"] = projection[name]["preprocess_s"] / cores
+        for n in sizes:
+            train_items = train_items_per_epoch(name, model.config, truth, n)
+            one = project(figures, train_items, n, distributed.world_size(), HybridConfig().n_folds)
+            one["preprocess_cores_s"] = one["preprocess_s"] / cores
+            projections.setdefault(str(n), {})[name] = one
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "world_size": distributed.world_size(),
@@ -337,10 +437,11 @@ def main(args: argparse.Namespace) -> int:
         "records": len(records),
         "prep_workers": workers,
         "cores": cores,
-        "project": args.project,
+        "project": sizes[0],
         "n_folds": HybridConfig().n_folds,
         "engines": engines,
-        "projection": projection,
+        "projection": projections[str(sizes[0])],
+        "projections": projections,
     }
     if distributed.is_main():
         print_table(report)
