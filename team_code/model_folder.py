@@ -89,14 +89,16 @@ def begin(target: str | os.PathLike) -> Path:
 
     Leftovers of trainings whose process is gone are cleared first: a temporary folder is
     removed, and an old model moved aside by an interrupted :func:`commit` is put back where
-    ``target`` is missing (else removed)."""
+    ``target`` is missing or empty (else removed)."""
     target = Path(os.path.abspath(target))
     check_writable(target)
     for leftover in sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*")):
         kind, _, pid = leftover.name[len(target.name) + 2 :].rpartition("-")
         if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
             continue
-        if kind == "old" and not target.exists():
+        if kind == "old" and (not target.exists() or not any(target.iterdir())):
+            if target.exists():
+                target.rmdir()  # made empty for the run state of the training starting now
             os.rename(leftover, target)
         else:
             shutil.rmtree(leftover, ignore_errors=True)

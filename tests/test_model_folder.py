@@ -166,7 +166,7 @@ def test_a_folder_that_is_not_a_model_is_never_replaced(data, tmp_path, capsys):
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 
-def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path):
+def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path, failing):
     model = tmp_path / "model"
     harness.train(data, model, ["prevalence"], log=_quiet, progress=False)
     before = _files(model)
@@ -176,6 +176,12 @@ def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path):
     model_folder.begin(model)
     assert _files(model) == before
     assert _siblings(model) == [f".model.tmp-{os.getpid()}"]
+    # The next training finds it back too (it makes MODEL for its run state first).
+    model_folder.discard(model_folder.staging_folder(model))
+    model.rename(aside)
+    with pytest.raises(RuntimeError, match="fit failed"):
+        harness.train(data, model, ["prevalence", failing], log=_quiet, progress=False)
+    assert _files(model) == before and _siblings(model) == []
 
 
 def test_a_relative_model_path_is_built_beside_it(data, tmp_path, monkeypatch):
