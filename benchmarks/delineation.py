@@ -47,16 +47,23 @@ by construction; no interval rows).
 
 The kit's average beat on per-beat annotations
 ----------------------------------------------
-The rules read one delineation per record, made on the median beat of the dominant QRS
-morphology. ``project`` maps those boundaries onto every beat of that morphology (their
-offsets from the R peak, added to each beat's aligned R peak): a per-beat score then measures
-how well one record-level boundary describes every beat, which includes the beat-to-beat
-variation the average removes (PR and QT change with RR); beats of another morphology (PVCs)
-get no boundaries and count as missed. ``project-beatwise`` runs the same ``delineate()`` on
-each single beat window of the same filtered signal (not what the rules read; it separates
-the delineator from the averaging). The interval table is the rules' own view: ``project``
-gives the record's ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms`` of ``features.measure``; the
-other methods the median of their per-beat intervals over the analysed signal.
+The kit delineates one beat per record, the median beat of the dominant QRS morphology:
+every usable lead on its own (``delineation.delineate_leads``) and the global boundaries
+from the leads (earliest onset, latest offset, robust to one stray lead; no P wave where the
+rhythm has none). ``project`` (the shipped method) maps those boundaries onto every beat of
+that morphology (their offsets from the R peak, added to each beat's aligned R peak): a
+per-beat score then measures how well one record-level boundary describes every beat, which
+includes the beat-to-beat variation the average removes (PR and QT change with RR); beats of
+another morphology (PVCs) get no boundaries and count as missed. With ``--ludb-reference
+per-lead`` its per-lead boundaries are scored on each lead. ``project-sv`` is the
+delineation of the independent leads together (spatial velocity and magnitude curves,
+``delineation.delineate``), the anchor of the per-lead step and the window of the kit's
+amplitude measures. ``project-beatwise`` runs the per-lead and global delineation on each
+single beat window of the same filtered signal (it separates the delineator from the
+averaging). The interval table: ``project`` gives the record's ``global_p_ms``,
+``global_pr_ms``, ``global_qrs_ms``, ``global_qt_ms`` of ``features.measure``,
+``project-sv`` its ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms``; the other methods the median
+of their per-beat intervals over the analysed signal.
 
 Matching, sensitivity and positive predictivity
 -----------------------------------------------
@@ -90,7 +97,7 @@ all matched errors pooled.
 Usage::
 
     python -m benchmarks.delineation [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
-        [--methods project project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave]
+        [--methods project project-sv project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave]
         [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
 
 ``--ludb``/``--qtdb`` default to ``$ECG_KIT_DATA/{ludb,qtdb}`` or
@@ -159,7 +166,14 @@ IEC_LIMITS_MS = {
 BEAT_SYMBOLS = frozenset(
     ["N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", "e", "j", "n", "E", "/", "f", "Q", "?"]
 )
-METHODS = ("project", "project-beatwise", "neurokit2-dwt", "neurokit2-peak", "ecgpuwave")
+METHODS = (
+    "project",
+    "project-sv",
+    "project-beatwise",
+    "neurokit2-dwt",
+    "neurokit2-peak",
+    "ecgpuwave",
+)
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 PEER_LEADS_12 = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")  # as the kit's delineation
 
@@ -567,6 +581,24 @@ def _to_beat(d, r_native: float, scale: float) -> Beat:
     return Beat(r=r_native, waves=waves)
 
 
+def _lead_to_beat(points: np.ndarray, r_index: int, r_native: float, scale: float) -> Beat:
+    """A Beat in native samples from one row of ``LeadDelineation.points``."""
+    from team_code.dsp.delineation import LEAD_POINTS
+
+    at = {
+        name: r_native + (v - r_index) * scale if math.isfinite(v) else math.nan
+        for name, v in zip(LEAD_POINTS, points)
+    }
+    waves = {}
+    for kind, pre in (("P", "p"), ("QRS", "qrs"), ("T", "t")):
+        w = np.array(
+            [at[f"{pre}_on"], at[f"{pre}_peak"], at[f"{pre}_off" if pre != "t" else "t_end"]]
+        )
+        if kind == "QRS" or np.isfinite(w).any():
+            waves[kind] = w
+    return Beat(r=r_native, waves=waves)
+
+
 def kit_measure(x: np.ndarray, fs: float, leads: Sequence[str]):
     """``features.measure`` of a case (shared by ``project``, ``project-beatwise`` and the
     peers, which delineate the beats the kit detected)."""
@@ -582,40 +614,79 @@ def kit_r_peaks(m, fs: float) -> np.ndarray:
     return m.beat.r_peaks * (fs / m.fs)
 
 
+def _per_lead_beats(lead_names, points, r_index, rs, scale, leads) -> dict:
+    """Row of the case's signal -> Beats of that lead's points, mapped onto the R peaks
+    ``rs`` (analysis samples)."""
+    out = {}
+    for k, name in enumerate(lead_names):
+        if name in leads:
+            out[list(leads).index(name)] = [
+                _lead_to_beat(points[k], r_index, r * scale, scale) for r in rs
+            ]
+    return out
+
+
 def run_project(
-    x: np.ndarray, fs: float, leads: Sequence[str], beatwise: bool = False, m=None
+    x: np.ndarray,
+    fs: float,
+    leads: Sequence[str],
+    beatwise: bool = False,
+    m=None,
+    together: bool = False,
 ) -> Output:
     """The kit: ``features.measure`` and its average-beat delineation (see the docstring).
 
-    ``m``: the case's measurement if already made.
+    ``m``: the case's measurement if already made. ``together``: the delineation of the
+    independent leads together (``project-sv``) instead of the global boundaries from the
+    per-lead delineation.
     """
     from team_code.dsp import beats as kit_beats
     from team_code.dsp import delineation
 
     m = m if m is not None else kit_measure(x, fs, leads)
     v = m.values
+    pre = "" if together else "global_"
     intervals = {
-        "P duration": v.get("p_ms", math.nan),
-        "PR interval": v.get("pr_ms", math.nan),
-        "QRS duration": v.get("qrs_ms", math.nan),
-        "QT interval": v.get("qt_ms", math.nan),
+        "P duration": v.get(f"{pre}p_ms", math.nan),
+        "PR interval": v.get(f"{pre}pr_ms", math.nan),
+        "QRS duration": v.get(f"{pre}qrs_ms", math.nan),
+        "QT interval": v.get(f"{pre}qt_ms", math.nan),
     }
-    ab, d = m.beat, m.delineation
-    if ab is None or d is None:
+    ab = m.beat
+    if ab is None or m.delineation is None or m.leads is None:
         return Output(beats=[], intervals=intervals if not beatwise else {})
+    d = m.delineation if together else m.leads.global_
     scale = fs / m.fs  # analysis samples -> native samples
     if not beatwise:
-        out = [_to_beat(d, r * scale, scale) for r in ab.r_peaks[ab.dominant]]
-        return Output(beats=out, intervals=intervals)
-    yf, fa, rows = _kit_signal(x, fs, leads)
+        dom = ab.r_peaks[ab.dominant]
+        out = [_to_beat(d, r * scale, scale) for r in dom]
+        per_lead = None
+        if not together:
+            per_lead = _per_lead_beats(m.lead_names, m.leads.points, ab.r_index, dom, scale, leads)
+        return Output(beats=out, intervals=intervals, per_lead=per_lead)
+    # beat by beat: every usable lead of each beat window, the anchor on the delineation leads
+    from team_code.dsp.features import DELINEATION_LEADS
+
+    yf, fa, _ = _kit_signal(x, fs, leads)
+    use = [i for i, lead in enumerate(leads) if lead in m.lead_names]
+    names = [leads[i] for i in use]
+    anchor = [k for k, n in enumerate(names) if n in DELINEATION_LEADS] or list(range(len(use)))
     cfg = kit_beats.AverageBeatConfig()
-    segs, inside = kit_beats.segment(yf[rows], fa, ab.r_peaks, cfg.pre_s, cfg.post_s)
+    segs, inside = kit_beats.segment(yf[use], fa, ab.r_peaks, cfg.pre_s, cfg.post_s)
     n_pre = int(round(cfg.pre_s * fa))
     rr = v.get("rr_median_s", math.nan)
+    p_present = bool(v.get("p_present", 1.0))
+    lead_cfg = delineation.LeadDelineationConfig()
     out = []
+    per_lead: dict = {}
     for seg, r in zip(segs, ab.r_peaks[inside]):
-        out.append(_to_beat(delineation.delineate(seg, fa, n_pre, rr), r * scale, scale))
-    return Output(beats=out, intervals=beat_intervals(out, fs))
+        ld = delineation.delineate_leads(
+            seg, fa, n_pre, rr, config=lead_cfg, p_present=p_present, anchor_rows=anchor
+        )
+        out.append(_to_beat(ld.global_, r * scale, scale))
+        for row, beats in _per_lead_beats(names, ld.points, n_pre, [r], scale, leads).items():
+            per_lead.setdefault(row, []).extend(beats)
+    return Output(beats=out, intervals=beat_intervals(out, fs), per_lead=per_lead)
 
 
 _NK_KEYS = {
@@ -855,10 +926,12 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
     """Every method on one case (``m``: the kit's measurement of it, if already made)."""
     out = {}
     for name in methods:
-        if name in ("project", "project-beatwise", "neurokit2-dwt", "neurokit2-peak"):
+        if name in ("project", "project-sv", "project-beatwise", "neurokit2-dwt", "neurokit2-peak"):
             m = m if m is not None else kit_measure(case.x, case.fs, case.leads)
         if name == "project":
             out[name] = run_project(case.x, case.fs, case.leads, m=m)
+        elif name == "project-sv":
+            out[name] = run_project(case.x, case.fs, case.leads, m=m, together=True)
         elif name == "project-beatwise":
             out[name] = run_project(case.x, case.fs, case.leads, beatwise=True, m=m)
         elif name in ("neurokit2-dwt", "neurokit2-peak"):

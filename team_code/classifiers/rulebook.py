@@ -151,11 +151,11 @@ def _qrs_wide(name: str, value: float, lo: float, hi: float, source: str) -> dic
 
 
 def _t_count(c: Context, leads: Sequence[str], name: str) -> float:
-    """Number of leads whose T amplitude is below the threshold ``name`` (each a term);
-    NaN when no lead's T wave could be measured."""
-    if not any(math.isfinite(c.value(f"{lead}_t_mv")) for lead in leads):
+    """Number of leads whose T amplitude (signed, at the lead's own T peak) is below the
+    threshold ``name`` (each a term); NaN when no lead's T wave could be measured."""
+    if not any(math.isfinite(c.value(f"{lead}_lead_t_mv")) for lead in leads):
         return math.nan
-    return float(sum(c.below(f"{lead}_t_mv", name) >= 0.5 for lead in leads))
+    return float(sum(c.below(f"{lead}_lead_t_mv", name) >= 0.5 for lead in leads))
 
 
 _T_LEADS = ("I", "II", "aVF", "V3", "V4", "V5", "V6")
@@ -172,7 +172,8 @@ _CONTIGUOUS = (
 
 
 def _q_lead(c: Context, lead: str) -> float:
-    return c.above(f"{lead}_q_ms", "qab_q_ms") * c.below(f"{lead}_q_mv", "qab_q_mv")
+    """Q wave of one lead: its duration from the lead's own QRS onset, and its depth."""
+    return c.above(f"{lead}_lead_q_ms", "qab_q_ms") * c.below(f"{lead}_q_mv", "qab_q_mv")
 
 
 def _qab(c: Context) -> float:

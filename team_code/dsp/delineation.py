@@ -28,11 +28,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.ndimage
 
-__all__ = ["DelineationConfig", "Delineation", "delineate", "qtc"]
+__all__ = [
+    "DelineationConfig",
+    "Delineation",
+    "delineate",
+    "qtc",
+    "LeadDelineationConfig",
+    "LeadDelineation",
+    "LEAD_POINTS",
+    "LEAD_METHODS",
+    "GLOBAL_RULES",
+    "delineate_leads",
+    "global_from_leads",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,3 +272,336 @@ def delineate(
         t_end=t_end,
         p_mv=p_mv,
     )
+
+
+# --------------------------------------------------------------------------- per lead
+
+#: Columns of :attr:`LeadDelineation.points`, sample indices in the beat window.
+LEAD_POINTS: tuple[str, ...] = (
+    "p_on",
+    "p_peak",
+    "p_off",
+    "qrs_on",
+    "qrs_peak",
+    "qrs_off",
+    "t_on",
+    "t_peak",
+    "t_end",
+)
+_COL = {name: i for i, name in enumerate(LEAD_POINTS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadDelineationConfig:
+    """Thresholds and windows of the per-lead delineation, in physical units."""
+
+    slope_smooth_ms: float = 6.0  # moving average of each lead's derivative
+    qrs_margin_ms: float = 50.0  # a lead's QRS is searched this far outside the global one
+    qrs_slope_fraction: float = 0.3  # first/last significant slope: |dx/dt| >= this x the peak
+    qrs_edge_fraction: float = 0.03  # the lead's QRS ends where |dx/dt| < this x the peak
+    min_qrs_mv: float = 0.05  # a lead with a smaller QRS peak-to-peak takes the global QRS
+    t_smooth_ms: float = 16.0  # moving average of each lead before the T search
+    t_search_ms: float = 100.0  # a lead's T peak is searched this far around the global one
+    min_t_mv: float = 0.04  # a lead with a smaller T (from the PR level) takes the global T
+    t_end_level: str = "zero"  # the tangent meets the PR level ("zero") or the tail's floor
+    t_end_after_ms: float = 100.0  # a lead's T end lies at most this after the T search window
+    lead_t_end: bool = True  # each lead's own T end (else every lead takes the global T end)
+    t_max_dev_ms: float = math.inf  # a lead T end farther than this from the global one: global
+    p_margin_ms: float = 40.0  # a lead's P is searched this far outside the global one
+    min_p_mv: float = 0.015  # a lead with a smaller P takes the global P boundaries
+    global_rule: str = "mad"  # how leads give the global boundaries, see GLOBAL_RULES
+    outlier_ms: float = 12.0  # "mad": a lead this far (or 3 MAD) from the median is an outlier
+
+    def __post_init__(self):
+        if self.global_rule not in GLOBAL_RULES:
+            raise ValueError(
+                f"unknown global rule {self.global_rule!r}; known: {', '.join(GLOBAL_RULES)}"
+            )
+        if self.t_end_level not in ("zero", "floor"):
+            raise ValueError(f"unknown t_end_level {self.t_end_level!r}; known: zero, floor")
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadDelineation:
+    """Per-lead boundaries of an average beat and the global boundaries made from them."""
+
+    fs: float  # sampling frequency in Hz
+    r_index: int  # R peak in the window
+    points: np.ndarray  # (n_leads, len(LEAD_POINTS)) sample indices, NaN where absent
+    t_mv: np.ndarray  # (n_leads,) signed T amplitude at each lead's T peak (PR level), mV
+    p_mv: np.ndarray  # (n_leads,) signed P amplitude at each lead's P peak (PR level), mV
+    global_: Delineation  # global boundaries from the leads (``global_rule``)
+
+    def lead(self, i: int) -> dict:
+        """The points of lead row ``i`` by name."""
+        return {name: float(self.points[i, k]) for name, k in _COL.items()}
+
+    def ms(self, i: int, start: str, end: str) -> float:
+        """Duration from point ``start`` to ``end`` of lead row ``i`` in ms (NaN if absent)."""
+        return self.global_._ms(self.points[i, _COL[start]], self.points[i, _COL[end]])
+
+
+def _walk_until(a: np.ndarray, start: int, step: int, thr: float) -> int:
+    """First index from ``start`` (stepping by ``step``) where ``a`` drops below ``thr``; the
+    array's end if it never does."""
+    k = start
+    while 0 < k < a.size - 1 and a[k] >= thr:
+        k += step
+    return k
+
+
+def _lead_qrs(x, fs, on, off, cfg: LeadDelineationConfig) -> tuple[float, float, float]:
+    """QRS onset, peak (largest deflection from the PR level) and offset of one lead.
+
+    After Laguna et al. (1994): the first and last slopes above ``qrs_slope_fraction`` of the
+    lead's largest slope inside the global QRS (widened by ``qrs_margin_ms``) are the QRS's
+    first and last significant slopes; the boundaries are where, walking outwards from them,
+    the slope falls below ``qrs_edge_fraction`` of that largest slope.
+    """
+    n = x.size
+    m = _n(cfg.qrs_margin_ms, fs)
+    lo, hi = max(1, on - m), min(n - 1, off + m)
+    core = x[on : off + 1]
+    if hi - lo < 4 or core.size < 2 or float(np.ptp(core)) < cfg.min_qrs_mv:
+        return math.nan, math.nan, math.nan
+    d = np.abs(_smooth(np.gradient(x) * fs, _n(cfg.slope_smooth_ms, fs)))
+    peak = float(d[on : off + 1].max())
+    a = d[lo:hi]
+    big = np.flatnonzero(a >= cfg.qrs_slope_fraction * peak)
+    thr = cfg.qrs_edge_fraction * peak
+    k_on = _walk_until(a, int(big[0]), -1, thr)
+    k_off = _walk_until(a, int(big[-1]), 1, thr)
+    k_pk = on + int(np.argmax(np.abs(core)))
+    return float(lo + k_on), float(k_pk), float(lo + k_off)
+
+
+def _tangent_end(s: np.ndarray, ip: int, level: str, span: int) -> float:
+    """Where the tangent at the steepest descent of ``s`` within ``span`` samples after ``ip``
+    meets the baseline (0, or the lowest level after the peak), at most ``span`` after that
+    descent: the T end of Lepeschkin and Surawicz (1952)."""
+    after = s[ip:]
+    if after.size < 3:
+        return math.nan
+    slope = np.diff(after)
+    k = int(np.argmin(slope[:span]))
+    if slope[k] >= 0:
+        return math.nan
+    floor = 0.0 if level == "zero" else float(after.min())
+    cross = k + (floor - after[k]) / slope[k]
+    return float(ip + min(max(cross, k), k + span, after.size - 1))
+
+
+def _lead_t(y, fs, g: Delineation, qrs_off: float, t_hi: int, cfg: LeadDelineationConfig):
+    """T onset, peak, end and signed peak amplitude of one lead referred to its PR level."""
+    nan4 = (math.nan,) * 4
+    if not math.isfinite(g.t_peak):
+        return nan4
+    ys = _smooth(y, _n(cfg.t_smooth_ms, fs))
+    w = _n(cfg.t_search_ms, fs)
+    start = int(qrs_off if math.isfinite(qrs_off) else g.qrs_off) + _n(40, fs)
+    lo, hi = max(start, int(g.t_peak) - w), min(t_hi, int(g.t_peak) + w, ys.size - 1)
+    if hi - lo < 3:
+        return nan4
+    ip = lo + int(np.argmax(np.abs(ys[lo:hi])))
+    amp = float(ys[ip])
+    if abs(amp) < cfg.min_t_mv or ip in (lo, hi - 1):  # small, or no peak inside the window
+        return math.nan, math.nan, math.nan, amp
+    s = ys * np.sign(amp)
+    end = _tangent_end(s[: t_hi + _n(cfg.t_end_after_ms, fs)], ip, cfg.t_end_level, _n(150, fs))
+    if math.isfinite(g.t_end) and abs(end - g.t_end) > cfg.t_max_dev_ms * 1e-3 * fs:
+        end = g.t_end
+    on = float(_knee(s, start, ip)) if ip - start >= 2 else math.nan
+    return on, float(ip), end, amp
+
+
+def _lead_p(y, fs, g: Delineation, cfg: LeadDelineationConfig):
+    """P onset, peak, offset and signed peak amplitude of one lead (NaN without a global P)."""
+    nan4 = (math.nan,) * 4
+    if not (math.isfinite(g.p_on) and math.isfinite(g.p_off)):
+        return nan4
+    m = _n(cfg.p_margin_ms, fs)
+    lo = max(0, int(g.p_on) - m)
+    hi = min(int(g.qrs_on) - _n(4, fs), int(g.p_off) + m)
+    if hi - lo < _n(60, fs):
+        return nan4
+    seg = _smooth(y[lo : hi + 1], _n(10, fs))
+    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
+    a, b = int(g.p_on) - lo, int(g.p_off) - lo + 1
+    ip = a + int(np.argmax(np.abs(seg[a:b])))
+    amp = float(seg[ip])
+    if abs(amp) < cfg.min_p_mv:
+        return math.nan, math.nan, math.nan, amp
+    s = seg * np.sign(amp)
+    return float(lo + _knee(s, 0, ip)), float(lo + ip), float(lo + _knee(s, seg.size - 1, ip)), amp
+
+
+def _laguna1994(y, fs, g: Delineation, t_hi: int, cfg: LeadDelineationConfig):
+    """Per-lead points of :data:`LEAD_POINTS` plus T and P amplitudes, guided by the global
+    delineation ``g`` (see :func:`delineate_leads`)."""
+    n_leads = y.shape[0]
+    pts = np.full((n_leads, len(LEAD_POINTS)), np.nan)
+    t_mv = np.full(n_leads, np.nan)
+    p_mv = np.full(n_leads, np.nan)
+    on, off = int(g.qrs_on), int(g.qrs_off)
+    for i in range(n_leads):
+        q_on, q_pk, q_off = _lead_qrs(y[i], fs, on, off, cfg)
+        if not math.isfinite(q_on):
+            q_pk = float(on + np.argmax(np.abs(y[i, on : off + 1])))
+            q_on, q_off = g.qrs_on, g.qrs_off
+        pts[i, 3:6] = q_on, q_pk, q_off
+        t_on, t_pk, t_end, t_mv[i] = _lead_t(y[i], fs, g, q_off, t_hi, cfg)
+        if math.isfinite(g.t_peak) and not math.isfinite(t_pk):
+            t_on, t_pk, t_end = math.nan, g.t_peak, g.t_end
+        if not cfg.lead_t_end:
+            t_end = g.t_end
+        pts[i, 6:9] = t_on, t_pk, t_end
+        p_on, p_pk, p_off, p_mv[i] = _lead_p(y[i], fs, g, cfg)
+        if math.isfinite(g.p_on) and not math.isfinite(p_pk):
+            p_on, p_pk, p_off = g.p_on, g.p_peak, g.p_off
+        pts[i, 0:3] = p_on, p_pk, p_off
+    return pts, t_mv, p_mv
+
+
+#: Per-lead delineation methods: name -> function(y, fs, global, t_hi, config).
+LEAD_METHODS = {"laguna1994": _laguna1994}
+
+
+def _kth(values: np.ndarray, k: int, latest: bool) -> float:
+    v = np.sort(values[np.isfinite(values)])
+    if not v.size:
+        return math.nan
+    k = min(k, v.size) - 1
+    return float(v[-1 - k] if latest else v[k])
+
+
+def _mad_extreme(values: np.ndarray, latest: bool, fs: float, outlier_ms: float) -> float:
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return math.nan
+    med = float(np.median(v))
+    mad = float(np.median(np.abs(v - med)))
+    keep = v[np.abs(v - med) <= max(3.0 * 1.4826 * mad, outlier_ms * 1e-3 * fs)]
+    return float(keep.max() if latest else keep.min())
+
+
+def _rule_extreme(values: np.ndarray, latest: bool, fs: float, cfg: LeadDelineationConfig) -> float:
+    rule = cfg.global_rule
+    if rule == "earliest":
+        return _kth(values, 1, latest)
+    if rule == "second":
+        return _kth(values, 2 if np.isfinite(values).sum() >= 4 else 1, latest)
+    if rule == "mad":
+        return _mad_extreme(values, latest, fs, cfg.outlier_ms)
+    if rule == "median":
+        return _nanmedian(values)
+    raise ValueError(f"unknown global rule {rule!r}; known: {', '.join(GLOBAL_RULES)}")
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)]
+    return float(np.median(v)) if v.size else math.nan
+
+
+#: How per-lead boundaries make the global ones: ``earliest`` (earliest onset, latest
+#: offset: the CSE definition), ``second`` (the second-earliest onset and second-latest
+#: offset, robust to one stray lead; the earliest with fewer than 4 leads), ``mad`` (the
+#: earliest/latest of the leads within 3 MAD, at least ``outlier_ms``, of the median),
+#: ``median`` (a typical lead).
+GLOBAL_RULES: tuple[str, ...] = ("earliest", "second", "mad", "median")
+
+
+def global_from_leads(
+    points: np.ndarray, g: Delineation, config: LeadDelineationConfig | None = None
+) -> Delineation:
+    """Global boundaries from per-lead points (``config.global_rule``); peaks, and a wave
+    the global delineation ``g`` does not find, stay as ``g`` has them. The QRS is at least
+    as wide as ``g``'s (the spatial velocity of all leads together sees the first and last
+    activity that a slope threshold on each single lead can miss)."""
+    cfg = config or LeadDelineationConfig()
+    fs = g.fs
+
+    def pick(name: str, latest: bool, fallback: float) -> float:
+        if not math.isfinite(fallback):
+            return math.nan
+        v = _rule_extreme(points[:, _COL[name]], latest, fs, cfg)
+        if not math.isfinite(v):
+            return fallback
+        if name.startswith("qrs"):  # never inside the spatial-velocity QRS of all leads
+            return max(v, fallback) if latest else min(v, fallback)
+        return v
+
+    return dataclasses.replace(
+        g,
+        p_on=pick("p_on", False, g.p_on),
+        p_off=pick("p_off", True, g.p_off),
+        qrs_on=pick("qrs_on", False, g.qrs_on),
+        qrs_off=pick("qrs_off", True, g.qrs_off),
+        t_end=pick("t_end", True, g.t_end),
+    )
+
+
+def delineate_leads(
+    beat_mv,
+    fs,
+    r_index: int,
+    rr_s: float = math.nan,
+    method: str = "laguna1994",
+    config: LeadDelineationConfig | None = None,
+    anchor: Delineation | None = None,
+    p_present: bool = True,
+    anchor_rows: Sequence[int] | None = None,
+) -> LeadDelineation:
+    """P, QRS and T onsets, peaks and offsets on every lead of an average beat, and the
+    global boundaries made from them.
+
+    The global delineation (:func:`delineate` on ``anchor_rows``, or ``anchor`` when given)
+    says where each wave is; each lead is then delineated on its own around it
+    (``method``, see :data:`LEAD_METHODS`: ``laguna1994``, slope thresholds relative to the
+    lead's largest QRS slope after Laguna et al. 1994, the tangent T end of Lepeschkin and
+    Surawicz 1952 and knee-point P boundaries, on each lead referred to its PR level).
+    A lead too small for a wave takes the global boundaries of that wave. ``p_present=False``
+    (atrial fibrillation or flutter, paced rhythm: the caller's rhythm analysis) removes the
+    P wave from every lead and from the global result.
+
+    Args:
+        beat_mv: (n_leads, n_window) average beat in mV.
+        fs: sampling frequency in Hz.
+        r_index: sample of the R peak in the window.
+        rr_s: median RR interval in seconds; NaN if unknown.
+        method: per-lead method name.
+        config: thresholds; defaults to :class:`LeadDelineationConfig()`.
+        anchor: the global delineation to start from (else computed here).
+        p_present: whether the rhythm has P waves.
+        anchor_rows: the rows the global delineation reads (default all).
+
+    Returns:
+        A :class:`LeadDelineation`; where the beat is too flat to delineate, every point is
+        NaN and ``global_`` is the empty delineation.
+    """
+    if method not in LEAD_METHODS:
+        raise ValueError(
+            f"unknown per-lead delineation method {method!r}; known: {', '.join(LEAD_METHODS)}"
+        )
+    cfg = config or LeadDelineationConfig()
+    fs = float(fs)
+    x = np.atleast_2d(np.asarray(beat_mv, dtype=np.float64))
+    if anchor is None:
+        rows = list(anchor_rows) if anchor_rows is not None else list(range(x.shape[0]))
+        anchor = delineate(x[rows], fs, r_index, rr_s)
+    g = anchor
+    if not p_present:
+        g = dataclasses.replace(g, p_on=math.nan, p_peak=math.nan, p_off=math.nan)
+    n_leads = x.shape[0]
+    if not (math.isfinite(g.qrs_on) and math.isfinite(g.qrs_off)) or not np.all(np.isfinite(x)):
+        nan = np.full(n_leads, np.nan)
+        return LeadDelineation(
+            fs, int(r_index), np.full((n_leads, len(LEAD_POINTS)), np.nan), nan, nan.copy(), g
+        )
+    on = int(g.qrs_on)
+    ref = x[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
+    y = x - ref[:, None]
+    dc = DelineationConfig()
+    t_span = dc.t_max_s if not math.isfinite(rr_s) else min(dc.t_max_s, dc.t_max_rr * rr_s)
+    t_hi = min(x.shape[-1] - 1, int(r_index) + _n(t_span * 1e3, fs))
+    pts, t_mv, p_mv = LEAD_METHODS[method](y, fs, g, t_hi, cfg)
+    return LeadDelineation(fs, int(r_index), pts, t_mv, p_mv, global_from_leads(pts, g, cfg))

@@ -17,8 +17,17 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
    left out of QRS detection only;
 4. QRS detection (:func:`team_code.dsp.qrs.detect`, Christov 2004) on the usable leads;
    RR statistics and premature beats (:mod:`team_code.dsp.rhythm`);
-5. the robust average beat (:func:`team_code.dsp.beats.average_beat`) and its global
-   delineation on the independent leads I, II, V1-V6 (:mod:`team_code.dsp.delineation`);
+5. the robust average beat (:func:`team_code.dsp.beats.average_beat`), its delineation on
+   the independent leads I, II, V1-V6 together (:mod:`team_code.dsp.delineation`; the
+   intervals ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms`` and the window of the amplitude
+   measures), then every usable lead delineated on its own around it
+   (:func:`~team_code.dsp.delineation.delineate_leads`, ``lead_method``) and the global
+   boundaries remade from the leads as the interval standards define them (earliest onset,
+   latest offset, robust to one stray lead; ``global_rule``): ``global_p_ms``,
+   ``global_pr_ms``, ``global_qrs_ms``, ``global_qt_ms``, ``global_qtc_bazett_ms``. Where
+   the rhythm has no P waves (paced beats, atrial fibrillation: irregular RR with
+   inconsistent P segments, flutter: organised atrial activity, or P segments that disagree
+   across beats; see :func:`p_waves_present`) no P wave is given on any lead nor globally;
 6. per-lead amplitudes on the average beat, the frontal QRS/P/T axes, QTc (Bazett,
    Fridericia), X/Y/Z loops (:mod:`team_code.dsp.vcg`, Kors), AF evidence (derivative zero
    crossings in lead II, atrial frequency after QRST cancellation in V1, P-wave consistency
@@ -27,7 +36,15 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
 Per-lead keys are ``<lead>_<measure>`` with measures ``r_mv``, ``s_mv``, ``q_mv``, ``q_ms``,
 ``rprime_mv``, ``qrs_area_mvms``, ``qrs_pp_mv``, ``term_mv`` (mean of the last 40 ms of the
 QRS), ``st_mv`` (J + 60 ms), ``t_mv`` (signed T amplitude at the T peak), ``p_mv`` (signed P
-amplitude at the P peak); amplitudes are referred to the PR-segment level.
+amplitude at the P peak); amplitudes are referred to the PR-segment level. The per-lead
+delineation adds ``<lead>_<measure>`` for ``LEAD_BOUNDARY_MEASURES``: ``lead_qrs_ms`` (the
+lead's own QRS duration), ``lead_qt_ms`` (its QRS onset to its T end), ``lead_t_mv`` and
+``lead_p_mv`` (signed amplitudes at the lead's own T and P peaks), ``lead_q_ms`` (the Q
+wave's duration from the lead's own QRS onset: ``q_ms`` counts from the global onset, which
+precedes a lead whose QRS starts later). ``p_present`` is 1 where
+the rhythm has P waves, else 0; ``qrs_lead_median_ms`` and ``qt_lead_median_ms`` are the
+median over leads of the lead durations (a typical lead, beside the global ``qrs_ms`` and
+``qt_ms``).
 """
 
 from __future__ import annotations
@@ -43,7 +60,15 @@ from team_code.data.records import STANDARD_LEADS, Record
 from team_code.dsp import beats, delineation, filters, qrs, rhythm, vcg
 from team_code.dsp.resample import resample
 
-__all__ = ["FeatureConfig", "Measurements", "measure", "measure_record", "LEAD_MEASURES"]
+__all__ = [
+    "FeatureConfig",
+    "Measurements",
+    "measure",
+    "measure_record",
+    "LEAD_MEASURES",
+    "LEAD_BOUNDARY_MEASURES",
+    "p_waves_present",
+]
 
 #: Measures computed for every lead of the average beat.
 LEAD_MEASURES: tuple[str, ...] = (
@@ -58,6 +83,15 @@ LEAD_MEASURES: tuple[str, ...] = (
     "st_mv",
     "t_mv",
     "p_mv",
+)
+
+#: Measures of each lead's own delineation (see the module docstring).
+LEAD_BOUNDARY_MEASURES: tuple[str, ...] = (
+    "lead_qrs_ms",
+    "lead_qt_ms",
+    "lead_t_mv",
+    "lead_p_mv",
+    "lead_q_ms",
 )
 
 #: Leads used for the global delineation (the 8 independent leads).
@@ -77,6 +111,25 @@ class FeatureConfig:
     min_beats: int = 3  # fewer detected beats: no average beat, interval measurements NaN
     prematurity: float = 0.85  # a beat earlier than this x local RR is premature
     ectopic_qrs_ms: float = 20.0  # a non-dominant beat wider than dominant + this is ventricular
+    lead_method: str = "laguna1994"  # per-lead delineation, see delineation.LEAD_METHODS
+    global_rule: str = "mad"  # global boundaries from the leads, see delineation.GLOBAL_RULES
+    paced_p_fraction: float = 0.5  # beats with a pacing spike above this fraction: no P wave
+    min_p_consistency: float = 0.5  # P segments less alike across beats than this: no P wave
+    af_irregularity: float = 0.15  # RR irregularity above this ...
+    af_p_consistency: float = 0.85  # ... with P segments less alike than this: AF, no P wave
+    flutter_organisation: float = 0.8  # atrial activity organised above this: flutter, no P
+
+    def __post_init__(self):
+        if self.lead_method not in delineation.LEAD_METHODS:
+            raise ValueError(
+                f"unknown lead_method {self.lead_method!r}; known: "
+                f"{', '.join(delineation.LEAD_METHODS)}"
+            )
+        if self.global_rule not in delineation.GLOBAL_RULES:
+            raise ValueError(
+                f"unknown global_rule {self.global_rule!r}; known: "
+                f"{', '.join(delineation.GLOBAL_RULES)}"
+            )
 
 
 @dataclasses.dataclass
@@ -86,7 +139,13 @@ class Measurements:
     values: dict  # measurement name -> float (NaN when not measurable) or int
     notes: list  # human-readable notes on leads left out and measurements not made
     beat: beats.AverageBeat | None = None  # the average beat (fs = fs_analysis)
-    delineation: delineation.Delineation | None = None  # its global delineation
+    # its delineation on the independent leads together (spatial velocity and magnitude),
+    # the window of the per-lead amplitude measures
+    delineation: delineation.Delineation | None = None
+    # every usable lead delineated on its own; ``leads.global_`` the standard global
+    # boundaries (earliest onset, latest offset of the leads; no P without P waves)
+    leads: delineation.LeadDelineation | None = None
+    lead_names: tuple = ()  # the standard lead of each row of ``leads.points``
     fs: float = 500.0  # sampling frequency of the analysed signal
 
 
@@ -178,6 +237,52 @@ def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> d
                 f"{lead}_p_mv": float(y[i, int(d.p_peak)]) if math.isfinite(d.p_peak) else nan,
             }
         )
+    return out
+
+
+def p_waves_present(values: dict, config: FeatureConfig | None = None) -> bool:
+    """Whether the rhythm has P waves to delineate, from the rhythm measurements in
+    ``values``: not where most beats are paced (``paced_fraction``), where the P segments
+    disagree across beats (``p_consistency`` low or NaN), where RR is irregular and the P
+    segments are not alike (atrial fibrillation), or where the atrial activity is organised
+    (flutter: ``atrial_organisation``)."""
+    c = config or FeatureConfig()
+    pc = values.get("p_consistency", math.nan)
+    paced = values.get("paced_fraction", math.nan)
+    irr = values.get("rr_irregularity", math.nan)
+    org = values.get("atrial_organisation", math.nan)
+    if not math.isfinite(pc) or pc < c.min_p_consistency:
+        return False
+    if math.isfinite(paced) and paced >= c.paced_p_fraction:
+        return False
+    if math.isfinite(irr) and irr > c.af_irregularity and pc < c.af_p_consistency:
+        return False
+    return not (math.isfinite(org) and org > c.flutter_organisation)
+
+
+def _lead_boundary_measures(
+    ld: delineation.LeadDelineation, rows: Sequence[int], values: dict
+) -> dict:
+    """``<lead>_<measure>`` of :data:`LEAD_BOUNDARY_MEASURES` for every standard lead (NaN
+    for leads not in ``rows``), and the median over leads of the lead durations; ``values``
+    holds the leads' ``q_ms`` from the global QRS onset."""
+    out = {f"{lead}_{m}": math.nan for lead in STANDARD_LEADS for m in LEAD_BOUNDARY_MEASURES}
+    for k, row in enumerate(rows):
+        lead = STANDARD_LEADS[row]
+        lead_on = ld.points[k, delineation.LEAD_POINTS.index("qrs_on")]
+        late_ms = ld.global_._ms(ld.global_.qrs_on, lead_on)
+        q_ms = values.get(f"{lead}_q_ms", math.nan)
+        if math.isfinite(late_ms) and math.isfinite(q_ms):
+            # a lead starting before the global onset (an outlier the rule left out) counts 0
+            out[f"{lead}_lead_q_ms"] = max(0.0, q_ms - max(0.0, late_ms)) if q_ms > 0 else 0.0
+        out[f"{lead}_lead_qrs_ms"] = ld.ms(k, "qrs_on", "qrs_off")
+        out[f"{lead}_lead_qt_ms"] = ld.ms(k, "qrs_on", "t_end")
+        out[f"{lead}_lead_t_mv"] = float(ld.t_mv[k])
+        out[f"{lead}_lead_p_mv"] = float(ld.p_mv[k])
+    for name in ("qrs", "qt"):
+        v = np.array([out[f"{STANDARD_LEADS[r]}_lead_{name}_ms"] for r in rows], dtype=float)
+        v = v[np.isfinite(v)]
+        out[f"{name}_lead_median_ms"] = float(np.median(v)) if v.size else math.nan
     return out
 
 
@@ -276,14 +381,59 @@ def measure(
     ]
     if not idx:
         idx = list(np.flatnonzero(good))
-    d = delineation.delineate(ab.beat_mv[idx], fs, ab.r_index, values["rr_median_s"])
+    rr_s = values["rr_median_s"]
+    d0 = delineation.delineate(ab.beat_mv[idx], fs, ab.r_index, rr_s)
+    dominant = ab.dominant
+    # ---- atrial activity and pacing: whether there are P waves to delineate
+    i2, iv1 = STANDARD_LEADS.index("II"), STANDARD_LEADS.index("V1")
+    lead_af = i2 if good[i2] else int(np.flatnonzero(good)[0])
+    values["zc_per_s"] = rhythm.derivative_zero_crossings(xf[lead_af], fs, ab.r_peaks)
+    lead_aa = iv1 if good[iv1] else lead_af
+    values.update(
+        rhythm.atrial_activity(
+            xf[lead_aa], fs, ab.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
+        )
+    )
+    values["p_consistency"] = _p_consistency(
+        xf[idx], ab.r_peaks, dataclasses.replace(ab, beat_mv=ab.beat_mv[idx]), d0
+    )
+    values.update(rhythm.pacing_spikes(x_pl[good], fs, ab.r_peaks))
+    p_present = p_waves_present(values, config)
+    values["p_present"] = float(p_present)
+    # ---- every usable lead on its own, and the global boundaries from the leads
+    rows = [int(i) for i in np.flatnonzero(good)]
+    ld = delineation.delineate_leads(
+        ab.beat_mv[rows],
+        fs,
+        ab.r_index,
+        rr_s,
+        method=config.lead_method,
+        config=delineation.LeadDelineationConfig(global_rule=config.global_rule),
+        anchor=d0,
+        p_present=p_present,
+    )
+    d = d0
     result.delineation = d
+    result.leads = ld
+    result.lead_names = tuple(STANDARD_LEADS[r] for r in rows)
     values.update(d.as_dict())
+    gl = ld.global_
+    values.update(
+        {
+            "global_p_ms": gl.p_ms,
+            "global_pr_ms": gl.pr_ms,
+            "global_qrs_ms": gl.qrs_ms,
+            "global_qt_ms": gl.qt_ms,
+            "global_qtc_bazett_ms": delineation.qtc(gl.qt_ms, rr_s, "bazett1920"),
+        }
+    )
     values["qtc_bazett_ms"] = delineation.qtc(d.qt_ms, values["rr_median_s"], "bazett1920")
     values["qtc_fridericia_ms"] = delineation.qtc(d.qt_ms, values["rr_median_s"], "fridericia1920")
     if not math.isfinite(d.qrs_ms):
         notes.append("average beat too flat to delineate: interval measurements NaN")
-    if not math.isfinite(d.pr_ms):
+    if not p_present:
+        notes.append("no P waves: paced, fibrillating or flutter rhythm, or P segments unlike")
+    elif not math.isfinite(d.pr_ms):
         notes.append("no P wave found on the average beat")
     lm = _lead_measures(ab.beat_mv, fs, d)
     for i, lead in enumerate(STANDARD_LEADS):  # unusable leads: NaN measures
@@ -291,6 +441,7 @@ def measure(
             for m in LEAD_MEASURES:
                 lm[f"{lead}_{m}"] = nan
     values.update(lm)
+    values.update(_lead_boundary_measures(ld, rows, values))
     values["qrs_axis_deg"] = _axis(values, "qrs_area_mvms")
     values["p_axis_deg"] = _axis(values, "p_mv")
     values["t_axis_deg"] = _axis(values, "t_mv")
@@ -299,7 +450,6 @@ def measure(
     values["limb_qrs_max_mv"] = float(np.nanmax(limb)) if np.isfinite(limb).any() else nan
     values["chest_qrs_max_mv"] = float(np.nanmax(chest)) if np.isfinite(chest).any() else nan
     # ---- ectopic beats: premature and/or of another QRS morphology
-    dominant = ab.dominant
     premature = rhythm.premature_beats(ab.r_peaks, fs, config.prematurity)
     other = ~dominant & np.isfinite(ab.qrs_corr)
     values["n_premature"] = int(premature.sum())
@@ -313,18 +463,4 @@ def measure(
         ref = ab.beat_mv[:, max(0, on - _n(20, fs)) : max(1, on - _n(4, fs) + 1)].mean(axis=-1)
         xyz = vcg.to_xyz(ab.beat_mv - ref[:, None], STANDARD_LEADS, config.xyz_method)
         values.update(vcg.loop_descriptors(xyz, fs, d.qrs_on, d.qrs_off, d.t_end))
-    # ---- atrial activity
-    i2, iv1 = STANDARD_LEADS.index("II"), STANDARD_LEADS.index("V1")
-    lead_af = i2 if good[i2] else int(np.flatnonzero(good)[0])
-    values["zc_per_s"] = rhythm.derivative_zero_crossings(xf[lead_af], fs, ab.r_peaks)
-    lead_aa = iv1 if good[iv1] else lead_af
-    values.update(
-        rhythm.atrial_activity(
-            xf[lead_aa], fs, ab.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
-        )
-    )
-    values["p_consistency"] = _p_consistency(
-        xf[idx], ab.r_peaks, dataclasses.replace(ab, beat_mv=ab.beat_mv[idx]), d
-    )
-    values.update(rhythm.pacing_spikes(x_pl[good], fs, ab.r_peaks))
     return result

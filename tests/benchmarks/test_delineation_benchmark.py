@@ -150,15 +150,16 @@ def test_runs_on_real_ludb_and_qtdb_records(shared_data, tmp_path):
     out = tmp_path / "rows.json"
     argv = [
         *("--ludb", str(ludb), "--qtdb", str(qtdb), "--records", "1", "5", "sel100"),
-        *("--methods", "project", "project-beatwise", "ecgpuwave", "--json", str(out), "--quiet"),
+        *("--methods", "project", "project-sv", "project-beatwise", "ecgpuwave"),
+        *("--json", str(out), "--quiet"),
     ]
     args = bench.get_parser().parse_args(argv)
     assert bench.main(args) == 0
     rows = json.loads(out.read_text())
-    lu = _check_rows(rows, "LUDB", ["project", "project-beatwise"])
-    qt = _check_rows(rows, "QTDB", ["project", "project-beatwise", "ecgpuwave"])
+    lu = _check_rows(rows, "LUDB", ["project", "project-sv", "project-beatwise"])
+    qt = _check_rows(rows, "QTDB", ["project", "project-sv", "project-beatwise", "ecgpuwave"])
     for table in (lu, qt):
-        for m in ("project", "project-beatwise"):
+        for m in ("project", "project-sv", "project-beatwise"):
             row = table[(m, "QRS onset")]
             assert row["n"] > 5 and abs(row["mean_ms"]) < 40 and row["sd_ms"] < 40
             assert row["sensitivity"] > 0.8 and row["ppv"] > 0.8
