@@ -14,6 +14,7 @@ from team_code.classifiers.deep import WEIGHTS_FILE
 from team_code.context import IN_MEMORY, RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import RecordSet
+from team_code.nn.packed import packed_entries
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,7 +93,7 @@ def test_image_cache_is_written_once_and_reused_by_subsets(records, tmp_path, mo
     subset = records.subset(range(4))
     first = cg.images_for(subset, config, ctx)
     assert first.folder is not None and first.folder.parent == tmp_path
-    assert len(list(first.folder.glob("*.npy"))) == 4  # one file per record
+    assert len(packed_entries(first.folder)) == 4  # one entry per record, in the pack
     stack = np.stack([first.items[i] for i in range(len(first))])
     assert stack.shape == (4, 32, 32) and stack.dtype == np.float16
 

@@ -24,6 +24,7 @@ from team_code.classifiers.parallel_cnn import (
 from team_code.context import RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
+from team_code.nn.packed import packed_entries
 
 AF = "164889003"
 NSR = "426783006"
@@ -208,7 +209,8 @@ def test_second_epoch_and_second_run_read_the_cache(records_dir, tmp_path, monke
     second = ParallelCNNClassifier(config).fit(records, Task(), ctx)
     assert calls["n"] == 0
     np.testing.assert_array_equal(first.thresholds_, second.thresholds_)
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 12  # one entry per record
+    (folder,) = {p.parent for p in (tmp_path / "cache").rglob("packed.json")}
+    assert len(packed_entries(folder)) == 12  # one entry per record, in the pack
 
 
 def test_bad_threshold_method():
