@@ -988,9 +988,9 @@ def report(
     """Draw per-record reports of records already classified by :func:`run`.
 
     Scores and labels are read back from the output files, so the pictures show what was
-    written. The rules' explanation, the hybrid's member scores and the scalogram settings
-    come from the model when it has them (``explain``, ``member_predictions``, a
-    ``cwt_googlenet`` member).
+    written; nothing is classified again. What the model shows of how it scored a record
+    (the rules' account, its members' scores where they come without classifying, the
+    scalogram settings) comes from :meth:`Classifier.evidence`.
     """
     model = load_model(model_dir, classifier)
     paths = {p.stem: p for p in find_records(data_dir)}
@@ -1039,20 +1039,12 @@ def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
     outputs = [read_output(Path(output_dir) / f"{name}.csv") for name in names]
     chosen = RecordSet([paths[n] for n in names])
     scores = np.array([o.scores for o in outputs]).reshape(len(outputs), len(model.classes_))
-    members = getattr(model, "members_", {})
-    explainer = members.get("rules", model if hasattr(model, "explain") else None)
-    cwt = members.get("cwt_googlenet", model if model.name == "cwt_googlenet" else None)
-    member_scores = None
-    if hasattr(model, "member_predictions") and names:
-        member_scores = model.member_predictions([chosen[i] for i in range(len(chosen))])
     return write_report(
         chosen,
         scores,
         list(model.classes_),
         model.thresholds_,
         report_dir,
-        explain=explainer.explain if explainer is not None else None,
-        member_scores=member_scores,
-        cwt_config=cwt.config if cwt is not None else None,
+        evidence=lambda record: model.evidence([record])[0],
         log=log,
     )

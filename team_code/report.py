@@ -15,11 +15,18 @@ shows, clinically laid out:
 - the QRS and T loops of the synthesised X/Y/Z leads (:mod:`team_code.dsp.vcg`, Kors) in the
   frontal, horizontal and (left) sagittal planes;
 - the scalogram mosaic that the ``cwt_googlenet`` engine classifies
-  (:func:`team_code.classifiers.cwt_googlenet.record_image`);
+  (:func:`team_code.classifiers.cwt_googlenet.record_image`), drawn with the model's settings
+  where its evidence gives them;
 - the key measurements (HR, PR, QRS, QT/QTc, axes) and the rules that fired with their
-  reasons (from ``explain``, e.g. :meth:`RulesClassifier.explain`);
+  reasons (the rules' account in the model's evidence);
 - the top scores as horizontal bars with threshold marks, predicted and true labels, and the
   scores of the member engines when given.
+
+What the model shows of how it scored a record comes through one interface,
+:meth:`team_code.classifiers.base.Classifier.evidence` (one
+:class:`~team_code.classifiers.base.Evidence` per record); the report never names an engine
+and never classifies a record: the scores are those given (for ``run_model.py --report``, those
+the run wrote).
 
 Every page and the index state the kit's intended use (:data:`INTENDED_USE`).
 
@@ -45,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from team_code.classifiers.base import Evidence
 from team_code.data.records import STANDARD_LEADS, Record
 
 __all__ = ["PANELS", "ReportConfig", "render_record", "write_report"]
@@ -961,10 +969,9 @@ def write_report(
     thresholds,
     out_dir: str | Path,
     *,
-    explain: Callable[[Record], dict] | None = None,
+    evidence: Callable[[Record], Evidence] | None = None,
     member_scores: Mapping[str, np.ndarray] | None = None,
     top_k: int = 5,
-    cwt_config=None,
     config: ReportConfig | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -977,11 +984,13 @@ def write_report(
         classes: the class codes of the score columns.
         thresholds: (n_classes,) decision thresholds (label = score >= threshold).
         out_dir: output folder (created).
-        explain: optional ``record -> dict`` (``RulesClassifier.explain``): fired rules and why.
+        evidence: optional ``record -> Evidence`` (a model's :meth:`Classifier.evidence` of
+            one record): the rules' account (fired rules and why), member scores drawn
+            beside the score, the scalogram settings (the default ``CWTGoogLeNetConfig``
+            without them). A record whose evidence fails keeps its page, those panels blank.
         member_scores: optional engine name -> (n_records, n_classes) scores, drawn beside the
-            fused score (``HybridClassifier.member_predictions``).
+            score (with the evidence's member scores).
         top_k: classes with the highest scores shown (predicted classes are always shown).
-        cwt_config: the ``CWTGoogLeNetConfig`` whose mosaic is drawn (default config if None).
         config: page layout (:class:`ReportConfig`).
         log: optional progress callback (one line per record).
 
@@ -1020,10 +1029,9 @@ def write_report(
             classes,
             thresholds,
             out,
-            explain,
+            evidence,
             members,
             top_k,
-            cwt_config,
             config,
             log,
         )
@@ -1045,7 +1053,7 @@ def _one_blas_thread():
 
 
 def _write_pages(
-    records, scores, classes, thresholds, out, explain, members, top_k, cwt_config, config, log
+    records, scores, classes, thresholds, out, evidence, members, top_k, config, log
 ) -> list[dict]:
     """Render every record's page; one row per record for the index."""
     from team_code.data.records import RecordError
@@ -1063,12 +1071,7 @@ def _write_pages(
             rows.append({"record": str(names[i] or f"#{i}"), "error": _short(error)})
             continue
         stem = _file_stem(record.name, used)
-        explanation, explain_error = None, ""
-        if explain is not None:
-            try:
-                explanation = explain(record)
-            except Exception as error:  # a failed explanation only blanks its panel
-                explain_error = f"explain failed: {type(error).__name__}: {_short(error)}"
+        shown, explain_error = _evidence_of(record, evidence, scores.shape[1])
         row_scores = scores[i]
         panels = render_record(
             record,
@@ -1076,12 +1079,12 @@ def _write_pages(
             classes,
             thresholds,
             out / f"{stem}.png",
-            explanation=explanation,
+            explanation=shown.rules,
             explain_error=explain_error,
-            member_rows={k: v[i] for k, v in members.items()},
+            member_rows={**{k: v[i] for k, v in members.items()}, **shown.members},
             top_k=top_k,
             abbreviations=abbreviations,
-            cwt_config=cwt_config,
+            cwt_config=shown.scalogram,
             config=config,
             thumb_path=out / "thumbs" / f"{stem}.png",
         )
@@ -1107,3 +1110,22 @@ def _write_pages(
         if log is not None:
             log(f"report {record.name}: {rows[-1]['seconds']:.2f} s")
     return rows
+
+
+def _evidence_of(record: Record, evidence, n_classes: int) -> tuple[Evidence, str]:
+    """The evidence of ``record`` (nothing without ``evidence``) and, where its rules panel
+    stays blank, why: a failed evidence call only blanks the panels it feeds. Member scores
+    not shaped (n_classes,) are left out."""
+    if evidence is None:
+        return Evidence(), ""
+    try:
+        shown = evidence(record)
+    except Exception as error:  # a failed evidence call only blanks its panels
+        return Evidence(), f"evidence failed: {type(error).__name__}: {_short(error)}"
+    members = {
+        name: np.asarray(row, dtype=np.float64)
+        for name, row in shown.members.items()
+        if np.shape(row) == (n_classes,)
+    }
+    shown = dataclasses.replace(shown, members=members)
+    return shown, "" if shown.rules is not None else "the model has no rules engine"

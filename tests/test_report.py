@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from team_code import report
+from team_code.classifiers.base import Evidence
 from team_code.data.labels import scored_classes
 from team_code.data.records import Record, RecordError, load_record
 
@@ -106,7 +107,7 @@ def written(challenge_dir, tmp_path_factory):
         classes,
         thresholds,
         out,
-        explain=fake_explanation,
+        evidence=lambda record: Evidence(rules=fake_explanation(record)),
         member_scores=members,
         top_k=4,
     )
@@ -150,7 +151,7 @@ def test_real_records_draw_every_panel(written):
     nsr = rows["A0002"]
     assert nsr["predicted"] == ""  # 0.8 < NSR threshold 0.85
     assert nsr["true"] == "NSR"
-    assert nsr["panels"]["rules"].startswith("not available: explain failed: RuntimeError")
+    assert nsr["panels"]["rules"].startswith("not available: evidence failed: RuntimeError")
     assert all(nsr["panels"][p] == "ok" for p in report.PANELS if p != "rules")
 
 

@@ -8,7 +8,9 @@ cache); ``save(folder)`` / ``load(folder)`` write and read JSON plus tensors, ne
 family declares a frozen dataclass ``Config`` with a comment per field: what defines the model,
 nothing about a run. An ensemble declares the families it trains with :meth:`Classifier.members`
 and takes their options with :meth:`Classifier.with_member_options`; the harness needs nothing
-else from a family, so a new one is its own module plus one registry line.
+else from a family, so a new one is its own module plus one registry line. What a model can
+show of how it scored a record (the per-record report's panels) it gives through
+:meth:`Classifier.evidence`, one :class:`Evidence` per record.
 """
 
 from __future__ import annotations
@@ -113,6 +115,48 @@ def apply_options(config_class: type, values: Mapping[str, Any]):
     return dataclasses.replace(config, **updates) if updates else config
 
 
+@dataclasses.dataclass
+class Evidence:
+    """What a model shows of how it scored one record (:meth:`Classifier.evidence`); every
+    part is optional, a family gives the parts it has."""
+
+    # The rules' account of the record (the layout of ``RulesClassifier.explain``): every
+    # rule's score, operating threshold and verdict, and the terms that decided it.
+    rules: dict | None = None
+    # The model's own scores (n_classes,), where they come with its evidence (the rules'
+    # scores are part of their account); None otherwise.
+    scores: np.ndarray | None = None
+    # Member name -> that member's scores (n_classes,), for an ensemble's members whose
+    # evidence carries them.
+    members: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # The settings of the scalogram image an engine classifies (a ``CWTGoogLeNetConfig``).
+    scalogram: Any = None
+
+    @staticmethod
+    def gather(
+        parts: Mapping[str, Sequence[Evidence]], n_records: int, n_classes: int
+    ) -> list[Evidence]:
+        """An ensemble's evidence for ``n_records`` records from its members' (name -> one
+        :class:`Evidence` per record): the first rules account and scalogram settings there
+        are, and every member's own scores of ``n_classes`` classes under its name."""
+        for name, part in parts.items():
+            if len(part) != n_records:
+                raise ValueError(f"{name} gave evidence for {len(part)} of {n_records} records")
+        gathered: list[Evidence] = []
+        for i in range(n_records):
+            evidence = Evidence()
+            for name, part in ((name, part[i]) for name, part in parts.items()):
+                evidence.rules = evidence.rules if evidence.rules is not None else part.rules
+                if evidence.scalogram is None:
+                    evidence.scalogram = part.scalogram
+                if part.scores is not None and np.shape(part.scores) == (n_classes,):
+                    evidence.members[name] = np.asarray(part.scores, dtype=float)
+                for member, row in part.members.items():
+                    evidence.members.setdefault(f"{name}.{member}", row)
+            gathered.append(evidence)
+        return gathered
+
+
 class Classifier:
     """Base class: configuration, thresholds, and the JSON side of save/load."""
 
@@ -175,6 +219,14 @@ class Classifier:
     def predict(self, records: Sequence[Record]) -> np.ndarray:
         """Binary labels: scores at or above each class's threshold."""
         return self.predict_proba(records) >= self.thresholds_
+
+    def evidence(self, records: Sequence[Record]) -> list[Evidence]:
+        """What the model can show of how it scored each of ``records``, one
+        :class:`Evidence` per record, for the per-record report. It never classifies the
+        records again (the report shows the scores the run wrote): a family gives what it
+        keeps or derives without its network; an ensemble gathers its members'. Nothing by
+        default."""
+        return [Evidence() for _ in records]
 
     def label_matrix(self, records: Sequence[Record]) -> np.ndarray:
         """Truth for ``records`` over ``classes_`` (equivalent codes merged by the task's

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from team_code.classifiers.base import Evidence
 from team_code.classifiers.deep import DeepClassifier, record_input
 from team_code.context import RunContext, Task
 from team_code.data.records import Record
@@ -291,6 +292,10 @@ class CWTGoogLeNetClassifier(DeepClassifier):
             raise ValueError(f"color must be one of {_COLORS}; got {self.config.color!r}")
         if self.config.image_size < 32:
             raise ValueError(f"image_size must be at least 32; got {self.config.image_size}")
+
+    def evidence(self, records: Sequence[Record]) -> list[Evidence]:
+        """The settings of the scalogram mosaic the network reads, for every record."""
+        return [Evidence(scalogram=self.config) for _ in records]
 
     @classmethod
     def quick_config(cls) -> CWTGoogLeNetConfig:

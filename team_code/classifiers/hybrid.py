@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from team_code.classifiers import registry
-from team_code.classifiers.base import Classifier, apply_options
+from team_code.classifiers.base import Classifier, Evidence, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
 from team_code.classifiers.thresholds import (
     NEVER,
@@ -1063,6 +1063,12 @@ class HybridClassifier(Classifier):
         return {
             name: self._member_outputs(name, m, records)[0] for name, m in self.members_.items()
         }
+
+    def evidence(self, records: Sequence[Record]) -> list[Evidence]:
+        """Its members' evidence gathered (:meth:`Evidence.gather`); no member classifies the
+        records again."""
+        parts = {name: m.evidence(records) for name, m in self.members_.items()}
+        return Evidence.gather(parts, len(records), len(self.classes_))
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
         outputs = [self._member_outputs(n, m, records) for n, m in self.members_.items()]

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from team_code.classifiers.base import Classifier
+from team_code.classifiers.base import Classifier, Evidence
 from team_code.classifiers.measurements import measure_all, record_measurements
 from team_code.classifiers.rule_language import Rule, Threshold
 from team_code.classifiers.rulebook import (
@@ -474,6 +474,17 @@ class RulesClassifier(Classifier):
             "labels": labels,
             "rules": rules,
         }
+
+    def evidence(self, records: Sequence[Record]) -> list[Evidence]:
+        """Each record's account (:meth:`explain`) and the rule scores it gives (those of
+        :meth:`predict_proba`)."""
+        out = []
+        for record in records:
+            account = self.explain(record)
+            score = {r["code"]: r["score"] for r in account["rules"]}
+            scores = np.array([score.get(code, 0.0) for code in self.classes_])
+            out.append(Evidence(rules=account, scores=scores))
+        return out
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder) -> None:
