@@ -384,6 +384,8 @@ def _train_task(
         **common,
     }
     manifest["training_data"] = {**common["training_data"], **data_summary(records, task)}
+    if "validation" in trained[names[0]]:  # the primary's nested out-of-fold estimate
+        manifest["validation"] = trained[names[0]]["validation"]
     if model_dir is not None:
         manifest = model_folder.write_manifest(model_dir, manifest)
     return manifest

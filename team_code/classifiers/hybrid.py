@@ -127,6 +127,15 @@ class HybridConfig:
     # Among the candidates ("auto"), the simplest is kept unless a more complex one scores
     # higher by more than this many standard errors (0: the highest score wins).
     tolerance_se: float = 1.0
+    # The per-class choice: a class leaves the floor's decision only for a candidate whose
+    # gain over the floor on that class exceeds this many standard errors of the paired
+    # per-record difference (with k records changed alike, about sqrt(k): 3 asks for nine
+    # or more records' worth of consistent evidence; a high bar, as every class tries every
+    # candidate); among those, tolerance_se applies.
+    class_tolerance_se: float = 3.0
+    # ... and by at least this much of the challenge metric: a member's inference is not
+    # shipped for a gain that small.
+    class_min_gain: float = 0.001
     # Inverse L2 strength of the per-class logistic regressions (stacking).
     stacking_c: float = 0.5
     # Per-class selection only for classes with this many positives (else the best member).
@@ -199,12 +208,79 @@ def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tupl
     return best
 
 
+def _class_pick(
+    contributions: dict, floor_se: float, tolerance_se: float, min_gain: float = 0.0
+) -> tuple[str, list]:
+    """One class's candidate from per-record contributions (``FLOOR``'s among them): the
+    floor, unless candidates beat it by more than ``floor_se`` standard errors of the paired
+    per-record difference and by more than ``min_gain``; then the simplest of those within
+    ``tolerance_se`` of the best of them (:func:`_simplest_within_tolerance`). Returns the
+    key and the candidates that beat the floor."""
+    floor = contributions[FLOOR]
+    significant = []
+    for key, values in contributions.items():
+        difference = values - floor
+        se = np.sqrt(len(difference)) * difference.std(ddof=1) if len(difference) > 1 else 0.0
+        if key != FLOOR and difference.sum() > max(floor_se * se, min_gain, 1e-12):
+            significant.append(key)
+    if not significant:
+        return FLOOR, significant
+    chosen = {key: contributions[key] for key in significant}
+    return _simplest_within_tolerance(chosen, tolerance_se), significant
+
+
 def _member_ranking(precision: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Members from the best mean average precision (over the classes that have positives) to
     the worst; the first is ``single``'s member."""
     present = truth.any(axis=0)
     mean = precision[present].mean(axis=0) if present.any() else np.zeros(precision.shape[1])
     return np.argsort(-mean, kind="stable")
+
+
+#: The early-drop rule: a member leads a class when its ROC AUC there is the best and above
+#: 0.5 by this many standard errors of an uninformative score's AUC.
+LEAD_Z = 2.5
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC of scores ``s`` for truth ``y`` (ties count half; NaN scores left out)."""
+    scored = np.isfinite(s)
+    y, s = y[scored], s[scored]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        return 0.5
+    from scipy.stats import rankdata
+
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _leading_members(scores: np.ndarray, truth: np.ndarray, min_positives: int) -> set[int]:
+    """The members (indices into ``scores``' axis 1) that lead at least one class with
+    ``min_positives`` or more positives: the best ROC AUC there (ties: the earlier member),
+    and above 0.5 by ``LEAD_Z`` standard errors of an uninformative score's AUC
+    (Mann-Whitney: sqrt((n_pos + n_neg + 1) / (12 n_pos n_neg))). Every member when none
+    leads anywhere (too little evidence to drop any)."""
+    truth = np.asarray(truth, dtype=bool)
+    leaders = set()
+    for j in np.flatnonzero(truth.sum(axis=0) >= min_positives):
+        y = truth[:, j]
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        if not n_neg:
+            continue
+        auc = [_auc(y, scores[:, m, j]) for m in range(scores.shape[1])]
+        best = int(np.argmax(auc))
+        se = np.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+        if auc[best] > 0.5 + LEAD_Z * se:
+            leaders.add(best)
+    return leaders or set(range(scores.shape[1]))
+
+
+def _f1(truth: np.ndarray, binary: np.ndarray) -> float:
+    """F1 of one class's decisions (0 without positives or predictions)."""
+    tp = float((truth & binary).sum())
+    total = float(truth.sum() + binary.sum())
+    return 2 * tp / total if total else 0.0
 
 
 def _precision_table(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -257,6 +333,8 @@ class _Stacker:
     fusion predicts no class it has never seen; ``single`` and ``selection`` keep the
     engines' knowledge of such classes, and cross-validation chooses).
     """
+
+    learns_from_labels = True
 
     def __init__(self, c: float, min_positives: int = 5):
         self.c = c
@@ -413,9 +491,7 @@ class _Floor:
 
     def fit(self, scores, own, evidence, truth) -> _Floor:
         del scores, own, evidence
-        self.prevalence_, self.thresholds_ = prevalence_thresholds(
-            truth, self.classes, self.scored
-        )
+        self.prevalence_, self.thresholds_ = prevalence_thresholds(truth, self.classes, self.scored)
         return self
 
     def predict(self, scores: np.ndarray, own, evidence) -> np.ndarray:
@@ -465,6 +541,7 @@ class _Nested:
         self._fusers: dict = {}
         self._inner: dict = {}
         self._searched: dict = {}
+        self._oof: dict = {}
 
     def rows(self, subset: frozenset) -> np.ndarray:
         return np.sort(np.concatenate([self.parts[i] for i in sorted(subset)]))
@@ -544,11 +621,13 @@ class _Nested:
     def oof(self, subset: frozenset) -> dict[str, np.ndarray]:
         """(n, n_classes) decisions of every candidate on the subset's records (False
         elsewhere), each fold's by candidates fitted on the subset's other folds."""
-        out = {key: np.zeros(self.truth.shape, dtype=bool) for key in self.candidates}
-        for fold in subset:
-            for key, binary in self.decide(self.candidates, subset - {fold}, fold).items():
-                out[key][self.parts[fold]] = binary
-        return out
+        if subset not in self._oof:
+            out = {key: np.zeros(self.truth.shape, dtype=bool) for key in self.candidates}
+            for fold in subset:
+                for key, binary in self.decide(self.candidates, subset - {fold}, fold).items():
+                    out[key][self.parts[fold]] = binary
+            self._oof[subset] = out
+        return self._oof[subset]
 
     def choose(self, subset: frozenset) -> tuple[list[str], dict]:
         """The hybrid's choice (a candidate per class) made on the subset's records only;
@@ -591,7 +670,8 @@ class HybridClassifier(Classifier):
     # -- members -------------------------------------------------------------------------
     @classmethod
     def members(cls, config: HybridConfig) -> tuple[str, ...]:
-        return tuple(config.members)
+        members = tuple(config.members)
+        return AUTO_MEMBERS if members == ("auto",) else members
 
     @classmethod
     def with_member_options(cls, config: HybridConfig, options) -> HybridConfig:
@@ -614,7 +694,7 @@ class HybridClassifier(Classifier):
 
     def _usable_members(self) -> list[str]:
         members = []
-        for name in self.config.members:
+        for name in self.members(self.config):
             if name == "hybrid":
                 raise ValueError("the hybrid cannot contain itself")
             reason = registry.get(name).unavailable(self._member_config(name))
@@ -630,17 +710,22 @@ class HybridClassifier(Classifier):
         self.ctx.log(message)
 
     def _fold_groups(self, records: Sequence[Record]) -> list[str]:
+        """Fold groups: whole sources (``grouping_`` "source"), or records with identical
+        signals kept together (``grouping_`` "record")."""
         digests = signal_digests(records)
+        self.grouping_ = "record"
         if self.config.fold_groups == "signal":
             return digests
         if self.config.fold_groups != "source":
             raise ValueError("hybrid: fold_groups must be 'signal' or 'source'")
         groups = source_groups([record_source(name) for name in record_names(records)], digests)
         if len(set(groups)) >= self.config.n_folds:
+            self.grouping_ = "source"
             return groups
         self._log(
-            f"hybrid: {len(set(groups))} sources cannot fill {self.config.n_folds} folds; "
-            "folds keep identical signals together instead"
+            f"warning: hybrid: {len(set(groups))} source(s) cannot fill {self.config.n_folds} "
+            "folds; the folds group by record (identical signals together), so the "
+            "out-of-fold figures are for new records of these sources, not for new sources"
         )
         return digests
 
@@ -697,12 +782,12 @@ class HybridClassifier(Classifier):
 
     def _own(self) -> np.ndarray:
         """(n_members, n_classes): the fitted members' own thresholds."""
-        return np.stack(
+        return np.array(
             [
                 np.clip(np.asarray(m.thresholds_, dtype=float), 0.0, NEVER)
                 for m in self.members_.values()
             ]
-        )
+        ).reshape(len(self.members_), len(self.classes_))
 
     # -- learning ------------------------------------------------------------------------
     def fit(
@@ -741,17 +826,15 @@ class HybridClassifier(Classifier):
             if per_class and k + 1 == self.config.early_drop_folds and len(active) > 1:
                 done = np.concatenate([test for _, test in folds[: k + 1]])
                 scores = np.stack([outputs[name][0][done] for name in active], axis=1)
-                leaders = _leading_members(
-                    scores, truth[done], self.config.selection_min_positives
-                )
+                leaders = _leading_members(scores, truth[done], self.config.selection_min_positives)
                 for m, name in enumerate(list(active)):
                     if m not in leaders:
                         self._drop(
                             name,
                             active,
-                            f"dropped after fold {k + 1}: the best out-of-fold average "
-                            "precision in no class with "
-                            f"{self.config.selection_min_positives}+ positives",
+                            f"dropped after fold {k + 1}: it leads no class with "
+                            f"{self.config.selection_min_positives}+ positives (the best "
+                            f"out-of-fold ROC AUC, {LEAD_Z:g} SE above chance)",
                         )
         refitted: dict[str, Classifier] = {}
         while True:
@@ -924,7 +1007,8 @@ class HybridClassifier(Classifier):
         choice, report = nested.choose(nested.everything)
         decisions = nested.oof(nested.everything)
         self.fusion_scores_ = {
-            key: challenge_score(truth, binary, classes, scored) for key, binary in decisions.items()
+            key: challenge_score(truth, binary, classes, scored)
+            for key, binary in decisions.items()
         }
         # The members alone, each with its fold models' own thresholds.
         self.member_scores_ = {
@@ -1003,7 +1087,12 @@ class HybridClassifier(Classifier):
                 trial = current.copy()
                 trial[:, j] = binary[:, j]
                 contributions[key] = _record_contributions(truth, trial, classes, self.task_.scored)
-            best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
+            best, significant = _class_pick(
+                contributions,
+                self.config.class_tolerance_se,
+                self.config.tolerance_se,
+                self.config.class_min_gain,
+            )
             choice.append(best)
             current[:, j] = decisions[best][:, j]
             floor_total = float(contributions[FLOOR].sum())
@@ -1020,12 +1109,18 @@ class HybridClassifier(Classifier):
                 ),
             )
             for key in decisions:
-                if key != best:
-                    entry["dropped"][key] = (
-                        f"{gain[key]:+.4f}, lower"
-                        if gain[key] <= gain[best]
-                        else f"{gain[key]:+.4f}, within {self.config.tolerance_se:g} SE"
+                if key == best:
+                    continue
+                if key != FLOOR and key not in significant:
+                    why = (
+                        f"not {self.config.class_tolerance_se:g} SE and "
+                        f"{self.config.class_min_gain:g} above the floor"
                     )
+                elif gain[key] > gain[best]:
+                    why = f"within {self.config.tolerance_se:g} SE of it: the simpler kept"
+                else:
+                    why = "lower"
+                entry["dropped"][key] = f"{gain[key]:+.4f}, {why}"
         return choice, report
 
     def _ship(self, nested: _Nested, choice: list[str], own: np.ndarray) -> None:
@@ -1055,7 +1150,9 @@ class HybridClassifier(Classifier):
             return _Selector(kind == "selection", self.config.selection_min_positives)
         if kind == FLOOR:
             return _Floor(self.classes_, self.task_.scored)
-        return _Selector(min_positives=self.config.selection_min_positives, first=members.index(kind))
+        return _Selector(
+            min_positives=self.config.selection_min_positives, first=members.index(kind)
+        )
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """Each member's scores for ``records`` (for reports and comparisons; NaN where a
@@ -1071,10 +1168,15 @@ class HybridClassifier(Classifier):
         return Evidence.gather(parts, len(records), len(self.classes_))
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
+        n, c = len(records), len(self.classes_)
         outputs = [self._member_outputs(n, m, records) for n, m in self.members_.items()]
-        scores = np.stack([s for s, _ in outputs], axis=1)
-        evidence = np.concatenate([e for _, e in outputs], axis=1)
-        fused = self.fuser_.predict(scores, self._own(), evidence)
+        scores = np.stack([s for s, _ in outputs], axis=1) if outputs else np.zeros((n, 0, c))
+        evidence = np.concatenate([e for _, e in outputs] + [np.zeros((n, 0))], axis=1)
+        fused = np.full((n, c), np.nan)
+        kinds = np.array([_split(key)[0] for key in self.choice_])
+        for kind, fuser in self.fusers_.items():
+            columns = kinds == kind
+            fused[:, columns] = fuser.predict(scores, self._own(), evidence)[:, columns]
         unscored = ~np.isfinite(fused).all(axis=1)
         if unscored.any():
             names = [n for n, bad in zip(record_names(records), unscored) if bad]
@@ -1087,21 +1189,27 @@ class HybridClassifier(Classifier):
             model.save(folder / "members" / name)
         state = {
             "members": list(self.members_),
+            "choice": self.choice_,
             "fusion": self.fusion_,
             "thresholding": self.thresholding_,
             "fusion_scores": self.fusion_scores_,
             "member_scores": self.member_scores_,
+            "validation": self.validation_,
         }
-        save_arrays(folder / "fuser.safetensors", self.fuser_.arrays())
+        arrays = {
+            f"{kind}.{name}": array
+            for kind, fuser in self.fusers_.items()
+            for name, array in fuser.arrays().items()
+        }
+        save_arrays(folder / "fuser.safetensors", arrays)
         save_json(folder / "hybrid.json", state)
 
     def _load_state(self, folder: Path) -> None:
         state = load_json(folder / "hybrid.json")
         fuser_file = folder / "fuser.safetensors"
         arrays = load_arrays(fuser_file) if fuser_file.is_file() else {}
-        # Before the fuser file, or before the members' own thresholds came from the
-        # refitted members ("own" held the fold models' average).
-        if "thresholding" not in state or "ranking" not in arrays or "own" in arrays:
+        # Before the fuser file, or before the choice of a candidate per class.
+        if "choice" not in state or not arrays:
             raise ValueError(
                 f"{folder}: a hybrid saved by an earlier version of the kit (its fuser or "
                 "thresholds were made differently); train it again"
@@ -1115,8 +1223,16 @@ class HybridClassifier(Classifier):
         self.thresholding_ = state["thresholding"]
         self.fusion_scores_ = state["fusion_scores"]
         self.member_scores_ = state["member_scores"]
-        self.fuser_ = self._new_fuser(self.fusion_)
-        self.fuser_.set_arrays(arrays)
+        self.validation_ = state["validation"]
+        self.choice_ = state["choice"]
+        self.fusers_ = {}
+        for kind in dict.fromkeys(_split(key)[0] for key in self.choice_):
+            fuser = self._new_fuser(kind, state["members"])
+            prefix = f"{kind}."
+            fuser.set_arrays(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            )
+            self.fusers_[kind] = fuser
 
     def summary(self) -> dict:
         return {
@@ -1124,5 +1240,9 @@ class HybridClassifier(Classifier):
             "members": list(self.members_),
             "fusion": self.fusion_,
             "thresholding": self.thresholding_,
+            "choice": {self.task_.abbreviation(c): k for c, k in zip(self.classes_, self.choice_)},
             "cv_challenge_metric": {**self.member_scores_, **self.fusion_scores_},
+            "validation": self.validation_,
+            **({"classes": self.class_choice_} if getattr(self, "class_choice_", None) else {}),
+            **({"dropped": self.dropped_} if getattr(self, "dropped_", None) else {}),
         }
