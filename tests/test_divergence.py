@@ -122,7 +122,8 @@ def test_a_rules_only_training_is_unaffected(tmp_path, capsys, one_thread):
     assert (model / "manifest.json").is_file()
 
 
-def test_a_member_that_diverges_inside_the_hybrid_stops_its_training(tmp_path, one_thread):
+def test_a_member_that_diverges_inside_the_hybrid_never_ships(tmp_path, one_thread):
+    """The hybrid either stops with the member's error or drops the member, saying why."""
     from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
     from team_code.classifiers.parallel_cnn import ParallelCNNClassifier
     from team_code.context import RunContext, Task
@@ -131,7 +132,12 @@ def test_a_member_that_diverges_inside_the_hybrid_stops_its_training(tmp_path, o
     config = HybridConfig(
         members=("prevalence", "parallel_cnn"), n_folds=2, member_options={"parallel_cnn": cnn}
     )
-    with pytest.raises(TrainingDiverged, match=r"parallel_cnn .* diverged at epoch 1"):
-        HybridClassifier(config).fit(
-            _synthetic(tmp_path / "data"), Task(), RunContext(cache_dir="none", progress=False)
-        )
+    lines: list[str] = []
+    ctx = RunContext(cache_dir="none", progress=False, log=lines.append)
+    try:
+        model = HybridClassifier(config).fit(_synthetic(tmp_path / "data"), Task(), ctx)
+    except TrainingDiverged as error:
+        assert error.engine == "parallel_cnn" and error.epoch == 1
+    else:
+        assert "parallel_cnn" not in getattr(model, "members_", {})
+        assert any("parallel_cnn" in line and "diverged at epoch 1" in line for line in lines)
