@@ -298,15 +298,16 @@ class LeadDelineationConfig:
     slope_smooth_ms: float = 6.0  # moving average of each lead's derivative
     qrs_margin_ms: float = 50.0  # a lead's QRS is searched this far outside the global one
     qrs_slope_fraction: float = 0.3  # first/last significant slope: |dx/dt| >= this x the peak
-    qrs_edge_fraction: float = 0.03  # the lead's QRS ends where |dx/dt| < this x the peak
+    qrs_edge_fraction: float = 0.02  # the lead's QRS ends where |dx/dt| < this x the peak
     min_qrs_mv: float = 0.05  # a lead with a smaller QRS peak-to-peak takes the global QRS
+    qrs_max_dev_ms: float = 12.0  # a lead's QRS boundary at most this from the global one
     t_smooth_ms: float = 16.0  # moving average of each lead before the T search
     t_search_ms: float = 100.0  # a lead's T peak is searched this far around the global one
     min_t_mv: float = 0.04  # a lead with a smaller T (from the PR level) takes the global T
     t_end_level: str = "zero"  # the tangent meets the PR level ("zero") or the tail's floor
     t_end_after_ms: float = 100.0  # a lead's T end lies at most this after the T search window
     lead_t_end: bool = True  # each lead's own T end (else every lead takes the global T end)
-    t_max_dev_ms: float = math.inf  # a lead T end farther than this from the global one: global
+    t_max_dev_ms: float = 60.0  # a lead T end farther than this from the global one: global
     p_margin_ms: float = 40.0  # a lead's P is searched this far outside the global one
     min_p_mv: float = 0.015  # a lead with a smaller P takes the global P boundaries
     global_rule: str = "mad"  # how leads give the global boundaries, see GLOBAL_RULES
@@ -448,6 +449,9 @@ def _laguna1994(y, fs, g: Delineation, t_hi: int, cfg: LeadDelineationConfig):
         if not math.isfinite(q_on):
             q_pk = float(on + np.argmax(np.abs(y[i, on : off + 1])))
             q_on, q_off = g.qrs_on, g.qrs_off
+        dev = cfg.qrs_max_dev_ms * 1e-3 * fs
+        q_on = float(np.clip(q_on, g.qrs_on - dev, g.qrs_on + dev))
+        q_off = float(np.clip(q_off, g.qrs_off - dev, g.qrs_off + dev))
         pts[i, 3:6] = q_on, q_pk, q_off
         t_on, t_pk, t_end, t_mv[i] = _lead_t(y[i], fs, g, q_off, t_hi, cfg)
         if math.isfinite(g.t_peak) and not math.isfinite(t_pk):

@@ -103,9 +103,8 @@ def test_per_lead_boundaries_on_planted_record(pr_ms, qrs_ms):
     # lead-wise QRS onset/offset: a lead's visible QRS starts no earlier than the planted
     # dipole's (less 12 ms) and ends no later (plus 8 ms); the median over the visible leads
     # is within 20 ms of the planted onset and 35 ms of the offset (measured on this grid:
-    # median onsets +12..+18 ms, offsets -6 and -30 ms: the slow end of the planted 130-ms
-    # QRS falls under the lead's slope threshold; the global offset keeps the
-    # spatial-velocity one, see the QRS duration below)
+    # median onsets +8 / -6 ms, offsets +2 / -10 ms; each lead stays within 12 ms of the
+    # leads-together boundary)
     assert np.all(rel[big, col["qrs_on"]] >= on_ms - 12)
     assert np.all(rel[big, col["qrs_off"]] <= off_ms + 8)
     assert abs(np.median(rel[big, col["qrs_on"]]) - on_ms) <= 20
