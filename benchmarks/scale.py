@@ -142,14 +142,14 @@ class Stages:
 
 
 def _instrument(stages: Stages, members: list[str]) -> None:
-    from team_code import harness
+    from team_code import training
     from team_code.classifiers import hybrid, measurements, registry
     from team_code.nn import cache
 
     def kind(records, compute, settings, *args, **kwargs):
         return f"cache: {settings.get('kind')}"
 
-    stages.wrap(harness, "scan_records", "read headers")
+    stages.wrap(training, "scan_records", "read headers")
     stages.wrap(hybrid, "signal_digests", "fold groups (signal digests)")
     stages.wrap(cache, "per_record", kind)
     stages.wrap(measurements, "per_record", kind)

@@ -2,8 +2,10 @@
 
 Subpackages: ``data`` (records, labels, outputs, synthetic data), ``dsp`` (numpy/scipy signal
 processing), ``classifiers`` (the registry and the classifier families), ``nn`` (torch
-building blocks and training core), ``beats`` (beat-level networks). ``harness`` is the only
-module that walks folders. Importing the package does nothing else.
+building blocks and training core), ``beats`` (beat-level networks). The modules that walk
+folders each do one job: ``options`` (what to train), ``training`` (``train``),
+``model_folder`` (writing, checking and loading a model folder), ``inference`` (``run``) and
+``report``; ``harness`` gathers their names. Importing the package does nothing else.
 
 The PhysioNet/CinC Challenge 2021 harness (``from team_code import training_code``;
 ``from team_code import load_model, run_model``) finds its three functions here; they live in

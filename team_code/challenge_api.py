@@ -23,7 +23,7 @@
   text and its ``val`` matrix, and raises, naming the record and the problem, for a record the
   kit refuses (``test_model.py`` then writes an empty output).
 
-Records are classified by :func:`team_code.harness.decide`, the code ``run_model.py`` uses,
+Records are classified by :func:`team_code.inference.decide`, the code ``run_model.py`` uses,
 from a :class:`~team_code.data.records.Record` built by the kit's own header parser and
 digital-to-millivolt conversion (no file is read): on the same model, the outputs equal
 ``run_model.py``'s. The preset follows :func:`team_code.presets.default_preset`
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from team_code import harness
+from team_code import model_folder, training
 from team_code.context import RunContext
 from team_code.data.leads import LEAD_SETS
 from team_code.data.records import (
@@ -49,6 +49,7 @@ from team_code.data.records import (
     parse_header,
     record_from_digital,
 )
+from team_code.inference import decide
 from team_code.threads import apply_threads, choose_threads, requested_threads
 
 
@@ -72,7 +73,7 @@ def train_default(
     threads = choose_threads(1, requested_threads(None))
     apply_threads(threads)
     _say(f"using {threads} compute thread(s)")
-    return harness.train(data_directory, model_directory, table=table, lead_sets=lead_sets)
+    return training.train(data_directory, model_directory, table=table, lead_sets=lead_sets)
 
 
 def challenge_record(header: str | Sequence[str], recording) -> Record:
@@ -90,9 +91,9 @@ def challenge_record(header: str | Sequence[str], recording) -> Record:
 
 def classify(model, record: Record) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, labels)`` of one record, as ``run_model.py`` writes them: the model's scores
-    (:func:`team_code.harness.decide`) clipped to [0, 1] and its 0/1 labels. Raises for a
+    (:func:`team_code.inference.decide`) clipped to [0, 1] and its 0/1 labels. Raises for a
     record the model refuses, or non-finite scores, naming the record."""
-    scores, labels = harness.decide(model, [record])
+    scores, labels = decide(model, [record])
     if not np.all(np.isfinite(scores[0])):
         raise ValueError(f"record {record.name}: classifier returned non-finite scores")
     return np.clip(scores[0], 0.0, 1.0), np.asarray(labels[0]).astype(int)
@@ -100,7 +101,7 @@ def classify(model, record: Record) -> tuple[np.ndarray, np.ndarray]:
 
 def _load(model_directory: str | os.PathLike):
     """The primary classifier of a model folder, set to run quietly on the default device."""
-    return harness.load_model(model_directory, ctx=RunContext(progress=False))
+    return model_folder.load_model(model_directory, ctx=RunContext(progress=False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,15 +147,15 @@ def load_model(model_directory: str | os.PathLike, leads: Sequence[str]):
     order): of a model folder with several lead sets, the model of the largest set whose
     leads are all in ``leads`` (the smallest set's where none is, which then refuses each
     record with the reason); a folder of one model is that model."""
-    manifest = harness.load_manifest(model_directory)
+    manifest = model_folder.load_manifest(model_directory)
     if "lead_sets" not in manifest:
         return _load(model_directory)
     sets = {name: entry["leads"] for name, entry in manifest["lead_sets"].items()}
-    name = harness.choose_lead_set(sets, [canonical_lead(lead) for lead in leads])
+    name = model_folder.choose_lead_set(sets, [canonical_lead(lead) for lead in leads])
     if name is None:
         name = min(sets, key=lambda n: len(sets[n]))
     one = {"lead_sets": {name: manifest["lead_sets"][name]}}
-    return harness.LeadSetModels.load(model_directory, one, None, RunContext(progress=False))
+    return model_folder.LeadSetModels.load(model_directory, one, None, RunContext(progress=False))
 
 
 def run_model(model, header: str, recording) -> tuple[list[str], np.ndarray, np.ndarray]:

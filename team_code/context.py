@@ -11,11 +11,16 @@ Every classifier learns with ``fit(records, task, ctx)``:
   never saved with a model: the same model trained on a GPU with a cache and on a CPU without
   one is the same model. An ensemble hands each member and fold a child context
   (:meth:`RunContext.child`), so no two trainings share a checkpoint.
+
+:func:`is_main_process` says whether this process writes (``torchrun``'s rank 0, or the only
+process); :func:`say` is a run's default log. Both sit here, below the classifiers, so that
+a classifier never imports the modules that drive it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
@@ -173,8 +178,14 @@ def _table_path(table: str) -> Path:
     return task_weights_path(table) if table in TASKS else Path(table).resolve()
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """The default log of a run: ``message`` on stderr, at once."""
     print(message, file=sys.stderr, flush=True)
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a ``torchrun`` job, which train but do not write."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +201,7 @@ class RunContext:
     workdir: str | None = None  # checkpoints and finished parts of this training (None: none)
     resume: bool = False  # continue from what workdir holds (a checkpoint, finished parts)
     progress: bool = True  # progress output on stderr
-    log: Callable[[str], None] = dataclasses.field(default=_say, compare=False, repr=False)
+    log: Callable[[str], None] = dataclasses.field(default=say, compare=False, repr=False)
 
     def child(self, *parts: str) -> RunContext:
         """The context of one part of this run (a member, a fold): its own work folder under
@@ -247,8 +258,10 @@ __all__ = [
     "RunContext",
     "Task",
     "default_task",
+    "is_main_process",
     "lead_set_name",
     "parse_leads",
     "record_labels",
     "record_names",
+    "say",
 ]

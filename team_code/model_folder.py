@@ -17,6 +17,20 @@ missing, truncated or replaced, a file in a subfolder that the list does not hav
 folder written by a kit whose outputs this kit does not guarantee to reproduce. Hashing reads
 each file once per process: a folder verified before is not hashed again while none of its
 files has changed (size, modification and change times, inode).
+
+Loading: :func:`load_model` checks the folder (:func:`load_manifest`) and gives its primary
+classifier (or the one named; ``hybrid.rules`` names a member of a trained hybrid); a folder
+trained for several lead sets gives a :class:`LeadSetModels`, which serves each record with the
+model of the largest lead set the record has (:func:`choose_lead_set`).
+
+Layout::
+
+    MODEL/manifest.json          classifiers, primary, classes, thresholds, versions, data
+                                 summary, threads, and every file's size and SHA-256
+    MODEL/<classifier>/config.json  + the family's tensors (safetensors) and JSON
+    MODEL/leads-<set>/           with several lead sets: one model folder per set, listed in
+                                 MODEL/manifest.json
+    MODEL/.work, MODEL/.cache    run state of the trainings: checkpoints, per-record caches
 """
 
 from __future__ import annotations
@@ -25,9 +39,14 @@ import glob
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from team_code import __version__
+from team_code.classifiers import registry
+from team_code.classifiers.base import Classifier
+from team_code.context import RunContext
+from team_code.data.records import Record, RecordError, read_header
 from team_code.fileio import load_json, save_json
 
 MANIFEST = "manifest.json"
@@ -309,3 +328,133 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a model folder: {MANIFEST} is missing")
     return load_json(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+#: Subfolder of a model folder holding the model of one lead set (with several lead sets).
+LEAD_SET_FOLDER = "leads-{}"
+
+
+def load_manifest(model_dir: str | os.PathLike, verify: bool = True) -> dict:
+    """Read a model folder's manifest and check the folder (:func:`check`): a
+    folder of another model format or kit version, or (``verify``) whose files do not match
+    the manifest's list, raises :class:`~team_code.model_folder.ModelFolderError` (a
+    ``ValueError``) naming the file and the problem. Files are hashed once per process while
+    they stay unchanged."""
+    manifest = read_manifest(model_dir)
+    check(model_dir, manifest, verify)
+    return manifest
+
+
+def load_model(
+    model_dir: str | os.PathLike,
+    classifier: str | None = None,
+    ctx: RunContext | None = None,
+    verify: bool = True,
+):
+    """The primary classifier of a model folder (or the one named; ``hybrid.rules`` names a
+    member of a trained hybrid), set to run under ``ctx``. A folder with several lead sets
+    gives a :class:`LeadSetModels` that serves each record with the largest lead set it has.
+    The folder is checked first (:func:`load_manifest`; ``verify=False`` skips the files'
+    sizes and hashes, for a folder whose enclosing model folder verified them)."""
+    manifest = load_manifest(model_dir, verify)
+    ctx = ctx or RunContext(progress=False)
+    if "lead_sets" in manifest:
+        return LeadSetModels.load(model_dir, manifest, classifier, ctx)
+    name = classifier or manifest["primary"]
+    top, _, member = name.partition(".")
+    if top not in manifest["classifiers"]:
+        raise KeyError(
+            f"{model_dir} has no {top!r} classifier; it has {describe_classifiers(manifest)}"
+        )
+    folder = _subfolder(model_dir, manifest["classifiers"][top]["folder"], "classifier")
+    model = registry.get(top).load(folder).use(ctx)
+    if member:
+        members = getattr(model, "members_", {})
+        if member not in members:
+            raise KeyError(
+                f"{model_dir}: {top} has no member {member!r}; it has "
+                f"{describe_classifiers(manifest)}"
+            )
+        return members[member]
+    return model
+
+
+def _subfolder(model_dir, name, what: str) -> Path:
+    """``model_dir/name`` for a folder name read from a manifest; one that would point
+    outside the model folder raises."""
+    name = str(name)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"{model_dir}: {what} folder {name!r} points outside the model folder")
+    return Path(model_dir) / name
+
+
+def describe_classifiers(manifest: dict) -> str:
+    """The classifiers a model holds, members of hybrids as ``hybrid.<member>``."""
+    names = []
+    for name, entry in manifest.get("classifiers", {}).items():
+        names.append(name)
+        names.extend(f"{name}.{m}" for m in entry.get("members", ()))
+    return ", ".join(names)
+
+
+class LeadSetModels:
+    """The models of one folder trained for several lead sets (``train --leads 12,6,2``).
+
+    Each record is served by the model of the largest lead set whose leads the record has
+    (:meth:`choose`); a record with fewer leads than every trained set fails on its own, with
+    a message naming its leads and the smallest set's. All sets share the task's classes.
+    """
+
+    def __init__(self, models: dict[str, Classifier], leads: dict[str, tuple[str, ...]]):
+        order = sorted(models, key=lambda name: -len(leads[name]))
+        self.models = {name: models[name] for name in order}
+        self.leads = {name: leads[name] for name in order}
+        classes = {tuple(m.classes_) for m in models.values()}
+        if len(classes) != 1:
+            raise ValueError("the lead sets' models do not share their classes")
+        self.classes_ = next(iter(classes))
+
+    @classmethod
+    def load(cls, model_dir, manifest: dict, classifier: str | None, ctx: RunContext):
+        """The lead sets' models of ``model_dir``, whose ``manifest`` was read (and its files,
+        lead-set folders included, verified) by :func:`load_manifest`."""
+        models, leads = {}, {}
+        for name, entry in manifest["lead_sets"].items():
+            folder = _subfolder(model_dir, entry["folder"], "lead-set")
+            models[name] = load_model(folder, classifier, ctx, verify=False)
+            leads[name] = tuple(entry["leads"])
+        return cls(models, leads)
+
+    def choose(self, record: Record) -> str:
+        """The largest lead set whose leads ``record`` has; raises naming what is missing."""
+        name = choose_lead_set(self.leads, record.leads)
+        if name is None:
+            smallest = list(self.leads.values())[-1]
+            raise RecordError(
+                record.name,
+                f"has leads {', '.join(record.leads)}: fewer than any trained lead set (the "
+                f"smallest needs {', '.join(smallest)})",
+            )
+        return name
+
+
+def choose_lead_set(lead_sets: Mapping[str, Sequence[str]], leads: Sequence[str]) -> str | None:
+    """The largest of ``lead_sets`` ({name: leads}) whose leads are all in ``leads``."""
+    have = set(leads)
+    fitting = [name for name, wanted in lead_sets.items() if have >= set(wanted)]
+    return max(fitting, key=lambda name: len(lead_sets[name]), default=None)
+
+
+def served_lead_sets(manifest: dict, paths: Sequence[Path], names: set[str]) -> dict[str, str]:
+    """The lead set whose model serves each of the records ``names`` (from their headers)."""
+    sets = {name: entry["leads"] for name, entry in manifest["lead_sets"].items()}
+    served = {}
+    for path in paths:
+        if path.stem in names:
+            chosen = choose_lead_set(sets, read_header(path).leads)
+            if chosen is not None:
+                served[path.stem] = chosen
+    return served

@@ -15,7 +15,7 @@
 
 Where no preset is named, :func:`default_preset` chooses: ``$ECG_KIT_PRESET`` when set, else
 ``paper`` where training runs on CUDA and ``cpu`` elsewhere. Every way of training (the kit's
-``train_model.py``, :func:`team_code.harness.train`, the organizers' 2020 and 2021 scripts)
+``train_model.py``, :func:`team_code.training.train`, the organizers' 2020 and 2021 scripts)
 goes through :func:`choose_preset`, which logs the choice and its reason.
 
 A preset only fills options: ``--set NAME.OPTION=VALUE`` given with it wins. Options of

@@ -2,8 +2,10 @@
 
 ``write_report(records, scores, classes, thresholds, out_dir)`` writes ``<record>.png`` for every
 record, a thumbnail per record under ``thumbs/``, ``index.html`` (relative links only) and
-``report.json`` (which panels of each record were drawn, and why the others were not). One page
-shows, clinically laid out:
+``report.json`` (which panels of each record were drawn, and why the others were not);
+``report_outputs(model, data, outputs, report)`` draws the records a run has classified, from
+the model folder and the output files the run wrote (one report per lead set where the folder
+holds several). One page shows, clinically laid out:
 
 - the 12 leads in the standard 3 x 4 layout (I aVR V1 V4 / II aVL V2 V5 / III aVF V3 V6, each
   column a consecutive quarter of the first 10 s) plus a 10-s rhythm strip of lead II, on ECG
@@ -44,6 +46,7 @@ import html
 import itertools
 import json
 import math
+import os
 import re
 import textwrap
 import time
@@ -53,9 +56,18 @@ from pathlib import Path
 import numpy as np
 
 from team_code.classifiers.base import Evidence
-from team_code.data.records import STANDARD_LEADS, Record
+from team_code.context import say
+from team_code.data.outputs import read_output
+from team_code.data.records import STANDARD_LEADS, Record, RecordSet, find_records
+from team_code.model_folder import (
+    LEAD_SET_FOLDER,
+    LeadSetModels,
+    load_manifest,
+    load_model,
+    served_lead_sets,
+)
 
-__all__ = ["PANELS", "ReportConfig", "render_record", "write_report"]
+__all__ = ["PANELS", "ReportConfig", "render_record", "report_outputs", "write_report"]
 
 #: Panel names, as keys of the status dicts.
 PANELS: tuple[str, ...] = ("ecg", "beats", "vcg", "scalogram", "measurements", "rules", "scores")
@@ -1129,3 +1141,78 @@ def _evidence_of(record: Record, evidence, n_classes: int) -> tuple[Evidence, st
     }
     shown = dataclasses.replace(shown, members=members)
     return shown, "" if shown.rules is not None else "the model has no rules engine"
+
+
+# --------------------------------------------------------------------------------------------
+# The report of a run: a model folder, its records and the outputs the run wrote
+
+
+def report_outputs(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    report_dir: str | os.PathLike,
+    records: Sequence[str] | None = None,
+    classifier: str | None = None,
+    log: Callable[[str], None] = say,
+) -> Path:
+    """Draw per-record reports of records already classified by
+    :func:`team_code.inference.run`.
+
+    Scores and labels are read back from the output files, so the pictures show what was
+    written; nothing is classified again. What the model shows of how it scored a record
+    (the rules' account, its members' scores where they come without classifying, the
+    scalogram settings) comes from :meth:`Classifier.evidence`.
+    """
+    model = load_model(model_dir, classifier)
+    paths = {p.stem: p for p in find_records(data_dir)}
+    names = [n for n in (records if records is not None else paths) if n in paths]
+    if isinstance(model, LeadSetModels):
+        return _lead_set_report(model, model_dir, paths, names, output_dir, report_dir, log)
+    return _model_report(model, paths, names, output_dir, report_dir, log)
+
+
+def _lead_set_report(model, model_dir, paths, names, output_dir, report_dir, log) -> Path:
+    """One report per lead set (``REPORT/leads-<set>/``) of the records its model served,
+    and an index saying which model served which records."""
+    manifest = load_manifest(model_dir)
+    served = served_lead_sets(manifest, [paths[n] for n in names], set(names))
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for name, member in model.models.items():
+        group = [n for n in names if served.get(n) == name]
+        if not group:
+            continue
+        folder = LEAD_SET_FOLDER.format(name.replace(",", "-"))
+        _model_report(member, paths, group, output_dir, report_dir / folder, log)
+        leads = ", ".join(model.leads[name])
+        items.append(
+            f'<li><a href="{folder}/index.html">{len(group)} records served by the '
+            f"{html.escape(name)}-lead model</a> ({html.escape(leads)})</li>"
+        )
+    index = report_dir / "index.html"
+    index.write_text(
+        "<!doctype html><meta charset='utf-8'><title>ECG report by lead set</title>"
+        f"<h1>ECG report: {len(names)} records</h1>"
+        "<p>Each record is classified by the model of the largest trained lead set whose "
+        f"leads it has.</p><ul>{''.join(items)}</ul>",
+        encoding="utf-8",
+    )
+    return index
+
+
+def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
+    """The report of the records ``names`` served by one model, from their output files."""
+    outputs = [read_output(Path(output_dir) / f"{name}.csv") for name in names]
+    chosen = RecordSet([paths[n] for n in names])
+    scores = np.array([o.scores for o in outputs]).reshape(len(outputs), len(model.classes_))
+    return write_report(
+        chosen,
+        scores,
+        list(model.classes_),
+        model.thresholds_,
+        report_dir,
+        evidence=lambda record: model.evidence([record])[0],
+        log=log,
+    )

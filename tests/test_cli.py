@@ -11,7 +11,7 @@ import pytest
 import run_model
 import train_model
 from evaluation import evaluate
-from team_code import __version__, cli, harness
+from team_code import __version__, cli, training
 from team_code.cli import report as report_cli
 from team_code.cli import run as run_cli
 from team_code.cli import train as train_cli
@@ -83,7 +83,7 @@ def test_exit_codes_are_the_scripts(command, script, args, status, tmp_path, mon
 
 def test_train_hands_every_option_on_as_train_model_does(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.append((args, kwargs)))
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.append((args, kwargs)))
     args = ["d", str(tmp_path / "m"), "--classifiers", "rules", "--set", "rules.x=1"]
     args += ["--leads", "12,2", "--task", "2021", "--loader-workers", "3", "--threads", "1"]
     assert cli.main(["train", *args]) == 0

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from team_code import harness, report
+from team_code import report
 from team_code.classifiers.base import Classifier, Evidence
 from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier
 from team_code.classifiers.hybrid import HybridClassifier
@@ -109,7 +109,7 @@ def test_the_report_of_a_run_shows_the_written_scores_and_classifies_nothing(
 
     monkeypatch.setattr(report, "render_record", spy)
     paths = {p.stem: p for p in find_records(folder / "data")}
-    index = harness._model_report(hybrid, paths, list(paths), outputs, folder / "report", log=None)
+    index = report._model_report(hybrid, paths, list(paths), outputs, folder / "report", log=None)
     assert [name for name, _, _ in drawn] == [r.name for r in records]
     for i, (_, scores_row, kwargs) in enumerate(drawn):
         np.testing.assert_allclose(scores_row, written, atol=1e-6)  # the written scores

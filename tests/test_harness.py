@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from team_code import harness
+from team_code import harness, training
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier
 from team_code.data.labels import scored_classes
@@ -245,7 +245,7 @@ def test_train_model_hands_loader_workers_to_the_training(monkeypatch, tmp_path)
     with pytest.raises(ValueError, match="loader_workers must be 0 or more"):
         harness.train(tmp_path, tmp_path / "m", ["prevalence"], loader_workers=-1)
     seen = {}
-    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
     assert train_model.main(["d", str(tmp_path / "m"), "--loader-workers", "4"]) == 0
     assert (seen["loader_workers"], seen["workers"]) == (4, 0)
     assert train_model.main(["d", str(tmp_path / "m")]) == 0

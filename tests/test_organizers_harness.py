@@ -22,7 +22,7 @@ import pytest
 from scipy.io import loadmat
 
 import run_model
-from team_code import challenge_api, harness, presets
+from team_code import challenge_api, harness, presets, training
 from team_code.data.leads import LEAD_SETS, reduce_record
 from team_code.data.outputs import read_output
 from team_code.data.records import STANDARD_LEADS, RecordError, find_records
@@ -163,7 +163,7 @@ def test_2020_training_is_the_kits_default(monkeypatch, tmp_path):
     from train_12ECG_classifier import train_12ECG_classifier
 
     seen = {}
-    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
     monkeypatch.setattr(challenge_api, "apply_threads", lambda threads: None)
     train_12ECG_classifier(str(tmp_path / "data"), str(tmp_path / "model"))
     assert seen == {"table": "2020", "lead_sets": [STANDARD_LEADS]}  # classifiers, preset: default
@@ -249,7 +249,7 @@ def test_2021_training_is_the_kits_default_with_every_lead_set(monkeypatch, tmp_
     from team_code import training_code
 
     seen = {}
-    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
     monkeypatch.setattr(challenge_api, "apply_threads", lambda threads: None)
     training_code(str(tmp_path / "data"), str(tmp_path / "model"))
     assert seen["table"] == "2021"
@@ -337,7 +337,7 @@ def test_every_path_logs_and_records_the_chosen_preset(monkeypatch, records, tmp
     manifest = harness.train(records["12"], tmp_path / "m", ["prevalence"], log=messages.append)
     assert manifest["preset"] == "cpu" and "preset cpu ($ECG_KIT_PRESET=cpu)" in messages
     seen = {}
-    monkeypatch.setattr(harness, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
     assert train_model.main(["d", str(tmp_path / "m2")]) == 0
     assert seen["preset"] is None  # harness.train then follows the device or $ECG_KIT_PRESET
     assert train_model.main(["d", str(tmp_path / "m2"), "--preset", "paper"]) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from team_code import harness
+from team_code import harness, inference
 from team_code.data.outputs import read_output
 from team_code.data.writer import write_record
 from team_code.fileio import atomic_write_text
@@ -309,14 +309,14 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_an_unforeseen_reader_error_costs_only_its_record(prevalence_model, tmp_path, monkeypatch):
     data = _records(tmp_path / "data", ["R0000", "R0001", "R0002"])
-    real = harness.load_record
+    real = inference.load_record
 
     def load(path):
         if path.stem == "R0001":
             raise RuntimeError("unexpected")
         return real(path)
 
-    monkeypatch.setattr(harness, "load_record", load)
+    monkeypatch.setattr(inference, "load_record", load)
     messages = []
     result = harness.run(
         prevalence_model, data, tmp_path / "out", progress=False, log=messages.append

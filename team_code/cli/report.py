@@ -39,8 +39,8 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point; returns the exit status (0 written, 2 usage error)."""
     args = get_parser(prog).parse_args(argv)
-    from team_code import harness
     from team_code.data.records import find_records
+    from team_code.report import report_outputs
 
     outputs = Path(args.outputs)
     try:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             names = [
                 p.stem for p in find_records(args.data) if (outputs / f"{p.stem}.csv").is_file()
             ]
-        index = harness.report(args.model, args.data, outputs, args.report, names, args.classifier)
+        index = report_outputs(args.model, args.data, outputs, args.report, names, args.classifier)
     except (KeyError, ValueError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)

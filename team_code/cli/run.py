@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     2 usage error)."""
     parser = get_parser(prog)
     args = parser.parse_args(argv)
-    from team_code import harness
+    from team_code import inference
 
     failure_list = Path(args.failure_list) if args.failure_list else None
     if failure_list is not None and (
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ):
         parser.error(f"--failure-list {failure_list} must be a file, not OUTPUTS/<name>.csv")
     try:
-        result = harness.run(
+        result = inference.run(
             args.model,
             args.data,
             args.outputs,
@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     )
     listed = failure_list is None or _write_failure_list(failure_list, result)
     if args.report:
-        index = harness.report(
+        from team_code.report import report_outputs
+
+        index = report_outputs(
             args.model, args.data, args.outputs, args.report, result.written, args.classifier
         )
         print(f"report written to {index}", file=sys.stderr)

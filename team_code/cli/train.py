@@ -9,8 +9,9 @@ import sys
 
 def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command-line interface (``prog`` names the command in usage lines)."""
-    from team_code.harness import CACHE_CHOICES, DEFAULT_CLASSIFIERS
+    from team_code.options import DEFAULT_CLASSIFIERS
     from team_code.presets import PRESET_ENV, PRESETS
+    from team_code.training import CACHE_CHOICES
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -112,9 +113,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point; returns the exit status (0 trained, 2 bad arguments or data, 3 a training
     diverged)."""
     args = get_parser(prog).parse_args(argv)
-    from team_code import harness
+    from team_code import training
     from team_code.classifiers import registry
     from team_code.data.leads import parse_lead_sets
+    from team_code.options import parse_options
     from team_code.runs import TrainingDiverged
 
     if args.list:
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
     try:
-        options = harness.parse_options(args.options)
+        options = parse_options(args.options)
         if args.beat_data:
             folders = [f for item in args.beat_data for f in item.split(",") if f]
             options.setdefault("beats", {})["beat_data"] = ",".join(folders)
-        harness.train(
+        training.train(
             args.data,
             args.model,
             names,
