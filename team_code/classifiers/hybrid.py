@@ -914,7 +914,7 @@ class HybridClassifier(Classifier):
     @staticmethod
     def _write_part(work: Path, key: str, finished: bool) -> None:
         """Record a part's key and state; once finished, its checkpoint is no longer needed."""
-        from team_code.harness import is_main_process
+        from team_code.context import is_main_process
 
         if not is_main_process():
             return
