@@ -22,6 +22,14 @@ global, multi-lead boundaries (as in the "global" measurements of the 12-lead pr
 Intervals come out in ms (PR = QRS onset - P onset; QT = T end - QRS onset). Anything that
 cannot be found is NaN: a flat beat gives NaN everywhere, a beat without an atrial wave gives
 NaN P measurements.
+
+``delineate_leads(beat_mv, fs, r_index, rr_s, method="laguna1994")`` then delineates every
+lead on its own around that global delineation (P, QRS and T onset, peak and offset per lead:
+slope thresholds relative to the lead's largest QRS slope after Laguna et al. 1994, the
+trapezium-area T end of Vazquez-Seisdedos et al. 2011, knee-point P boundaries) and remakes
+the global boundaries from the leads as the interval standards define them (earliest onset,
+latest offset; :data:`GLOBAL_RULES`, robust to one stray lead), with no P wave where the
+caller's rhythm analysis says there is none.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ __all__ = [
     "LEAD_POINTS",
     "LEAD_METHODS",
     "GLOBAL_RULES",
+    "T_END_METHODS",
     "delineate_leads",
     "global_from_leads",
 ]
@@ -304,7 +313,8 @@ class LeadDelineationConfig:
     t_smooth_ms: float = 16.0  # moving average of each lead before the T search
     t_search_ms: float = 100.0  # a lead's T peak is searched this far around the global one
     min_t_mv: float = 0.04  # a lead with a smaller T (from the PR level) takes the global T
-    t_end_level: str = "zero"  # the tangent meets the PR level ("zero") or the tail's floor
+    t_end_method: str = "vazquez2011"  # a lead's T end, see T_END_METHODS
+    t_end_level: str = "zero"  # lepeschkin1952: tangent meets the PR level or the tail's floor
     t_end_after_ms: float = 100.0  # a lead's T end lies at most this after the T search window
     lead_t_end: bool = True  # each lead's own T end (else every lead takes the global T end)
     t_max_dev_ms: float = 60.0  # a lead T end farther than this from the global one: global
@@ -317,6 +327,10 @@ class LeadDelineationConfig:
         if self.global_rule not in GLOBAL_RULES:
             raise ValueError(
                 f"unknown global rule {self.global_rule!r}; known: {', '.join(GLOBAL_RULES)}"
+            )
+        if self.t_end_method not in T_END_METHODS:
+            raise ValueError(
+                f"unknown t_end_method {self.t_end_method!r}; known: {', '.join(T_END_METHODS)}"
             )
         if self.t_end_level not in ("zero", "floor"):
             raise ValueError(f"unknown t_end_level {self.t_end_level!r}; known: zero, floor")
@@ -376,20 +390,48 @@ def _lead_qrs(x, fs, on, off, cfg: LeadDelineationConfig) -> tuple[float, float,
     return float(lo + k_on), float(k_pk), float(lo + k_off)
 
 
-def _tangent_end(s: np.ndarray, ip: int, level: str, span: int) -> float:
+def _steepest_descent(s: np.ndarray, ip: int, span: int) -> tuple[np.ndarray, int] | None:
+    """``s`` from ``ip`` on and the index in it of the steepest descent within ``span``
+    samples (None where there is no descent)."""
+    after = s[ip:]
+    if after.size < 3:
+        return None
+    slope = np.diff(after)
+    k = int(np.argmin(slope[:span]))
+    return (after, k) if slope[k] < 0 else None
+
+
+def _tangent_end(s: np.ndarray, ip: int, span: int, level: str) -> float:
     """Where the tangent at the steepest descent of ``s`` within ``span`` samples after ``ip``
     meets the baseline (0, or the lowest level after the peak), at most ``span`` after that
     descent: the T end of Lepeschkin and Surawicz (1952)."""
-    after = s[ip:]
-    if after.size < 3:
+    found = _steepest_descent(s, ip, span)
+    if found is None:
         return math.nan
-    slope = np.diff(after)
-    k = int(np.argmin(slope[:span]))
-    if slope[k] >= 0:
-        return math.nan
+    after, k = found
+    slope = after[k + 1] - after[k]
     floor = 0.0 if level == "zero" else float(after.min())
-    cross = k + (floor - after[k]) / slope[k]
+    cross = k + (floor - after[k]) / slope
     return float(ip + min(max(cross, k), k + span, after.size - 1))
+
+
+def _trapezium_end(s: np.ndarray, ip: int, span: int, level: str) -> float:
+    """T end of ``s`` by the trapezium area of Vazquez-Seisdedos et al. (2011): from the
+    steepest descent ``m`` within ``span`` samples after ``ip`` to a reference ``r`` = ``m``
+    + ``span``, the point ``i`` that maximises ``(s[m] - s[i]) (2 r - i - m) / 2`` (no
+    baseline level needed: ``level`` is ignored)."""
+    found = _steepest_descent(s, ip, span)
+    if found is None:
+        return math.nan
+    after, m = found
+    r = min(m + span, after.size - 1)
+    i = np.arange(m, r + 1)
+    area = 0.5 * (after[m] - after[i]) * (2 * r - i - m)
+    return float(ip + i[int(np.argmax(area))])
+
+
+#: Per-lead T-end methods: name -> function(curve, peak index, span, level).
+T_END_METHODS = {"lepeschkin1952": _tangent_end, "vazquez2011": _trapezium_end}
 
 
 def _lead_t(y, fs, g: Delineation, qrs_off: float, t_hi: int, cfg: LeadDelineationConfig):
@@ -408,7 +450,8 @@ def _lead_t(y, fs, g: Delineation, qrs_off: float, t_hi: int, cfg: LeadDelineati
     if abs(amp) < cfg.min_t_mv or ip in (lo, hi - 1):  # small, or no peak inside the window
         return math.nan, math.nan, math.nan, amp
     s = ys * np.sign(amp)
-    end = _tangent_end(s[: t_hi + _n(cfg.t_end_after_ms, fs)], ip, cfg.t_end_level, _n(150, fs))
+    tail = s[: t_hi + _n(cfg.t_end_after_ms, fs)]
+    end = T_END_METHODS[cfg.t_end_method](tail, ip, _n(150, fs), cfg.t_end_level)
     if math.isfinite(g.t_end) and abs(end - g.t_end) > cfg.t_max_dev_ms * 1e-3 * fs:
         end = g.t_end
     on = float(_knee(s, start, ip)) if ip - start >= 2 else math.nan
@@ -561,8 +604,8 @@ def delineate_leads(
     The global delineation (:func:`delineate` on ``anchor_rows``, or ``anchor`` when given)
     says where each wave is; each lead is then delineated on its own around it
     (``method``, see :data:`LEAD_METHODS`: ``laguna1994``, slope thresholds relative to the
-    lead's largest QRS slope after Laguna et al. 1994, the tangent T end of Lepeschkin and
-    Surawicz 1952 and knee-point P boundaries, on each lead referred to its PR level).
+    lead's largest QRS slope after Laguna et al. 1994, a T end of :data:`T_END_METHODS`
+    and knee-point P boundaries, on each lead referred to its PR level).
     A lead too small for a wave takes the global boundaries of that wave. ``p_present=False``
     (atrial fibrillation or flutter, paced rhythm: the caller's rhythm analysis) removes the
     P wave from every lead and from the global result.

@@ -194,3 +194,34 @@ def test_lead_q_and_t_measures_read_each_lead():
         assert np.sign(v[f"{lead}_lead_t_mv"]) == np.sign(v[f"{lead}_t_mv"]) or (
             abs(v[f"{lead}_t_mv"]) < 0.05
         )
+
+
+def _beat_with_t(fs: float, t_end_ms: float) -> tuple[np.ndarray, int]:
+    """Two leads, 1.1 s: a 80-ms triangular QRS at 450 ms and a raised-cosine T wave from
+    R + 200 ms to R + ``t_end_ms`` (0.3 mV in lead 0, -0.2 mV in lead 1)."""
+    n, r = int(1.1 * fs), int(0.45 * fs)
+    t = (np.arange(n) - r) * 1e3 / fs
+    qrs = np.clip(1.0 - np.abs(t) / 40.0, 0.0, None)
+    on = (t >= 200) & (t <= t_end_ms)
+    bump = np.where(on, 0.5 - 0.5 * np.cos(2 * np.pi * (t - 200) / (t_end_ms - 200)), 0.0)
+    return np.stack([qrs + 0.3 * bump, 0.8 * qrs - 0.2 * bump]), r
+
+
+@pytest.mark.parametrize("t_end_ms", [380.0, 440.0])
+def test_lead_t_end_methods_on_a_known_t_wave(t_end_ms):
+    fs = 500.0
+    beat, r = _beat_with_t(fs, t_end_ms)
+    col = delineation.LEAD_POINTS.index("t_end")
+    ends = {}
+    for method in ("lepeschkin1952", "vazquez2011"):
+        cfg = delineation.LeadDelineationConfig(t_end_method=method, t_max_dev_ms=math.inf)
+        ld = delineation.delineate_leads(beat, fs, r, 1.0, config=cfg)
+        ends[method] = (ld.points[:, col] - r) * 1e3 / fs
+        assert np.sign(ld.t_mv).tolist() == [1.0, -1.0]  # each lead's own T polarity
+    # a raised cosine ends in a slow tail: the tangent meets the baseline early (measured
+    # -15 and -21 ms), the trapezium area lands closer to the true end (-2 and -4 ms)
+    trapezium, tangent = ends["vazquez2011"], ends["lepeschkin1952"]
+    assert np.all(np.abs(trapezium - t_end_ms) <= 8)
+    assert np.all(np.abs(trapezium - t_end_ms) < np.abs(tangent - t_end_ms))
+    with pytest.raises(ValueError, match="unknown t_end_method"):
+        delineation.LeadDelineationConfig(t_end_method="threshold")
