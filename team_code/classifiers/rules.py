@@ -227,7 +227,10 @@ class RulesClassifier(Classifier):
         # see label_vocabulary); off, a class's detections must pay on every held-out source,
         # as an unseen hospital's vocabulary is unknown.
         decision_vocabulary: bool = False
-        max_duration_s: float = 30.0  # only the first this many seconds of a record are analysed
+        # rhythm and ectopy read over at most this many seconds of a record (the whole of
+        # every Challenge record), the average beat from the first ``morphology_s`` seconds
+        max_duration_s: float = 600.0
+        morphology_s: float = 30.0
 
         def __post_init__(self):
             if self.decision not in DECISIONS:
@@ -247,7 +250,9 @@ class RulesClassifier(Classifier):
 
     # -- measurements --------------------------------------------------------------------
     def _feature_config(self) -> FeatureConfig:
-        return FeatureConfig(max_duration_s=self.config.max_duration_s)
+        return FeatureConfig(
+            max_duration_s=self.config.max_duration_s, morphology_s=self.config.morphology_s
+        )
 
     def _leads(self) -> tuple[str, ...] | None:
         """The task's leads when it reads fewer than twelve (None: the record's own)."""

@@ -8,16 +8,23 @@ average beat and its delineation) for plots.
 Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
 
 1. the 12 standard leads in standard order (a missing lead becomes a flat row and a note);
-   at most the first ``max_duration_s`` seconds; resampled to ``fs_analysis`` Hz;
-   non-finite samples set to 0 (noted);
+   at most the first ``max_duration_s`` seconds (by default the whole of any Challenge
+   record; the cap bounds the cost of Holter-length records); resampled to ``fs_analysis``
+   Hz; non-finite samples set to 0 (noted);
 2. power-line notch (kept for the pacemaker-spike search), then baseline and EMG filters
    (:func:`team_code.dsp.filters.clean`);
 3. flat leads (peak-to-peak below ``flat_mv``) are left out of everything (their measures are
    NaN); very noisy leads (high-frequency residual above ``noisy_ratio`` of the signal) are
    left out of QRS detection only;
 4. QRS detection (:func:`team_code.dsp.qrs.detect`, Christov 2004) on the usable leads;
-   RR statistics and premature beats (:mod:`team_code.dsp.rhythm`);
-5. the robust average beat (:func:`team_code.dsp.beats.average_beat`), its delineation on
+   RR statistics and premature beats (:mod:`team_code.dsp.rhythm`). Rhythm and ectopy are
+   read over the whole analysed record: RR statistics, the beats' morphology (dominant or
+   not, :func:`team_code.dsp.beats.average_beat` over every beat), the premature atrial and
+   ventricular beat counts, the AF evidence and pacing spikes;
+5. the robust average beat of the first ``morphology_s`` seconds (the morphology window:
+   one average beat whose cost does not grow with the record; beats of a longer record add
+   little to a median beat and would let a late change of morphology blur it), its
+   delineation on
    the independent leads I, II, V1-V6 together (:mod:`team_code.dsp.delineation`; the
    intervals ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms`` and the window of the amplitude
    measures), then every usable lead delineated on its own around it
@@ -103,7 +110,11 @@ class FeatureConfig:
     """Options of the measurement chain."""
 
     fs_analysis: float = 500.0  # every record is resampled to this rate first (Hz)
-    max_duration_s: float = 30.0  # only the first this many seconds are analysed (time budget)
+    # rhythm and ectopy are read over at most this many seconds (the whole of every Challenge
+    # record, 10-120 s; a cap on the cost of Holter-length ones)
+    max_duration_s: float = 600.0
+    # the average beat (and every morphology measure on it) from the first this many seconds
+    morphology_s: float = 30.0
     flat_mv: float = 0.02  # a lead whose filtered peak-to-peak is below this is flat
     noisy_ratio: float = 0.5  # a lead whose >40 Hz residual RMS exceeds this x its RMS is noisy
     qrs_method: str = "christov2004"  # QRS detector, see team_code.dsp.qrs.METHODS
@@ -286,6 +297,23 @@ def _lead_boundary_measures(
     return out
 
 
+def _morphology_beat(
+    xf: np.ndarray, fs: float, whole: beats.AverageBeat, config: FeatureConfig, notes: list
+) -> beats.AverageBeat:
+    """The average beat of the first ``config.morphology_s`` seconds (``whole``, the average
+    of every beat, where the record is no longer or the window holds too few beats)."""
+    n_win = int(round(config.morphology_s * fs))
+    if xf.shape[1] <= n_win:
+        return whole
+    r = whole.r_peaks[whole.r_peaks < n_win]
+    ab = beats.average_beat(xf[:, :n_win], fs, r) if r.size >= config.min_beats else None
+    if ab is None:
+        notes.append(f"too few beats in the first {config.morphology_s:g} s: average of all")
+        return whole
+    notes.append(f"average beat from the first {config.morphology_s:g} s")
+    return ab
+
+
 def _axis(values: dict, measure: str) -> float:
     a, b = values.get(f"I_{measure}", math.nan), values.get(f"aVF_{measure}", math.nan)
     if not (math.isfinite(a) and math.isfinite(b)) or (a == 0 and b == 0):
@@ -331,7 +359,9 @@ def measure(
     x, complete = _standard(signal_mv, leads, notes)
     n_max = int(round(config.max_duration_s * fs))
     if x.shape[1] > n_max:
-        notes.append(f"analysed the first {config.max_duration_s:g} s of {x.shape[1] / fs:.1f} s")
+        notes.append(
+            f"rhythm read over the first {config.max_duration_s:g} s of {x.shape[1] / fs:.1f} s"
+        )
         x = x[:, :n_max]
     bad = ~np.isfinite(x)
     if bad.any():
@@ -371,10 +401,11 @@ def measure(
     if r.size < config.min_beats:
         notes.append(f"only {r.size} beats detected: no average beat")
         return result
-    ab = beats.average_beat(xf, fs, r)
-    if ab is None:
+    whole = beats.average_beat(xf, fs, r)  # every beat's morphology, for rhythm and ectopy
+    if whole is None:
         notes.append("no beat with a full window inside the record: no average beat")
         return result
+    ab = _morphology_beat(xf, fs, whole, config, notes)
     result.beat = ab
     idx = [
         STANDARD_LEADS.index(lead) for lead in DELINEATION_LEADS if good[STANDARD_LEADS.index(lead)]
@@ -383,21 +414,21 @@ def measure(
         idx = list(np.flatnonzero(good))
     rr_s = values["rr_median_s"]
     d0 = delineation.delineate(ab.beat_mv[idx], fs, ab.r_index, rr_s)
-    dominant = ab.dominant
+    dominant = whole.dominant
     # ---- atrial activity and pacing: whether there are P waves to delineate
     i2, iv1 = STANDARD_LEADS.index("II"), STANDARD_LEADS.index("V1")
     lead_af = i2 if good[i2] else int(np.flatnonzero(good)[0])
-    values["zc_per_s"] = rhythm.derivative_zero_crossings(xf[lead_af], fs, ab.r_peaks)
+    values["zc_per_s"] = rhythm.derivative_zero_crossings(xf[lead_af], fs, whole.r_peaks)
     lead_aa = iv1 if good[iv1] else lead_af
     values.update(
         rhythm.atrial_activity(
-            xf[lead_aa], fs, ab.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
+            xf[lead_aa], fs, whole.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
         )
     )
     values["p_consistency"] = _p_consistency(
-        xf[idx], ab.r_peaks, dataclasses.replace(ab, beat_mv=ab.beat_mv[idx]), d0
+        xf[idx], whole.r_peaks, dataclasses.replace(whole, beat_mv=ab.beat_mv[idx]), d0
     )
-    values.update(rhythm.pacing_spikes(x_pl[good], fs, ab.r_peaks))
+    values.update(rhythm.pacing_spikes(x_pl[good], fs, whole.r_peaks))
     p_present = p_waves_present(values, config)
     values["p_present"] = float(p_present)
     # ---- every usable lead on its own, and the global boundaries from the leads
@@ -450,8 +481,8 @@ def measure(
     values["limb_qrs_max_mv"] = float(np.nanmax(limb)) if np.isfinite(limb).any() else nan
     values["chest_qrs_max_mv"] = float(np.nanmax(chest)) if np.isfinite(chest).any() else nan
     # ---- ectopic beats: premature and/or of another QRS morphology
-    premature = rhythm.premature_beats(ab.r_peaks, fs, config.prematurity)
-    other = ~dominant & np.isfinite(ab.qrs_corr)
+    premature = rhythm.premature_beats(whole.r_peaks, fs, config.prematurity)
+    other = ~dominant & np.isfinite(whole.qrs_corr)
     values["n_premature"] = int(premature.sum())
     values["n_other_morphology"] = int(other.sum())
     values["n_pac"] = int((premature & dominant).sum())
