@@ -217,8 +217,13 @@ class Classifier:
         raise NotImplementedError
 
     def predict(self, records: Sequence[Record]) -> np.ndarray:
-        """Binary labels: scores at or above each class's threshold."""
-        return self.predict_proba(records) >= self.thresholds_
+        """Binary labels of ``records``: :meth:`decide` on their scores."""
+        return self.decide(self.predict_proba(records))
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """(n, n_classes) bool labels of scores (n, n_classes): each class at or above its
+        threshold. A family with its own decision policy overrides this."""
+        return np.clip(np.asarray(scores, dtype=float), 0.0, 1.0) >= self.thresholds_
 
     def evidence(self, records: Sequence[Record]) -> list[Evidence]:
         """What the model can show of how it scored each of ``records``, one

@@ -21,6 +21,12 @@ Learning (``fit``) has two phases, both on the training records only:
    stays silent (threshold above every score). Where the training records come from one
    source, ``decision_folds`` grouped folds stand in for the sources. ``decision="half"``
    takes 0.5 everywhere; ``"challenge"`` searches thresholds on the training scores.
+3. ``decision_policy``: ``"thresholds"`` (the default) labels a class where its score reaches
+   its operating threshold; a name of :data:`team_code.classifiers.decision.NAMED_POLICIES`
+   fits that decision policy on the held-out training-source scores of step 2 instead (for
+   example ``"expected"``: per record, the label set with the highest expected challenge
+   metric under the scoring table's partial credits, from Platt-calibrated scores). The
+   operating thresholds are still chosen and saved: the report and the hybrid read them.
 
 Sources label the same concept differently (see the rule book): the operating thresholds
 follow the pooled training labels, the rules' clinical definitions stay as the book writes
@@ -41,6 +47,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from team_code.classifiers.base import Classifier, Evidence
+from team_code.classifiers.decision import (
+    NAMED_POLICIES,
+    DecisionPolicy,
+    ThresholdPolicy,
+    make_policy,
+    policy_from_json,
+)
 from team_code.classifiers.measurements import measure_all, record_measurements
 from team_code.classifiers.rule_language import Rule, Threshold
 from team_code.classifiers.rulebook import (
@@ -51,7 +64,7 @@ from team_code.classifiers.rulebook import (
     rule_for_class,
     rule_table,
 )
-from team_code.classifiers.thresholds import NEVER, challenge_score, challenge_thresholds
+from team_code.classifiers.thresholds import NEVER, challenge_score
 from team_code.context import RunContext, Task
 from team_code.data.labels import ScoredClasses, table_for
 from team_code.data.records import Record, record_source
@@ -200,6 +213,8 @@ class RulesClassifier(Classifier):
     """Knowledge-base rules per scored class on measured intervals, axes and loops."""
 
     name = "rules"
+    #: The fitted decision policy where ``decision_policy`` names one (None: thresholds).
+    policy_: DecisionPolicy | None = None
 
     @dataclasses.dataclass(frozen=True)
     class Config:
@@ -231,6 +246,11 @@ class RulesClassifier(Classifier):
         # every Challenge record), the average beat from the first ``morphology_s`` seconds
         max_duration_s: float = 600.0
         morphology_s: float = 30.0
+        # How scores become labels: "thresholds", each class at its operating threshold (as
+        # ``decision`` chose it); or a policy of decision.NAMED_POLICIES fitted on the
+        # held-out training-source scores ("expected": the label set with the highest
+        # expected challenge metric, from Platt-calibrated scores).
+        decision_policy: str = "thresholds"
 
         def __post_init__(self):
             if self.decision not in DECISIONS:
@@ -241,6 +261,11 @@ class RulesClassifier(Classifier):
                 raise ValueError(
                     f"rules: decision_objective must be one of {', '.join(OBJECTIVES)}, "
                     f"not {self.decision_objective!r}"
+                )
+            if self.decision_policy != "thresholds" and self.decision_policy not in NAMED_POLICIES:
+                raise ValueError(
+                    "rules: decision_policy must be 'thresholds' or one of "
+                    f"{', '.join(NAMED_POLICIES)}, not {self.decision_policy!r}"
                 )
 
     @classmethod
@@ -297,7 +322,12 @@ class RulesClassifier(Classifier):
         self.rule_thresholds_ = default_thresholds()
         self.tuning_ = {}
         self.thresholds_ = np.full(len(self.classes_), 0.5)
-        if not self.config.tune and self.config.decision == "half":
+        self.policy_ = None
+        if (
+            not self.config.tune
+            and self.config.decision == "half"
+            and self.config.decision_policy == "thresholds"
+        ):
             return self
         start = time.perf_counter()
         all_values = self._measured(records)
@@ -312,28 +342,24 @@ class RulesClassifier(Classifier):
         """``fit`` on measurements already made (``names`` give the records' sources)."""
         self.rule_thresholds_ = default_thresholds()
         self.tuning_ = {}
+        self.policy_ = None
         sources = [record_source(n) for n in names]
+        held_out = groups = None
         if self.config.tune:
             self.tune_on_values(all_values, truth, sources)
         start = np.full(len(self.classes_), 0.5)
         if self.config.decision == "challenge":
             scores = self._scores_from_values(all_values)
-            self.thresholds_ = challenge_thresholds(
-                truth, scores, self.classes_, start=start, scored=self.task_.scored
-            )
+            policy = ThresholdPolicy("challenge", fixed=0.5)
+            self.thresholds_ = policy.fit(scores, truth, task=self.task_).thresholds_
         elif self.config.decision == "loso" and len(all_values) > 0:
             held_out, groups = self._held_out_scores(all_values, truth, sources)
-            self.thresholds_ = operating_thresholds(
-                truth,
-                held_out,
-                self.classes_,
-                self.config.decision_min_positives,
-                sources,
-                self.config.decision_vocabulary,
-                self.task_.scored,
+            policy = ThresholdPolicy(
                 self.config.decision_objective,
-                groups,
+                self.config.decision_min_positives,
+                self.config.decision_vocabulary,
             )
+            self.thresholds_ = policy.fit(held_out, truth, groups, self.task_, sources).thresholds_
             self.decision_ = {
                 "held_out_groups": sorted(set(groups)),
                 "silent": [
@@ -344,6 +370,12 @@ class RulesClassifier(Classifier):
             }
         else:
             self.thresholds_ = start
+        if self.config.decision_policy != "thresholds" and len(all_values) > 0:
+            if held_out is None:
+                held_out, groups = self._held_out_scores(all_values, truth, sources)
+            self.policy_ = make_policy(self.config.decision_policy).fit(
+                held_out, truth, groups, self.task_, sources
+            )
         return self
 
     def _held_out_scores(self, all_values, truth, sources) -> tuple[np.ndarray, list[str]]:
@@ -411,6 +443,13 @@ class RulesClassifier(Classifier):
         """Graded rule scores in [0, 1]; classes without a rule score 0."""
         return self._scores_from_values(self._measured(records))
 
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Labels of score vectors: the decision policy's where one is fitted
+        (``decision_policy``), else the operating thresholds'."""
+        if self.policy_ is None:
+            return super().decide(scores)
+        return self.policy_.apply(np.atleast_2d(scores))
+
     def explain(self, record: Record) -> dict:
         """A JSON-able account of one record: measurements, notes, and every rule's verdict.
 
@@ -429,13 +468,17 @@ class RulesClassifier(Classifier):
         values = m["values"]
         scored = self.task_.scored
         result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
+        record_scores = np.array(
+            [result[c]["score"] if c in result else 0.0 for c in self.classes_]
+        )
+        decided = self.decide(record_scores[None, :])[0]
         rules, labels = [], []
         for j, code in enumerate(self.classes_):
             rule = rule_for_class(code, scored)
             if rule is None:
                 continue
             r = result[code]
-            label = bool(r["score"] >= self.thresholds_[j])
+            label = bool(decided[j])
             scored_code = code in scored.representative
             abbreviation = scored.abbreviation(code) if scored_code else rule.abbreviation
             if label:
@@ -454,7 +497,7 @@ class RulesClassifier(Classifier):
             why = ("fired: " if label else "not fired: ") + "; ".join(
                 f"{role}: " + ", ".join(items) for role, items in parts.items() if items
             )
-            if self.thresholds_[j] >= NEVER:
+            if self.thresholds_[j] >= NEVER and self.policy_ is None:
                 why += " (silent: its detections did not pay on held-out training sources)"
             if r["missing"]:
                 why += "; not measurable: " + ", ".join(r["missing"]) + " (scored 0)"
@@ -495,8 +538,14 @@ class RulesClassifier(Classifier):
     def _save_state(self, folder) -> None:
         from team_code.fileio import save_json
 
+        policy = self.policy_
         save_json(
-            folder / "rules.json", {"thresholds": self.rule_thresholds_, "tuning": self.tuning_}
+            folder / "rules.json",
+            {
+                "thresholds": self.rule_thresholds_,
+                "tuning": self.tuning_,
+                "decision_policy": None if policy is None else policy.to_json(),
+            },
         )
 
     def _load_state(self, folder) -> None:
@@ -507,6 +556,8 @@ class RulesClassifier(Classifier):
         for code, th in state["thresholds"].items():
             self.rule_thresholds_.setdefault(code, {}).update(th)
         self.tuning_ = state.get("tuning", {})
+        policy = state.get("decision_policy")
+        self.policy_ = None if policy is None else policy_from_json(policy)
 
     def summary(self) -> dict:
         """Config, tuned thresholds and the classes covered by a rule."""

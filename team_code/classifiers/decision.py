@@ -1,0 +1,453 @@
+"""One decision policy: how a model turns a record's class scores into its label set.
+
+Modelled on scikit-learn's ``TunedThresholdClassifierCV``: a policy is fitted on out-of-fold
+scores (scores of records the scoring model did not learn from), their truth and their groups
+(the source hospital of each record), applied to each record's whole score vector, and saved
+with the model as JSON. Every policy takes the same call::
+
+    policy = make_policy("expected").fit(scores, truth, groups, task)
+    labels = policy.apply(scores)              # (n, c) bool
+    same = policy_from_json(policy.to_json())  # saved with the model
+
+Kinds (:data:`POLICY_KINDS`):
+
+- :class:`ThresholdPolicy` (``"thresholds"``): a threshold per class, chosen by ``method``:
+  ``"fixed"`` (``fixed`` everywhere), ``"youden"``, ``"challenge"`` (coordinate ascent on the
+  challenge metric, :func:`team_code.classifiers.thresholds.challenge_thresholds`),
+  ``"vote"`` and ``"pooled"`` (the rules' operating thresholds: graded-score levels or
+  silence, kept where they pay on more held-out groups than they cost, or on the held-out
+  records pooled: :func:`team_code.classifiers.rules.operating_thresholds`).
+- :class:`ExpectedMetricPolicy` (``"expected"``): a joint decision over the label set. The
+  scores are calibrated per class (``calibration``: ``"platt"``, ``"isotonic"`` or
+  ``"none"``; :class:`Calibrator`, fitted on the scores given to ``fit``), and each record
+  gets the label set, among the subsets of its ``top_k`` most probable classes, with the
+  highest expected contribution to the challenge metric under the scoring table's weights
+  (partial credit for confusing related classes). The metric's normalisation does not depend
+  on the outputs, so maximising each record's expected observed score maximises the expected
+  metric. The expectation treats the classes' labels as independent Bernoulli draws with the
+  calibrated probabilities and is taken over ``n_samples`` fixed draws (common random numbers:
+  a record's decision does not depend on the other records it is applied with).
+
+Named policies (:data:`NAMED_POLICIES`) give the option values one vocabulary: ``vote``,
+``pooled``, ``half``, ``challenge``, ``youden``, ``expected`` (Platt), ``expected-isotonic``,
+``expected-raw``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from scipy.special import expit
+
+from team_code.classifiers.thresholds import (
+    challenge_thresholds,
+    challenge_weights,
+    youden_thresholds,
+)
+
+#: How :class:`ThresholdPolicy` chooses its thresholds.
+THRESHOLD_METHODS = ("fixed", "youden", "challenge", "vote", "pooled")
+#: How :class:`ExpectedMetricPolicy` turns scores into probabilities.
+CALIBRATIONS = ("platt", "isotonic", "none")
+
+
+def _as_arrays(scores, truth=None) -> tuple[np.ndarray, np.ndarray | None]:
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2:
+        raise ValueError(f"decision: scores must be (records, classes), not shape {scores.shape}")
+    if not np.isfinite(scores).all():
+        bad = np.argwhere(~np.isfinite(scores))[0]
+        raise ValueError(f"decision: score of record {bad[0]}, class {bad[1]} is not finite")
+    if truth is None:
+        return scores, None
+    truth = np.asarray(truth, dtype=bool)
+    if truth.shape != scores.shape:
+        raise ValueError(f"decision: truth {truth.shape} and scores {scores.shape} differ")
+    return scores, truth
+
+
+class DecisionPolicy:
+    """The interface every policy implements (see the module docstring)."""
+
+    #: The name the policy is saved under (:data:`POLICY_KINDS`).
+    kind: ClassVar[str] = ""
+
+    def options(self) -> dict:
+        """The options given to the constructor (JSON-able)."""
+        raise NotImplementedError
+
+    def fit(self, scores, truth, groups=None, task=None, sources=None) -> DecisionPolicy:
+        """Learn from out-of-fold ``scores`` (n, c), ``truth`` (n, c) and ``groups`` (n: each
+        record's held-out group, its source hospital); ``task`` gives the classes and the
+        scoring table (:class:`team_code.context.Task`); ``sources`` the records' sources where
+        they are not the groups (the rules' label vocabulary)."""
+        raise NotImplementedError
+
+    def apply(self, scores) -> np.ndarray:
+        """(n, c) bool labels of records' score vectors (n, c)."""
+        raise NotImplementedError
+
+    def _state(self) -> dict:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        """``{"kind", "options", "state"}``: everything :func:`policy_from_json` needs."""
+        return {"kind": self.kind, "options": self.options(), "state": self._state()}
+
+
+class ThresholdPolicy(DecisionPolicy):
+    """A threshold per class: a class is labelled where its score reaches its threshold."""
+
+    kind = "thresholds"
+
+    def __init__(
+        self,
+        method: str = "vote",
+        min_positives: int = 3,
+        vocabulary: bool = False,
+        fixed: float = 0.5,
+    ):
+        if method not in THRESHOLD_METHODS:
+            raise ValueError(
+                f"decision: threshold method must be one of {', '.join(THRESHOLD_METHODS)}, "
+                f"not {method!r}"
+            )
+        self.method = method
+        self.min_positives = int(min_positives)
+        self.vocabulary = bool(vocabulary)
+        self.fixed = float(fixed)
+
+    def options(self) -> dict:
+        return {
+            "method": self.method,
+            "min_positives": self.min_positives,
+            "vocabulary": self.vocabulary,
+            "fixed": self.fixed,
+        }
+
+    def fit(self, scores, truth, groups=None, task=None, sources=None) -> ThresholdPolicy:
+        scores, truth = _as_arrays(scores, truth)
+        n_classes = scores.shape[1]
+        if self.method == "fixed" or len(scores) == 0:
+            self.thresholds_ = np.full(n_classes, self.fixed)
+            return self
+        if self.method == "youden":
+            self.thresholds_ = youden_thresholds(truth, scores)
+            return self
+        task = _task(task, n_classes)
+        classes = list(task.classes)
+        if self.method == "challenge":
+            start = np.full(n_classes, self.fixed)
+            self.thresholds_ = challenge_thresholds(
+                truth, scores, classes, start=start, scored=task.scored
+            )
+            return self
+        from team_code.classifiers.rules import operating_thresholds
+
+        self.thresholds_ = operating_thresholds(
+            truth,
+            scores,
+            classes,
+            self.min_positives,
+            sources if sources is not None else groups,
+            self.vocabulary,
+            task.scored,
+            self.method,
+            groups,
+        )
+        return self
+
+    def apply(self, scores) -> np.ndarray:
+        scores, _ = _as_arrays(scores)
+        return np.clip(scores, 0.0, 1.0) >= self.thresholds_
+
+    def _state(self) -> dict:
+        return {"thresholds": [float(t) for t in self.thresholds_]}
+
+    def _set_state(self, state: dict) -> None:
+        self.thresholds_ = np.asarray(state["thresholds"], dtype=float)
+
+
+def _task(task, n_classes: int):
+    if task is None:
+        raise ValueError("decision: this policy needs the task (classes and scoring table)")
+    if len(task.classes) != n_classes:
+        raise ValueError(f"decision: scores have {n_classes} classes, the task {len(task.classes)}")
+    return task
+
+
+class Calibrator:
+    """Per-class maps from scores to probabilities, fitted on held-out scores and truth.
+
+    ``"platt"``: a logistic curve of the score per class (Platt 1999, with his smoothed
+    targets ``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``, so that a class without positives
+    gets a small probability rather than zero); ``"isotonic"``: a non-decreasing step function
+    (pool adjacent violators, Zadrozny and Elkan 2002) on the same smoothed targets, linearly
+    interpolated between the blocks; ``"none"``: the scores clipped to [0, 1].
+    """
+
+    def __init__(self, method: str = "platt"):
+        if method not in CALIBRATIONS:
+            raise ValueError(
+                f"decision: calibration must be one of {', '.join(CALIBRATIONS)}, not {method!r}"
+            )
+        self.method = method
+
+    def fit(self, scores, truth) -> Calibrator:
+        scores, truth = _as_arrays(scores, truth)
+        self.params_ = []
+        for j in range(scores.shape[1]):
+            if self.method == "platt":
+                self.params_.append(list(_platt(scores[:, j], truth[:, j])))
+            elif self.method == "isotonic":
+                x, y = _isotonic(scores[:, j], truth[:, j])
+                self.params_.append([x.tolist(), y.tolist()])
+            else:
+                self.params_.append([])
+        return self
+
+    def transform(self, scores) -> np.ndarray:
+        scores, _ = _as_arrays(scores)
+        if self.method == "none":
+            return np.clip(scores, 0.0, 1.0)
+        out = np.empty_like(scores)
+        for j, params in enumerate(self.params_):
+            if self.method == "platt":
+                a, b = params
+                out[:, j] = expit(a * scores[:, j] + b)
+            else:
+                x, y = params
+                out[:, j] = np.interp(scores[:, j], x, y) if x else 0.0
+        return out
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "params": self.params_}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Calibrator:
+        calibrator = cls(data["method"])
+        calibrator.params_ = data["params"]
+        return calibrator
+
+
+def _smoothed_targets(y: np.ndarray) -> np.ndarray:
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+
+def _platt(s: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+    """Slope and intercept of the logistic curve: Newton's method with step halving until the
+    penalised log loss falls (a full Newton step overshoots where the scores sit at 0 and 1);
+    a small ridge on the slope keeps a separable class finite."""
+    if len(s) == 0:
+        return 0.0, 0.0
+    t = _smoothed_targets(y)
+    x = np.column_stack([s, np.ones_like(s)])
+    ridge = 1e-3
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w
+        # -[t log p + (1 - t) log(1 - p)] = log(1 + e^z) - t z, computed stably
+        return float(np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 * ridge * w[0] ** 2)
+
+    w = np.array([0.0, np.log(t.mean() / (1 - t.mean()))])
+    current = loss(w)
+    for _ in range(iterations):
+        p = expit(x @ w)
+        grad = x.T @ (p - t) + ridge * np.array([w[0], 0.0])
+        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6 and loss(w - scale * step) > current:
+            scale /= 2
+        if scale <= 1e-6:
+            break
+        w = w - scale * step
+        previous, current = current, loss(w)
+        if previous - current < 1e-10 * max(1.0, abs(current)):
+            break
+    return float(w[0]), float(w[1])
+
+
+def _isotonic(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (score, probability) of the non-decreasing fit of the smoothed targets."""
+    if len(s) == 0:
+        return np.array([]), np.array([])
+    order = np.argsort(s, kind="stable")
+    xs, ts = s[order], _smoothed_targets(y)[order]
+    # one block per distinct score, then pool adjacent violators
+    values, starts = np.unique(xs, return_index=True)
+    sums = np.add.reduceat(ts, starts)
+    counts = np.diff(np.r_[starts, len(xs)]).astype(float)
+    blocks: list[list[float]] = []  # [sum, count, first x, last x]
+    for v, total, count in zip(values, sums, counts, strict=True):
+        blocks.append([total, count, v, v])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + last[0], blocks[-1][1] + last[1], blocks[-1][2], last[3]]
+    knots_x, knots_y = [], []
+    for total, count, lo, hi in blocks:
+        knots_x += [lo, hi] if hi > lo else [lo]
+        knots_y += [total / count] * (2 if hi > lo else 1)
+    return np.asarray(knots_x), np.asarray(knots_y)
+
+
+class ExpectedMetricPolicy(DecisionPolicy):
+    """The label set with the highest expected challenge-metric contribution per record."""
+
+    kind = "expected"
+
+    def __init__(
+        self, calibration: str = "platt", top_k: int = 6, n_samples: int = 1000, seed: int = 0
+    ):
+        Calibrator(calibration)  # checks the name
+        if not 1 <= int(top_k) <= 12:
+            raise ValueError(f"decision: top_k must be between 1 and 12, not {top_k!r}")
+        if int(n_samples) < 1:
+            raise ValueError(f"decision: n_samples must be positive, not {n_samples!r}")
+        self.calibration = calibration
+        self.top_k = int(top_k)
+        self.n_samples = int(n_samples)
+        self.seed = int(seed)
+
+    def options(self) -> dict:
+        return {
+            "calibration": self.calibration,
+            "top_k": self.top_k,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+        }
+
+    def fit(self, scores, truth, groups=None, task=None, sources=None) -> ExpectedMetricPolicy:
+        scores, truth = _as_arrays(scores, truth)
+        task = _task(task, scores.shape[1])
+        self.weights_ = challenge_weights(list(task.classes), task.scored)
+        self.calibrator_ = Calibrator(self.calibration).fit(scores, truth)
+        return self
+
+    def probabilities(self, scores) -> np.ndarray:
+        """The calibrated per-class probabilities of ``scores``."""
+        return self.calibrator_.transform(scores)
+
+    def apply(self, scores) -> np.ndarray:
+        return expected_metric_labels(
+            self.probabilities(scores), self.weights_, self.top_k, self.n_samples, self.seed
+        )
+
+    def _state(self) -> dict:
+        return {
+            "weights": np.asarray(self.weights_).tolist(),
+            "calibrator": self.calibrator_.to_json(),
+        }
+
+    def _set_state(self, state: dict) -> None:
+        self.weights_ = np.asarray(state["weights"], dtype=float)
+        self.calibrator_ = Calibrator.from_json(state["calibrator"])
+
+
+def expected_observed(probabilities, candidates, weights, n_samples=1000, seed=0) -> np.ndarray:
+    """Expected challenge-metric contribution of each candidate label set of one record:
+    ``E[sum_{j in L, k in S} W[j, k] / |L union S|]`` over label sets ``L`` drawn with
+    independent class ``probabilities`` (c,), for each row ``S`` of ``candidates`` (T, c)
+    bool; ``n_samples`` fixed draws (``seed``). Returns (T,)."""
+    p = np.asarray(probabilities, dtype=float)
+    uniforms = np.random.default_rng(seed).random((n_samples, p.size))
+    drawn = (uniforms < p).astype(float)  # (M, c)
+    o = np.asarray(candidates, dtype=float)  # (T, c)
+    numerator = (drawn @ weights) @ o.T  # (M, T)
+    union = drawn.sum(axis=1)[:, None] + o.sum(axis=1)[None, :] - drawn @ o.T
+    return (numerator / np.maximum(union, 1.0)).mean(axis=0)
+
+
+def _subsets(k: int) -> np.ndarray:
+    """Every subset of ``k`` items as rows of a bool matrix, smallest first."""
+    rows = [
+        np.isin(np.arange(k), c) for n in range(k + 1) for c in itertools.combinations(range(k), n)
+    ]
+    return np.array(rows, dtype=bool).reshape(-1, k)
+
+
+def expected_metric_labels(probabilities, weights, top_k=6, n_samples=1000, seed=0) -> np.ndarray:
+    """(n, c) bool: per record, the label set among the subsets of its ``top_k`` most probable
+    classes with the highest :func:`expected_observed` (ties: the smaller set, first found)."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    n, c = probabilities.shape
+    k = min(top_k, c)
+    subsets = _subsets(k)
+    labels = np.zeros((n, c), dtype=bool)
+    for i in range(n):
+        top = np.argsort(-probabilities[i], kind="stable")[:k]
+        candidates = np.zeros((len(subsets), c), dtype=bool)
+        candidates[:, top] = subsets
+        values = expected_observed(probabilities[i], candidates, weights, n_samples, seed)
+        labels[i] = candidates[int(np.argmax(values))]
+    return labels
+
+
+#: Policy kinds by their saved name.
+POLICY_KINDS: dict[str, type[DecisionPolicy]] = {
+    ThresholdPolicy.kind: ThresholdPolicy,
+    ExpectedMetricPolicy.kind: ExpectedMetricPolicy,
+}
+
+#: Named policies: the option values every engine accepts (kind and options).
+NAMED_POLICIES: dict[str, tuple[str, dict]] = {
+    "vote": ("thresholds", {"method": "vote"}),
+    "pooled": ("thresholds", {"method": "pooled"}),
+    "half": ("thresholds", {"method": "fixed", "fixed": 0.5}),
+    "challenge": ("thresholds", {"method": "challenge"}),
+    "youden": ("thresholds", {"method": "youden"}),
+    "expected": ("expected", {"calibration": "platt"}),
+    "expected-isotonic": ("expected", {"calibration": "isotonic"}),
+    "expected-raw": ("expected", {"calibration": "none"}),
+}
+
+
+def make_policy(name: str, **options) -> DecisionPolicy:
+    """An unfitted policy by its name in :data:`NAMED_POLICIES` (``options`` override)."""
+    if name not in NAMED_POLICIES:
+        raise ValueError(f"unknown decision policy {name!r}; known: {', '.join(NAMED_POLICIES)}")
+    kind, defaults = NAMED_POLICIES[name]
+    return POLICY_KINDS[kind](**{**defaults, **options})
+
+
+def policy_from_json(data: dict) -> DecisionPolicy:
+    """A fitted policy from :meth:`DecisionPolicy.to_json`."""
+    kind = data.get("kind")
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"unknown decision policy kind {kind!r}; known: {', '.join(POLICY_KINDS)}")
+    policy = POLICY_KINDS[kind](**data.get("options", {}))
+    policy._set_state(data["state"])
+    return policy
+
+
+def fit_policies(
+    names: Sequence[str], scores, truth, groups=None, task=None, sources=None
+) -> dict[str, DecisionPolicy]:
+    """Each named policy fitted on the same out-of-fold scores."""
+    return {name: make_policy(name).fit(scores, truth, groups, task, sources) for name in names}
+
+
+def out_of_group_labels(name: str, scores, truth, groups, task=None) -> dict:
+    """Each group's labels from the named policy fitted on the other groups' records only.
+
+    Returns ``{"labels": (n, c) bool, "policies": {group: the policy that decided it}}``.
+    """
+    scores, truth = _as_arrays(scores, truth)
+    groups = np.asarray(groups)
+    labels = np.zeros(scores.shape, dtype=bool)
+    policies = {}
+    for group in sorted(set(groups.tolist())):
+        test = groups == group
+        rest = groups[~test]
+        policy = make_policy(name).fit(scores[~test], truth[~test], rest, task, rest)
+        labels[test] = policy.apply(scores[test])
+        policies[group] = policy
+    return {"labels": labels, "policies": policies}

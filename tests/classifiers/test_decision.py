@@ -1,0 +1,231 @@
+"""team_code.classifiers.decision: one decision-policy interface (per-class thresholds equal to
+the functions they wrap, the joint expected-metric decision, calibration fitted only on the
+scores it is given, JSON round trips) and the rules classifier's ``decision_policy`` option."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from team_code.classifiers import decision
+from team_code.classifiers.decision import (
+    Calibrator,
+    ExpectedMetricPolicy,
+    ThresholdPolicy,
+    expected_metric_labels,
+    make_policy,
+    policy_from_json,
+)
+from team_code.context import Task
+from team_code.data.labels import scored_classes
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Scores, truth and source groups of 150 records over the 2020 classes: the positives'
+    scores run higher, with noise."""
+    classes = list(scored_classes().codes)
+    rng = np.random.default_rng(7)
+    truth = rng.random((150, len(classes))) < np.linspace(0.02, 0.3, len(classes))
+    scores = np.clip(0.35 * truth + rng.random(truth.shape) * 0.7, 0, 1)
+    groups = np.array(["A", "E", "HR", "Q", "S"])[rng.integers(0, 5, len(truth))]
+    return scores, truth, groups, Task.of_classes(classes)
+
+
+@pytest.mark.parametrize(
+    ("objective", "min_positives", "vocabulary"), [("vote", 3, False), ("pooled", 8, True)]
+)
+def test_threshold_policy_equals_the_rules_operating_thresholds(
+    held_out, objective, min_positives, vocabulary
+):
+    from team_code.classifiers.rules import operating_thresholds
+
+    scores, truth, groups, task = held_out
+    classes = list(task.classes)
+    expected = operating_thresholds(
+        truth, scores, classes, min_positives, groups, vocabulary, task.scored, objective, groups
+    )
+    policy = ThresholdPolicy(objective, min_positives, vocabulary).fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(policy.thresholds_, expected)
+    np.testing.assert_array_equal(policy.apply(scores), scores >= expected)
+    assert (expected != 0.5).any()  # the search moved something: the comparison is not vacuous
+
+
+def test_threshold_policy_equals_thresholds_py(held_out):
+    from team_code.classifiers.thresholds import challenge_thresholds, youden_thresholds
+
+    scores, truth, groups, task = held_out
+    start = np.full(len(task.classes), 0.5)
+    reference = challenge_thresholds(
+        truth, scores, list(task.classes), start=start, scored=task.scored
+    )
+    fitted = make_policy("challenge").fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(fitted.thresholds_, reference)
+    fitted = make_policy("youden").fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(fitted.thresholds_, youden_thresholds(truth, scores))
+    fitted = make_policy("half").fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(fitted.apply(scores), scores >= 0.5)
+
+
+def _exact_expected(p: np.ndarray, outputs: np.ndarray, weights: np.ndarray) -> float:
+    """The expected observed challenge score of ``outputs`` by enumerating every label set."""
+    value = 0.0
+    for labels in itertools.product([False, True], repeat=len(p)):
+        labels = np.array(labels)
+        probability = np.prod(np.where(labels, p, 1 - p))
+        union = max(int((labels | outputs).sum()), 1)
+        value += probability * (labels @ weights @ outputs) / union
+    return value
+
+
+PARTIAL = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.5, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("weights", "p"),
+    [
+        (PARTIAL, [0.6, 0.3, 0.3]),  # partial credit: both related classes pay together
+        (np.eye(3), [0.6, 0.3, 0.3]),  # without it, only the likely class
+        (PARTIAL, [0.05, 0.9, 0.2]),
+        (np.eye(3), [0.05, 0.45, 0.6]),
+    ],
+)
+def test_joint_decision_picks_the_label_set_with_the_higher_expected_score(weights, p):
+    p = np.array(p)
+    candidates = [np.array(o, bool) for o in itertools.product([False, True], repeat=3)]
+    values = [_exact_expected(p, o, weights) for o in candidates]
+    best = candidates[int(np.argmax(values))]
+    assert sorted(values)[-1] - sorted(values)[-2] > 0.02  # a clear winner
+    chosen = expected_metric_labels(p[None, :], weights, top_k=3, n_samples=20000)[0]
+    np.testing.assert_array_equal(chosen, best)
+
+
+def test_partial_credit_changes_the_joint_decision():
+    p = np.array([[0.6, 0.3, 0.3]])
+    with_credit = expected_metric_labels(p, PARTIAL, top_k=3, n_samples=20000)[0]
+    without = expected_metric_labels(p, np.eye(3), top_k=3, n_samples=20000)[0]
+    np.testing.assert_array_equal(with_credit, [True, True, True])
+    np.testing.assert_array_equal(without, [True, False, False])
+    # per-class thresholds at 0.5 fire the same classes whatever the weights
+    np.testing.assert_array_equal(p[0] >= 0.5, [True, False, False])
+
+
+def test_a_record_is_decided_alone(held_out):
+    """A record's labels do not depend on the records applied with it."""
+    scores, truth, groups, task = held_out
+    policy = make_policy("expected").fit(scores, truth, groups, task)
+    together = policy.apply(scores[:20])
+    alone = np.array([policy.apply(scores[i : i + 1])[0] for i in range(20)])
+    np.testing.assert_array_equal(together, alone)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_is_monotone_and_tracks_the_frequency(method):
+    rng = np.random.default_rng(3)
+    s = rng.random((4000, 1))
+    y = rng.random((4000, 1)) < s**2  # true probability s^2: the raw score overstates it
+    calibrator = Calibrator(method).fit(s, y)
+    grid = np.linspace(0, 1, 21)[:, None]
+    p = calibrator.transform(grid)[:, 0]
+    assert np.all(np.diff(p) >= -1e-12)
+    assert np.all((p > 0) & (p < 1))
+    middle = calibrator.transform(np.array([[0.5]]))[0, 0]
+    assert abs(middle - 0.25) < 0.08  # near s^2, far from the raw 0.5
+
+
+def test_a_class_without_positives_gets_a_small_probability():
+    s = np.linspace(0, 1, 50)[:, None]
+    y = np.zeros_like(s, dtype=bool)
+    for method in ("platt", "isotonic"):
+        p = Calibrator(method).fit(s, y).transform(s)
+        assert np.all(p < 0.1)
+
+
+@pytest.mark.parametrize("name", ["expected", "expected-isotonic", "vote"])
+def test_held_out_labels_never_reach_the_policy_fitted_elsewhere(held_out, name):
+    """Out-of-group decisions: shuffling the labels of the held-out group changes neither the
+    policy fitted on the other groups nor its decisions on the held-out group."""
+    scores, truth, groups, task = held_out
+    held = groups == "Q"
+    first = decision.out_of_group_labels(name, scores, truth, groups, task)
+    shuffled = truth.copy()
+    shuffled[held] = np.random.default_rng(1).permutation(truth[held], axis=0)[:, ::-1]
+    assert not np.array_equal(shuffled, truth)
+    second = decision.out_of_group_labels(name, scores, shuffled, groups, task)
+    np.testing.assert_array_equal(first["labels"][held], second["labels"][held])
+    assert first["policies"]["Q"].to_json() == second["policies"]["Q"].to_json()
+    # the policies that trained on Q's labels are the ones that may change
+    assert first["policies"]["A"].to_json() != second["policies"]["A"].to_json() or name == "vote"
+
+
+@pytest.mark.parametrize("name", list(decision.NAMED_POLICIES))
+def test_json_round_trip(held_out, name):
+    scores, truth, groups, task = held_out
+    policy = make_policy(name).fit(scores, truth, groups, task)
+    restored = policy_from_json(json.loads(json.dumps(policy.to_json())))
+    assert type(restored) is type(policy)
+    np.testing.assert_array_equal(restored.apply(scores), policy.apply(scores))
+
+
+def test_bad_names_and_inputs_are_refused(held_out):
+    scores, truth, groups, task = held_out
+    with pytest.raises(ValueError, match=r"unknown decision policy 'nope'.*expected"):
+        make_policy("nope")
+    with pytest.raises(ValueError, match="threshold method"):
+        ThresholdPolicy("median")
+    with pytest.raises(ValueError, match="calibration"):
+        ExpectedMetricPolicy("beta")
+    with pytest.raises(ValueError, match="kind"):
+        policy_from_json({"kind": "nope", "state": {}})
+    with pytest.raises(ValueError, match=r"truth .* and scores .* differ"):
+        make_policy("expected").fit(scores, truth[:, :3], groups, task)
+    bad = scores.copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="record 4, class 2 is not finite"):
+        make_policy("expected").fit(bad, truth, groups, task)
+
+
+def test_rules_decision_policy_option(records_dir, tmp_path):
+    """rules.decision_policy=expected: fitted on the held-out scores the operating thresholds
+    use, applied by predict and decide, saved and loaded with the model; the default keeps
+    today's thresholds."""
+    from team_code.classifiers.rules import RulesClassifier
+    from team_code.data.records import RecordSet, find_records
+
+    records = list(RecordSet(find_records(records_dir)))[:24]
+    names = [f"{'AE'[i % 2]}{i:04d}" for i in range(len(records))]  # two sources
+    records = [dataclasses.replace(r, name=n) for r, n in zip(records, names, strict=True)]
+    task = Task.of_classes(list(scored_classes().codes))
+    default = RulesClassifier().fit(records, task)
+    assert default.policy_ is None
+    expected = RulesClassifier(RulesClassifier.Config(decision_policy="expected"))
+    expected.fit(records, task)
+    assert isinstance(expected.policy_, ExpectedMetricPolicy)
+    np.testing.assert_array_equal(default.thresholds_, expected.thresholds_)
+    scores = expected.predict_proba(records)
+    np.testing.assert_array_equal(expected.predict(records), expected.policy_.apply(scores))
+    expected.save(tmp_path / "m")
+    loaded = RulesClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.decide(scores), expected.decide(scores))
+    account = loaded.explain(records[0])
+    fired = {r["code"] for r in account["rules"] if r["label"]}
+    decided = loaded.decide(scores[:1])[0]
+    assert fired == {c for c, d in zip(loaded.classes_, decided, strict=True) if d} & {
+        r["code"] for r in account["rules"]
+    }
+    with pytest.raises(ValueError, match="decision_policy must be"):
+        RulesClassifier.Config(decision_policy="nope")
+
+
+def test_platt_converges_on_graded_scores_massed_at_zero_and_one():
+    """Rule scores sit mostly at 0 and 1: the logistic fit must still find the frequencies
+    (an undamped Newton step overshoots here and sends every probability to 0 or 1)."""
+    s = np.r_[np.zeros(280), np.full(20, 0.5), np.ones(30)][:, None]
+    y = np.r_[np.arange(280) < 3, np.arange(20) < 5, np.arange(30) < 20][:, None]
+    p = Calibrator("platt").fit(s, y).transform(np.array([[0.0], [0.5], [1.0]]))[:, 0]
+    assert np.all(np.diff(p) > 0)
+    assert p[0] < 0.05 and 0.45 < p[2] < 0.85
