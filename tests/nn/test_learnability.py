@@ -6,8 +6,10 @@ its CPU-preset sizes (``team_code.presets``) on synthetic records whose classes 
 the generator (rate, rhythm, axis, PR, voltage, PVCs) and scored on synthetic records it never
 saw; the beat networks on synthetic beats of three planted morphologies. Bars:
 
-- the training loss of the last epoch, and the best validation loss, are below 0.6 of the
-  prior's (the loss of predicting each class's training prevalence);
+- the training loss of the last epoch is below 0.6 of the prior's (the loss of predicting each
+  class's training prevalence), the best validation loss below 0.7 of it (``TRAIN_BAR``,
+  ``VAL_BAR``: set from the spread over seeds, so that the verdict holds on other machines'
+  kernels; cwt_googlenet trains 6 epochs here, ``LEARNING_EPOCHS``);
 - held-out macro AUROC over the planted classes is at least 0.85 (records) or accuracy at
   least 0.85 (beats; chance is 1/3);
 - on 8 records (9 beats) with dropout off, 60 optimiser steps bring the loss below a tenth of
@@ -21,6 +23,9 @@ import numpy as np
 import pytest
 import torch
 
+# The same measures as the benchmark that sets the bars from their spread over seeds.
+from benchmarks.learnability import macro_auroc as _macro_auroc
+from benchmarks.learnability import prior_loss as _prior_loss
 from team_code.classifiers.base import apply_options, record_labels
 from team_code.context import IN_MEMORY, Task
 from team_code.data.labels import label_matrix, scored_classes
@@ -38,17 +43,17 @@ def synthetic(tmp_path_factory):
     return RecordSet.from_folder(root / "train"), RecordSet.from_folder(root / "test")
 
 
-def _prior_loss(truth: np.ndarray) -> float:
-    """Mean binary cross-entropy of predicting each class's prevalence (classes x records)."""
-    p = np.clip(truth.mean(axis=0), 1e-7, 1 - 1e-7)
-    return float(np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))))
+#: Epochs of cwt_googlenet in the planted-class test. At the CPU preset's 3 epochs the ratio of
+#: its best validation loss to the prior's ranged 0.60-0.87 over seeds 0-2 on one machine (0.65
+#: on seed 0 on another), its held-out AUROC 0.83-0.88: a verdict that depended on the seed and
+#: the machine's kernels. At 6 epochs: 0.31-0.52 and 0.92-0.96 (docs/results.md, "Learnability
+#: bars").
+LEARNING_EPOCHS = {"epochs": "6"}
 
-
-def _macro_auroc(truth: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    columns = [k for k in range(truth.shape[1]) if 0 < truth[:, k].sum() < len(truth)]
-    return float(np.mean([roc_auc_score(truth[:, k], scores[:, k]) for k in columns]))
+#: The bars, as fractions of the prior's loss (a network that learns nothing stays near 1.0):
+#: the training loss of the last epoch, and the best validation loss (noisier: 20 % of 160
+#: records), set above the largest ratio measured over seeds with a margin for other kernels.
+TRAIN_BAR, VAL_BAR = 0.6, 0.7
 
 
 def _cpu_config(name: str, **extra):
@@ -63,7 +68,9 @@ def _cpu_config(name: str, **extra):
 def test_deep_classifier_learns_planted_classes(name, synthetic, one_thread):
     train, test = synthetic
     classes = scored_classes().codes
-    extra = {"pretrained_weights": "none"} if name == "cwt_googlenet" else {}
+    # GoogLeNet trains twice the CPU preset's 3 epochs here: at 3 the bars below sat inside the
+    # spread of seeds and machines' kernels (see LEARNING_EPOCHS).
+    extra = {"pretrained_weights": "none", **LEARNING_EPOCHS} if name == "cwt_googlenet" else {}
     cls, config = _cpu_config(name, **extra)
     model = cls(config).fit(train, Task.of_classes(classes), IN_MEMORY)
 
@@ -73,9 +80,9 @@ def test_deep_classifier_learns_planted_classes(name, synthetic, one_thread):
         history, loss_terms = model.fit_summary_["history"], 1.0 + 2 * config.aux_weight
     prior = _prior_loss(label_matrix(record_labels(train), classes))
     last = history[-1]["train_loss"] / loss_terms
-    assert last < 0.6 * prior, f"{name}: training loss {last:.4f} vs prior {prior:.4f}"
+    assert last < TRAIN_BAR * prior, f"{name}: training loss {last:.4f} vs prior {prior:.4f}"
     best_val = min(row["val_loss"] for row in history)  # the main output on held-out records
-    assert best_val < 0.6 * prior, f"{name}: validation loss {best_val:.4f} vs {prior:.4f}"
+    assert best_val < VAL_BAR * prior, f"{name}: validation loss {best_val:.4f} vs {prior:.4f}"
 
     truth = label_matrix(record_labels(test), classes)
     auroc = _macro_auroc(truth, model.predict_proba(test))
