@@ -318,7 +318,7 @@ class LeadDelineationConfig:
     t_end_after_ms: float = 100.0  # a lead's T end lies at most this after the T search window
     lead_t_end: bool = True  # each lead's own T end (else every lead takes the global T end)
     t_max_dev_ms: float = 60.0  # a lead T end farther than this from the global one: global
-    p_margin_ms: float = 40.0  # a lead's P is searched this far outside the global one
+    p_margin_ms: float = 80.0  # a lead's P is searched this far outside the global one
     min_p_mv: float = 0.015  # a lead with a smaller P takes the global P boundaries
     global_rule: str = "mad"  # how leads give the global boundaries, see GLOBAL_RULES
     outlier_ms: float = 12.0  # "mad": a lead this far (or 3 MAD) from the median is an outlier
