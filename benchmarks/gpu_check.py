@@ -269,7 +269,7 @@ def measure(name: str, model, records, truth, amp: str, epochs: int, items: int)
     shape = tuple(np.asarray(inputs[0]).shape)
     return {
         "input_shape": list(shape),
-        "batch_size": options.batch_size,
+        "batch_size": result.batch_size,  # chosen for the device where the engine leaves it
         "records_preprocessed": len(records),
         "prep_seconds": prep_seconds,
         "prep_s_per_record": prep_seconds / len(records),

@@ -21,6 +21,20 @@ v1), pretrained on ImageNet and fine-tuned for the multi-label diagnosis.
   ``$ECG_KIT_CACHE``; elsewhere ``$ECG_KIT_CACHE``, else in memory). The hybrid's folds,
   cross-validation and retraining all use subsets of the same records: each mosaic is
   computed once, whatever subset asks for it, and nothing is duplicated on disk.
+- Scalograms on the device (``scalogram_device``; "auto": when the run trains or predicts on
+  CUDA, "device": always, also on a CPU, "cpu": never): the cache holds each record's signal
+  components instead (:func:`signal_components`: the filtered rhythm and the average beat of
+  each lead, 8 x 2,774 values at the default settings, 44 % of a 224-px mosaic's bytes)
+  and the network computes the mosaics batch by batch on its own device
+  (:class:`team_code.nn.cwt_torch.TorchMosaic`, within
+  :data:`~team_code.nn.cwt_torch.TOLERANCE` of the numpy mosaic from float32 components,
+  :data:`~team_code.nn.cwt_torch.TOLERANCE_FLOAT16` from the float16 cache). The weights do
+  not depend on the path: a model trained on one runs on the other.
+- On CUDA: bf16 autocast (``amp``, ``amp_dtype="auto"``: bf16 where the card supports it,
+  else fp16 with a gradient scaler), GoogLeNet's weights and activations in channels_last
+  layout (``channels_last``), and a batch size chosen for the card when ``batch_size`` is 0
+  (the default; :func:`team_code.nn.training.choose_batch_size`). On a CPU none of the three
+  changes anything (the batch size is then 32).
 - Network: :class:`team_code.nn.googlenet.GoogLeNet` with its two auxiliary classifiers used
   in training (loss = BCE(main) + ``aux_weight`` * (BCE(aux1) + BCE(aux2)), 0.3 as in the
   paper) and one logit per scored class.
@@ -56,7 +70,10 @@ from team_code.record_cache import PerRecord
 TRAINING_FILE = "training.json"
 #: Bump when the mosaic computation changes, so that cached images are rebuilt.
 IMAGE_VERSION = "cwt_googlenet-image/2"
+#: Bump when the components of the device-side mosaic change, so that cached ones are rebuilt.
+COMPONENTS_VERSION = "cwt_googlenet-components/1"
 _COLORS = ("jet", "gray")
+SCALOGRAM_DEVICES = ("auto", "cpu", "device")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +94,9 @@ class CWTGoogLeNetConfig:
     aux_weight: float = 0.3  # weight of each auxiliary classifier's loss (paper: 0.3)
     dropout: float = 0.2  # dropout before the main classifier (torchvision: 0.2)
     epochs: int = 30  # training epochs (best by validation loss is kept)
-    batch_size: int = 32  # images per optimiser step
+    # images per optimiser step; 0: chosen for the device (32 off CUDA; on CUDA the largest power
+    # of two up to 256 that fits 60 % of the free memory: team_code.nn.training.choose_batch_size)
+    batch_size: int = 0
     lr: float = 1e-4  # Adam learning rate (fine-tuning ImageNet weights; ~1e-3 from scratch)
     weight_decay: float = 1e-4  # Adam weight decay
     patience: int = 5  # early stopping after this many epochs without a better val loss
@@ -95,7 +114,11 @@ class CWTGoogLeNetConfig:
     source_balance: bool = False  # every source weighted to the pooled prevalence (deep.py)
     amp: bool = True  # mixed precision on CUDA
     amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
-    cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics
+    cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics (or components)
+    # where the scalograms are computed: "cpu" (numpy, mosaics cached), "device" (torch, on the
+    # network's device, from cached components), "auto" (the device when training on CUDA)
+    scalogram_device: str = "auto"
+    channels_last: bool = True  # on CUDA, GoogLeNet's weights in channels_last layout
     seed: int = 0  # initialisation, split, balancing draw and batch order
 
 
@@ -136,6 +159,20 @@ def signal_image(
         raise ValueError(f"no scalogram: {error}") from None
 
 
+def signal_components(
+    signal_mv: np.ndarray, fs: float, scalograms: cwt.ScalogramConfig
+) -> np.ndarray:
+    """The (leads, rhythm + beat samples) float32 signal components the device-side mosaic is
+    computed from (:func:`team_code.nn.cwt_torch.mosaic_components`): the input of
+    ``scalogram_device="device"``, cached in place of the mosaic."""
+    from team_code.nn.cwt_torch import mosaic_components
+
+    try:
+        return mosaic_components(signal_mv, fs, scalograms)
+    except ValueError as error:
+        raise ValueError(f"no scalogram: {error}") from None
+
+
 def record_image(
     record: Record,
     image_size: int,
@@ -161,6 +198,11 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
 IMAGE_CODE = ("team_code.dsp",)
 
 
+def components_settings(config: CWTGoogLeNetConfig) -> dict:
+    """Everything the cached components depend on besides the leads (not the image size)."""
+    return {"kind": COMPONENTS_VERSION, "scalograms": dataclasses.asdict(scalogram_config(config))}
+
+
 def images_for(
     records: Sequence[Record],
     config: CWTGoogLeNetConfig,
@@ -170,7 +212,8 @@ def images_for(
     """The mosaics of ``records`` (float16) through ``ctx``'s per-record cache: one ``.npy`` per
     record under ``<cache>/cwt_googlenet-image-...-<digest>/`` (:mod:`team_code.record_cache`),
     so any subset, fold or later run of the same records with the same image settings reuses
-    them (and a changed record file gets a new entry); in memory without a cache folder.
+    them (and a changed record file gets a new entry); in memory without a cache folder. With
+    the scalograms on the device (``scalogram_device``), the components they are computed from.
     Unusable records are logged and left out; the cache remembers them rather than retrying
     unchanged files."""
     model = CWTGoogLeNetClassifier(config)
@@ -226,22 +269,35 @@ def balanced_draw(
 # The network around GoogLeNet
 
 
-def _network(num_classes: int, config: CWTGoogLeNetConfig):
-    """The torch module: mosaic (N, H, W) in [0, 1] -> colour -> ImageNet norm -> GoogLeNet."""
+def _network(num_classes: int, config: CWTGoogLeNetConfig, n_leads: int):
+    """The torch module: mosaic (N, H, W) in [0, 1], or the components (N, n_leads, samples) it
+    computes the mosaic from on its own device (:class:`team_code.nn.cwt_torch.TorchMosaic`),
+    -> colour -> ImageNet norm -> GoogLeNet."""
     import torch
     from torch import nn
 
+    from team_code.nn.cwt_torch import TorchMosaic
     from team_code.nn.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet
 
     class ScalogramGoogLeNet(nn.Module):
-        """GoogLeNet over scalogram mosaics; training mode returns a plain (main, aux2, aux1)."""
+        """GoogLeNet over scalogram mosaics; training mode returns a plain (main, aux2, aux1).
+        The mosaic's filter banks are buffers that are not saved: the weights are the same
+        whichever input the network was trained or is run on."""
 
         def __init__(self):
             super().__init__()
             self.color = config.color
             self.net = GoogLeNet(num_classes, aux_logits=True, dropout=config.dropout)
+            self.mosaic = TorchMosaic(config.image_size, n_leads, scalogram_config(config))
+            self.components = (n_leads, self.mosaic.n_rhythm + self.mosaic.n_beat)
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
             self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+
+        def image(self, x):
+            """The mosaics (N, H, W) of a batch of mosaics or of components."""
+            if x.ndim == 3 and tuple(x.shape[1:]) == self.components:
+                return self.mosaic(x)
+            return x
 
         def rgb(self, x):
             """(N, H, W) or (N, 1, H, W) grey in [0, 1] -> (N, 3, H, W) ImageNet-normalised."""
@@ -256,7 +312,10 @@ def _network(num_classes: int, config: CWTGoogLeNetConfig):
             return (x - self.mean) / self.std
 
         def forward(self, x):
-            return self.net(self.rgb(x))
+            x = self.rgb(self.image(x))
+            if self.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last):
+                x = x.contiguous(memory_format=torch.channels_last)  # as the weights
+            return self.net(x)
 
     return ScalogramGoogLeNet()
 
@@ -292,6 +351,15 @@ class CWTGoogLeNetClassifier(DeepClassifier):
             raise ValueError(f"color must be one of {_COLORS}; got {self.config.color!r}")
         if self.config.image_size < 32:
             raise ValueError(f"image_size must be at least 32; got {self.config.image_size}")
+        if self.config.scalogram_device not in SCALOGRAM_DEVICES:
+            raise ValueError(
+                f"scalogram_device must be one of {SCALOGRAM_DEVICES}; "
+                f"got {self.config.scalogram_device!r}"
+            )
+        if self.config.batch_size < 0:
+            raise ValueError(
+                f"batch_size must be >= 0 (0: chosen for the device); got {self.config.batch_size}"
+            )
 
     def evidence(self, records: Sequence[Record]) -> list[Evidence]:
         """The settings of the scalogram mosaic the network reads, for every record."""
@@ -317,7 +385,20 @@ class CWTGoogLeNetClassifier(DeepClassifier):
     def input_leads(self) -> tuple[str, ...]:
         return image_leads(self.task_.leads)
 
+    def scalograms_on_device(self) -> bool:
+        """Whether the mosaics are computed by the network on its device from cached components
+        (``scalogram_device``: "device"; "auto" when the run's device is CUDA), rather than
+        in numpy and cached whole."""
+        from team_code.nn.device import pick_device
+
+        option = self.config.scalogram_device
+        if option == "auto":
+            return pick_device(self.ctx.device).type == "cuda"
+        return option == "device"
+
     def transform(self):
+        if self.scalograms_on_device():
+            return functools.partial(signal_components, scalograms=scalogram_config(self.config))
         return functools.partial(
             signal_image,
             image_size=self.config.image_size,
@@ -330,19 +411,34 @@ class CWTGoogLeNetClassifier(DeepClassifier):
         return c.rhythm_s + 2 * c.margin_s, c.rhythm_s
 
     def input_settings(self) -> dict:
+        if self.scalograms_on_device():
+            return components_settings(self.config)
         return image_settings(self.config)
 
     def build_network(self):
         import torch
 
         torch.manual_seed(self.config.seed)
-        network = _network(len(self.classes_), self.config)
+        network = _network(len(self.classes_), self.config, len(self.input_leads()))
         if getattr(self, "transform_input_", None) is not None:
             network.net.transform_input = bool(self.transform_input_)
         return network
 
     def loss(self):
         return _loss_function(self.config.aux_weight)
+
+    def train_overrides(self) -> dict:
+        return {"channels_last": self.config.channels_last}
+
+    def fit(self, records, task, ctx=None):
+        """:meth:`DeepClassifier.fit`; the training summary also says where the scalograms
+        were computed."""
+        from team_code.nn.device import pick_device
+
+        super().fit(records, task, ctx)
+        on_device = f"torch on {pick_device(self.ctx.device).type}"
+        self.fit_summary_["scalograms"] = on_device if self.scalograms_on_device() else "numpy"
+        return self
 
     def training_draw(self, truth_train: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Class balancing (:func:`balanced_draw`)."""

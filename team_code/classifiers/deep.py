@@ -261,7 +261,10 @@ class DeepClassifier(Classifier):
     ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``threshold_split``,
     ``threshold_min_positives``, ``source_min_positives``, ``source_vote``,
     ``source_ensemble``, ``label_mask``,
-    ``source_balance``, ``amp``, ``amp_dtype`` and ``cache_dtype``.
+    ``source_balance``, ``amp``, ``amp_dtype`` and ``cache_dtype``. A ``batch_size`` of 0
+    leaves it to the device: :data:`~team_code.nn.training.CPU_BATCH_SIZE` off CUDA, on CUDA
+    the largest that fits (:func:`~team_code.nn.training.choose_batch_size`); the training
+    summary records the batch size and why.
     """
 
     #: Modules whose source the preprocessing runs (part of the cache key).
@@ -346,12 +349,13 @@ class DeepClassifier(Classifier):
 
     def train_config(self):
         """The training loop's options: the model's, and the run's device, workers, progress."""
-        from team_code.nn.training import TrainConfig
+        from team_code.nn.training import CPU_BATCH_SIZE, TrainConfig
 
         c = self.config
         return TrainConfig(
             epochs=c.epochs,
-            batch_size=c.batch_size,
+            batch_size=c.batch_size or CPU_BATCH_SIZE,
+            device_batch=c.batch_size == 0,  # 0: chosen for the device (training.py)
             lr=c.lr,
             weight_decay=c.weight_decay,
             patience=c.patience,
@@ -477,6 +481,8 @@ class DeepClassifier(Classifier):
                 "best_epoch": result.best_epoch,
                 "best_loss": result.best_loss,
                 "stopped_early": result.stopped_early,
+                "batch_size": result.batch_size,
+                "batch_size_rule": result.batch_rule,
                 "history": result.history,
                 "n_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
             }

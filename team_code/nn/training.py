@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import math
 import os
@@ -70,6 +71,11 @@ class TrainConfig:
 
     epochs: int = 10  # passes over the training set
     batch_size: int = 32  # records per optimiser step (per process under torchrun)
+    # on CUDA, choose the batch size for the device (choose_batch_size); batch_size elsewhere
+    device_batch: bool = False
+    max_batch_size: int = 256  # device_batch: the largest batch it chooses (a power of two)
+    memory_fraction: float = 0.6  # device_batch: share of the free device memory a batch may use
+    channels_last: bool = False  # on CUDA, 4-D weights in channels_last layout (convolutions)
     lr: float = 1e-4  # learning rate
     optimizer: str = "adam"  # "adam", "adamw" or "sgd" (momentum 0.9)
     weight_decay: float = 0.0  # the optimiser's weight decay
@@ -100,6 +106,8 @@ class FitResult:
     best_epoch: int  # 1-based epoch of the best state (0: no epoch ran)
     best_loss: float  # its validation loss (training loss without a validation set)
     stopped_early: bool  # True when patience ended training
+    batch_size: int = 0  # records per optimiser step it trained with
+    batch_rule: str = ""  # why that batch size (choose_batch_size)
 
 
 def _say(message: str) -> None:
@@ -348,6 +356,117 @@ def _loader(dataset, sampler, batch_size, config, device, collate_fn, epoch) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# The device: weight layout and batch size
+
+#: Batch size of an engine whose config leaves it to the device (0) when not on CUDA.
+CPU_BATCH_SIZE = 32
+#: Items in the two probe steps that measure a batch's device memory (choose_batch_size).
+PROBE_BATCHES = (4, 8)
+
+
+def memory_format(module: nn.Module, device: torch.device, config: TrainConfig) -> None:
+    """With ``config.channels_last``: the module's 4-D weights in channels_last layout on CUDA
+    (where cuDNN's convolutions under bf16 autocast are fastest), in the contiguous layout
+    elsewhere; nothing without the option. Values are unchanged, only their layout."""
+    if config.channels_last:
+        layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        module.to(memory_format=layout)
+
+
+def largest_fitting_batch(fixed_bytes: float, per_item_bytes: float, budget: float, cap: int):
+    """The largest power of two ``b <= cap`` with ``fixed_bytes + b * per_item_bytes <=
+    budget``; 1 when none does."""
+    b = 1
+    while b * 2 <= cap and fixed_bytes + b * 2 * per_item_bytes <= budget:
+        b *= 2
+    return b
+
+
+def _probe_bytes(module, dataset, loss_fn, config, device, collate_fn, n: int, train: bool) -> int:
+    """Device bytes one step over ``n`` items allocates at its peak above what was held before:
+    the forward pass under the training's autocast, and in ``train`` the loss's backward."""
+    from torch.utils.data import Subset
+
+    items = Subset(dataset, [i % len(dataset) for i in range(n)])
+    sampler = EpochSampler(n, shuffle=False)
+    batch = next(iter(_loader(items, sampler, n, config, device, collate_fn, 0)))
+    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
+    inputs, targets = (batch[0], batch[1]) if pair else (batch, None)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    held = torch.cuda.memory_allocated(device)
+    module.train(train)
+    with torch.set_grad_enabled(train):
+        with autocast(device, config.amp, config.amp_dtype):
+            outputs = _call(module, to_device(inputs, device))
+        if train:
+            loss_fn(_to_float(outputs), to_device(targets, device)).backward()
+    del outputs
+    peak = torch.cuda.max_memory_allocated(device) - held
+    module.zero_grad(set_to_none=True)
+    return int(peak)
+
+
+def choose_batch_size(
+    module: nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable | None,
+    config: TrainConfig,
+    device: torch.device,
+    collate_fn: Callable | None = None,
+    train: bool = True,
+    probe: Callable[[int], int] | None = None,
+) -> tuple[int, str]:
+    """The batch size to train with (``train``; else to predict with) and the rule that gave it.
+
+    ``config.batch_size`` unless ``config.device_batch`` is on and the device is CUDA. There,
+    the largest power of two up to ``config.max_batch_size`` (twice that to predict) whose
+    device memory fits ``config.memory_fraction`` of the device's free memory
+    (``torch.cuda.mem_get_info``, less the optimiser's state in training: Adam keeps two
+    values per weight). A batch of ``b`` items is estimated to take ``fixed + b * per_item``
+    bytes, the line through two probe steps of :data:`PROBE_BATCHES` items (``probe(n)``:
+    the peak bytes of one step, :func:`_probe_bytes` by default); the weights, normalisation
+    statistics and random number generators are left as they were. Under ``torchrun`` every
+    process takes the smallest of the processes' choices.
+    """
+    if not config.device_batch:
+        return config.batch_size, "configured"
+    if device.type != "cuda":
+        return config.batch_size, f"not on CUDA: {config.batch_size}, the CPU's batch size"
+    if probe is None:
+        probe = functools.partial(
+            _probe_bytes, module, dataset, loss_fn, config, device, collate_fn, train=train
+        )
+    rng, state = _rng_state(), _cpu_state(module)
+    try:
+        small, large = (probe(n) for n in PROBE_BATCHES)
+    finally:
+        module.load_state_dict(state)
+        _set_rng_state(rng)
+    n_small, n_large = PROBE_BATCHES
+    per_item = max((large - small) / (n_large - n_small), 1.0)
+    fixed = max(small - n_small * per_item, 0.0)
+    free, _total = torch.cuda.mem_get_info(device)
+    weights = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
+    optimiser = 2 * weights if train else 0
+    budget = config.memory_fraction * free - optimiser
+    cap = config.max_batch_size * (1 if train else 2)
+    size = largest_fitting_batch(fixed, per_item, budget, cap)
+    if distributed.is_initialized():
+        chosen = torch.tensor([size], device=device)
+        torch.distributed.all_reduce(chosen, op=torch.distributed.ReduceOp.MIN)
+        size = int(chosen.item())
+    gib = 2.0**30
+    rule = (
+        f"chosen for {device}: the largest power of two <= {cap} whose estimated "
+        f"{(fixed + size * per_item) / gib:.2f} GiB fits {config.memory_fraction:.0%} of "
+        f"{free / gib:.1f} GiB free (probe: {fixed / 2**20:.0f} MiB + "
+        f"{per_item / 2**20:.1f} MiB per item)"
+    )
+    return size, rule
+
+
+# --------------------------------------------------------------------------------------------
 # Training
 
 
@@ -477,6 +596,7 @@ def fit(
     weights = sample_weights if config.balanced_sampling else None
 
     model.to(device)
+    memory_format(model, device, config)
     module = model
     model = distributed.wrap(module, device)
     optimizer = _make_optimizer(module, config)
@@ -507,6 +627,16 @@ def fit(
         history = list(checkpoint["history"])
         _set_rng_state(checkpoint["rng"])
         log(f"resuming from {resume} after epoch {start_epoch}")
+    if checkpoint is not None and config.device_batch:  # the batches of the run it continues
+        batch_size = int(checkpoint["config"]["batch_size"])
+        batch_rule = "the checkpoint's, whose run this continues"
+    else:
+        batch_size, batch_rule = choose_batch_size(
+            module, train_set, loss_fn, config, device, collate_fn
+        )
+    if config.device_batch:
+        log(f"{name}: batch size {batch_size} ({batch_rule})")
+    config = dataclasses.replace(config, batch_size=batch_size)
     start_loss = checkpoint.get("start_loss") if checkpoint is not None else None
     if start_loss is None:
         start_loss = _start_loss(module, train_set, loss_fn, config, device, collate_fn)
@@ -637,6 +767,8 @@ def fit(
         best_epoch=best_epoch,
         best_loss=best_loss,
         stopped_early=stopped_early,
+        batch_size=batch_size,
+        batch_rule=batch_rule,
     )
 
 
@@ -661,8 +793,13 @@ def predict(
     config = config or TrainConfig()
     device = device or pick_device(config.device)
     module = distributed.unwrap(model).to(device)
-    module.eval()
+    memory_format(module, device, config)
     batch_size = config.eval_batch_size or 2 * config.batch_size
+    if config.device_batch and not config.eval_batch_size and len(dataset) > batch_size:
+        batch_size, _ = choose_batch_size(
+            module, dataset, None, config, device, collate_fn, train=False
+        )
+    module.eval()
     sampler = EpochSampler(len(dataset), shuffle=False)
     loader = _loader(dataset, sampler, batch_size, config, device, collate_fn, 0)
     outputs = []
