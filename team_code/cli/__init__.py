@@ -22,12 +22,11 @@ from typing import NamedTuple
 
 
 class Command(NamedTuple):
-    """A subcommand: the module whose ``main(argv)`` runs it and a one-line summary."""
+    """A subcommand: the module whose ``main(argv, prog)`` runs it (``prog``: the name usage
+    lines show, ``ecg-kit NAME``) and a one-line summary."""
 
     module: str
     summary: str
-    # whether ``main`` takes ``prog`` (the name usage lines show, ``ecg-kit NAME``)
-    takes_prog: bool = True
 
 
 #: The subcommands, in the order ``ecg-kit --help`` lists them.
@@ -36,12 +35,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("team_code.cli.run", "classify a folder of records with a trained model"),
     "evaluate": Command("evaluation.evaluate", "score outputs against the records' labels"),
     "report": Command("team_code.cli.report", "draw per-record pictures of classified records"),
-    "synth": Command(
-        "team_code.data.synth", "write synthetic records with planted labels", takes_prog=False
-    ),
-    "leads": Command(
-        "team_code.data.leads", "write reduced-lead copies of records", takes_prog=False
-    ),
+    "synth": Command("team_code.data.synth", "write synthetic records with planted labels"),
+    "leads": Command("team_code.data.leads", "write reduced-lead copies of records"),
 }
 
 
@@ -83,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     entry = importlib.import_module(command.module).main
-    return entry(rest, prog=f"ecg-kit {name}") if command.takes_prog else entry(rest)
+    return entry(rest, prog=f"ecg-kit {name}")

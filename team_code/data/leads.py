@@ -180,10 +180,10 @@ def reduce_record(
     return new_header
 
 
-def get_parser() -> argparse.ArgumentParser:
-    """Return the command-line parser."""
+def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """Return the command-line parser (``prog`` names the command in usage lines)."""
     p = argparse.ArgumentParser(
-        prog="python -m team_code.data.leads",
+        prog=prog or "python -m team_code.data.leads",
         description="Write reduced-lead copies of Challenge records (headers and signals).",
     )
     p.add_argument("source", type=Path, help="folder of records <name>.hea + <name>.mat")
@@ -196,9 +196,9 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Copy every record of the source folder; returns the exit code (1 if any failed)."""
-    args = get_parser().parse_args(argv)
+    args = get_parser(prog).parse_args(argv)
     try:
         leads = parse_leads(args.leads)
         headers = find_records(args.source)

@@ -769,10 +769,11 @@ def generate_dataset(
 # Command line
 
 
-def get_parser() -> argparse.ArgumentParser:
-    """Arguments of ``python -m team_code.data.synth``."""
+def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """Arguments of ``python -m team_code.data.synth`` (``prog`` names the command in usage
+    lines)."""
     parser = argparse.ArgumentParser(
-        prog="python -m team_code.data.synth",
+        prog=prog or "python -m team_code.data.synth",
         description="Write synthetic 12-lead Challenge records with planted labels "
         "(NSR, SB, STach, AF, LAD, RAD, IAVB, LQRSV, PVC).",
     )
@@ -786,13 +787,14 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Entry point: write the records and print the label counts."""
-    args = get_parser().parse_args(argv)
+    parser = get_parser(prog)
+    args = parser.parse_args(argv)
     if args.n < 0:
-        get_parser().error("--n must be >= 0")
+        parser.error("--n must be >= 0")
     if args.fs < 50 or args.duration <= 0:
-        get_parser().error("--fs must be >= 50 and --duration > 0")
+        parser.error("--fs must be >= 50 and --duration > 0")
     fs = int(args.fs) if float(args.fs).is_integer() else args.fs
     paths = generate_dataset(
         args.out_dir,
