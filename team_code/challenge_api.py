@@ -45,6 +45,7 @@ from team_code.data.leads import LEAD_SETS
 from team_code.data.records import (
     STANDARD_LEADS,
     Record,
+    RecordError,
     canonical_lead,
     parse_header,
     record_from_digital,
@@ -82,11 +83,29 @@ def challenge_record(header: str | Sequence[str], recording) -> Record:
     header parser and converted to millivolts as :func:`~team_code.data.records.load_record`
     does. The record is named by the header's record line. Raises
     :class:`~team_code.data.records.RecordError` naming the record and the problem."""
-    if not isinstance(header, str):
-        header = "\n".join(line.rstrip("\r\n") for line in header)
-    first = header.strip().split(maxsplit=1)
-    name = Path(first[0]).stem if first else "(unnamed)"
+    header = _header_text(header)
+    name = header_record_name(header)
     return record_from_digital(parse_header(header, name, Path(name + ".hea")), recording)
+
+
+def _header_text(header: str | Sequence[str]) -> str:
+    """A header given as its text or as its lines, as text."""
+    if isinstance(header, str):
+        return header
+    return "\n".join(line.rstrip("\r\n") for line in header)
+
+
+def header_record_name(header: str | Sequence[str]) -> str:
+    """The record's name from its header's record line (``(unnamed)`` for an empty header)."""
+    first = _header_text(header).strip().split(maxsplit=1)
+    return Path(first[0]).stem if first else "(unnamed)"
+
+
+def _problem(error: Exception, name: str) -> str:
+    """``record NAME: problem`` for any error raised while classifying record ``name``."""
+    if isinstance(error, RecordError) or str(error).startswith(f"record {name}:"):
+        return str(error)
+    return f"record {name}: classification failed: {type(error).__name__}: {error}"
 
 
 def classify(model, record: Record) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +147,7 @@ def classify_2020(data, header_data: Sequence[str], model) -> tuple[np.ndarray, 
         record = challenge_record(header_data, data)
         scores, labels = classify(model, record)
     except Exception as error:  # the 2020 driver stops at the first exception it meets
-        _say(f"error: {error}; written all-negative")
+        _say(f"error: {_problem(error, header_record_name(header_data))}; written all-negative")
         return np.zeros(len(classes), dtype=int), np.zeros(len(classes)), classes
     return labels, scores, classes
 

@@ -342,3 +342,23 @@ def test_every_path_logs_and_records_the_chosen_preset(monkeypatch, records, tmp
     assert seen["preset"] is None  # harness.train then follows the device or $ECG_KIT_PRESET
     assert train_model.main(["d", str(tmp_path / "m2"), "--preset", "paper"]) == 0
     assert seen["preset"] == "paper"
+
+
+def test_2020_classifier_failure_names_the_record_and_writes_all_negative(records, capsys):
+    """A failure inside the model (not the reader) still names the record on stderr."""
+
+    class Broken:
+        classes_ = ("164889003", "426783006")
+
+        def predict_proba(self, records):
+            raise RuntimeError("out of memory")
+
+    header = next(records["12"].glob("*.hea"))
+    with open(header) as handle:
+        lines = handle.readlines()
+    val = loadmat(header.with_suffix(".mat"))["val"]
+    labels, scores, classes = challenge_api.classify_2020(val, lines, Broken())
+    assert classes == list(Broken.classes_)
+    assert not labels.any() and not scores.any()
+    err = capsys.readouterr().err
+    assert f"error: record {header.stem}: classification failed: RuntimeError: out of memory" in err
