@@ -11,28 +11,6 @@ from benchmarks import decision as bench
 POLICIES = ("vote", "half", "expected")
 
 
-@pytest.fixture(scope="module")
-def three_sources(tmp_path_factory):
-    """Synthetic records of three sources (A, E, Q: the record_source prefixes)."""
-    from benchmarks.rules import measure_all
-    from team_code.classifiers.cv import signal_digests
-    from team_code.context import Task
-    from team_code.data.labels import label_matrix, scored_classes
-    from team_code.data.records import RecordSet, record_source
-    from team_code.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("decision")
-    for k, prefix in enumerate(("A", "E", "Q")):
-        generate_dataset(root / prefix, 12, seed=500 + k, prefix=prefix, duration_s=6)
-    records = RecordSet([p for f in ("A", "E", "Q") for p in sorted((root / f).glob("*.hea"))])
-    classes = list(scored_classes().codes)
-    truth = label_matrix(records.labels, classes)
-    sources = [record_source(n) for n in records.names]
-    values = measure_all(records, None)
-    task = Task.of_classes(classes)
-    return records, values, sources, signal_digests(records), truth, task, root
-
-
 def _bank(three_sources, truth=None, path=None):
     records, values, sources, _, own_truth, task, _ = three_sources
     truth = own_truth if truth is None else truth

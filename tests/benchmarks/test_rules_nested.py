@@ -1,5 +1,5 @@
 """benchmarks/rules.py --protocols nested: the choice among rules variants is made without the
-held-out source, and every split's choice is reported."""
+held-out source, and every split's choice is reported (records: conftest's three_sources)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,6 @@ import numpy as np
 import pytest
 
 from benchmarks import rules as bench
-
-
-@pytest.fixture(scope="module")
-def three_sources(tmp_path_factory):
-    """Synthetic records of three sources (A, E, Q: the record_source prefixes)."""
-    from team_code.classifiers.cv import signal_digests
-    from team_code.data.labels import label_matrix, scored_classes
-    from team_code.data.records import RecordSet, record_source
-    from team_code.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("nested")
-    for k, prefix in enumerate(("A", "E", "Q")):
-        generate_dataset(root / prefix, 14, seed=300 + k, prefix=prefix, duration_s=6)
-    records = RecordSet([p for f in ("A", "E", "Q") for p in sorted((root / f).glob("*.hea"))])
-    classes = list(scored_classes().codes)
-    truth = label_matrix(records.labels, classes)
-    sources = [record_source(n) for n in records.names]
-    values = bench.measure_all(records, None)
-    return records, values, sources, signal_digests(records), truth, classes
 
 
 def test_variants_parse_and_default():
@@ -43,7 +24,8 @@ def test_variants_parse_and_default():
 
 
 def test_the_held_out_source_takes_no_part_in_the_choice(three_sources):
-    records, values, sources, digests, truth, classes = three_sources
+    records, values, sources, digests, truth, task, _ = three_sources
+    classes = list(task.classes)
     variants = {"shipped": {}, "half": {"decision": "half", "tune": "false"}}
     first = bench.nested_loso(records, values, sources, digests, truth, classes, variants, {})
     assert set(first["chosen"]) == {"A", "E", "Q"}
