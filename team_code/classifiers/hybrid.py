@@ -209,24 +209,25 @@ def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tupl
 
 
 def _class_pick(
-    contributions: dict, floor_se: float, tolerance_se: float, min_gain: float = 0.0
+    contributions: dict, current: str, over_se: float, tolerance_se: float, min_gain: float = 0.0
 ) -> tuple[str, list]:
-    """One class's candidate from per-record contributions (``FLOOR``'s among them): the
-    floor, unless candidates beat it by more than ``floor_se`` standard errors of the paired
-    per-record difference and by more than ``min_gain``; then the simplest of those within
-    ``tolerance_se`` of the best of them (:func:`_simplest_within_tolerance`). Returns the
-    key and the candidates that beat the floor."""
-    floor = contributions[FLOOR]
-    significant = []
+    """One class's candidate from per-record contributions (``current``'s among them):
+    ``current``, unless candidates beat it by more than ``over_se`` standard errors of the
+    paired per-record difference and by more than ``min_gain``; then the simplest of those
+    within ``tolerance_se`` of the best of them (:func:`_simplest_within_tolerance`).
+    Returns the key and the candidates that beat ``current``."""
+    base = contributions[current]
+    better = []
     for key, values in contributions.items():
-        difference = values - floor
+        difference = values - base
         se = np.sqrt(len(difference)) * difference.std(ddof=1) if len(difference) > 1 else 0.0
-        if key != FLOOR and difference.sum() > max(floor_se * se, min_gain, 1e-12):
-            significant.append(key)
-    if not significant:
-        return FLOOR, significant
-    chosen = {key: contributions[key] for key in significant}
-    return _simplest_within_tolerance(chosen, tolerance_se), significant
+        if key != current and difference.sum() > max(over_se * se, min_gain, 1e-12):
+            better.append(key)
+    if not better:
+        return current, better
+    return _simplest_within_tolerance(
+        {key: contributions[key] for key in better}, tolerance_se
+    ), better
 
 
 def _member_ranking(precision: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -877,9 +878,11 @@ class HybridClassifier(Classifier):
         self._log(f"hybrid: {name} {reason}")
 
     def _nested(self, members, truth, folds, outputs) -> _Nested:
-        scores = np.stack([outputs[name][0] for name in members], axis=1)
-        own = np.stack([outputs[name][1] for name in members], axis=1)
-        evidence = np.concatenate([outputs[name][2] for name in members], axis=1)
+        """The chooser over ``members``' out-of-fold outputs (none: the floor alone)."""
+        empty = np.zeros((*truth.shape[:1], 0, truth.shape[1]))
+        scores = np.concatenate([empty] + [outputs[name][0][:, None] for name in members], 1)
+        own = np.concatenate([empty] + [outputs[name][1][:, None] for name in members], 1)
+        evidence = np.concatenate([empty[:, :, 0]] + [outputs[name][2] for name in members], 1)
         candidates = self._candidates(members)
         return _Nested(self, members, truth, folds, scores, own, evidence, candidates)
 
@@ -1067,57 +1070,80 @@ class HybridClassifier(Classifier):
             }
             best = _simplest_within_tolerance(contributions, self.config.tolerance_se)
             return [best] * truth.shape[1], {}
-        current = decisions[FLOOR].copy()
-        choice, report = [], {}
+        scored = self.task_.scored
+        positives = truth.sum(axis=0)
+        # The start: one engine or the stack for every class, as the global choice takes it
+        # (the floor is not among them: a class moves to it, as to any other candidate, on
+        # its own evidence; moving one class at a time from the floor misses what several
+        # classes gain together, sinus rhythm's decisions above all).
+        uniform = {
+            key: _record_contributions(truth, binary, classes, scored)
+            for key, binary in decisions.items()
+            if key != FLOOR or len(decisions) == 1
+        }
+        start = _simplest_within_tolerance(uniform, self.config.tolerance_se)
+        choice = [start if positives[j] else FLOOR for j in range(len(classes))]
+        current = np.column_stack([decisions[key][:, j] for j, key in enumerate(choice)])
+        gains: dict = {}
+        for _ in range(3):  # passes until no class moves
+            moved = False
+            for j in np.flatnonzero(positives):
+                contributions = {}
+                for key, binary in decisions.items():
+                    trial = current.copy()
+                    trial[:, j] = binary[:, j]
+                    contributions[key] = _record_contributions(truth, trial, classes, scored)
+                best, _ = _class_pick(
+                    contributions,
+                    choice[j],
+                    self.config.class_tolerance_se,
+                    self.config.tolerance_se,
+                    self.config.class_min_gain,
+                )
+                floor_total = float(contributions[FLOOR].sum())
+                gains[j] = {k: float(v.sum()) - floor_total for k, v in contributions.items()}
+                if gains[j][best] <= 1e-12:  # no better than the floor: no engine for it
+                    best = FLOOR
+                if best != choice[j]:
+                    choice[j], moved = best, True
+                    current[:, j] = decisions[best][:, j]
+            if not moved:
+                break
+        report = {}
         for j, code in enumerate(classes):
-            positives = int(truth[:, j].sum())
+            best = choice[j]
             entry = {
                 "class": self.task_.abbreviation(code),
-                "positives": positives,
-                "served_by": FLOOR,
+                "positives": int(positives[j]),
+                "served_by": best,
                 "dropped": {},
             }
             report[code] = entry
-            if positives == 0:
-                choice.append(FLOOR)
+            if not positives[j]:
                 entry["why"] = "no positives in the training data: the floor's decision"
                 continue
-            contributions = {}
-            for key, binary in decisions.items():
-                trial = current.copy()
-                trial[:, j] = binary[:, j]
-                contributions[key] = _record_contributions(truth, trial, classes, self.task_.scored)
-            best, significant = _class_pick(
-                contributions,
-                self.config.class_tolerance_se,
-                self.config.tolerance_se,
-                self.config.class_min_gain,
+            gain = gains[j]
+            f1, floor_f1 = (
+                _f1(truth[:, j], decisions[best][:, j]),
+                _f1(truth[:, j], decisions[FLOOR][:, j]),
             )
-            choice.append(best)
-            current[:, j] = decisions[best][:, j]
-            floor_total = float(contributions[FLOOR].sum())
-            gain = {key: float(v.sum()) - floor_total for key, v in contributions.items()}
             entry.update(
-                served_by=best,
                 challenge_gain=gain[best],
-                f1=_f1(truth[:, j], decisions[best][:, j]),
-                floor_f1=_f1(truth[:, j], decisions[FLOOR][:, j]),
+                f1=f1,
+                floor_f1=floor_f1,
                 why=(
                     f"out-of-fold challenge metric {gain[best]:+.4f} over the floor, "
-                    f"F1 {_f1(truth[:, j], decisions[best][:, j]):.3f} "
-                    f"(floor {_f1(truth[:, j], decisions[FLOOR][:, j]):.3f})"
+                    f"F1 {f1:.3f} (floor {floor_f1:.3f})"
                 ),
             )
             for key in decisions:
                 if key == best:
                     continue
-                if key != FLOOR and key not in significant:
+                if gain[key] > gain[best]:
                     why = (
                         f"not {self.config.class_tolerance_se:g} SE and "
-                        f"{self.config.class_min_gain:g} above the floor"
+                        f"{self.config.class_min_gain:g} above {best}"
                     )
-                elif gain[key] > gain[best]:
-                    why = f"within {self.config.tolerance_se:g} SE of it: the simpler kept"
                 else:
                     why = "lower"
                 entry["dropped"][key] = f"{gain[key]:+.4f}, {why}"
