@@ -41,8 +41,8 @@ from pathlib import Path
 
 CHALLENGE_2020 = 43_101
 CHALLENGE_2021 = 88_000
-#: One cwt_googlenet entry at the default 224 px: float16 pixels and the .npy header.
-CWT_ENTRY_AT_224 = 224 * 224 * 2 + 128
+#: One cwt_googlenet entry at the default 224 px: float16 pixels (a row of the packed cache).
+CWT_ENTRY_AT_224 = 224 * 224 * 2
 
 #: Tiny networks, one epoch, full-size data path (see the module docstring).
 TINY_OPTIONS = {
@@ -157,23 +157,27 @@ def _instrument(stages: Stages, members: list[str]) -> None:
         cls = registry.get(name)
         stages.wrap(cls, "fit", f"{name}: fit (all folds + refit)")
         stages.wrap(cls, "predict_proba", f"{name}: held-out scores")
-    stages.wrap(hybrid.HybridClassifier, "_fuse", "hybrid: fusion")
+    stages.wrap(hybrid.HybridClassifier, "_choose_and_validate", "hybrid: fusion")
     stages.wrap(hybrid.HybridClassifier, "save", "save")
 
 
 def _cache_kinds(cache: Path, first_record: str) -> dict:
-    """Per cache folder: entries, bytes and the size of the first record's entry."""
+    """Per cache folder: entries (files, and rows of its pack), bytes and the size of the first
+    record's entry (its file, or its row of the pack)."""
+    from team_code.nn.packed import INDEX_FILE, packed_rows_bytes, record_of_entry
     from team_code.record_cache import folder_bytes
 
     kinds = {}
     for folder in sorted(p for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []:
-        entries = [p for p in folder.iterdir() if p.suffix in (".npy", ".json")]
-        entries = [p for p in entries if p.name not in ("settings.json", "failures.json")]
-        first = [p for p in entries if p.name.startswith(first_record + "-")]
+        files = [p for p in folder.iterdir() if p.suffix in (".npy", ".json")]
+        files = [p for p in files if p.name not in ("settings.json", "failures.json", INDEX_FILE)]
+        rows = packed_rows_bytes(folder)  # entry -> bytes of its row
+        first = [p.stat().st_size for p in files if p.name.startswith(first_record + "-")]
+        first += [n for e, n in rows.items() if record_of_entry(e) == first_record]
         kinds[folder.name] = {
-            "entries": len(entries),
+            "entries": len(files) + len(rows),
             "bytes": folder_bytes(folder),
-            "first_record_bytes": first[0].stat().st_size if first else 0,
+            "first_record_bytes": first[0] if first else 0,
         }
     return kinds
 

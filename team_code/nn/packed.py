@@ -111,6 +111,15 @@ def packed_entries(folder: str | os.PathLike) -> set[str]:
     return set(_open(Path(folder))[1])
 
 
+def packed_rows_bytes(folder: str | os.PathLike) -> dict[str, int]:
+    """Each entry the folder's pack holds, with the bytes of its row."""
+    array, entries, _ = _open(Path(folder))
+    if array is None:
+        return {}
+    row = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
+    return dict.fromkeys(entries, row)
+
+
 def _write_pack(folder: Path, entries: list[str], read) -> tuple[str, np.ndarray]:
     """Write the entries' values (``read(entry)``) into a new pack file; returns its name and
     its memory map."""

@@ -42,7 +42,7 @@ def test_a_tiny_run_writes_the_figures(tmp_path):
     ]
     assert all(k["entries"] == 8 for k in kinds.values())  # one entry per record, not per fold
     parallel = next(v for k, v in kinds.items() if k.startswith("parallel_cnn"))
-    assert parallel["first_record_bytes"] == 12 * 10000 * 2 + 128  # the full-size input
+    assert parallel["first_record_bytes"] == 12 * 10000 * 2  # the full-size input's row
     # one record's entries: the first record's; measurement entries vary a little in size
     assert 0.9 <= figures["cache_ratio"] <= 1.2
     seconds, cpu = figures["seconds"], figures["cpu_seconds"]
