@@ -130,15 +130,17 @@ def test_googlenet_overfits_a_tiny_batch(synthetic, one_thread):
     from team_code.classifiers.cwt_googlenet import (
         CWTGoogLeNetConfig,
         _network,
+        image_leads,
         record_image,
         scalogram_config,
     )
+    from team_code.data.records import STANDARD_LEADS
 
     config = CWTGoogLeNetConfig(image_size=64, dropout=0.0)
     scalograms = scalogram_config(config)
     x, y = _tiny_batch(synthetic, lambda r: record_image(r, 64, scalograms).astype(np.float32))
     torch.manual_seed(0)
-    model = _network(y.shape[1], config)
+    model = _network(y.shape[1], config, len(image_leads(STANDARD_LEADS)))
 
     def loss_of(out):
         main = out[0] if isinstance(out, tuple) else out
