@@ -244,8 +244,8 @@ class RulesClassifier(Classifier):
         decision_vocabulary: bool = False
         # rhythm and ectopy read over at most this many seconds of a record (the whole of
         # every Challenge record), the average beat from the first ``morphology_s`` seconds
-        max_duration_s: float = 600.0
-        morphology_s: float = 30.0
+        max_duration_s: float = FeatureConfig.max_duration_s
+        morphology_s: float = FeatureConfig.morphology_s
         # How scores become labels: "thresholds", each class at its operating threshold (as
         # ``decision`` chose it); or a policy of decision.NAMED_POLICIES fitted on the
         # held-out training-source scores ("expected": the label set with the highest
