@@ -33,14 +33,13 @@ digital-to-millivolt conversion (no file is read): on the same model, the output
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from team_code import model_folder, training
-from team_code.context import RunContext
+from team_code.context import RunContext, say
 from team_code.data.leads import LEAD_SETS
 from team_code.data.records import (
     STANDARD_LEADS,
@@ -51,12 +50,6 @@ from team_code.data.records import (
     record_from_digital,
 )
 from team_code.inference import decide
-from team_code.threads import apply_threads, choose_threads, requested_threads
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 # --------------------------------------------------------------------------------------------
 # Shared by both years
@@ -69,11 +62,9 @@ def train_default(
     lead_sets: Sequence[Sequence[str]],
 ) -> dict:
     """Train the kit's default classifiers (its default options and preset) for ``table`` and
-    ``lead_sets`` on the records of ``data_directory`` into ``model_directory``, on the free
-    cores (or ``$OMP_NUM_THREADS``); returns the manifest."""
-    threads = choose_threads(1, requested_threads(None))
-    apply_threads(threads)
-    _say(f"using {threads} compute thread(s)")
+    ``lead_sets`` on the records of ``data_directory`` into ``model_directory``, with the
+    compute threads ``train_model.py`` uses without ``--threads`` (``$OMP_NUM_THREADS``, else
+    the cores, never the load: :func:`team_code.training.train`); returns the manifest."""
     return training.train(data_directory, model_directory, table=table, lead_sets=lead_sets)
 
 
@@ -147,7 +138,7 @@ def classify_2020(data, header_data: Sequence[str], model) -> tuple[np.ndarray, 
         record = challenge_record(header_data, data)
         scores, labels = classify(model, record)
     except Exception as error:  # the 2020 driver stops at the first exception it meets
-        _say(f"error: {_problem(error, header_record_name(header_data))}; written all-negative")
+        say(f"error: {_problem(error, header_record_name(header_data))}; written all-negative")
         return np.zeros(len(classes), dtype=int), np.zeros(len(classes)), classes
     return labels, scores, classes
 

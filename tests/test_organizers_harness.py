@@ -164,7 +164,6 @@ def test_2020_training_is_the_kits_default(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
-    monkeypatch.setattr(challenge_api, "apply_threads", lambda threads: None)
     train_12ECG_classifier(str(tmp_path / "data"), str(tmp_path / "model"))
     assert seen == {"table": "2020", "lead_sets": [STANDARD_LEADS]}  # classifiers, preset: default
 
@@ -250,7 +249,6 @@ def test_2021_training_is_the_kits_default_with_every_lead_set(monkeypatch, tmp_
 
     seen = {}
     monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.update(kwargs) or {})
-    monkeypatch.setattr(challenge_api, "apply_threads", lambda threads: None)
     training_code(str(tmp_path / "data"), str(tmp_path / "model"))
     assert seen["table"] == "2021"
     assert [len(leads) for leads in seen["lead_sets"]] == [12, 6, 4, 3, 2]
