@@ -58,6 +58,7 @@ from typing import ClassVar
 import numpy as np
 
 from team_code.classifiers.base import Classifier
+from team_code.classifiers.cv import take
 from team_code.classifiers.thresholds import (
     NEVER,
     challenge_thresholds,
@@ -548,12 +549,13 @@ class DeepClassifier(Classifier):
         """Sigmoid outputs, (n_records, n_classes)."""
         from team_code.nn.cache import SignalDataset
 
-        if len(records) == 0:
-            return np.zeros((0, len(self.classes_)))
-        scores = self._scores(SignalDataset(self.inputs(records)))
+        scores = np.zeros((len(records), len(self.classes_)))
         longer = self._longer_than_a_window(records)
-        if longer.size:
+        if longer.size:  # scored from all their windows, not from the one input of the others
             scores[longer] = self._window_scores([records[int(i)] for i in longer])
+        within = np.setdiff1d(np.arange(len(records)), longer)
+        if within.size:
+            scores[within] = self._scores(SignalDataset(self.inputs(take(records, within))))
         return np.clip(scores, 0.0, 1.0)
 
     def _longer_than_a_window(self, records: Sequence[Record]) -> np.ndarray:
