@@ -49,7 +49,7 @@ from team_code.data.records import (
     parse_header,
     record_from_digital,
 )
-from team_code.inference import decide
+from team_code.inference import NON_FINITE, decide, output_row
 
 # --------------------------------------------------------------------------------------------
 # Shared by both years
@@ -104,9 +104,10 @@ def classify(model, record: Record) -> tuple[np.ndarray, np.ndarray]:
     (:func:`team_code.inference.decide`) clipped to [0, 1] and its 0/1 labels. Raises for a
     record the model refuses, or non-finite scores, naming the record."""
     scores, labels = decide(model, [record])
-    if not np.all(np.isfinite(scores[0])):
-        raise ValueError(f"record {record.name}: classifier returned non-finite scores")
-    return np.clip(scores[0], 0.0, 1.0), np.asarray(labels[0]).astype(int)
+    written = output_row(scores[0], labels[0])
+    if written is None:
+        raise ValueError(f"record {record.name}: {NON_FINITE}")
+    return written
 
 
 def _load(model_directory: str | os.PathLike):

@@ -78,6 +78,18 @@ def _check_scores(scores: np.ndarray, n_records: int, n_classes: int) -> None:
         raise ValueError(f"classifier returned scores of shape {scores.shape}")
 
 
+#: The reason of a record whose classifier returned non-finite scores.
+NON_FINITE = "classifier returned non-finite scores"
+
+
+def output_row(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """One record's ``(scores, labels)`` as ``run_model.py`` writes them (scores clipped to
+    [0, 1], labels 0/1), or None when the classifier returned non-finite scores."""
+    if not np.all(np.isfinite(scores)):
+        return None
+    return np.clip(scores, 0.0, 1.0), np.asarray(labels).astype(int)
+
+
 def _classify_paths(
     model: Classifier, paths: Sequence[Path], output_dir: Path, batch_size: int, report: Report
 ) -> None:
@@ -103,11 +115,11 @@ def _classify_paths(
 
     def emit(batch) -> None:
         for name, row, labels, problem in predict(batch):
-            if problem is None and not np.all(np.isfinite(row)):
-                problem = "classifier returned non-finite scores"
-            if problem is None:
-                row = np.clip(row, 0.0, 1.0)
-                labels = np.asarray(labels).astype(int)
+            written = None if problem is not None else output_row(row, labels)
+            if problem is None and written is None:
+                problem = NON_FINITE
+            if written is not None:
+                row, labels = written
                 try:
                     write_output(output_dir / f"{name}.csv", name, classes, labels, row)
                 except OSError as error:
