@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from team_code.classifiers.base import Classifier, record_labels
 from team_code.classifiers.thresholds import NEVER, challenge_thresholds, youden_thresholds
@@ -360,7 +361,7 @@ class BeatsClassifier(Classifier):
             columns = [EVIDENCE_NAMES.index(n) for n in params["features"]]
             x = (np.nan_to_num(features[:, columns]) - params["mean"]) / np.asarray(params["scale"])
             z = x @ np.asarray(params["coef"]) + params["intercept"]
-            scores[:, j] = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+            scores[:, j] = expit(z)
         return scores
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from team_code.classifiers.base import Classifier
 from team_code.classifiers.cv import take
@@ -403,7 +404,7 @@ class DeepClassifier(Classifier):
 
         network = self.network_ if network is None else network
         logits = predict(network, dataset, self.train_config())
-        return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        return expit(np.asarray(logits, dtype=np.float64))
 
     def choose_thresholds(self, truth_held, scores, truth_floor, groups=None) -> np.ndarray:
         """Youden's J per class, or the challenge metric searched from the prevalence floor

@@ -64,6 +64,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, Evidence, apply_options
@@ -163,7 +164,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return expit(z)
 
 
 def _average_precision(y: np.ndarray, s: np.ndarray) -> float:

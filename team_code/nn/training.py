@@ -736,7 +736,6 @@ def fit(
             raise TrainingDiverged(name, part, epoch + 1, problem, hint)
         if workdir is not None:
             workdir.mkdir(parents=True, exist_ok=True)
-            write_history(workdir / HISTORY, history)
             if last or (config.checkpoint_every > 0 and (epoch + 1) % config.checkpoint_every == 0):
                 save_checkpoint(
                     workdir / CHECKPOINT,
@@ -757,6 +756,9 @@ def fit(
                         "start_loss": start_loss,
                     },
                 )
+            # After the checkpoint: a kill between the two leaves the history one epoch behind
+            # the checkpoint (the resume rewrites it from the checkpoint's), never ahead of it.
+            write_history(workdir / HISTORY, history)
         if stopped_early:
             log(f"early stop after epoch {epoch + 1}: no improvement in {config.patience} epochs")
     distributed.barrier()
