@@ -13,7 +13,9 @@ Kinds (:data:`POLICY_KINDS`):
 
 - :class:`ThresholdPolicy` (``"thresholds"``): a threshold per class, chosen by ``method``:
   ``"fixed"`` (``fixed`` everywhere), ``"youden"``, ``"challenge"`` (coordinate ascent on the
-  challenge metric, :func:`team_code.classifiers.thresholds.challenge_thresholds`),
+  challenge metric, :func:`team_code.classifiers.thresholds.challenge_thresholds`, from the
+  ``start`` thresholds: the deep engines start from the prevalence floor; with ``vote`` a move
+  must also win the vote of the ``groups``, the sources of out-of-source scores),
   ``"vote"`` and ``"pooled"`` (the rules' operating thresholds: graded-score levels or
   silence, kept where they pay on more held-out groups than they cost, or on the held-out
   records pooled: :func:`team_code.classifiers.rules.operating_thresholds`).
@@ -50,6 +52,15 @@ from team_code.classifiers.thresholds import (
 
 #: How :class:`ThresholdPolicy` chooses its thresholds.
 THRESHOLD_METHODS = ("fixed", "youden", "challenge", "vote", "pooled")
+#: ``min_positives`` of :class:`ThresholdPolicy` when none is given, by method.
+DEFAULT_MIN_POSITIVES = {"vote": 3, "pooled": 3, "challenge": 0}
+#: How the ``"challenge"`` search's groups vote on a move (``vote`` of :class:`ThresholdPolicy`;
+#: :meth:`team_code.classifiers.thresholds.GroupVotes.passes`): ``"net"``, more groups gain
+#: than lose; ``"majority"``, more than half of them gain.
+GROUP_VOTES = ("net", "majority")
+#: The named policies an engine's ``threshold_method`` takes (the deep engines, the beat
+#: networks): per-class thresholds searched on the engine's scores alone.
+SCORE_THRESHOLD_POLICIES = ("challenge", "youden")
 #: How :class:`ExpectedMetricPolicy` turns scores into probabilities.
 CALIBRATIONS = ("platt", "isotonic", "none")
 
@@ -102,26 +113,44 @@ class DecisionPolicy:
 
 
 class ThresholdPolicy(DecisionPolicy):
-    """A threshold per class: a class is labelled where its score reaches its threshold."""
+    """A threshold per class: a class is labelled where its score reaches its threshold.
+
+    ``min_positives``: classes with fewer positives among the scores given to ``fit`` keep
+    their start (``"challenge"``) or stay silent (``"vote"``, ``"pooled"``); None: the
+    method's default (:data:`DEFAULT_MIN_POSITIVES`: 3, and 0 for ``"challenge"``, which
+    searches every class). ``start`` (``"challenge"``): the thresholds the search starts from,
+    one per class (None: ``fixed`` everywhere); ``fit`` without records returns them.
+    ``vote`` (``"challenge"``): None, the ``groups`` given to ``fit`` are not read; ``"net"``
+    or ``"majority"`` (:data:`GROUP_VOTES`), a move from the start must also win the groups'
+    vote.
+    """
 
     kind = "thresholds"
 
     def __init__(
         self,
         method: str = "vote",
-        min_positives: int = 3,
+        min_positives: int | None = None,
         vocabulary: bool = False,
         fixed: float = 0.5,
+        start: Sequence[float] | None = None,
+        vote: str | None = None,
     ):
         if method not in THRESHOLD_METHODS:
             raise ValueError(
                 f"decision: threshold method must be one of {', '.join(THRESHOLD_METHODS)}, "
                 f"not {method!r}"
             )
+        if vote is not None and vote not in GROUP_VOTES:
+            raise ValueError(
+                f"decision: vote must be None or one of {', '.join(GROUP_VOTES)}, not {vote!r}"
+            )
         self.method = method
-        self.min_positives = int(min_positives)
+        self.min_positives = None if min_positives is None else int(min_positives)
         self.vocabulary = bool(vocabulary)
         self.fixed = float(fixed)
+        self.start = None if start is None else [float(t) for t in np.ravel(start)]
+        self.vote = vote
 
     def options(self) -> dict:
         return {
@@ -129,13 +158,32 @@ class ThresholdPolicy(DecisionPolicy):
             "min_positives": self.min_positives,
             "vocabulary": self.vocabulary,
             "fixed": self.fixed,
+            "start": self.start,
+            "vote": self.vote,
         }
+
+    def _min_positives(self) -> int:
+        if self.min_positives is not None:
+            return self.min_positives
+        return DEFAULT_MIN_POSITIVES.get(self.method, 0)
+
+    def _start(self, n_classes: int) -> np.ndarray:
+        if self.start is None:
+            return np.full(n_classes, self.fixed)
+        if len(self.start) != n_classes:
+            raise ValueError(
+                f"decision: start has {len(self.start)} thresholds, the scores {n_classes} classes"
+            )
+        return np.asarray(self.start, dtype=float)
 
     def fit(self, scores, truth, groups=None, task=None, sources=None) -> ThresholdPolicy:
         scores, truth = _as_arrays(scores, truth)
         n_classes = scores.shape[1]
-        if self.method == "fixed" or len(scores) == 0:
+        if self.method == "fixed":
             self.thresholds_ = np.full(n_classes, self.fixed)
+            return self
+        if len(scores) == 0:
+            self.thresholds_ = self._start(n_classes)
             return self
         if self.method == "youden":
             self.thresholds_ = youden_thresholds(truth, scores)
@@ -143,9 +191,15 @@ class ThresholdPolicy(DecisionPolicy):
         task = _task(task, n_classes)
         classes = list(task.classes)
         if self.method == "challenge":
-            start = np.full(n_classes, self.fixed)
             self.thresholds_ = challenge_thresholds(
-                truth, scores, classes, start=start, scored=task.scored
+                truth,
+                scores,
+                classes,
+                start=self._start(n_classes),
+                min_positives=self._min_positives(),
+                scored=task.scored,
+                groups=None if self.vote is None else groups,
+                vote=self.vote or "net",
             )
             return self
         from team_code.classifiers.rules import operating_thresholds
@@ -154,7 +208,7 @@ class ThresholdPolicy(DecisionPolicy):
             truth,
             scores,
             classes,
-            self.min_positives,
+            self._min_positives(),
             sources if sources is not None else groups,
             self.vocabulary,
             task.scored,
@@ -410,11 +464,23 @@ NAMED_POLICIES: dict[str, tuple[str, dict]] = {
 }
 
 
+def check_policy_name(
+    name: str, allowed: Sequence[str] | None = None, option: str = "decision policy"
+) -> str:
+    """``name`` where it is one of ``allowed`` (names in :data:`NAMED_POLICIES`; all of them
+    when None); otherwise a ``ValueError`` naming ``option`` and the choices."""
+    allowed = tuple(NAMED_POLICIES) if allowed is None else tuple(allowed)
+    unknown = set(allowed) - set(NAMED_POLICIES)
+    if unknown:
+        raise ValueError(f"{option}: {sorted(unknown)} are not names in decision.NAMED_POLICIES")
+    if name not in allowed:
+        raise ValueError(f"unknown {option} {name!r}; known: {', '.join(allowed)}")
+    return name
+
+
 def make_policy(name: str, **options) -> DecisionPolicy:
     """An unfitted policy by its name in :data:`NAMED_POLICIES` (``options`` override)."""
-    if name not in NAMED_POLICIES:
-        raise ValueError(f"unknown decision policy {name!r}; known: {', '.join(NAMED_POLICIES)}")
-    kind, defaults = NAMED_POLICIES[name]
+    kind, defaults = NAMED_POLICIES[check_policy_name(name)]
     return POLICY_KINDS[kind](**{**defaults, **options})
 
 

@@ -71,6 +71,43 @@ def test_threshold_policy_equals_thresholds_py(held_out):
     np.testing.assert_array_equal(fitted.apply(scores), scores >= 0.5)
 
 
+@pytest.mark.parametrize("vote", [None, "net", "majority"])
+def test_challenge_policy_with_a_start_min_positives_and_a_vote(held_out, vote):
+    """``start``, ``min_positives`` and ``vote`` reach the search as its own arguments; the
+    groups are read only with a vote."""
+    from team_code.classifiers.thresholds import NEVER, challenge_thresholds
+
+    scores, truth, groups, task = held_out
+    start = np.where(np.arange(len(task.classes)) % 3 == 0, NEVER, 0.0)
+    reference = challenge_thresholds(
+        truth,
+        scores,
+        list(task.classes),
+        start=start,
+        min_positives=12,
+        scored=task.scored,
+        groups=None if vote is None else groups,
+        vote=vote or "net",
+    )
+    policy = make_policy("challenge", start=start, min_positives=12, vote=vote)
+    np.testing.assert_array_equal(policy.fit(scores, truth, groups, task).thresholds_, reference)
+    assert (reference != start).any() and (reference == start).any()
+    restored = policy_from_json(json.loads(json.dumps(policy.to_json())))
+    assert restored.options() == policy.options()
+    with pytest.raises(ValueError, match="start has 2 thresholds"):
+        make_policy("challenge", start=[0.1, 0.2]).fit(scores, truth, groups, task)
+    with pytest.raises(ValueError, match="vote must be"):
+        make_policy("challenge", vote="most")
+
+
+def test_policy_names_are_checked_against_the_named_policies():
+    assert decision.check_policy_name("youden", decision.SCORE_THRESHOLD_POLICIES) == "youden"
+    with pytest.raises(ValueError, match=r"unknown threshold_method 'vote'; known: challenge"):
+        decision.check_policy_name("vote", ("challenge", "youden"), "threshold_method")
+    with pytest.raises(ValueError, match=r"not names in decision\.NAMED_POLICIES"):
+        decision.check_policy_name("f1", ("f1",))
+
+
 def _exact_expected(p: np.ndarray, outputs: np.ndarray, weights: np.ndarray) -> float:
     """The expected observed challenge score of ``outputs`` by enumerating every label set."""
     value = 0.0
