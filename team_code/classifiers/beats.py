@@ -30,7 +30,13 @@ import numpy as np
 from scipy.special import expit
 
 from team_code.classifiers.base import Classifier, record_labels
-from team_code.classifiers.thresholds import NEVER, challenge_thresholds, youden_thresholds
+from team_code.classifiers.decision import (
+    SCORE_THRESHOLD_POLICIES,
+    ThresholdPolicy,
+    check_policy_name,
+    make_policy,
+)
+from team_code.classifiers.thresholds import NEVER, youden_thresholds
 from team_code.context import RunContext, Task
 from team_code.data.records import Record
 
@@ -101,9 +107,16 @@ class BeatsClassifier(Classifier):
         mi: bool = True  # train the MI transfer model (kachuee2018 only)
         mi_epochs: int = 10  # passes over the MI beats
         mi_max_beats_per_record: int = 20  # beats per record in MI training (0: all)
-        threshold_method: str = "challenge"  # "challenge" (coordinate ascent) or "youden"
+        # the decision policy of the thresholds (a name in decision.NAMED_POLICIES):
+        # "challenge" (coordinate ascent from Youden's J) or "youden"
+        threshold_method: str = "challenge"
         logistic_c: float = 1.0  # inverse L2 strength of the per-class logistic regressions
         seed: int = 0  # seeds sampling, initialisation and shuffling
+
+        def __post_init__(self):
+            check_policy_name(
+                self.threshold_method, SCORE_THRESHOLD_POLICIES, "beats threshold_method"
+            )
 
     @classmethod
     def unavailable(cls, config) -> str | None:
@@ -214,23 +227,23 @@ class BeatsClassifier(Classifier):
             if names is None or min(y.sum(), (~y).sum()) < MIN_RECORDS_PER_SIDE:
                 continue
             self.logistic_[code] = self._fit_logistic(features, y, names)
-        scores = self._scores(features)
-        if self.config.threshold_method == "youden":
-            self.thresholds_ = youden_thresholds(truth, scores)
-        elif self.config.threshold_method == "challenge":
-            start = youden_thresholds(truth, scores)
-            for j, code in enumerate(self.classes_):
-                if code not in self.logistic_:
-                    start[j] = NEVER  # constant score: start from "never predicted"
-            self.thresholds_ = challenge_thresholds(
-                truth, scores, self.classes_, start=start, scored=self.task_.scored
-            )
-        else:
-            raise ValueError(
-                f"beats: threshold_method must be 'challenge' or 'youden', "
-                f"not {self.config.threshold_method!r}"
-            )
+        self.thresholds_ = self.choose_thresholds(truth, self._scores(features))
         return self
+
+    def threshold_policy(self, truth: np.ndarray, scores: np.ndarray) -> ThresholdPolicy:
+        """The decision policy of the thresholds (``threshold_method``): ``"challenge"``
+        searches from Youden's J of each class with evidence, and from "never predicted" for
+        the classes scored by their prevalence (a constant score)."""
+        start = youden_thresholds(truth, scores)
+        start[[j for j, code in enumerate(self.classes_) if code not in self.logistic_]] = NEVER
+        policy = make_policy(self.config.threshold_method, start=start)
+        assert isinstance(policy, ThresholdPolicy)  # SCORE_THRESHOLD_POLICIES are thresholds
+        return policy
+
+    def choose_thresholds(self, truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The thresholds of :meth:`threshold_policy` fitted on the training records'
+        ``scores`` and ``truth``."""
+        return self.threshold_policy(truth, scores).fit(scores, truth, task=self.task_).thresholds_
 
     def _fit_mi(self, records: Sequence[Record], mi_dirs: list[str], ptb) -> None:
         """MI versus healthy transfer model from training records and PTB folders."""

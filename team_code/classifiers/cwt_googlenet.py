@@ -61,7 +61,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from team_code.classifiers.base import Evidence
-from team_code.classifiers.deep import DeepClassifier, record_input
+from team_code.classifiers.deep import DeepClassifier, DeepConfig, record_input
 from team_code.context import RunContext, Task
 from team_code.data.records import Record
 from team_code.dsp import cwt
@@ -77,8 +77,11 @@ SCALOGRAM_DEVICES = ("auto", "cpu", "device")
 
 
 @dataclasses.dataclass(frozen=True)
-class CWTGoogLeNetConfig:
-    """Options of the ``cwt_googlenet`` classifier."""
+class CWTGoogLeNetConfig(DeepConfig):
+    """Options of the ``cwt_googlenet`` classifier: those of every deep engine
+    (:class:`~team_code.classifiers.deep.DeepConfig`: epochs, batch size, learning rate,
+    thresholds, targets, precision, cache; ``cache_dtype`` applies to the cached mosaics or
+    components) and its own."""
 
     image_size: int = 224  # square image side in pixels (224 as ImageNet; >= 32)
     color: str = "jet"  # grey mosaic to RGB: "jet" colour map or "gray" replicated
@@ -93,33 +96,17 @@ class CWTGoogLeNetConfig:
     pretrained_weights: str = ""  # ImageNet state dict file; "": $ECG_KIT_GOOGLENET_WEIGHTS
     aux_weight: float = 0.3  # weight of each auxiliary classifier's loss (paper: 0.3)
     dropout: float = 0.2  # dropout before the main classifier (torchvision: 0.2)
-    epochs: int = 30  # training epochs (best by validation loss is kept)
-    # images per optimiser step; 0: chosen for the device (32 off CUDA; on CUDA the largest power
-    # of two up to 256 that fits 60 % of the free memory: team_code.nn.training.choose_batch_size)
+    # 0 (DeepConfig: 32): GoogLeNet's memory per image grows with image_size, and on a GPU a
+    # fixed 32 leaves most of the card idle, so the device chooses (32 off CUDA)
     batch_size: int = 0
-    lr: float = 1e-4  # Adam learning rate (fine-tuning ImageNet weights; ~1e-3 from scratch)
-    weight_decay: float = 1e-4  # Adam weight decay
-    patience: int = 5  # early stopping after this many epochs without a better val loss
+    # 1e-4 (DeepConfig: 0): a light pull towards the ImageNet weights being fine-tuned
+    weight_decay: float = 1e-4
     n_max: int = 2000  # class balancing: most instances of a class in the training draw
     max_copies: int = 10  # class balancing: most copies of one record in the draw
-    val_fraction: float = 0.2  # training records held out for early stopping and thresholds
-    threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
-    # "validation" or "sources" (out-of-source scores; see classifiers/deep.py)
-    threshold_split: str = "validation"
-    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
-    threshold_min_positives: int = 5  # classes with fewer validation positives keep the floor
-    source_min_positives: int = 10  # "sources": fewer out-of-source positives keep the floor
-    source_ensemble: bool = False  # "sources": predict with the per-source networks' mean
-    label_mask: str = "none"  # "source": skip classes a record's source never labels (deep.py)
-    source_balance: bool = False  # every source weighted to the pooled prevalence (deep.py)
-    amp: bool = True  # mixed precision on CUDA
-    amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
-    cache_dtype: str = "float16"  # "float16" or "float32" cached mosaics (or components)
     # where the scalograms are computed: "cpu" (numpy, mosaics cached), "device" (torch, on the
     # network's device, from cached components), "auto" (the device when training on CUDA)
     scalogram_device: str = "auto"
     channels_last: bool = True  # on CUDA, GoogLeNet's weights in channels_last layout
-    seed: int = 0  # initialisation, split, balancing draw and batch order
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,10 +342,6 @@ class CWTGoogLeNetClassifier(DeepClassifier):
             raise ValueError(
                 f"scalogram_device must be one of {SCALOGRAM_DEVICES}; "
                 f"got {self.config.scalogram_device!r}"
-            )
-        if self.config.batch_size < 0:
-            raise ValueError(
-                f"batch_size must be >= 0 (0: chosen for the device); got {self.config.batch_size}"
             )
 
     def evidence(self, records: Sequence[Record]) -> list[Evidence]:

@@ -24,8 +24,11 @@ the rest, one way for both:
 - **Targets** (``label_mask``, ``source_balance``): which classes a source labels and the
   rates the balance weights even out are learnt from each network's training records alone,
   never from the records it is validated on or scores out of source.
-- **Thresholds** on held-out scores: ``"challenge"`` searches the challenge metric starting
-  from the prevalence floor's decisions (the classes a constant prediction pays for; only
+- **Thresholds** on held-out scores, through the decision policy
+  (:class:`team_code.classifiers.decision.ThresholdPolicy`, built by
+  :meth:`DeepClassifier.threshold_policy`; ``threshold_method`` is one of its names):
+  ``"challenge"`` searches the challenge metric starting from the prevalence floor's
+  decisions (the classes a constant prediction pays for; only
   classes with ``threshold_min_positives`` positives in the validation split, or
   ``source_min_positives`` among the out-of-source scores, leave them), ``"youden"`` takes
   Youden's J per class. The held-out scores are the validation split's
@@ -48,6 +51,7 @@ the rest, one way for both:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -60,12 +64,14 @@ from scipy.special import expit
 
 from team_code.classifiers.base import Classifier
 from team_code.classifiers.cv import take
-from team_code.classifiers.thresholds import (
-    NEVER,
-    challenge_thresholds,
-    prevalence_thresholds,
-    youden_thresholds,
+from team_code.classifiers.decision import (
+    GROUP_VOTES,
+    SCORE_THRESHOLD_POLICIES,
+    ThresholdPolicy,
+    check_policy_name,
+    make_policy,
 )
+from team_code.classifiers.thresholds import NEVER, prevalence_thresholds
 from team_code.context import RunContext, Task, record_names
 from team_code.data.records import Record, RecordError, RecordSet, record_source
 from team_code.fileio import atomic_write_bytes, load_json, save_json
@@ -73,12 +79,69 @@ from team_code.nn.layers import MeanLogits
 from team_code.runs import run_key
 
 WEIGHTS_FILE = "weights.safetensors"
-THRESHOLD_METHODS = ("challenge", "youden")
+#: ``threshold_method``: the decision policies (names in
+#: :data:`team_code.classifiers.decision.NAMED_POLICIES`) a deep engine's thresholds take.
+THRESHOLD_METHODS = SCORE_THRESHOLD_POLICIES
 #: Where the thresholds are chosen: the validation split, or out-of-source scores.
 THRESHOLD_SPLITS = ("validation", "sources")
 #: Which targets the loss reads: all, or (``"source"``) only the classes a record's source
 #: labels at all (a class no record of a source carries is unknown there, not absent).
 LABEL_MASKS = ("none", "source")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepConfig:
+    """The options every deep engine shares (training, thresholds, targets, precision, cache);
+    a family's config derives from it and adds its own (input, network, augmentation).
+    Checked where it is built."""
+
+    epochs: int = 30  # training epochs (the best by validation loss is kept)
+    # records (images) per optimiser step; 0: chosen for the device (32 off CUDA; on CUDA the
+    # largest power of two up to 256 that fits 60 % of the free memory:
+    # team_code.nn.training.choose_batch_size)
+    batch_size: int = 32
+    lr: float = 1e-4  # Adam learning rate
+    weight_decay: float = 0.0  # Adam weight decay
+    patience: int = 5  # early stopping after this many epochs without a better val loss (0: never)
+    seed: int = 0  # initialisation, split, training draw, shuffling and dropout
+    val_fraction: float = 0.2  # training records held out for the best epoch and the thresholds
+    # the decision policy of the thresholds (a name in decision.NAMED_POLICIES): "challenge"
+    # (the challenge metric searched from the prevalence floor) or "youden" (Youden's J)
+    threshold_method: str = "challenge"
+    # "validation": thresholds on the validation split's scores; "sources": on out-of-source
+    # scores (one network per training source, trained on the others; a move from the floor
+    # must win the sources' vote). One source: "validation". See the module docstring.
+    threshold_split: str = "validation"
+    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
+    threshold_min_positives: int = 5  # classes with fewer validation positives keep the floor
+    source_min_positives: int = 10  # "sources": fewer out-of-source positives keep the floor
+    # "sources" only: predict with the mean logit of the per-source networks (the scores the
+    # thresholds were chosen on came from such networks) instead of one network on everything
+    source_ensemble: bool = False
+    # "source": the loss skips the classes a record's source never labels (unknown there,
+    # not absent; source_targets); "none": every class of every record
+    label_mask: str = "none"
+    # loss weights that give every training source each class at the pooled prevalence, so
+    # that telling hospitals apart does not pay (source_balance_weights)
+    source_balance: bool = False
+    amp: bool = True  # mixed precision on CUDA
+    amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
+    cache_dtype: str = "float16"  # "float16" or "float32" cached inputs
+
+    def __post_init__(self):
+        name = type(self).__name__
+        check_policy_name(self.threshold_method, THRESHOLD_METHODS, f"{name} threshold_method")
+        for option, value, choices in (
+            ("threshold_split", self.threshold_split, THRESHOLD_SPLITS),
+            ("source_vote", self.source_vote, GROUP_VOTES),
+            ("label_mask", self.label_mask, LABEL_MASKS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name}: {option} must be one of {choices}, not {value!r}")
+        if self.batch_size < 0:
+            raise ValueError(
+                f"{name}: batch_size must be >= 0 (0: chosen for the device), not {self.batch_size}"
+            )
 
 
 def _fitted(n: int, fit_rows) -> np.ndarray:
@@ -259,15 +322,14 @@ def json_safe(value):
 class DeepClassifier(Classifier):
     """A network over one preprocessed input per record; see the module docstring.
 
-    A family's ``Config`` has at least ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
-    ``patience``, ``seed``, ``val_fraction``, ``threshold_method``, ``threshold_split``,
-    ``threshold_min_positives``, ``source_min_positives``, ``source_vote``,
-    ``source_ensemble``, ``label_mask``,
-    ``source_balance``, ``amp``, ``amp_dtype`` and ``cache_dtype``. A ``batch_size`` of 0
-    leaves it to the device: :data:`~team_code.nn.training.CPU_BATCH_SIZE` off CUDA, on CUDA
-    the largest that fits (:func:`~team_code.nn.training.choose_batch_size`); the training
-    summary records the batch size and why.
+    A family's ``Config`` derives from :class:`DeepConfig`. A ``batch_size`` of 0 leaves it
+    to the device: :data:`~team_code.nn.training.CPU_BATCH_SIZE` off CUDA, on CUDA the largest
+    that fits (:func:`~team_code.nn.training.choose_batch_size`); the training summary records
+    the batch size and why.
     """
+
+    Config: ClassVar[type[DeepConfig]] = DeepConfig
+    config: DeepConfig
 
     #: Modules whose source the preprocessing runs (part of the cache key).
     INPUT_CODE: ClassVar[tuple[str, ...]] = ()
@@ -276,16 +338,13 @@ class DeepClassifier(Classifier):
     #: Name of the preprocessing pass in progress output.
     INPUT_NAME: ClassVar[str] = "preprocessing"
 
-    def __init__(self, config=None):
+    def __init__(self, config: DeepConfig | None = None):
         super().__init__(config)
-        c = self.config
-        for option, value, choices in (
-            ("threshold_method", c.threshold_method, THRESHOLD_METHODS),
-            ("threshold_split", c.threshold_split, THRESHOLD_SPLITS),
-            ("label_mask", c.label_mask, LABEL_MASKS),
-        ):
-            if value not in choices:
-                raise ValueError(f"{self.name}: {option} must be one of {choices}, not {value!r}")
+        if not isinstance(self.config, self.Config):
+            raise TypeError(
+                f"{self.name}: config must be a {self.Config.__name__}, "
+                f"not {type(self.config).__name__}"
+            )
 
     # -- what a family defines ---------------------------------------------------------------
     def transform(self) -> Callable[[np.ndarray, float], np.ndarray]:
@@ -406,23 +465,27 @@ class DeepClassifier(Classifier):
         logits = predict(network, dataset, self.train_config())
         return expit(np.asarray(logits, dtype=np.float64))
 
-    def choose_thresholds(self, truth_held, scores, truth_floor, groups=None) -> np.ndarray:
-        """Youden's J per class, or the challenge metric searched from the prevalence floor
-        of ``truth_floor``; with ``groups`` (the sources of out-of-source scores) a move from
-        the floor must also win the sources' vote (``source_vote``)."""
+    def threshold_policy(self, truth_floor: np.ndarray, by_source: bool) -> ThresholdPolicy:
+        """The decision policy of the thresholds (``threshold_method``): ``"challenge"``
+        searches from the prevalence floor of ``truth_floor``, leaving it only for classes
+        with ``threshold_min_positives`` held-out positives (``by_source``, out-of-source
+        scores: ``source_min_positives``, and a move must win the sources' ``source_vote``);
+        ``"youden"`` reads none of these."""
         c = self.config
-        if c.threshold_method == "youden":
-            return youden_thresholds(truth_held, scores)
-        return challenge_thresholds(
-            truth_held,
-            scores,
-            self.classes_,
+        policy = make_policy(
+            c.threshold_method,
             start=floor_thresholds(truth_floor, self.classes_, self.task_.scored),
-            min_positives=c.threshold_min_positives if groups is None else c.source_min_positives,
-            scored=self.task_.scored,
-            groups=groups,
-            vote=c.source_vote,
+            min_positives=c.source_min_positives if by_source else c.threshold_min_positives,
+            vote=c.source_vote if by_source else None,
         )
+        assert isinstance(policy, ThresholdPolicy)  # THRESHOLD_METHODS are threshold policies
+        return policy
+
+    def choose_thresholds(self, truth_held, scores, truth_floor, groups=None) -> np.ndarray:
+        """The thresholds of :meth:`threshold_policy` fitted on held-out ``scores`` and their
+        truth; ``groups``: the sources of out-of-source scores (None: the validation split's)."""
+        policy = self.threshold_policy(truth_floor, by_source=groups is not None)
+        return policy.fit(scores, truth_held, groups, self.task_).thresholds_
 
     def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
         """Preprocess (cached), split, train with checkpoints, choose held-out thresholds."""
@@ -637,6 +700,7 @@ __all__ = [
     "LABEL_MASKS",
     "WEIGHTS_FILE",
     "DeepClassifier",
+    "DeepConfig",
     "floor_thresholds",
     "group_split",
     "json_safe",

@@ -65,6 +65,7 @@ from torch import nn
 
 from team_code.classifiers.deep import (  # noqa: F401  (re-exported for tools and tests)
     DeepClassifier,
+    DeepConfig,
     floor_thresholds,
     group_split,
     signal_groups,
@@ -83,8 +84,10 @@ PREPROCESS_CODE = ("team_code.dsp.resample", "team_code.dsp.filters")
 
 
 @dataclasses.dataclass(frozen=True)
-class ParallelCNNConfig:
-    """Options of the parallel 1D-CNN classifier."""
+class ParallelCNNConfig(DeepConfig):
+    """Options of the parallel 1D-CNN classifier: those of every deep engine
+    (:class:`~team_code.classifiers.deep.DeepConfig`: epochs, batch size, learning rate,
+    thresholds, targets, precision, cache) and its own."""
 
     fs_hz: float = 500.0  # sampling rate the network sees; records are resampled to it
     length: int = 10000  # samples per lead after trimming or wrap-padding
@@ -97,39 +100,12 @@ class ParallelCNNConfig:
     input_scale: str = "none"  # "none" (mV), "record" or "lead" (over a robust amplitude)
     augment_gain: float = 0.0  # inputs scaled by exp(N(0, this)); blurs low voltage (0: none)
     augment_shift: bool = False  # training inputs rolled by a random number of samples
-    epochs: int = 30  # training epochs
-    batch_size: int = 32  # records per step
-    lr: float = 1e-4  # Adam learning rate
     grad_clip: float = 0.5  # global gradient-norm clipping
     l1: float = 1e-6  # L1 penalty on weights
     l2: float = 1e-5  # L2 penalty on weights
-    weight_decay: float = 0.0  # Adam weight decay
     lr_decay_rate: float = 1.0  # exponential lr decay per lr_decay_steps steps (1: none)
     lr_decay_steps: int = 0  # steps per decay (0: constant lr)
-    patience: int = 5  # early stopping on the validation loss (0: never)
-    seed: int = 0  # initialisation, split, shuffling and dropout
-    val_fraction: float = 0.2  # held-out share for the best epoch and the thresholds
-    threshold_method: str = "challenge"  # "challenge" (metric search from the floor) or "youden"
-    # "validation": thresholds on the validation split's scores; "sources": on out-of-source
-    # scores (one network per training source, trained on the others; a move from the floor
-    # must win the sources' vote). One source: "validation". See classifiers/deep.py.
-    threshold_split: str = "validation"
-    source_vote: str = "net"  # "sources": "net" (more sources gain than lose) or "majority"
-    threshold_min_positives: int = 5  # classes with fewer validation positives keep the floor
-    source_min_positives: int = 10  # "sources": fewer out-of-source positives keep the floor
-    # "sources" only: predict with the mean logit of the per-source networks (the scores the
-    # thresholds were chosen on came from such networks) instead of one network on everything
-    source_ensemble: bool = False
-    # "source": the loss skips the classes a record's source never labels (unknown there,
-    # not absent; classifiers/deep.py source_targets); "none": every class of every record
-    label_mask: str = "none"
-    # loss weights that give every training source each class at the pooled prevalence, so
-    # that telling hospitals apart does not pay (classifiers/deep.py source_balance_weights)
-    source_balance: bool = False
     balanced_sampling: bool = False  # draw training records so that classes even out
-    amp: bool = True  # mixed precision on CUDA
-    amp_dtype: str = "auto"  # "auto" (bf16 where supported, else fp16), "bf16" or "fp16"
-    cache_dtype: str = "float16"  # "float16" or "float32" cached inputs
 
 
 # --------------------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
     """threshold_split="sources": one network per training source scores that source; the
     thresholds are searched on those scores, grouped by source; the final network is the one
     trained on everything."""
-    from team_code.classifiers import deep as module
+    from team_code.classifiers import decision as module
 
     records = three_sources(24, 6)
     seen = {}
@@ -481,7 +481,7 @@ def test_one_source_falls_back_to_the_validation_split_and_its_own_minimum(monke
     """threshold_split="sources" on records of one source: thresholds on the validation
     split, where threshold_min_positives applies (source_min_positives is for out-of-source
     scores, which hold every training record)."""
-    from team_code.classifiers import deep as module
+    from team_code.classifiers import decision as module
 
     seen = {}
     original = module.challenge_thresholds
