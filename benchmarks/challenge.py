@@ -2,7 +2,7 @@
 """The kit on the shared records of six sources, under two protocols, with bootstrap intervals.
 
     python -m benchmarks.challenge [--data DIR ...] [--protocols loso,kfold] [--folds 5]
-        [--members rules,parallel_cnn,cwt_googlenet] [--preset cpu] [--beat-data DIR]
+        [--members auto|rules,parallel_cnn,...] [--preset cpu] [--beat-data DIR]
         [--set NAME.OPT=V ...] [--json FILE]
 
 ``--data`` (repeatable) defaults to ``../shared/data/challenge`` and
@@ -32,7 +32,6 @@ five positives: the tables print the counts, and the intervals are wide.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -52,8 +51,8 @@ from team_code.classifiers.hybrid import HybridClassifier
 from team_code.context import Task
 from team_code.data.labels import label_matrix, scored_classes
 from team_code.data.records import RecordSet, find_records, record_source
-from team_code.harness import build_config, parse_options
-from team_code.presets import with_preset
+from team_code.harness import parse_options
+from team_code.options import configure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--inner-folds", type=int, default=None, help="the hybrid's own folds (preset's)"
     )
-    parser.add_argument("--members", default="rules,parallel_cnn,cwt_googlenet")
+    parser.add_argument(
+        "--members", default="auto", help="the hybrid's candidates (auto: every engine)"
+    )
     parser.add_argument("--preset", default="cpu", help="option preset (team_code.presets)")
     parser.add_argument("--beat-data", default="", help="MIT-BIH folder: adds the beats member")
     parser.add_argument("--set", dest="options", action="append", default=[])
@@ -104,7 +105,9 @@ def _bootstrap(labels, binary, classes, weights, n_boot, seed):
 
 def run_protocol(name, splits, records, truth, classes, args, hybrid_config):
     n, c = truth.shape
-    methods = ["prevalence", *hybrid_config.members, "hybrid"]
+    # With members=auto, the engines each split keeps differ: the hybrid and the floor only.
+    named = () if tuple(hybrid_config.members) == ("auto",) else hybrid_config.members
+    methods = ["prevalence", *named, "hybrid"]
     scores = {m: np.full((n, c), np.nan) for m in methods}
     binary = {m: np.zeros((n, c), bool) for m in methods}
     seconds = {m: [] for m in methods}
@@ -116,6 +119,9 @@ def run_protocol(name, splits, records, truth, classes, args, hybrid_config):
         prevalence = registry.create("prevalence").fit(train, Task.of_classes(classes))
         hybrid = HybridClassifier(hybrid_config).fit(train, Task.of_classes(classes))
         fitted = {"prevalence": prevalence, **hybrid.members_, "hybrid": hybrid}
+        fitted = {method: fitted[method] for method in methods}
+        if not named:
+            print(f"[{name}] {label}: hybrid keeps {', '.join(hybrid.members_)}", flush=True)
         loaded = [records[i] for i in test_index]  # read once; timing excludes file reading
         for method, model in fitted.items():
             tic = time.perf_counter()
@@ -291,13 +297,14 @@ def main(argv=None) -> int:
     options = parse_options(args.options)
     if args.beat_data:
         options.setdefault("beats", {})["beat_data"] = args.beat_data
-        members = (*members, "beats")
-    options = with_preset(args.preset, options, {*members, "hybrid"})
-    hybrid_options = options.pop("hybrid", {})
+        if members != ("auto",):
+            members = (*members, "beats")
+    hybrid_options = options.setdefault("hybrid", {})
+    hybrid_options["members"] = ",".join(members)
     if args.inner_folds is not None:
         hybrid_options["n_folds"] = str(args.inner_folds)
-    hybrid_config = build_config(HybridClassifier, hybrid_options)
-    hybrid_config = dataclasses.replace(hybrid_config, members=members, member_options=options)
+    # As train_model.py composes them: the preset under the user's options, for every member.
+    hybrid_config = configure(["hybrid"], options, args.preset)["hybrid"]
     sources = [record_source(n) for n in records.names]
     counts = {s: sources.count(s) for s in ordered_sources(sources)}
     print(

@@ -84,9 +84,14 @@ def test_a_run_setting_given_as_an_option_names_its_flag():
         harness.configure(["parallel_cnn"], {"parallel_cnn": {"progress": "false"}})
     with pytest.raises(ValueError, match=r"device.*--device"):
         harness.configure(["cwt_googlenet"], {"cwt_googlenet": {"device": "cpu"}})
-    # a member of no trained ensemble (the default hybrid fuses the rules): said so
+    # a member of no trained ensemble (this hybrid fuses the rules only): said so
     with pytest.raises(ValueError, match="not trained: parallel_cnn"):
-        harness.configure(["hybrid"], {"parallel_cnn": {"epochs": "2"}})
+        harness.configure(
+            ["hybrid"], {"hybrid": {"members": "rules"}, "parallel_cnn": {"epochs": "2"}}
+        )
+    # the default hybrid considers every engine: their options reach it
+    configs = harness.configure(["hybrid"], {"parallel_cnn": {"epochs": "2"}})
+    assert configs["hybrid"].member_options["parallel_cnn"]["epochs"] == "2"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,10 +69,10 @@ from scipy.special import expit
 from team_code.classifiers import registry
 from team_code.classifiers.base import Classifier, Evidence, apply_options
 from team_code.classifiers.cv import grouped_kfold, signal_digests, source_groups, take
+from team_code.classifiers.decision import make_policy
 from team_code.classifiers.thresholds import (
     NEVER,
     challenge_score,
-    challenge_thresholds,
     prevalence_thresholds,
 )
 from team_code.context import RunContext, Task, record_names
@@ -82,7 +82,7 @@ from team_code.runs import run_key
 
 FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
 #: The shipped default's members (see HybridConfig.members).
-DEFAULT_MEMBERS: tuple[str, ...] = ("rules", "beats")
+DEFAULT_MEMBERS: tuple[str, ...] = ("auto",)
 #: What ``members=auto`` stands for: every engine, cheapest first (ties keep the earlier).
 AUTO_MEMBERS: tuple[str, ...] = ("rules", "parallel_cnn", "cwt_googlenet", "beats")
 THRESHOLDINGS = ("own", "searched")
@@ -96,16 +96,15 @@ class HybridConfig:
     """Options of the hybrid."""
 
     # Engines to fuse, by registry name; beats joins only when given --beat-data. The default
-    # holds the engines that beat the prevalence floor under leave-one-source-out
-    # (docs/results.md); the deep engines join when named
-    # (--set hybrid.members=rules,parallel_cnn,cwt_googlenet).
-    # "auto": every engine that can train on the data (AUTO_MEMBERS), chosen per class.
+    # "auto" stands for every engine that can train on the data (AUTO_MEMBERS), each class
+    # served by what its out-of-fold evidence supports (docs/hybrid.md); naming engines
+    # (--set hybrid.members=rules,parallel_cnn) narrows the candidates.
     members: tuple[str, ...] = DEFAULT_MEMBERS
     # "global": one fusion and thresholding for every class (the candidates of `fusion` and
     # `thresholding`), every member shipped; "per_class": each class keeps the floor's
     # decision, one member (own or searched thresholds) or the stack, whichever its own
     # out-of-fold evidence supports, and members that serve no class are not shipped;
-    # "auto": "per_class" with members=auto, else "global".
+    # "auto": "per_class" with members=auto (the default), "global" with named members.
     choice: str = "auto"
     # Per-class choice only: after this many folds, a member with the best out-of-fold
     # average precision in no class (among classes with selection_min_positives positives in
@@ -592,14 +591,13 @@ class _Nested:
             self._searched[key] = (
                 np.array(start, dtype=float)
                 if inner is None
-                else challenge_thresholds(
-                    self.truth[rows],
-                    inner,
-                    self.hybrid.classes_,
+                else make_policy(
+                    "challenge",
                     start=start,
                     min_positives=self.hybrid.config.threshold_min_positives,
-                    scored=self.hybrid.task_.scored,
                 )
+                .fit(inner, self.truth[rows], task=self.hybrid.fused_task())
+                .thresholds_
             )
         return self._searched[key]
 
@@ -960,6 +958,12 @@ class HybridClassifier(Classifier):
             self._write_part(work, key, finished=True)
         return model
 
+    def fused_task(self) -> Task:
+        """The task of the classes the hybrid fuses (a subset of its task's, in their order)."""
+        if tuple(self.classes_) == tuple(self.task_.classes):
+            return self.task_
+        return dataclasses.replace(self.task_, subset=tuple(self.classes_))
+
     def _choice_mode(self) -> str:
         mode = self.config.choice
         if mode == "auto":
@@ -1073,14 +1077,16 @@ class HybridClassifier(Classifier):
             return [best] * truth.shape[1], {}
         scored = self.task_.scored
         positives = truth.sum(axis=0)
-        # The start: one engine or the stack for every class, as the global choice takes it
-        # (the floor is not among them: a class moves to it, as to any other candidate, on
-        # its own evidence; moving one class at a time from the floor misses what several
-        # classes gain together, sinus rhythm's decisions above all).
+        # The start: the floor, one engine or the stack for every class, as the global choice
+        # takes it (the floor first, the simplest: an engine must beat it over all classes
+        # together, as moving one class at a time from the floor misses what several classes
+        # gain together, sinus rhythm's decisions above all). From there a class moves, to
+        # the floor as to any other candidate, only on its own evidence (class_tolerance_se):
+        # an engine that beats the floor overall keeps the classes on which two folds of
+        # data cannot tell it from the floor.
         uniform = {
             key: _record_contributions(truth, binary, classes, scored)
             for key, binary in decisions.items()
-            if key != FLOOR or len(decisions) == 1
         }
         start = _simplest_within_tolerance(uniform, self.config.tolerance_se)
         choice = [start if positives[j] else FLOOR for j in range(len(classes))]
@@ -1103,8 +1109,6 @@ class HybridClassifier(Classifier):
                 )
                 floor_total = float(contributions[FLOOR].sum())
                 gains[j] = {k: float(v.sum()) - floor_total for k, v in contributions.items()}
-                if gains[j][best] <= 1e-12:  # no better than the floor: no engine for it
-                    best = FLOOR
                 if best != choice[j]:
                     choice[j], moved = best, True
                     current[:, j] = decisions[best][:, j]

@@ -125,7 +125,9 @@ def test_members_auto_stands_for_every_engine_and_takes_their_preset_options():
     assert hybrid.members == ("auto",)
     assert hybrid.member_options["parallel_cnn"]["fs_hz"] == "250"
     assert HybridClassifier(hybrid)._choice_mode() == "per_class"
-    assert HybridClassifier(HybridConfig())._choice_mode() == "global"
+    assert HybridConfig().members == ("auto",)  # the default considers every engine
+    assert HybridClassifier(HybridConfig())._choice_mode() == "per_class"
+    assert HybridClassifier(HybridConfig(members=("rules",)))._choice_mode() == "global"
 
 
 # -- fits with stand-in members ---------------------------------------------------------------
