@@ -787,6 +787,32 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+
+#: The label a planted pattern carries (sinus arrhythmia's code, given to a pattern no clinical
+#: rule reads): see :func:`plant_pattern`.
+PLANTED_CLASS = "427393009"
+
+
+def plant_pattern(records, seed: int, code: str = PLANTED_CLASS) -> list:
+    """A class only a network can see: every other record (atrial fibrillation records left
+    out) gets a 3 Hz, 0.6 mV wave for 1.5 s on V1-V3 at a random time and the label ``code``,
+    a pattern the rules' measurements (RR, axis, intervals, voltages) do not read. Returns new
+    records; the given ones are not changed."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, record in enumerate(r for r in records if "164889003" not in r.labels):
+        if i % 2:
+            signal = record.signal.copy()
+            n = int(1.5 * record.fs)
+            start = int(rng.integers(0, signal.shape[1] - n))
+            wave = 0.6 * np.sin(2 * np.pi * 3.0 * np.arange(n) / record.fs)
+            signal[6:9, start : start + n] += wave.astype(signal.dtype)
+            record = dataclasses.replace(record, signal=signal, labels=(*record.labels, code))
+        out.append(record)
+    return out
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Entry point: write the records and print the label counts."""
     parser = get_parser(prog)

@@ -24,6 +24,7 @@ from team_code.classifiers.hybrid import (
 from team_code.classifiers.prevalence import PrevalenceClassifier
 from team_code.context import RunContext, Task
 from team_code.data.records import RecordSet
+from team_code.data.synth import PLANTED_CLASS, plant_pattern
 
 
 def _model(**options) -> HybridClassifier:
@@ -274,26 +275,6 @@ def test_the_rules_hybrids_estimate_on_real_records_true_and_shuffled(
 
 # -- a class only a network can see -------------------------------------------------------------
 
-#: Sinus arrhythmia's code, given here to a planted pattern no clinical rule reads.
-PLANTED = "427393009"
-
-
-def _plant(records, seed: int):
-    """Every other record gets a 3 Hz, 0.6 mV wave for 1.5 s on V1-V3 at a random time, and
-    the label ``PLANTED``: a pattern the rules' measurements (RR, axis, intervals, voltages)
-    do not read. Atrial fibrillation records are left out."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, record in enumerate(r for r in records if "164889003" not in r.labels):
-        if i % 2:
-            signal = record.signal.copy()
-            n = int(1.5 * record.fs)
-            start = int(rng.integers(0, signal.shape[1] - n))
-            wave = 0.6 * np.sin(2 * np.pi * 3.0 * np.arange(n) / record.fs)
-            signal[6:9, start : start + n] += wave.astype(signal.dtype)
-            record = dataclasses.replace(record, signal=signal, labels=(*record.labels, PLANTED))
-        out.append(record)
-    return out
 
 
 @pytest.mark.slow
@@ -302,8 +283,8 @@ def test_the_adaptive_hybrid_keeps_the_network_for_a_class_only_it_sees(tmp_path
 
     generate_dataset(tmp_path / "train", 150, seed=201, prefix="TRN")
     generate_dataset(tmp_path / "test", 80, seed=202, prefix="TST")
-    train = _plant(list(RecordSet.from_folder(tmp_path / "train")), 0)
-    test = _plant(list(RecordSet.from_folder(tmp_path / "test")), 1)
+    train = plant_pattern(list(RecordSet.from_folder(tmp_path / "train")), 0)
+    test = plant_pattern(list(RecordSet.from_folder(tmp_path / "test")), 1)
     ctx = RunContext(cache_dir=str(tmp_path / "cache"), progress=False, log=lambda m: None)
     cnn = {"fs_hz": "100", "length": "1000", "filters": "8", "n_blocks": "3", "epochs": "12"}
     cnn |= {"batch_size": "8", "lr": "0.003", "val_fraction": "0.2"}
@@ -317,7 +298,7 @@ def test_the_adaptive_hybrid_keeps_the_network_for_a_class_only_it_sees(tmp_path
         member_options={"parallel_cnn": cnn},
     )
     adaptive = HybridClassifier(adaptive_config).fit(train, Task(), ctx)
-    j = adaptive.classes_.index(PLANTED)
+    j = adaptive.classes_.index(PLANTED_CLASS)
     assert adaptive.choice_[j].split("/")[0] in ("parallel_cnn", "stacking")
     assert "parallel_cnn" in adaptive.members_
     truth = adaptive.label_matrix(test)[:, j]
