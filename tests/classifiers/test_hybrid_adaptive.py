@@ -276,7 +276,6 @@ def test_the_rules_hybrids_estimate_on_real_records_true_and_shuffled(
 # -- a class only a network can see -------------------------------------------------------------
 
 
-
 @pytest.mark.slow
 def test_the_adaptive_hybrid_keeps_the_network_for_a_class_only_it_sees(tmp_path):
     from team_code.data.synth import generate_dataset
@@ -308,3 +307,32 @@ def test_the_adaptive_hybrid_keeps_the_network_for_a_class_only_it_sees(tmp_path
         return 2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1)
 
     assert f1(adaptive) >= f1(rules_only) + 0.3
+
+
+def _floor_decisions(truth: np.ndarray) -> np.ndarray:
+    """Sinus rhythm for every record, no other class (the floor's decision at these
+    prevalences)."""
+    floor = np.zeros(truth.shape, dtype=bool)
+    floor[:, list(Task().classes).index("426783006")] = True
+    return floor
+
+
+def test_a_class_moves_to_the_floor_only_on_evidence():
+    # An engine that beats the floor overall keeps a rare class on which one record's
+    # difference cannot tell it from the floor (it used to fall to the floor without
+    # evidence: on held-out sources that dropped the rules' decisions for rare classes).
+    rng = np.random.default_rng(4)
+    truth, *_ = _oof(300, 1, seed=4)
+    k = list(Task().classes).index("164909002")  # LBBB
+    truth[:, k] = False
+    truth[rng.choice(300, 2, replace=False), k] = True
+    engine = truth.copy()
+    engine[:, k] = False
+    labelled = np.flatnonzero(~truth[:, k] & truth.any(axis=1))
+    engine[labelled[0], k] = True  # one false positive, no true one
+    decisions = {FLOOR: _floor_decisions(truth), "m/own": engine}
+    model = _model(choice="per_class", members=("m",))
+    choice, report = model._choose(decisions, truth)
+    assert report[Task().classes[k]]["challenge_gain"] < 0  # no better than the floor ...
+    assert choice[k] == "m/own"  # ... but not by 3 standard errors: the engine keeps it
+    assert [key for key in choice if key != "m/own"] == []
