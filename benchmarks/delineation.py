@@ -65,6 +65,17 @@ averaging). The interval table: ``project`` gives the record's ``global_p_ms``,
 ``project-sv`` its ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms``; the other methods the median
 of their per-beat intervals over the analysed signal.
 
+The learned delineator
+----------------------
+``cnn`` is ``team_code.nn.delineator`` (a small 1-D U-Net labelling every sample of each
+lead none / P / QRS / T) with the weights given by ``--cnn-weights`` (default: the kit's
+shipped ones, trained on the 100 shared LUDB records, so its LUDB rows are in-sample; its
+QTDB rows are not). ``cnn-5fold`` scores every LUDB record with the fold model that never
+saw it (``--cnn-folds DIR``: ``folds.json`` and the weights written by ``python -m
+team_code.nn.delineator folds``); it has no QTDB rows. Both delineate every beat on every
+lead of the signal; their global boundaries per beat come from the leads by the kit's rule
+(``global_from_leads``), their intervals are the median over beats.
+
 Matching, sensitivity and positive predictivity
 -----------------------------------------------
 Each annotated (reference) beat owns a stretch of signal per wave: for P, from the previous
@@ -97,7 +108,8 @@ all matched errors pooled.
 Usage::
 
     python -m benchmarks.delineation [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
-        [--methods project project-sv project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave]
+        [--methods project project-sv project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave
+                   cnn cnn-5fold] [--cnn-weights FILE] [--cnn-folds DIR]
         [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
 
 ``--ludb``/``--qtdb`` default to ``$ECG_KIT_DATA/{ludb,qtdb}`` or
@@ -173,7 +185,14 @@ METHODS = (
     "neurokit2-dwt",
     "neurokit2-peak",
     "ecgpuwave",
+    "cnn",
+    "cnn-5fold",
 )
+#: Where ``cnn-5fold`` finds its fold models by default (``python -m team_code.nn.delineator
+#: folds --out``): ``folds.json`` maps each weights file to the records it never saw.
+CNN_FOLDS = REPO / "cache" / "delineator_folds"
+#: The learned delineator's settings of this run (``main`` sets them from the options).
+CNN = {"weights": None, "folds": CNN_FOLDS, "models": {}}
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 PEER_LEADS_12 = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")  # as the kit's delineation
 
@@ -689,6 +708,49 @@ def run_project(
     return Output(beats=out, intervals=beat_intervals(out, fs), per_lead=per_lead)
 
 
+def _cnn_model(path):
+    """The learned delineator saved at ``path`` (None: the kit's shipped weights), loaded once."""
+    from team_code.nn import delineator
+
+    key = str(path)
+    if key not in CNN["models"]:
+        CNN["models"][key] = delineator.load(path)
+    return CNN["models"][key]
+
+
+def _cnn_fold_weights(record: str):
+    """The fold model that did not see ``record`` (None where no fold holds it out)."""
+    index = Path(CNN["folds"]) / "folds.json"
+    if not index.is_file():
+        raise FileNotFoundError(
+            f"cnn-5fold: {index} not found; train the fold models with "
+            f"python -m team_code.nn.delineator folds --ludb DIR --out {CNN['folds']}"
+        )
+    for name, held in json.loads(index.read_text()).items():
+        if record in held:
+            return Path(CNN["folds"]) / name
+    return None
+
+
+def run_cnn(case: Case, out_of_fold: bool) -> Output | None:
+    """The learned delineator (``team_code.nn.delineator``) on every lead and beat of a case:
+    per-lead beats of every lead, global beats by the kit's rule from the leads, intervals
+    the median over beats. ``out_of_fold``: the fold model that never saw the record (None
+    for a case no fold holds out, e.g. a QTDB window); else ``CNN["weights"]``."""
+    from team_code.nn import delineator
+
+    path = _cnn_fold_weights(case.name) if out_of_fold else CNN["weights"]
+    if out_of_fold and path is None:
+        return None
+    lds = delineator.delineate_record(case.x, case.fs, _cnn_model(path))
+    beats = [_to_beat(ld.global_, ld.r_index, 1.0) for ld in lds]
+    per_lead = {
+        row: [_lead_to_beat(ld.points[row], ld.r_index, ld.r_index, 1.0) for ld in lds]
+        for row in range(case.x.shape[0])
+    }
+    return Output(beats=beats, intervals=beat_intervals(beats, case.fs), per_lead=per_lead)
+
+
 _NK_KEYS = {
     "P": ("ECG_P_Onsets", "ECG_P_Peaks", "ECG_P_Offsets"),
     "QRS": ("ECG_R_Onsets", None, "ECG_R_Offsets"),
@@ -938,6 +1000,10 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
             out[name] = run_neurokit(
                 case.x, case.fs, name.split("-")[1], rule, case.peer_rows, kit_r_peaks(m, case.fs)
             )
+        elif name in ("cnn", "cnn-5fold"):
+            res = run_cnn(case, name == "cnn-5fold")
+            if res is not None:
+                out[name] = res
         elif name == "ecgpuwave":
             if case.pu is None:
                 continue
@@ -972,7 +1038,7 @@ def evaluate(
             span=case.span,
         )
         kit = None
-        if any(m != "ecgpuwave" for m in methods):  # every other method reads the kit's beats
+        if any(m not in ("ecgpuwave", "cnn", "cnn-5fold") for m in methods):  # the kit's beats
             t0 = time.perf_counter()
             kit = kit_measure(case.x, case.fs, case.leads)
             facts["seconds"]["measure"] = facts["seconds"].get("measure", 0.0) + (
@@ -1144,6 +1210,18 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out the best-lead rows of the single-lead peers on QTDB",
     )
+    p.add_argument(
+        "--cnn-weights",
+        type=Path,
+        default=None,
+        help="weights of the 'cnn' method (default: the kit's shipped delineator)",
+    )
+    p.add_argument(
+        "--cnn-folds",
+        type=Path,
+        default=CNN_FOLDS,
+        help="folder of the 'cnn-5fold' models and their folds.json",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
     p.add_argument("--quiet", action="store_true", help="no per-record progress")
     return p
@@ -1153,6 +1231,7 @@ def main(args) -> int:
     """Run the benchmark on the databases asked for; print tables, optionally write JSON."""
     rows: list[dict] = []
     todo: list[tuple[str, Path, Callable]] = []
+    CNN.update(weights=args.cnn_weights, folds=args.cnn_folds)
     if not args.skip_ludb:
         ref = args.ludb_reference
 
@@ -1168,6 +1247,7 @@ def main(args) -> int:
             print(f"error: {database} folder {folder} not found", file=sys.stderr)
             return 2
         methods = [m for m in args.methods if m != "ecgpuwave" or database == "QTDB"]
+        methods = [m for m in methods if m != "cnn-5fold" or database != "QTDB"]
         progress = None if args.quiet else (lambda n: print(f"  {n}", file=sys.stderr))
         tallies, facts = evaluate(
             cases(folder, args.records),

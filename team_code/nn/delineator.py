@@ -1,0 +1,726 @@
+"""A small learned wave delineator: one lead in, none / P / QRS / T per sample out.
+
+The network is a 1-D encoder-decoder (U-Net style, :class:`SegmentNet`) that reads ONE lead
+at :data:`FS` Hz, band-limited (0.5 Hz Butterworth high-pass, 40 Hz low-pass: the kit's
+``filters.remove_baseline`` and ``filters.remove_emg``) and divided by a robust amplitude
+(the 99th percentile of its absolute deviation from the median, at least
+:data:`MIN_SCALE_MV`), and labels every sample with one of :data:`CLASSES`.
+
+Post-processing (:func:`segments_to_beats`) turns each lead's label runs into per-lead
+onsets, peaks and offsets per beat: a beat is a stretch where at least a quorum of the leads
+label QRS; each lead's QRS run is the one overlapping the beat, its P the last P run between
+the previous beat and this one, its T the first T run between this beat and the next. A P
+wave found on fewer than the quorum of leads is no P wave (no lead and no global boundary
+has one). Every beat becomes a :class:`team_code.dsp.delineation.LeadDelineation` (the
+structure ``delineate_leads`` returns; points in samples of the input record), whose global
+boundaries come from :func:`team_code.dsp.delineation.global_from_leads` (earliest onset and
+latest offset among the leads within 3 MAD of their median), anchored on the leads' median.
+
+Training (:func:`train`, ``python -m team_code.nn.delineator train``) reads LUDB's per-lead
+marks, labels each lead's annotated span only (the loss ignores the rest of the 10 s), and
+augments every crop (gain, baseline wander, white noise, a random time shift of the crop);
+it is deterministic given the seed on one thread. ``folds`` trains one model per record
+fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``). The kit ships
+the weights trained on the 100 shared LUDB records (:data:`WEIGHTS`, :func:`load`); nothing
+is ever downloaded. The rules and ``features.measure`` keep the wavelet delineation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+import warnings
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from team_code.dsp import delineation as dl
+from team_code.dsp import filters
+from team_code.dsp.resample import resample
+
+__all__ = [
+    "FS",
+    "CLASSES",
+    "WEIGHTS",
+    "NetConfig",
+    "PostConfig",
+    "TrainConfig",
+    "SegmentNet",
+    "prepare",
+    "predict_labels",
+    "segments_to_beats",
+    "delineate_record",
+    "load",
+    "save",
+    "ludb_labels",
+    "train",
+    "fold_split",
+]
+
+FS = 250.0  #: the network's sampling rate, Hz
+CLASSES: tuple[str, ...] = ("none", "P", "QRS", "T")
+NONE, P, QRS, T = range(4)
+IGNORE = -1  #: label of samples outside a lead's annotated span (no loss there)
+MIN_SCALE_MV = 0.01  #: a lead's robust amplitude is at least this (flat leads stay near 0)
+WEIGHTS = Path(__file__).with_name("delineator.safetensors")  #: shipped weights
+LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
+
+
+# --------------------------------------------------------------------------- network
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """Shape of :class:`SegmentNet`."""
+
+    widths: tuple[int, ...] = (8, 16, 16, 32)  # channels per level (each level halves time)
+    kernel: int = 7  # convolution width at every level
+    first_convs: int = 1  # convolutions in the finest level (encoder and decoder)
+
+    def __post_init__(self):
+        if len(self.widths) < 2 or min(self.widths) < 1 or self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(
+                f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
+            )
+
+    @property
+    def multiple(self) -> int:
+        """Input lengths are padded to a multiple of this."""
+        return 2 ** (len(self.widths) - 1)
+
+
+def _block(c_in: int, c_out: int, kernel: int, n: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for j in range(n):
+        layers += [
+            nn.Conv1d(c_in if j == 0 else c_out, c_out, kernel, padding=kernel // 2),
+            nn.BatchNorm1d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
+class SegmentNet(nn.Module):
+    """1-D U-Net: (batch, 1, n) normalised lead -> (batch, 4, n) class logits.
+
+    ``n`` must be a multiple of ``config.multiple`` (:func:`predict_labels` pads)."""
+
+    def __init__(self, config: NetConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or NetConfig()
+        w = cfg.widths
+        self.down = nn.ModuleList()
+        c = 1
+        for i, width in enumerate(w):
+            self.down.append(_block(c, width, cfg.kernel, cfg.first_convs if i == 0 else 2))
+            c = width
+        self.up = nn.ModuleList(
+            _block(w[i + 1] + w[i], w[i], cfg.kernel, cfg.first_convs if i == 0 else 2)
+            for i in range(len(w) - 2, -1, -1)
+        )
+        self.head = nn.Conv1d(w[0], len(CLASSES), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = nn.functional.max_pool1d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for j, block in enumerate(self.up):
+            skip = skips[-2 - j]
+            x = nn.functional.interpolate(x, size=skip.shape[-1], mode="nearest")
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+    def fuse(self) -> SegmentNet:
+        """Fold every batch normalisation into its convolution (inference only; in place)."""
+        for seq in [*self.down, *self.up]:
+            layers = list(seq)
+            fused: list[nn.Module] = []
+            for layer in layers:
+                if isinstance(layer, nn.BatchNorm1d) and fused and isinstance(fused[-1], nn.Conv1d):
+                    conv = fused[-1]
+                    s = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                    with torch.no_grad():
+                        conv.weight.mul_(s[:, None, None])
+                        conv.bias.copy_((conv.bias - layer.running_mean) * s + layer.bias)
+                    continue
+                fused.append(layer)
+            seq._modules.clear()
+            for k, layer in enumerate(fused):
+                seq.add_module(str(k), layer)
+        return self.eval()
+
+
+def save(model: SegmentNet, path: str | Path, facts: dict | None = None) -> None:
+    """Weights as safetensors, with the network's shape (and ``facts``) in the metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"net": json.dumps(dataclasses.asdict(model.config))}
+    if facts:
+        meta["facts"] = json.dumps(facts)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load(path: str | Path | None = None) -> SegmentNet:
+    """The network saved at ``path`` (default: the shipped :data:`WEIGHTS`), batch
+    normalisation folded in, in eval mode. Never downloads."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"delineator weights not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "net" not in meta:
+        raise ValueError(f"{path}: not a delineator weights file (no 'net' metadata)")
+    raw = json.loads(meta["net"])
+    cfg = NetConfig(**{**raw, "widths": tuple(raw["widths"])})
+    model = SegmentNet(cfg)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval().fuse()
+
+
+# --------------------------------------------------------------------------- signal
+
+
+def prepare(x, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(normalised, filtered_mv)``: each lead at :data:`FS` Hz, band-limited, and divided by
+    its robust amplitude (``normalised``, float32, the network's input) or in mV
+    (``filtered_mv``, for amplitudes). ``x``: (n_leads, n) or (n,) in mV at ``fs`` Hz."""
+    y = np.atleast_2d(np.nan_to_num(np.asarray(x, dtype=np.float64)))
+    y = resample(y, float(fs), FS)
+    y = filters.remove_emg(filters.remove_baseline(y, FS), FS)
+    centred = y - np.median(y, axis=-1, keepdims=True)
+    scale = np.maximum(np.percentile(np.abs(centred), 99, axis=-1, keepdims=True), MIN_SCALE_MV)
+    return (centred / scale).astype(np.float32), y
+
+
+_FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runner(model: SegmentNet, example: torch.Tensor):
+    """``model`` traced and frozen for inference (about a fifth faster on one CPU core than
+    eager mode, the same outputs), made once per model; the model itself while it trains or
+    where tracing fails."""
+    if model.training:
+        return model
+    if model not in _FROZEN:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(model, example)
+                _FROZEN[model] = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        except Exception:  # an unusual torch build: eager mode gives the same labels
+            _FROZEN[model] = model
+    return _FROZEN[model]
+
+
+def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
+    """Class index per sample, (n_leads, n), of the leads of ``normalised`` (n_leads, n)."""
+    z = np.atleast_2d(normalised)
+    n = z.shape[-1]
+    m = model.config.multiple
+    pad = (-n) % m
+    xt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[:, None, :]
+    if pad:
+        xt = nn.functional.pad(xt, (0, pad))
+    with torch.inference_mode():
+        logits = _runner(model, xt)(xt)
+    return logits[..., :n].argmax(dim=1).numpy()
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+@dataclasses.dataclass(frozen=True)
+class PostConfig:
+    """Post-processing of the label runs, in physical units."""
+
+    min_ms: tuple[float, float, float] = (20.0, 20.0, 40.0)  # shortest P, QRS, T run kept
+    quorum: float = 0.3  # a beat needs this fraction of the usable leads labelling QRS
+    p_quorum: float = 0.5  # a beat's P wave needs this fraction of the usable leads
+    record_p: float = 0.5  # a record with a P wave on fewer of its beats has none on any
+    global_rule: str = "mad"  # global boundaries from the leads (dl.GLOBAL_RULES)
+
+
+def _runs(labels: np.ndarray, cls: int, min_len: int) -> tuple[np.ndarray, ...]:
+    """``(row, start, end)`` (end inclusive) of the runs of ``cls`` in each row of ``labels``
+    (n_rows, n), at least ``min_len`` long, ordered by row, then start."""
+    hit = np.zeros((labels.shape[0], labels.shape[1] + 2), np.int8)
+    hit[:, 1:-1] = labels == cls
+    step = np.diff(hit, axis=1)
+    row, start = np.nonzero(step == 1)
+    end = np.nonzero(step == -1)[1] - 1
+    keep = end - start + 1 >= min_len
+    return row[keep], start[keep], end[keep]
+
+
+def _peaks(sig: np.ndarray, row, start, end, detrend: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sample and signed size of the largest deflection of each stretch ``sig[row,
+    start..end]`` (measured from the chord between its ends where ``detrend``)."""
+    if not row.size:
+        return np.zeros(0, np.int64), np.zeros(0)
+    length = end - start + 1
+    k = np.arange(int(length.max()))
+    v = sig[row[:, None], np.minimum(start[:, None] + k, end[:, None])]
+    if detrend:
+        y0, y1 = sig[row, start], sig[row, end]
+        frac = k[None, :] / np.maximum(length - 1, 1)[:, None]
+        v = v - (y0[:, None] + (y1 - y0)[:, None] * frac)
+    v = np.where(k[None, :] < length[:, None], v, 0.0)
+    j = np.argmax(np.abs(v), axis=1)
+    return start + j, v[np.arange(j.size), j]
+
+
+def _pick(row, beat, n_beats: int, last: bool) -> np.ndarray:
+    """Index of the last (or first) entry of each ``(row, beat)`` pair, entries given in
+    row-then-time order."""
+    key = row * n_beats + beat
+    if last:
+        _, first = np.unique(key[::-1], return_index=True)
+        return key.size - 1 - first
+    return np.unique(key, return_index=True)[1]
+
+
+def _place(sig, pts, amps, runs, beat, ok, last: bool, cols: tuple[int, int, int]) -> None:
+    """Write into ``pts[beat, lead, cols]`` the onset, peak and offset of the last (or first)
+    of the ``runs`` (lead, start, end) where ``ok`` for each lead and beat, and its signed
+    size (from the chord between its ends) into ``amps[beat, lead]``."""
+    row, a, b, beat = runs[0][ok], runs[1][ok], runs[2][ok], beat[ok]
+    k = _pick(row, beat, pts.shape[0], last)
+    row, a, b, beat = row[k], a[k], b[k], beat[k]
+    pk, amps[beat, row] = _peaks(sig, row, a, b, detrend=True)
+    pts[beat, row, cols[0]], pts[beat, row, cols[1]], pts[beat, row, cols[2]] = a, pk, b
+
+
+def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+    """``np.nanmedian`` without the warning on all-NaN slices (they give NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(a, axis=axis)
+
+
+def segments_to_beats(
+    labels: np.ndarray,
+    signal_mv: np.ndarray,
+    fs: float,
+    config: PostConfig | None = None,
+    scale: float = 1.0,
+    usable: np.ndarray | None = None,
+) -> list[dl.LeadDelineation]:
+    """Per-beat, per-lead points from per-sample labels (see the module docstring).
+
+    A beat is a stretch where at least ``config.quorum`` of the usable leads label QRS; a
+    lead's QRS in it spans the lead's QRS runs that overlap it (a run belongs to the first
+    beat it overlaps); its P is the last P run after the previous beat and before the lead's
+    QRS onset (or the beat's, where the lead has no QRS); its T the first T run after the
+    lead's QRS offset and before the next beat. Peaks: the largest deflection of a QRS run,
+    of a P or T run from the chord between its ends.
+
+    Args:
+        labels: (n_leads, n) class indices at ``fs`` Hz.
+        signal_mv: (n_leads, n) the filtered leads in mV (peaks and amplitudes).
+        fs: the labels' sampling rate.
+        config: post-processing settings.
+        scale: points are returned multiplied by this (input samples per label sample).
+        usable: (n_leads,) leads that count towards the quorums (default all).
+
+    Returns:
+        One :class:`~team_code.dsp.delineation.LeadDelineation` per beat, in time order;
+        ``fs`` is ``fs * scale``, points and ``r_index`` in those samples.
+    """
+    cfg = config or PostConfig()
+    labels = np.atleast_2d(labels)
+    sig = np.atleast_2d(np.asarray(signal_mv, dtype=np.float64))
+    n_leads, n = labels.shape
+    usable = np.ones(n_leads, bool) if usable is None else np.asarray(usable, bool)
+    n_usable = max(1, int(usable.sum()))
+    need = max(1, int(math.ceil(cfg.quorum * n_usable)))
+    need_p = max(1, int(math.ceil(cfg.p_quorum * n_usable)))
+    min_len = {c: max(1, int(round(ms * 1e-3 * fs))) for c, ms in zip((P, QRS, T), cfg.min_ms)}
+    ql, qa, qb = _runs(labels, QRS, min_len[QRS])
+    cover = np.zeros((n_leads, n + 1), np.int32)
+    np.add.at(cover, (ql, qa), 1)
+    np.add.at(cover, (ql, qb + 1), -1)
+    count = np.cumsum(cover[usable], axis=1)[:, :n].sum(axis=0)
+    _, bs, be = _runs((count >= need)[None, :], True, 1)
+    nb = bs.size
+    if not nb:
+        return []
+    col = {name: i for i, name in enumerate(dl.LEAD_POINTS)}
+    pts = np.full((nb, n_leads, len(dl.LEAD_POINTS)), np.nan)
+    t_mv = np.full((nb, n_leads), np.nan)
+    p_mv = np.full((nb, n_leads), np.nan)
+    # QRS: the runs overlapping each beat, merged
+    j = np.searchsorted(be, qa)
+    ok = (j < nb) & (bs[np.minimum(j, nb - 1)] <= qb)
+    q_on = np.full((n_leads, nb), n)
+    q_off = np.full((n_leads, nb), -1)
+    np.minimum.at(q_on, (ql[ok], j[ok]), qa[ok])
+    np.maximum.at(q_off, (ql[ok], j[ok]), qb[ok])
+    li, bj = np.nonzero(q_off >= 0)
+    pk, _ = _peaks(sig, li, q_on[li, bj], q_off[li, bj], detrend=False)
+    pts[bj, li, col["qrs_on"]] = q_on[li, bj]
+    pts[bj, li, col["qrs_peak"]] = pk
+    pts[bj, li, col["qrs_off"]] = q_off[li, bj]
+    on_eff = np.where(q_off >= 0, q_on, bs[None, :])
+    off_eff = np.where(q_off >= 0, q_off, be[None, :])
+    # P: the last run after the previous beat, before the lead's QRS onset
+    prev_end = np.concatenate([[-1], be[:-1]])
+    runs = _runs(labels, P, min_len[P])
+    j = np.minimum(np.searchsorted(be, runs[2]), nb - 1)
+    ok = (runs[1] > prev_end[j]) & (runs[2] < on_eff[runs[0], j])
+    _place(sig, pts, p_mv, runs, j, ok, last=True, cols=(col["p_on"], col["p_peak"], col["p_off"]))
+    # T: the first run after the lead's QRS offset, before the next beat
+    next_start = np.concatenate([bs[1:], [n]])
+    runs = _runs(labels, T, min_len[T])
+    j = np.maximum(np.searchsorted(bs, runs[1], side="right") - 1, 0)
+    ok = (runs[1] > off_eff[runs[0], j]) & (runs[1] < next_start[j])
+    _place(sig, pts, t_mv, runs, j, ok, last=False, cols=(col["t_on"], col["t_peak"], col["t_end"]))
+    # no P wave on a beat with too few leads showing one, nor in a record with too few beats
+    no_p = np.isfinite(pts[:, usable, col["p_on"]]).sum(axis=1) < need_p
+    if (~no_p).sum() < cfg.record_p * nb:
+        no_p[:] = True
+    pts[no_p, :, 0:3] = np.nan
+    p_mv[no_p] = np.nan
+    r = _nanmedian(pts[:, usable, col["qrs_peak"]], axis=1)
+    r = np.where(np.isfinite(r), r, (bs + be) / 2.0)
+    pts *= scale
+    med = _nanmedian(pts[:, usable, :], axis=1)
+    p_amp = _nanmedian(np.abs(p_mv[:, usable]), axis=1)
+    lead_cfg = dl.LeadDelineationConfig(global_rule=cfg.global_rule)
+    out_fs = fs * scale
+    out = []
+    for b in range(nb):
+        r_index = int(round(r[b] * scale))
+        anchor = dl.Delineation(
+            out_fs,
+            r_index,
+            *(float(med[b, col[c]]) for c in ("p_on", "p_peak", "p_off", "qrs_on", "qrs_off")),
+            *(float(med[b, col[c]]) for c in ("t_peak", "t_end")),
+            float(p_amp[b]),
+        )
+        glob = dl.global_from_leads(pts[b], anchor, lead_cfg)
+        out.append(dl.LeadDelineation(out_fs, r_index, pts[b], t_mv[b], p_mv[b], glob))
+    return out
+
+
+def delineate_record(
+    x, fs: float, model: SegmentNet | None = None, config: PostConfig | None = None
+) -> list[dl.LeadDelineation]:
+    """Every beat of a record, every lead: :func:`prepare`, the network, then
+    :func:`segments_to_beats`; points in samples of ``x`` (at ``fs``).
+
+    Args:
+        x: (n_leads, n) ECG in mV.
+        fs: its sampling rate in Hz.
+        model: a loaded :class:`SegmentNet` (default: the shipped weights, :func:`load`).
+        config: post-processing settings.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.ndim != 2 or x.shape[-1] < 8:
+        raise ValueError(f"delineate_record needs (n_leads, n_samples) with n >= 8; got {x.shape}")
+    model = model if model is not None else _shipped()
+    z, y = prepare(x, fs)
+    labels = predict_labels(model, z)
+    usable = np.ptp(y, axis=-1) >= 0.05  # a flat lead does not vote
+    if not usable.any():
+        usable[:] = True
+    return segments_to_beats(labels, y, FS, config, scale=float(fs) / FS, usable=usable)
+
+
+_SHIPPED: list[SegmentNet] = []
+
+
+def _shipped() -> SegmentNet:
+    if not _SHIPPED:
+        _SHIPPED.append(load())
+    return _SHIPPED[0]
+
+
+# --------------------------------------------------------------------------- training data
+
+
+def _ludb_waves(samples, symbols) -> list[tuple[int, float, float]]:
+    """``(class, onset, offset)`` of each wave of a LUDB lead annotation (a missing onset or
+    offset is NaN)."""
+    kinds = {"p": P, "N": QRS, "t": T}
+    out: list[list] = []
+    onset = math.nan
+    open_wave: list | None = None
+    for s, sym in zip(samples, symbols):
+        if sym == "(":
+            onset, open_wave = float(s), None
+        elif sym in kinds:
+            open_wave = [kinds[sym], onset, math.nan]
+            out.append(open_wave)
+            onset = math.nan
+        elif sym == ")" and open_wave is not None:
+            open_wave[2] = float(s)
+            open_wave = None
+    return [tuple(w) for w in out]
+
+
+def ludb_labels(samples, symbols, n: int, factor: int = 2) -> np.ndarray:
+    """Per-sample class of one LUDB lead at ``1 / factor`` of its rate (500 -> 250 Hz):
+    the waves' ``[onset, offset]`` get their class, the rest of the annotated span (first to
+    last mark) ``none``, samples outside it :data:`IGNORE`; a wave without onset or offset
+    makes the stretch from the span's edge to its known end :data:`IGNORE`."""
+    lab = np.full(n, IGNORE, np.int64)
+    samples = np.asarray(samples)
+    if not samples.size:
+        return lab[::factor].copy()
+    lo, hi = int(samples.min()), int(samples.max())
+    lab[lo : hi + 1] = NONE
+    for cls, on, off in _ludb_waves(samples, symbols):
+        if math.isfinite(on) and math.isfinite(off):
+            lab[int(on) : int(off) + 1] = cls
+        elif math.isfinite(off):
+            lab[lo : int(off) + 1] = IGNORE
+        elif math.isfinite(on):
+            lab[int(on) : hi + 1] = IGNORE
+    return lab[::factor].copy()
+
+
+def load_ludb(folder: str | Path, records: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, labels)`` of every lead of ``records``: (n_records * 12, n) normalised
+    leads at :data:`FS` and their per-sample labels (:func:`ludb_labels`). Digital samples
+    at 1000 units/mV (LUDB's header gains are wrong)."""
+    import wfdb
+
+    folder = Path(folder)
+    xs, ys = [], []
+    for rec in records:
+        path = folder / str(rec)
+        if not path.with_suffix(".hea").is_file():
+            raise FileNotFoundError(f"LUDB record {rec}: no header {path}.hea")
+        r = wfdb.rdrecord(str(path), physical=False)
+        if r.fs != 500:
+            raise ValueError(f"LUDB record {rec}: sampling rate {r.fs} Hz, expected 500")
+        names = [s.lower() for s in r.sig_name]
+        x = r.d_signal.T.astype(np.float64) / 1000.0
+        z, _ = prepare(x, r.fs)
+        for lead in LUDB_LEADS:
+            if lead not in names:
+                raise ValueError(f"LUDB record {rec}: lead {lead} missing ({names})")
+            ann = wfdb.rdann(str(path), lead)
+            lab = ludb_labels(ann.sample, ann.symbol, x.shape[1])
+            m = min(lab.size, z.shape[1])
+            xs.append(z[names.index(lead), :m])
+            ys.append(lab[:m])
+    m = min(v.size for v in xs)
+    return np.stack([v[:m] for v in xs]), np.stack([v[:m] for v in ys])
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training of :class:`SegmentNet` (augmentations in units of the normalised lead)."""
+
+    epochs: int = 70
+    batch: int = 32
+    crop: int = 1024  # samples per training crop (the random crop is the time shift)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    gain: tuple[float, float] = (0.6, 1.5)  # random gain range
+    wander: float = 0.4  # largest baseline-wander amplitude (sum of two slow sinusoids)
+    wander_hz: tuple[float, float] = (0.05, 0.6)
+    noise: float = 0.08  # largest white-noise SD
+    seed: int = 0
+
+
+def _augment(xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+    b, n = xb.shape
+    t = np.arange(n) / FS
+    gain = rng.uniform(*cfg.gain, size=(b, 1))
+    wander = np.zeros((b, n))
+    for _ in range(2):
+        amp = rng.uniform(0, cfg.wander / 2, size=(b, 1))
+        hz = rng.uniform(*cfg.wander_hz, size=(b, 1))
+        phase = rng.uniform(0, 2 * np.pi, size=(b, 1))
+        wander += amp * np.sin(2 * np.pi * hz * t[None, :] + phase)
+    noise = rng.normal(size=(b, n)) * rng.uniform(0, cfg.noise, size=(b, 1))
+    return (gain * xb + wander + noise).astype(np.float32)
+
+
+def _crops(labels: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop start per lead, inside its annotated span where the span is long
+    enough (else anywhere, the loss ignores what lies outside)."""
+    n = labels.shape[1]
+    starts = np.zeros(labels.shape[0], np.int64)
+    for i, lab in enumerate(labels):
+        idx = np.flatnonzero(lab != IGNORE)
+        lo, hi = (int(idx[0]), int(idx[-1])) if idx.size else (0, n - 1)
+        if hi - lo + 1 >= crop:
+            a, b = lo, hi - crop + 1
+        else:
+            a, b = max(0, hi - crop + 1), min(lo, n - crop)
+        starts[i] = rng.integers(a, max(a, b) + 1)
+    return starts
+
+
+def train(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    net: NetConfig | None = None,
+    config: TrainConfig | None = None,
+    log=None,
+) -> SegmentNet:
+    """Train a :class:`SegmentNet` on (n, length) normalised leads and their labels
+    (:data:`IGNORE` outside the annotated spans). Deterministic given ``config.seed`` on one
+    thread."""
+    cfg = config or TrainConfig()
+    if inputs.shape != labels.shape or inputs.ndim != 2:
+        raise ValueError(f"inputs {inputs.shape} and labels {labels.shape} must be equal 2-D")
+    crop = min(cfg.crop, inputs.shape[1])
+    crop -= crop % (net or NetConfig()).multiple
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = SegmentNet(net)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, int(math.ceil(inputs.shape[0] / cfg.batch)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
+    )
+    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
+    model.train()
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(inputs.shape[0])
+        starts = _crops(labels, crop, rng)
+        total, t0 = 0.0, time.perf_counter()
+        for s in range(steps_per_epoch):
+            idx = order[s * cfg.batch : (s + 1) * cfg.batch]
+            cols = starts[idx, None] + np.arange(crop)[None, :]
+            xb = _augment(inputs[idx[:, None], cols], rng, cfg)
+            yb = labels[idx[:, None], cols]
+            if (yb == IGNORE).all():
+                continue
+            logits = model(torch.from_numpy(xb)[:, None, :])
+            loss = loss_fn(logits, torch.from_numpy(yb))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        if log:
+            log(
+                f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps_per_epoch:.4f} "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+    return model.eval()
+
+
+def fold_split(records: Sequence[str], k: int = 5, seed: int = 0) -> list[list[str]]:
+    """``k`` folds of ``records`` by a seeded permutation (``numpy``), each in name order."""
+    if not 2 <= k <= len(records):
+        raise ValueError(f"need 2 <= k <= {len(records)} records; got k={k}")
+    perm = np.random.default_rng(seed).permutation(len(records))
+    return [sorted((records[j] for j in perm[f::k]), key=_natural) for f in range(k)]
+
+
+def _natural(name: str):
+    return (0, int(name)) if str(name).isdigit() else (1, str(name))
+
+
+def _ludb_records(folder: Path, wanted: Sequence[str] | None) -> list[str]:
+    if wanted:
+        return list(wanted)
+    f = folder / "RECORDS"
+    names = f.read_text().split() if f.exists() else [p.stem for p in folder.glob("*.hea")]
+    return sorted(names, key=_natural)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """``train`` (one model) and ``folds`` (one model per record fold)."""
+    p = argparse.ArgumentParser(
+        prog="python -m team_code.nn.delineator", description=__doc__.split("\n\n")[0]
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("train", "train one model on the records (default: all of the folder)"),
+        ("folds", "train one model per record fold; writes folds.json beside the weights"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--ludb", type=Path, required=True, help="LUDB folder (WFDB records)")
+        s.add_argument(
+            "--out",
+            type=Path,
+            required=True,
+            help="weights file (train) or folder (folds)",
+        )
+        s.add_argument("--records", nargs="+", default=None, help="record names (default all)")
+        s.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--widths", type=int, nargs="+", default=list(NetConfig.widths))
+        s.add_argument("--kernel", type=int, default=NetConfig.kernel)
+        if name == "folds":
+            s.add_argument("--k", type=int, default=5, help="number of folds")
+            s.add_argument("--split-seed", type=int, default=0, help="seed of the fold split")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see :func:`get_parser`)."""
+    args = get_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    folder = Path(args.ludb)
+    if not folder.is_dir():
+        print(f"error: LUDB folder {folder} not found", file=sys.stderr)
+        return 2
+    records = _ludb_records(folder, args.records)
+    net = NetConfig(widths=tuple(args.widths), kernel=args.kernel)
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def fit(train_records: Sequence[str], out: Path) -> None:
+        t0 = time.perf_counter()
+        inputs, labels = load_ludb(folder, train_records)
+        model = train(inputs, labels, net, cfg, log=log)
+        facts = {
+            "records": list(train_records),
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        save(model, out, facts)
+        log(f"wrote {out} ({out.stat().st_size} bytes, {facts['seconds']} s)")
+
+    if args.command == "train":
+        fit(records, args.out)
+        return 0
+    folds = fold_split(records, args.k, args.split_seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for f, held in enumerate(folds):
+        name = f"fold{f}.safetensors"
+        fit([r for r in records if r not in set(held)], args.out / name)
+        index[name] = held
+    (args.out / "folds.json").write_text(json.dumps(index, indent=1) + "\n")
+    log(f"wrote {args.out / 'folds.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
