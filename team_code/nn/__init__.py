@@ -8,7 +8,9 @@
 - :mod:`team_code.nn.cache`: network inputs cached as one ``.npy`` per record and
   preprocessing key (:mod:`team_code.record_cache`), and a ``Dataset`` that reads them;
 - :mod:`team_code.nn.distributed`: the ``torchrun`` environment, process group, rank-0 helpers;
-- :mod:`team_code.nn.layers`: grouped layers (``GroupedLinear``).
+- :mod:`team_code.nn.layers`: grouped layers (``GroupedLinear``);
+- :mod:`team_code.nn.delineator`: a small learned wave delineator (one lead in, none / P /
+  QRS / T per sample out), its training command and shipped weights.
 
 Nothing here runs at import time; every submodule imports torch.
 """
