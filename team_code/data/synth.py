@@ -787,7 +787,6 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-
 #: The label a planted pattern carries (sinus arrhythmia's code, given to a pattern no clinical
 #: rule reads): see :func:`plant_pattern`.
 PLANTED_CLASS = "427393009"
@@ -812,6 +811,7 @@ def plant_pattern(records, seed: int, code: str = PLANTED_CLASS) -> list:
             record = dataclasses.replace(record, signal=signal, labels=(*record.labels, code))
         out.append(record)
     return out
+
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Entry point: write the records and print the label counts."""
