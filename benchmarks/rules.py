@@ -87,25 +87,35 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float(greater / (pos.size * neg.size))
 
 
-def _measurement_key() -> str:
-    """A digest of the measurement code: a cache written by other code is not reused."""
+def _measurement_key(rules_options: dict | None = None) -> str:
+    """A digest of the measurement code and of the rules options that change the
+    measurements (``delineator``): a cache written by other code or options is not reused."""
     digest = hashlib.sha256()
     for path in sorted((REPO / "team_code" / "dsp").glob("*.py")):
         digest.update(path.read_bytes())
+    delineator = (rules_options or {}).get("delineator", "wavelet")
+    if delineator != "wavelet":
+        digest.update(delineator.encode())
+        for path in sorted((REPO / "team_code" / "nn").glob("delineator.*")):
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def measure_all(records, cache: Path | None) -> dict:
-    """Record name -> the rules' measurement values (with ``sex``), measured once."""
+def measure_all(records, cache: Path | None, rules_options: dict | None = None) -> dict:
+    """Record name -> the rules' measurement values (with ``sex``), measured once, with the
+    measurement options of ``rules_options`` (``--set rules.delineator=cnn``)."""
     from team_code.classifiers.rules import RulesClassifier
+    from team_code.harness import build_config
 
-    key = _measurement_key()
+    key = _measurement_key(rules_options)
     stored = {}
     if cache is not None and cache.exists():
         data = json.loads(cache.read_text())
         if data.get("key") == key:
             stored = data["values"]
-    rules = RulesClassifier(RulesClassifier.Config(tune=False))
+    rules = RulesClassifier(
+        build_config(RulesClassifier, {**(rules_options or {}), "tune": "false"})
+    )
     values = {}
     for i, name in enumerate(records.names):
         if name not in stored:
@@ -263,8 +273,8 @@ def rules_tables(args) -> dict:
     truth = label_matrix(records.labels, classes)
     digests = signal_digests(records)
     sources = [record_source(n) for n in records.names]
-    values = measure_all(records, args.cache)
     options = parse_options(args.options)
+    values = measure_all(records, args.cache, options.get("rules", {}))
     print(f"{len(records)} records from {', '.join(str(f) for f in folders)}; rules {options}")
     out = {}
     for protocol in args.protocols.split(","):

@@ -6,7 +6,8 @@ k-1 folds, scores the held-out fold and refits it on all records, so without a c
 record would be measured k + 1 times. :func:`measure_all` keeps one JSON entry per record in
 the per-record cache (:mod:`team_code.record_cache`, kind ``rules-measurements-1``), keyed by
 the record's files, the :class:`~team_code.dsp.features.FeatureConfig` and the source of
-:mod:`team_code.dsp`, and measures the records not yet there in ``workers`` processes: every
+:mod:`team_code.dsp` (with ``delineator="cnn"``, also the learned delineator's source and
+weights), and measures the records not yet there in ``workers`` processes: every
 fold and the refit read the entries.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -40,10 +42,30 @@ def record_measurements(
         record = dataclasses.replace(
             record, signal=record.select_leads(tuple(leads)), leads=tuple(leads)
         )
-    measured = measure_record(record, config)
+    measured = measure_record(record, config, learned_delineator(config))
     values = dict(measured.values)
     values["sex"] = record.sex
     return {"values": values, "notes": list(measured.notes)}
+
+
+def learned_delineator(config: FeatureConfig):
+    """The learned delineator ``config.delineator`` names (None for the wavelet chain)."""
+    if config.delineator == "wavelet":
+        return None
+    from team_code.nn.delineator import delineate_record
+
+    return delineate_record
+
+
+def _measurement_key(config: FeatureConfig) -> tuple[dict, tuple[str, ...]]:
+    """The settings and code that the measurements of ``config`` depend on."""
+    settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
+    if config.delineator == "wavelet":
+        return settings, MEASUREMENT_CODE
+    from team_code.nn.delineator import WEIGHTS
+
+    settings["delineator_weights"] = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
+    return settings, (*MEASUREMENT_CODE, "team_code.nn.delineator")
 
 
 def measure_all(
@@ -63,7 +85,7 @@ def measure_all(
     Raises :class:`~team_code.data.records.RecordError` naming a record that cannot be
     measured.
     """
-    settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
+    settings, code = _measurement_key(config)
     if leads is not None:
         settings["leads"] = list(leads)
     measured = per_record(
@@ -72,7 +94,7 @@ def measure_all(
         settings,
         cache_dir,
         fmt=JSON_FORMAT,
-        code=MEASUREMENT_CODE,
+        code=code,
         workers=worker_processes(workers),
         progress=progress,
         desc="measuring",

@@ -68,7 +68,7 @@ from team_code.classifiers.thresholds import NEVER, challenge_score
 from team_code.context import RunContext, Task
 from team_code.data.labels import ScoredClasses, table_for
 from team_code.data.records import Record, record_source
-from team_code.dsp.features import FeatureConfig
+from team_code.dsp.features import DELINEATORS, FeatureConfig
 
 __all__ = [
     "RulesClassifier",
@@ -246,6 +246,9 @@ class RulesClassifier(Classifier):
         # every Challenge record), the average beat from the first ``morphology_s`` seconds
         max_duration_s: float = FeatureConfig.max_duration_s
         morphology_s: float = FeatureConfig.morphology_s
+        # intervals and lead T amplitudes from "wavelet" (the rules' own delineation) or
+        # "cnn" (the learned delineator, team_code.nn.delineator; see features.DELINEATORS)
+        delineator: str = FeatureConfig.delineator
         # How scores become labels: "thresholds", each class at its operating threshold (as
         # ``decision`` chose it); or a policy of decision.NAMED_POLICIES fitted on the
         # held-out training-source scores ("expected": the label set with the highest
@@ -253,6 +256,11 @@ class RulesClassifier(Classifier):
         decision_policy: str = "thresholds"
 
         def __post_init__(self):
+            if self.delineator not in DELINEATORS:
+                raise ValueError(
+                    f"rules: delineator must be one of {', '.join(DELINEATORS)}, "
+                    f"not {self.delineator!r}"
+                )
             if self.decision not in DECISIONS:
                 raise ValueError(
                     f"rules: decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}"
@@ -276,7 +284,9 @@ class RulesClassifier(Classifier):
     # -- measurements --------------------------------------------------------------------
     def _feature_config(self) -> FeatureConfig:
         return FeatureConfig(
-            max_duration_s=self.config.max_duration_s, morphology_s=self.config.morphology_s
+            max_duration_s=self.config.max_duration_s,
+            morphology_s=self.config.morphology_s,
+            delineator=self.config.delineator,
         )
 
     def _leads(self) -> tuple[str, ...] | None:

@@ -52,13 +52,26 @@ precedes a lead whose QRS starts later). ``p_present`` is 1 where
 the rhythm has P waves, else 0; ``qrs_lead_median_ms`` and ``qt_lead_median_ms`` are the
 median over leads of the lead durations (a typical lead, beside the global ``qrs_ms`` and
 ``qt_ms``).
+
+``FeatureConfig.delineator`` chooses where the intervals come from: ``"wavelet"`` (the
+default, the chain above) or ``"cnn"``, the learned per-lead delineator
+(:func:`team_code.nn.delineator.delineate_record`, passed in as ``learned=`` since this
+package never imports torch) run on the usable leads of the morphology window. With
+``"cnn"``, ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms``, their ``global_`` twins and the QTc
+values are the median over the window's dominant beats of the network's global boundaries
+(a wave found on fewer than half of those beats: NaN; P intervals NaN where the rhythm has
+no P waves), and ``<lead>_lead_t_mv`` its median signed T size (from the chord between the T
+wave's ends) where the network finds a T wave on at least half of the beats of that lead
+(elsewhere the wavelet reading stays). Where the network finds no beat the wavelet values
+stay (noted). Every other measurement, and the ``delineation`` and ``leads`` objects, stay
+the wavelet chain's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -75,7 +88,33 @@ __all__ = [
     "LEAD_MEASURES",
     "LEAD_BOUNDARY_MEASURES",
     "p_waves_present",
+    "DELINEATORS",
+    "LearnedDelineator",
 ]
+
+#: Where the intervals come from (``FeatureConfig.delineator``): the wavelet delineation of
+#: the average beat, or the learned delineator on the morphology window (see the docstring).
+DELINEATORS: tuple[str, ...] = ("wavelet", "cnn")
+
+#: A learned delineator: ``(signal_mv (n_leads, n), fs) -> [LeadDelineation per beat]``, points
+#: in samples of ``signal_mv`` (:func:`team_code.nn.delineator.delineate_record`).
+LearnedDelineator = Callable[[np.ndarray, float], list]
+
+#: The measurements ``delineator="cnn"`` takes from the learned delineator, besides
+#: ``<lead>_lead_t_mv``.
+LEARNED_INTERVALS: tuple[str, ...] = (
+    "p_ms",
+    "pr_ms",
+    "qrs_ms",
+    "qt_ms",
+    "qtc_bazett_ms",
+    "qtc_fridericia_ms",
+    "global_p_ms",
+    "global_pr_ms",
+    "global_qrs_ms",
+    "global_qt_ms",
+    "global_qtc_bazett_ms",
+)
 
 #: Measures computed for every lead of the average beat.
 LEAD_MEASURES: tuple[str, ...] = (
@@ -129,8 +168,17 @@ class FeatureConfig:
     af_irregularity: float = 0.15  # RR irregularity above this ...
     af_p_consistency: float = 0.85  # ... with P segments less alike than this: AF, no P wave
     flutter_organisation: float = 0.8  # atrial activity organised above this: flutter, no P
+    # intervals and lead T amplitudes from the wavelet chain or the learned delineator
+    # ("cnn"; see DELINEATORS and the module docstring)
+    delineator: str = "wavelet"
+    # "cnn": a network beat within this of a detected beat takes that beat's dominance
+    learned_match_ms: float = 60.0
 
     def __post_init__(self):
+        if self.delineator not in DELINEATORS:
+            raise ValueError(
+                f"unknown delineator {self.delineator!r}; known: {', '.join(DELINEATORS)}"
+            )
         if self.lead_method not in delineation.LEAD_METHODS:
             raise ValueError(
                 f"unknown lead_method {self.lead_method!r}; known: "
@@ -141,6 +189,10 @@ class FeatureConfig:
                 f"unknown global_rule {self.global_rule!r}; known: "
                 f"{', '.join(delineation.GLOBAL_RULES)}"
             )
+
+
+class LearnedDelineatorMissing(ValueError):
+    """``delineator="cnn"`` without the learned delineator to run."""
 
 
 @dataclasses.dataclass
@@ -160,9 +212,14 @@ class Measurements:
     fs: float = 500.0  # sampling frequency of the analysed signal
 
 
-def measure_record(record: Record, config: FeatureConfig | None = None) -> Measurements:
+def measure_record(
+    record: Record, config: FeatureConfig | None = None, learned: LearnedDelineator | None = None
+) -> Measurements:
     """Measurements of a :class:`~team_code.data.records.Record` (see :func:`measure`)."""
-    return measure(record.signal, record.fs, record.leads, config)
+    try:
+        return measure(record.signal, record.fs, record.leads, config, learned)
+    except LearnedDelineatorMissing as e:
+        raise ValueError(f"record {record.name}: {e}") from None
 
 
 def _n(ms: float, fs: float) -> int:
@@ -336,8 +393,78 @@ def _p_consistency(x: np.ndarray, r: np.ndarray, ab: beats.AverageBeat, d) -> fl
     return float(np.median(beats.qrs_correlation(segs, ref)))
 
 
+def _dominant_beats(found: list, whole: beats.AverageBeat, fs: float, match_ms: float) -> list:
+    """Indices of the learned delineator's beats whose R lies within ``match_ms`` of a
+    detected dominant beat (every beat where none does)."""
+    r = whole.r_peaks
+    keep = []
+    for i, b in enumerate(found):
+        k = int(np.argmin(np.abs(r - b.r_index))) if r.size else -1
+        if k >= 0 and abs(int(r[k]) - b.r_index) * 1e3 / fs <= match_ms and whole.dominant[k]:
+            keep.append(i)
+    return keep or list(range(len(found)))
+
+
+def _typical(v: Sequence[float]) -> float:
+    """Median of the finite ``v`` where at least half of ``v`` is finite, else NaN."""
+    a = np.asarray(v, dtype=float)
+    ok = np.isfinite(a)
+    return float(np.median(a[ok])) if ok.any() and 2 * ok.sum() >= a.size else math.nan
+
+
+def _learned_measures(
+    x: np.ndarray,
+    fs: float,
+    whole: beats.AverageBeat,
+    rows: Sequence[int],
+    rr_s: float,
+    p_present: bool,
+    learned: LearnedDelineator,
+    config: FeatureConfig,
+    notes: list,
+) -> dict:
+    """:data:`LEARNED_INTERVALS` and ``<lead>_lead_t_mv`` from the learned delineator run on
+    the usable leads ``rows`` of the morphology window of ``x`` (see the module docstring);
+    empty where it finds no beat."""
+    window = x[rows, : int(round(config.morphology_s * fs))]
+    found = list(learned(window, fs))
+    if not found:
+        notes.append("learned delineator found no beat: wavelet intervals kept")
+        return {}
+    keep = _dominant_beats(found, whole, fs, config.learned_match_ms)
+    g = [found[i].global_ for i in keep]
+    qrs_ms, qt_ms = _typical([b.qrs_ms for b in g]), _typical([b.qt_ms for b in g])
+    p_ms = _typical([b.p_ms for b in g]) if p_present else math.nan
+    pr_ms = _typical([b.pr_ms for b in g]) if p_present else math.nan
+    bazett = delineation.qtc(qt_ms, rr_s, "bazett1920")
+    out = {
+        "p_ms": p_ms,
+        "pr_ms": pr_ms,
+        "qrs_ms": qrs_ms,
+        "qt_ms": qt_ms,
+        "qtc_bazett_ms": bazett,
+        "qtc_fridericia_ms": delineation.qtc(qt_ms, rr_s, "fridericia1920"),
+        "global_p_ms": p_ms,
+        "global_pr_ms": pr_ms,
+        "global_qrs_ms": qrs_ms,
+        "global_qt_ms": qt_ms,
+        "global_qtc_bazett_ms": bazett,
+    }
+    t_mv = np.stack([found[i].t_mv for i in keep])
+    for k, row in enumerate(rows):
+        t = _typical(t_mv[:, k])
+        if math.isfinite(t):
+            out[f"{STANDARD_LEADS[row]}_lead_t_mv"] = t
+    notes.append(f"intervals and lead T amplitudes from the learned delineator ({len(keep)} beats)")
+    return out
+
+
 def measure(
-    signal_mv, fs, leads: Sequence[str], config: FeatureConfig | None = None
+    signal_mv,
+    fs,
+    leads: Sequence[str],
+    config: FeatureConfig | None = None,
+    learned: LearnedDelineator | None = None,
 ) -> Measurements:
     """Run the measurement chain on one record (see the module docstring).
 
@@ -346,12 +473,20 @@ def measure(
         fs: sampling frequency in Hz.
         leads: the row names (canonical spelling, any order; the 12 standard leads are used).
         config: options; defaults to :class:`FeatureConfig()`.
+        learned: the learned delineator that ``config.delineator="cnn"`` runs
+            (:func:`team_code.nn.delineator.delineate_record`); unused otherwise.
 
     Returns:
         :class:`Measurements`. Never raises on flat, short or noisy signals: what cannot be
         measured is NaN and explained in ``notes``.
     """
     config = config or FeatureConfig()
+    if config.delineator != "wavelet" and learned is None:
+        raise LearnedDelineatorMissing(
+            f"delineator={config.delineator!r} needs the learned delineator passed as learned= "
+            "(team_code.nn.delineator.delineate_record; "
+            "team_code.classifiers.measurements.record_measurements passes it)"
+        )
     fs = float(fs)
     if not np.isfinite(fs) or fs <= 0:
         raise ValueError(f"fs must be a positive sampling frequency in Hz; got {fs}")
@@ -473,6 +608,10 @@ def measure(
                 lm[f"{lead}_{m}"] = nan
     values.update(lm)
     values.update(_lead_boundary_measures(ld, rows, values))
+    if config.delineator != "wavelet":
+        values.update(
+            _learned_measures(x, fs, whole, rows, rr_s, p_present, learned, config, notes)
+        )
     values["qrs_axis_deg"] = _axis(values, "qrs_area_mvms")
     values["p_axis_deg"] = _axis(values, "p_mv")
     values["t_axis_deg"] = _axis(values, "t_mv")

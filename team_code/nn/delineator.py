@@ -22,7 +22,8 @@ augments every crop (gain, baseline wander, white noise, a random time shift of 
 it is deterministic given the seed on one thread. ``folds`` trains one model per record
 fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``). The kit ships
 the weights trained on the 100 shared LUDB records (:data:`WEIGHTS`, :func:`load`); nothing
-is ever downloaded. The rules and ``features.measure`` keep the wavelet delineation.
+is ever downloaded. ``features.measure`` and the rules keep the wavelet delineation unless
+``FeatureConfig.delineator`` (``--set rules.delineator=cnn``) asks for this one.
 """
 
 from __future__ import annotations
