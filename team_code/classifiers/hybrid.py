@@ -1077,18 +1077,21 @@ class HybridClassifier(Classifier):
             return [best] * truth.shape[1], {}
         scored = self.task_.scored
         positives = truth.sum(axis=0)
-        # The start: the floor, one engine or the stack for every class, as the global choice
-        # takes it (the floor first, the simplest: an engine must beat it over all classes
-        # together, as moving one class at a time from the floor misses what several classes
-        # gain together, sinus rhythm's decisions above all). From there a class moves, to
-        # the floor as to any other candidate, only on its own evidence (class_tolerance_se):
-        # an engine that beats the floor overall keeps the classes on which two folds of
-        # data cannot tell it from the floor.
+        # The start: one engine or the stack for every class, as the global choice takes it,
+        # if it beats the floor over all classes together, else the floor (moving one class
+        # at a time from the floor misses what several classes gain together, sinus rhythm's
+        # decisions above all; and a start kept at the floor unless an engine beats it by a
+        # standard error left a held-out hospital's classes to the floor, where the rules
+        # served them). From there a class moves, to the floor as to any other candidate,
+        # only on its own evidence (class_tolerance_se).
         uniform = {
             key: _record_contributions(truth, binary, classes, scored)
             for key, binary in decisions.items()
         }
-        start = _simplest_within_tolerance(uniform, self.config.tolerance_se)
+        engines = {key: values for key, values in uniform.items() if key != FLOOR}
+        start = _simplest_within_tolerance(engines, self.config.tolerance_se) if engines else FLOOR
+        if start != FLOOR and uniform[start].sum() <= uniform[FLOOR].sum():
+            start = FLOOR
         choice = [start if positives[j] else FLOOR for j in range(len(classes))]
         current = np.column_stack([decisions[key][:, j] for j, key in enumerate(choice)])
         gains: dict = {}

@@ -20,6 +20,7 @@ from team_code.classifiers.hybrid import (
     HybridClassifier,
     HybridConfig,
     _leading_members,
+    _record_contributions,
 )
 from team_code.classifiers.prevalence import PrevalenceClassifier
 from team_code.context import RunContext, Task
@@ -336,3 +337,26 @@ def test_a_class_moves_to_the_floor_only_on_evidence():
     assert report[Task().classes[k]]["challenge_gain"] < 0  # no better than the floor ...
     assert choice[k] == "m/own"  # ... but not by 3 standard errors: the engine keeps it
     assert [key for key in choice if key != "m/own"] == []
+
+
+def test_an_engine_that_beats_the_floor_overall_starts_every_class():
+    # Two records tell the engine from the floor (one right, one wrong on one class): its
+    # total is above the floor's, though not by a standard error; it still starts every class
+    # (starting at the floor would leave each class to move on 3-SE evidence of its own,
+    # which a few records never give: the rules lost on a held-out hospital that way).
+    truth, *_ = _oof(300, 1, seed=6)
+    k = list(Task().classes).index("164909002")  # LBBB
+    floor = _floor_decisions(truth)
+    engine = floor.copy()
+    sinus_only = truth[:, list(Task().classes).index("426783006")] & (truth.sum(axis=1) == 1)
+    engine[np.flatnonzero(truth[:, k])[0], k] = True
+    engine[np.flatnonzero(sinus_only)[0], k] = True
+    decisions = {FLOOR: floor, "m/own": engine}
+    contributions = {
+        key: _record_contributions(truth, binary, Task().classes, Task().scored)
+        for key, binary in decisions.items()
+    }
+    difference = contributions["m/own"] - contributions[FLOOR]
+    assert 0 < difference.sum() <= np.sqrt(len(difference)) * difference.std(ddof=1)
+    choice, _ = _model(choice="per_class", members=("m",))._choose(decisions, truth)
+    assert choice[k] == "m/own"
