@@ -39,7 +39,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -797,8 +797,6 @@ def plant_pattern(records, seed: int, code: str = PLANTED_CLASS) -> list:
     out) gets a 3 Hz, 0.6 mV wave for 1.5 s on V1-V3 at a random time and the label ``code``,
     a pattern the rules' measurements (RR, axis, intervals, voltages) do not read. Returns new
     records; the given ones are not changed."""
-    import dataclasses
-
     rng = np.random.default_rng(seed)
     out = []
     for i, record in enumerate(r for r in records if "164889003" not in r.labels):
@@ -808,7 +806,7 @@ def plant_pattern(records, seed: int, code: str = PLANTED_CLASS) -> list:
             start = int(rng.integers(0, signal.shape[1] - n))
             wave = 0.6 * np.sin(2 * np.pi * 3.0 * np.arange(n) / record.fs)
             signal[6:9, start : start + n] += wave.astype(signal.dtype)
-            record = dataclasses.replace(record, signal=signal, labels=(*record.labels, code))
+            record = replace(record, signal=signal, labels=(*record.labels, code))
         out.append(record)
     return out
 
