@@ -68,13 +68,14 @@ of their per-beat intervals over the analysed signal.
 The learned delineator
 ----------------------
 ``cnn`` is ``team_code.nn.delineator`` (a small 1-D U-Net labelling every sample of each
-lead none / P / QRS / T) with the weights given by ``--cnn-weights`` (default: the kit's
-shipped ones, trained on the 100 shared LUDB records, so its LUDB rows are in-sample; its
-QTDB rows are not). ``cnn-5fold`` scores every LUDB record with the fold model that never
-saw it (``--cnn-folds DIR``: ``folds.json`` and the weights written by ``python -m
-team_code.nn.delineator folds``); it has no QTDB rows. Both delineate every beat on every
-lead of the signal; their global boundaries per beat come from the leads by the kit's rule
-(``global_from_leads``), their intervals are the median over beats.
+lead none / P / QRS / T) with the weights given by ``--cnn-weights`` (default: the kit's,
+built from the 100 shared LUDB records (``team_code.nn.delineator.BUILD_COMMAND``), so its
+LUDB rows are in-sample; its QTDB rows are not). ``cnn-5fold`` scores every LUDB record with
+the fold model that never saw it (``--cnn-folds DIR``: ``folds.json`` and the weights
+written by ``python -m team_code.nn.delineator folds``); it has no QTDB rows. Both
+delineate every beat on every lead of the signal; their global boundaries per beat come
+from the leads by the kit's rule (``global_from_leads``), their intervals are the median
+over beats.
 
 Matching, sensitivity and positive predictivity
 -----------------------------------------------
@@ -709,7 +710,7 @@ def run_project(
 
 
 def _cnn_model(path):
-    """The learned delineator saved at ``path`` (None: the kit's shipped weights), loaded once."""
+    """The learned delineator saved at ``path`` (None: the kit's weights), loaded once."""
     from team_code.nn import delineator
 
     key = str(path)
@@ -1214,7 +1215,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--cnn-weights",
         type=Path,
         default=None,
-        help="weights of the 'cnn' method (default: the kit's shipped delineator)",
+        help="weights of the 'cnn' method (default: the kit's built delineator)",
     )
     p.add_argument(
         "--cnn-folds",

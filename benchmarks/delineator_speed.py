@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--ludb", type=Path, default=None)
     p.add_argument("--records", nargs="+", default=["1", "5", "7", "13", "22"])
     p.add_argument("--runs", type=int, default=11)
-    p.add_argument("--weights", type=Path, default=None, help="default: the shipped weights")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="default: the kit's (delineator.weights_path)"
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     model = d.load(args.weights)
     params = sum(v.numel() for v in model.parameters())
-    path = args.weights or d.WEIGHTS
+    path = args.weights or d.weights_path()
     print(
         f"delineator {path.name}: {params} parameters, {path.stat().st_size} bytes; "
         f"torch threads {torch.get_num_threads()}; median of {args.runs} runs"

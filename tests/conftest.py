@@ -45,6 +45,29 @@ def challenge_dir(shared_data) -> Path:
     return _need(shared_data / "challenge")
 
 
+@pytest.fixture(scope="session")
+def delineator_weights(shared_data, tmp_path_factory) -> Path:
+    """The learned delineator's weights built as users build them (its documented command on
+    the 100 shared LUDB records, about 2.5 minutes on one thread; they are not kept in git),
+    and ``$ECG_KIT_DELINEATOR_WEIGHTS`` naming them for the session."""
+    import torch
+
+    from team_code.nn import delineator
+
+    out = tmp_path_factory.mktemp("delineator") / "delineator.safetensors"
+    threads = torch.get_num_threads()
+    try:
+        code = delineator.main(
+            ["train", "--ludb", str(_need(shared_data / "ludb")), "--out", str(out)]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and out.is_file()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(delineator.WEIGHTS_ENV, str(out))
+        yield out
+
+
 #: The synthetic stand-in for challenge/: (name prefix, sampling rate in Hz) of each source, so
 #: that record_source finds four sources, one of them at INCART's 257 Hz.
 SYNTHETIC_SOURCES = (("A", 500), ("E", 500), ("HR", 500), ("I", 257))

@@ -62,9 +62,9 @@ def _measurement_key(config: FeatureConfig) -> tuple[dict, tuple[str, ...]]:
     settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
     if config.delineator == "wavelet":
         return settings, MEASUREMENT_CODE
-    from team_code.nn.delineator import WEIGHTS
+    from team_code.nn.delineator import weights_path
 
-    settings["delineator_weights"] = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
+    settings["delineator_weights"] = hashlib.sha256(weights_path().read_bytes()).hexdigest()[:16]
     return settings, (*MEASUREMENT_CODE, "team_code.nn.delineator")
 
 

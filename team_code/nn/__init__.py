@@ -10,7 +10,7 @@
 - :mod:`team_code.nn.distributed`: the ``torchrun`` environment, process group, rank-0 helpers;
 - :mod:`team_code.nn.layers`: grouped layers (``GroupedLinear``);
 - :mod:`team_code.nn.delineator`: a small learned wave delineator (one lead in, none / P /
-  QRS / T per sample out), its training command and shipped weights.
+  QRS / T per sample out), its training command and the weights it builds.
 
 Nothing here runs at import time; every submodule imports torch.
 """

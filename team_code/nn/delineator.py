@@ -20,18 +20,22 @@ Training (:func:`train`, ``python -m team_code.nn.delineator train``) reads LUDB
 marks, labels each lead's annotated span only (the loss ignores the rest of the 10 s), and
 augments every crop (gain, baseline wander, white noise, a random time shift of the crop);
 it is deterministic given the seed on one thread. ``folds`` trains one model per record
-fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``). The kit ships
-the weights trained on the 100 shared LUDB records (:data:`WEIGHTS`, :func:`load`); nothing
-is ever downloaded. ``features.measure`` and the rules keep the wavelet delineation unless
-``FeatureConfig.delineator`` (``--set rules.delineator=cnn``) asks for this one.
+fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``). The kit's
+weights are built from the 100 shared LUDB records by :data:`BUILD_COMMAND` into
+:data:`WEIGHTS` (or the file ``$ECG_KIT_DELINEATOR_WEIGHTS`` names; :func:`weights_path`);
+they are not kept in git, and nothing is ever downloaded. ``features.measure`` and the rules
+keep the wavelet delineation unless ``FeatureConfig.delineator``
+(``--set rules.delineator=cnn``) asks for this one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -51,6 +55,9 @@ __all__ = [
     "FS",
     "CLASSES",
     "WEIGHTS",
+    "WEIGHTS_ENV",
+    "BUILD_COMMAND",
+    "weights_path",
     "NetConfig",
     "PostConfig",
     "TrainConfig",
@@ -71,7 +78,16 @@ CLASSES: tuple[str, ...] = ("none", "P", "QRS", "T")
 NONE, P, QRS, T = range(4)
 IGNORE = -1  #: label of samples outside a lead's annotated span (no loss there)
 MIN_SCALE_MV = 0.01  #: a lead's robust amplitude is at least this (flat leads stay near 0)
-WEIGHTS = Path(__file__).with_name("delineator.safetensors")  #: shipped weights
+#: Where the kit's weights are built by default (git-ignored: built by
+#: :data:`BUILD_COMMAND`, never committed or downloaded); ``$ECG_KIT_DELINEATOR_WEIGHTS``
+#: names another file.
+WEIGHTS = Path(__file__).with_name("delineator.safetensors")
+WEIGHTS_ENV = "ECG_KIT_DELINEATOR_WEIGHTS"
+#: How the default weights are built from the shared LUDB records (2.4 min on one thread).
+BUILD_COMMAND = (
+    "python -m team_code.nn.delineator train --ludb ../shared/data/ludb "
+    "--out team_code/nn/delineator.safetensors"
+)
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 
 
@@ -176,13 +192,26 @@ def save(model: SegmentNet, path: str | Path, facts: dict | None = None) -> None
     tmp.replace(path)
 
 
+def weights_path() -> Path:
+    """The kit's weights: ``$ECG_KIT_DELINEATOR_WEIGHTS`` if set, else :data:`WEIGHTS`; an
+    error names the file and how to build it."""
+    named = os.environ.get(WEIGHTS_ENV, "")
+    path = Path(named) if named else WEIGHTS
+    if not path.is_file():
+        where = f"${WEIGHTS_ENV}" if named else "the default place"
+        raise FileNotFoundError(
+            f"delineator weights not found: {path} ({where}); build them with {BUILD_COMMAND}"
+        )
+    return path
+
+
 def load(path: str | Path | None = None) -> SegmentNet:
-    """The network saved at ``path`` (default: the shipped :data:`WEIGHTS`), batch
+    """The network saved at ``path`` (default: the kit's, :func:`weights_path`), batch
     normalisation folded in, in eval mode. Never downloads."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(path) if path is not None else WEIGHTS
+    path = Path(path) if path is not None else weights_path()
     if not path.is_file():
         raise FileNotFoundError(f"delineator weights not found: {path}")
     with safe_open(str(path), framework="pt") as f:
@@ -430,7 +459,7 @@ def delineate_record(
     Args:
         x: (n_leads, n) ECG in mV.
         fs: its sampling rate in Hz.
-        model: a loaded :class:`SegmentNet` (default: the shipped weights, :func:`load`).
+        model: a loaded :class:`SegmentNet` (default: the kit's weights, :func:`weights_path`).
         config: post-processing settings.
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
@@ -445,13 +474,14 @@ def delineate_record(
     return segments_to_beats(labels, y, FS, config, scale=float(fs) / FS, usable=usable)
 
 
-_SHIPPED: list[SegmentNet] = []
-
-
 def _shipped() -> SegmentNet:
-    if not _SHIPPED:
-        _SHIPPED.append(load())
-    return _SHIPPED[0]
+    """The kit's network, loaded once per weights file."""
+    return _loaded(str(weights_path()))
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(path: str) -> SegmentNet:
+    return load(path)
 
 
 # --------------------------------------------------------------------------- training data

@@ -51,7 +51,7 @@ def test_cnn_without_the_learned_delineator_names_the_record():
         measure_record(rec, CNN)
 
 
-def test_the_rules_option_reaches_the_measurements_and_their_cache_key():
+def test_the_rules_option_reaches_the_measurements_and_their_cache_key(delineator_weights):
     config = build_config(RulesClassifier, {"delineator": "cnn"})
     assert RulesClassifier(config)._feature_config() == CNN
     assert RulesClassifier(RulesClassifier.Config())._feature_config().delineator == "wavelet"
@@ -67,7 +67,9 @@ def test_the_default_never_runs_the_learned_delineator(record):
     assert not _changed(default, passed)
 
 
-def test_cnn_takes_the_networks_intervals_and_changes_nothing_else(record, one_thread):
+def test_cnn_takes_the_networks_intervals_and_changes_nothing_else(
+    record, delineator_weights, one_thread
+):
     from team_code.nn.delineator import delineate_record
 
     default = measure_record(record).values

@@ -1,5 +1,5 @@
 """The learned delineator (team_code.nn.delineator): network shapes, post-processing of a
-known segment mask, LUDB labels, seeded training, the shipped weights on a synthetic record
+known segment mask, LUDB labels, seeded training, the built weights on a synthetic record
 and, with the shared data, on LUDB records."""
 
 from __future__ import annotations
@@ -161,10 +161,17 @@ def test_bad_input_is_named(tmp_path):
         d.load_ludb(tmp_path, ["999"])
 
 
-def test_shipped_weights_find_qrs_on_every_synthetic_beat(one_thread):
+def test_missing_weights_name_the_build_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(d.WEIGHTS_ENV, str(tmp_path / "none.safetensors"))
+    with pytest.raises(FileNotFoundError, match=r"none.safetensors.*python -m team_code.nn"):
+        d.delineate_record(np.zeros((12, 5000)), 500.0)
+
+
+def test_built_weights_find_qrs_on_every_synthetic_beat(delineator_weights, one_thread):
     from team_code.data.synth import RecordSpec, synthesize
 
-    assert d.WEIGHTS.is_file() and d.WEIGHTS.stat().st_size < 1_000_000
+    assert d.weights_path() == delineator_weights
+    assert delineator_weights.stat().st_size < 1_000_000
     x, truth = synthesize(RecordSpec(heart_rate_bpm=72.0), fs=500, duration_s=10, seed=1)
     out = d.delineate_record(x, 500.0)
     r_found = np.array([ld.r_index for ld in out])
@@ -177,9 +184,9 @@ def test_shipped_weights_find_qrs_on_every_synthetic_beat(one_thread):
     assert len(out) <= len(truth["r_peaks"]) + 1  # nothing else taken for a QRS
 
 
-def test_shipped_weights_on_ludb_records(shared_data, one_thread):
-    """QRS F1 of the shipped model lead by lead on a few LUDB records. These records were in
-    its training set (it was trained on all 100 shared LUDB records): the test checks the
+def test_built_weights_on_ludb_records(shared_data, delineator_weights, one_thread):
+    """QRS F1 of the built model lead by lead on a few LUDB records. These records were in
+    its training set (it is trained on all 100 shared LUDB records): the test checks the
     loading, the network and the post-processing path, not generalisation (the benchmark's
     ``cnn-5fold`` rows do that)."""
     from benchmarks import delineation as bench
