@@ -1,4 +1,4 @@
-"""cwt_googlenet's mosaics on the device, channels_last on CUDA, batch sizes chosen for the
+"""cwt_googlenet's mosaics on the device, channels_last, batch sizes chosen for the
 device: each checked on the CPU (CUDA-only behaviour through a faked device)."""
 
 from __future__ import annotations
@@ -131,26 +131,34 @@ def conv_weight(network) -> torch.Tensor:
     return network.net.conv1.conv.weight
 
 
-def test_channels_last_converts_on_cuda_and_changes_nothing_on_the_cpu(trained, records):
+def test_channels_last_converts_on_every_device_and_changes_no_output(trained, records):
     assert trained.train_config().channels_last  # GoogLeNet asks for it
-    network = copy.deepcopy(trained.network_)
+    network = copy.deepcopy(trained.network_).to(memory_format=torch.contiguous_format)
     images = torch.from_numpy(np.stack(list(trained.inputs(records.subset(range(4))))))
     with torch.no_grad():
         before = network(images)
     config = TrainConfig(channels_last=True)
-    memory_format(network, torch.device("cpu"), config)  # the CPU: nothing changes
-    assert conv_weight(network).is_contiguous()
-    memory_format(network, CUDA, config)  # the layout CUDA gets (converted here on the CPU)
-    weight = conv_weight(network)
-    assert weight.is_contiguous(memory_format=torch.channels_last)
-    assert not weight.is_contiguous()
-    with torch.no_grad():
-        np.testing.assert_allclose(network(images).numpy(), before.numpy(), atol=1e-4)
-    memory_format(network, torch.device("cpu"), config)  # back to the CPU's layout
-    assert conv_weight(network).is_contiguous()
+    for device in (torch.device("cpu"), CUDA):  # CUDA's layout, converted here on the CPU
+        moved = copy.deepcopy(network)
+        memory_format(moved, device, config)
+        weight = conv_weight(moved)
+        assert weight.is_contiguous(memory_format=torch.channels_last)
+        assert not weight.is_contiguous()
+        with torch.no_grad():
+            np.testing.assert_allclose(moved(images).numpy(), before.numpy(), atol=1e-4)
     untouched = copy.deepcopy(network)
     memory_format(untouched, CUDA, TrainConfig(channels_last=False))  # not asked: no change
     assert conv_weight(untouched).is_contiguous()
+
+
+def test_a_loaded_network_predicts_in_channels_last(trained, records, tmp_path):
+    """The saved weights are layout-free; prediction lays a loaded network out as asked."""
+    trained.save(tmp_path / "m")
+    loaded = CWTGoogLeNetClassifier.load(tmp_path / "m")
+    assert conv_weight(loaded.network_).is_contiguous()
+    scores = loaded.predict_proba(records.subset(range(3)))
+    assert conv_weight(loaded.network_).is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(scores, trained.predict_proba(records.subset(range(3))), atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
