@@ -2,10 +2,12 @@
 """Seconds per record of the hybrid's inference at the engines' default (paper) sizes.
 
     python -m benchmarks.inference [--data DIR] [--records 30] [--threads 2] [--beat-data DIR]
+        [--preset paper|cpu]
 
 The hybrid and its members are fitted briefly on a few records (one epoch: inference time
-does not depend on how well the weights are trained, only on the networks' sizes, which stay
-at their defaults: parallel_cnn 12 x 10,000 samples, GoogLeNet at 224 px), then each 10-s
+does not depend on how well the weights are trained, only on the networks' sizes: the ``paper``
+preset's by default, parallel_cnn 12 x 10,000 samples, GoogLeNet at 224 px; ``--preset cpu``
+gives the sizes a training without a GPU uses), then each 10-s
 record is classified alone, as ``run_model.py`` would, and the median over records is printed
 for the hybrid and each member: wall-clock seconds, and the process's CPU seconds (with one
 thread, the CPU time is the record's cost even while other work shares the machine).
@@ -19,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from team_code.classifiers.hybrid import HybridClassifier, HybridConfig
+from team_code.classifiers.hybrid import HybridClassifier
 from team_code.context import IN_MEMORY, Task
 from team_code.data.records import RecordSet
+from team_code.options import configure
+from team_code.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,13 @@ def main(argv=None) -> int:
     parser.add_argument("--records", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beat-data", default="")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="paper",
+        help="the engines' sizes: paper (default, as trained on a GPU) or cpu (as trained "
+        "without one)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -42,13 +53,14 @@ def main(argv=None) -> int:
     test_set = [records[i] for i in ten_s[1 : 2 * args.records : 2]]
     members = ("rules", "parallel_cnn", "cwt_googlenet") + (("beats",) if args.beat_data else ())
     options = {
-        "rules": {"tune": False},
-        "parallel_cnn": {"epochs": 1},
-        "cwt_googlenet": {"epochs": 1, "pretrained_weights": "none"},
+        "hybrid": {"members": ",".join(members), "n_folds": "2", "early_drop_folds": "0"},
+        "rules": {"tune": "false"},
+        "parallel_cnn": {"epochs": "1"},
+        "cwt_googlenet": {"epochs": "1", "pretrained_weights": "none"},
     }
     if args.beat_data:
-        options["beats"] = {"beat_data": (args.beat_data,), "epochs": 1, "max_beats": 2000}
-    config = HybridConfig(members=members, n_folds=2, member_options=options)
+        options["beats"] = {"beat_data": args.beat_data, "epochs": "1", "max_beats": "2000"}
+    config = configure(["hybrid"], options, args.preset)["hybrid"]
     model = HybridClassifier(config).fit(fit_set, Task(), IN_MEMORY)
     model.predict_proba(test_set[:1])  # warm-up: lazy imports, filter banks
     seconds = {name: [] for name in [*model.members_, "hybrid"]}
@@ -64,7 +76,10 @@ def main(argv=None) -> int:
         for name, member in model.members_.items():
             timed(name, member, record)
         timed("hybrid", model, record)
-    print(f"{len(test_set)} ten-second 12-lead records, one at a time, {args.threads} threads")
+    print(
+        f"{len(test_set)} ten-second 12-lead records, one at a time, {args.threads} threads, "
+        f"preset {args.preset}"
+    )
     print(f"{'model':<14} {'median s':>9} {'max s':>7} {'median CPU s':>13}")
     for name, values in seconds.items():
         print(
