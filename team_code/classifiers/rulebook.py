@@ -112,18 +112,35 @@ _SINUS = {
 
 
 def _rbbb_shape(c: Context) -> float:
-    """Terminal QRS forces rightward and anterior: rsr', rsR' or rSR' in V1 (an r' or a
-    positive end of QRS), slurred terminal S in I and V6."""
-    v1 = max(c.above("V1_term_mv", "rbbb_v1_term_mv"), c.above("V1_rprime_mv", "rbbb_rprime_mv"))
+    """Terminal QRS forces rightward and anterior: rsr', rsR' or rSR' in V1 or V2 (an r' in
+    either, or a positive end of QRS in V1), slurred terminal S in I and V6."""
+    v1 = max(
+        c.above("V1_term_mv", "rbbb_v1_term_mv"),
+        c.above("V1_rprime_mv", "rbbb_rprime_mv"),
+        c.above("V2_rprime_mv", "rbbb_rprime_mv"),
+    )
     lateral = max(
         c.below("I_term_mv", "rbbb_lat_term_mv"), c.below("V6_term_mv", "rbbb_lat_term_mv")
     )
     return v1 * lateral
 
 
+#: The QRS duration of the right bundle branch block rules: ``qrs_ms`` lengthened to the end
+#: of the terminal deflection in V1 and V2 where the common QRS offset cuts it short (the
+#: broad terminal R' of V1; :func:`team_code.dsp.features.terminal_end`).
+_RBBB_WIDTH = "qrs_terminal_ms"
+
+
+def _rbbb_width(c: Context, op: str, name: str) -> float:
+    """Graded ``QRS width op threshold`` on :data:`_RBBB_WIDTH` (``qrs_ms`` where that was
+    not measured, as in measurements made before it existed)."""
+    key = _RBBB_WIDTH if math.isfinite(c.value(_RBBB_WIDTH)) else "qrs_ms"
+    return c.above(key, name) if op == ">" else c.below(key, name)
+
+
 _RBBB_SHAPE = {
     "rbbb_v1_term_mv": _t(0.05, 0.05, -0.1, 0.3, "mV"),
-    "rbbb_rprime_mv": _t(0.15, 0.04, 0.05, 0.4, "mV", f"r' in V1 ({_PART3}); size: bounds"),
+    "rbbb_rprime_mv": _t(0.15, 0.04, 0.05, 0.4, "mV", f"r' in V1 or V2 ({_PART3}); size: bounds"),
     "rbbb_lat_term_mv": _t(-0.02, 0.04, -0.15, 0.05, "mV"),
 }
 
@@ -284,22 +301,23 @@ def _build_rules() -> list[Rule]:
         Rule(
             "CRBBB|RBBB",
             "713427006",
-            "Complete right bundle branch block: QRS >= 120 ms; rsr', rsR' or rSR' in V1/V2 "
-            "(positive terminal QRS in V1); S wave longer than R or > 40 ms in I and V6 "
+            "Complete right bundle branch block: QRS >= 120 ms (to the end of the terminal "
+            "deflection in V1 and V2); rsr', rsR' or rSR' in V1/V2 (an r' in V1 or V2, or a "
+            "positive terminal QRS in V1); S wave longer than R or > 40 ms in I and V6 "
             f"({_PART3}; Minnesota code 7-2-1).",
             {
                 **_qrs_wide("rbbb_qrs_ms", 120.0, 110.0, 120.0, f"120 ms ({_PART3})"),
                 **_RBBB_SHAPE,
             },
             "rbbb_qrs_ms",
-            lambda c: c.above("qrs_ms", "rbbb_qrs_ms") * _rbbb_shape(c),
+            lambda c: _rbbb_width(c, ">", "rbbb_qrs_ms") * _rbbb_shape(c),
         ),
         Rule(
             "IRBBB",
             "713426002",
-            "Incomplete right bundle branch block: RBBB morphology (rsr' in V1, terminal S in I "
-            f"and V6) with QRS 110-119 ms in adults, 90-100 ms in children ({_PART3}; "
-            "Minnesota code 7-3).",
+            "Incomplete right bundle branch block: RBBB morphology (rsr' in V1 or V2, terminal "
+            "S in I and V6) with QRS 110-119 ms in adults, 90-100 ms in children (to the end of "
+            f"the terminal deflection in V1 and V2; {_PART3}; Minnesota code 7-3).",
             {
                 **_qrs_wide(
                     "irbbb_qrs_lo_ms", 110.0, 90.0, 110.0, f"110 ms; 90 ms children ({_PART3})"
@@ -309,8 +327,8 @@ def _build_rules() -> list[Rule]:
             },
             "irbbb_qrs_lo_ms",
             lambda c: (
-                c.above("qrs_ms", "irbbb_qrs_lo_ms")
-                * c.below("qrs_ms", "irbbb_qrs_hi_ms")
+                _rbbb_width(c, ">", "irbbb_qrs_lo_ms")
+                * _rbbb_width(c, "<", "irbbb_qrs_hi_ms")
                 * _rbbb_shape(c)
             ),
         ),

@@ -43,7 +43,13 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
 Per-lead keys are ``<lead>_<measure>`` with measures ``r_mv``, ``s_mv``, ``q_mv``, ``q_ms``,
 ``rprime_mv``, ``qrs_area_mvms``, ``qrs_pp_mv``, ``term_mv`` (mean of the last 40 ms of the
 QRS), ``st_mv`` (J + 60 ms), ``t_mv`` (signed T amplitude at the T peak), ``p_mv`` (signed P
-amplitude at the P peak); amplitudes are referred to the PR-segment level. The per-lead
+amplitude at the P peak), ``qrs_end_ms`` (QRS onset to the end of the lead's terminal
+deflection: the common QRS offset, or later where the lead is still far from its baseline
+there, :func:`terminal_end`); amplitudes are referred to the PR-segment level. ``rprime_mv``
+is the r' or R' of rsr', rsR', rSR' or a notched R, read up to the lead's terminal end
+(:func:`rprime_mv`). ``qrs_terminal_ms`` is ``qrs_ms`` lengthened to the latest terminal end
+of V1 and V2 (:data:`TERMINAL_LEADS`): the width the right bundle branch block rules read,
+where the common offset falls on V1's broad terminal R'. The per-lead
 delineation adds ``<lead>_<measure>`` for ``LEAD_BOUNDARY_MEASURES``: ``lead_qrs_ms`` (the
 lead's own QRS duration), ``lead_qt_ms`` (its QRS onset to its T end), ``lead_t_mv`` and
 ``lead_p_mv`` (signed amplitudes at the lead's own T and P peaks), ``lead_q_ms`` (the Q
@@ -90,6 +96,9 @@ __all__ = [
     "p_waves_present",
     "DELINEATORS",
     "LearnedDelineator",
+    "TERMINAL_LEADS",
+    "rprime_mv",
+    "terminal_end",
 ]
 
 #: Where the intervals come from (``FeatureConfig.delineator``): the wavelet delineation of
@@ -129,7 +138,12 @@ LEAD_MEASURES: tuple[str, ...] = (
     "st_mv",
     "t_mv",
     "p_mv",
+    "qrs_end_ms",
 )
+
+#: Leads whose terminal QRS deflection sets ``qrs_terminal_ms`` (the r' of right bundle
+#: branch block is read in V1 and V2: AHA/ACCF/HRS part III, Surawicz 2009).
+TERMINAL_LEADS: tuple[str, ...] = ("V1", "V2")
 
 #: Measures of each lead's own delineation (see the module docstring).
 LEAD_BOUNDARY_MEASURES: tuple[str, ...] = (
@@ -260,6 +274,71 @@ def _limb_leads(x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
     return dict(zip(DERIVED_LIMB_LEADS, rows, strict=True))
 
 
+#: A lead still this far from its baseline at the common QRS offset (fraction of its QRS
+#: peak-to-peak) has a terminal deflection the offset cut short (:func:`terminal_end`).
+TERMINAL_OPEN_FRACTION = 0.2
+#: The terminal deflection ends where the lead is back within this fraction of its QRS
+#: peak-to-peak of the baseline, or where its slope falls below this fraction of the
+#: lead's steepest QRS slope after its descent.
+TERMINAL_END_FRACTION = 0.1
+#: How far past the common QRS offset a terminal deflection is followed (ms).
+TERMINAL_MAX_MS = 100.0
+#: A second positive QRS wave (r') must stand this far above the dip before it (mV).
+RPRIME_DIP_MV = 0.05
+
+
+def terminal_end(y: np.ndarray, on: int, off: int, fs: float) -> int:
+    """Sample where the terminal QRS deflection of one lead ends: ``off`` (the common QRS
+    offset) unless the lead is still far from its baseline there (more than
+    :data:`TERMINAL_OPEN_FRACTION` of its QRS peak-to-peak, as where the offset falls on the
+    broad terminal R' of right bundle branch block in V1); then the deflection is followed
+    past its extreme until the lead is back within :data:`TERMINAL_END_FRACTION` of its
+    peak-to-peak of the baseline or its slope, having risen on the way back, falls below that
+    fraction of the lead's steepest QRS slope, at most :data:`TERMINAL_MAX_MS` past ``off``.
+
+    Args:
+        y: one lead of the average beat, referred to its PR-segment level (mV).
+        on, off: the common QRS onset and offset (samples of ``y``).
+    """
+    w = y[on : off + 1]
+    pp = float(w.max() - w.min()) if w.size else 0.0
+    if pp <= 0 or abs(float(y[off])) <= TERMINAL_OPEN_FRACTION * pp:
+        return off
+    last = min(y.size - 1, off + _n(TERMINAL_MAX_MS, fs))
+    sign = 1.0 if y[off] > 0 else -1.0
+    seg = sign * y[off : last + 1]
+    k = int(np.argmax(seg))  # the extreme of the open deflection
+    slope = np.abs(np.gradient(y))
+    steep = float(slope[on : off + 1].max())
+    rising = False
+    for j in range(off + k, last + 1):
+        if sign * y[j] <= TERMINAL_END_FRACTION * pp:
+            return j
+        if slope[j] >= TERMINAL_END_FRACTION * steep:
+            rising = True
+        elif rising:
+            return j
+    return last
+
+
+def rprime_mv(w: np.ndarray) -> float:
+    """Amplitude of r' (or R'): the largest positive QRS wave that follows an earlier positive
+    wave across a dip of at least :data:`RPRIME_DIP_MV` below both (rsr', rsR', rSR' or a
+    notched R: AHA/ACCF/HRS part III); both waves at least :data:`RPRIME_DIP_MV` above the
+    baseline. 0 where the QRS ``w`` (referred to the PR level) has no second positive wave."""
+    if w.size < 3:
+        return 0.0
+    interior = np.flatnonzero((w[1:-1] > w[:-2]) & (w[1:-1] >= w[2:])) + 1
+    peaks = [int(k) for k in interior if w[k] >= RPRIME_DIP_MV]
+    best = 0.0
+    for i, b in enumerate(peaks):
+        for a in peaks[:i]:
+            if min(w[a], w[b]) - float(w[a : b + 1].min()) >= RPRIME_DIP_MV:
+                best = max(best, float(w[b]))
+                break
+    return best
+
+
 def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> dict:
     """Per-lead amplitudes on the average beat (see the module docstring)."""
     out: dict = {}
@@ -288,24 +367,35 @@ def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> d
             q_ms = (k_q + (up[0] if up.size else before.size - k_q)) * 1e3 / fs
         after = w[k_max:]
         s_mv = min(0.0, float(after.min())) if after.size else 0.0
-        k_s = k_max + int(np.argmin(after)) if after.size else k_max
-        rprime = max(0.0, float(w[k_s:].max())) if s_mv < -0.05 else 0.0
+        end = terminal_end(y[i], on, off, fs)
         out.update(
             {
                 f"{lead}_r_mv": r_mv,
                 f"{lead}_s_mv": s_mv,
                 f"{lead}_q_mv": q_mv,
                 f"{lead}_q_ms": q_ms,
-                f"{lead}_rprime_mv": rprime,
+                f"{lead}_rprime_mv": rprime_mv(y[i, on : end + 1]),
                 f"{lead}_qrs_area_mvms": float(w.sum() * 1e3 / fs),
                 f"{lead}_qrs_pp_mv": float(w.max() - w.min()),
                 f"{lead}_term_mv": float(w[-n_term:].mean()),
                 f"{lead}_st_mv": float(y[i, j60]),
                 f"{lead}_t_mv": float(y[i, int(d.t_peak)]) if math.isfinite(d.t_peak) else nan,
                 f"{lead}_p_mv": float(y[i, int(d.p_peak)]) if math.isfinite(d.p_peak) else nan,
+                f"{lead}_qrs_end_ms": (end - on) * 1e3 / fs,
             }
         )
     return out
+
+
+def _terminal_qrs_ms(values: dict) -> float:
+    """``qrs_ms`` lengthened to the latest end of the terminal deflection in
+    :data:`TERMINAL_LEADS` (``<lead>_qrs_end_ms``; never shorter than ``qrs_ms``)."""
+    ends = [values.get(f"{lead}_qrs_end_ms", math.nan) for lead in TERMINAL_LEADS]
+    ends = [e for e in ends if math.isfinite(e)]
+    qrs_ms = values.get("qrs_ms", math.nan)
+    if not math.isfinite(qrs_ms):
+        return math.nan
+    return max([qrs_ms, *ends])
 
 
 def p_waves_present(values: dict, config: FeatureConfig | None = None) -> bool:
@@ -612,6 +702,7 @@ def measure(
         values.update(
             _learned_measures(x, fs, whole, rows, rr_s, p_present, learned, config, notes)
         )
+    values["qrs_terminal_ms"] = _terminal_qrs_ms(values)
     values["qrs_axis_deg"] = _axis(values, "qrs_area_mvms")
     values["p_axis_deg"] = _axis(values, "p_mv")
     values["t_axis_deg"] = _axis(values, "t_mv")
