@@ -27,7 +27,15 @@ Usage::
 
     python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
         [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
-        [--skip-af]
+        [--skip-af] [--outputs FILE.npz]
+    python -m benchmarks.rules --combine RUN.npz RUN.npz ...
+
+``--outputs`` keeps the nested protocol's decisions per record and each split's inner scores.
+``--combine`` makes one nested choice across such runs, made by different versions of the
+code (a measurement or rule book change is a variant that options cannot express): for each
+held-out source the run whose chosen variant scored best on the inner leave one source out
+(the training sources alone; ties: the first run named) gives that source's decisions. The
+estimate counts every variant of every run.
 
 ``--data`` is the shared data folder (``$ECG_KIT_DATA`` or ``<repo>/../shared/data``).
 Every record is measured once (``--cache FILE`` keeps the measurements between runs, keyed by
@@ -73,6 +81,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conventions", action="store_true", help="print the conventions table")
     parser.add_argument("--skip-af", action="store_true", help="skip the CPSC 2021 AF table")
     parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument(
+        "--outputs", type=Path, help="nested protocol: its decisions per record (.npz)"
+    )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="RUN.npz",
+        help="one nested choice across the --outputs of runs of different code",
+    )
     return parser
 
 
@@ -259,6 +277,68 @@ def nested_loso(records, values, sources, digests, truth, classes, variants, opt
     return {"binary": binary, "floor": floor, "chosen": chosen}
 
 
+def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict) -> None:
+    """The nested protocol's decisions per record, the floor's, and each split's inner scores
+    (the input of :func:`combine_nested`)."""
+    np.savez_compressed(
+        path,
+        names=np.asarray(names),
+        truth=truth,
+        classes=np.asarray(classes),
+        binary=nested["binary"],
+        floor=nested["floor"],
+        chosen=json.dumps(nested["chosen"]),
+        variants=json.dumps(variants),
+    )
+
+
+def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
+    """One nested choice across runs of :func:`nested_loso` saved by :func:`save_nested`: per
+    held-out source, the run whose chosen variant scored best on the inner leave one source
+    out (ties: the first run) gives that source's decisions. Runs must hold the same records,
+    labels and classes. Returns the report, each source's pick, the count of variants and
+    the combined decisions (``binary``)."""
+    from benchmarks.challenge import print_source_report, source_report
+    from team_code.data.records import record_source
+
+    runs = [np.load(p) for p in paths]
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        for key in ("names", "truth", "classes", "floor"):
+            if not np.array_equal(run[key], first[key]):
+                raise SystemExit(f"{path}: its {key} differ from {paths[0]}'s; not comparable")
+    names = first["names"].tolist()
+    sources = np.array([record_source(n) for n in names])
+    binary = np.zeros_like(first["binary"])
+    picks = {}
+    for source in dict.fromkeys(sources.tolist()):
+        best, best_score = 0, -np.inf
+        for r, run in enumerate(runs):
+            entry = json.loads(str(run["chosen"]))[source]
+            score = entry["inner"][entry["chosen"]]
+            if score > best_score:
+                best, best_score = r, score
+        rows = sources == source
+        binary[rows] = runs[best]["binary"][rows]
+        entry = json.loads(str(runs[best]["chosen"]))[source]
+        picks[source] = {"run": str(paths[best]), "variant": entry["chosen"], "inner": best_score}
+        print(
+            f"[combined, held out {source}] {paths[best]}: {entry['chosen']} "
+            f"(inner {best_score:.3f})"
+        )
+    n_variants = sum(len(json.loads(str(run["variants"]))) for run in runs)
+    report = source_report(
+        names,
+        first["truth"],
+        {"prevalence": first["floor"], "rules (nested choice)": binary},
+        first["classes"].tolist(),
+        n_boot=n_boot,
+        seed=seed,
+    )
+    print_source_report(f"nested loso ({n_variants} variants in {len(runs)} runs)", report)
+    return {"by_source": report, "picks": picks, "variants": n_variants, "binary": binary}
+
+
 def rules_tables(args) -> dict:
     """Table 1: prevalence and rules per protocol, per source and per class."""
     from benchmarks.challenge import default_folders, load_pool, print_source_report, source_report
@@ -304,6 +384,8 @@ def rules_tables(args) -> dict:
                 "variants": variants,
                 "chosen": nested["chosen"],
             }
+            if args.outputs:
+                save_nested(args.outputs, records.names, truth, classes, nested, variants)
             continue
         else:
             raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested)")
@@ -422,6 +504,12 @@ def af_table(data: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the tables."""
+    if args.combine:
+        report = combine_nested(args.combine, args.bootstrap, args.seed)
+        del report["binary"]
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, default=_nan_none))
+        return 0
     report = rules_tables(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=_nan_none))

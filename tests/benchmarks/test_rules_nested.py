@@ -44,3 +44,42 @@ def test_the_held_out_source_takes_no_part_in_the_choice(three_sources):
     assert second["chosen"]["Q"] == first["chosen"]["Q"]
     assert second["chosen"]["Q"]["inner"] == pytest.approx(first["chosen"]["Q"]["inner"])
     np.testing.assert_array_equal(second["binary"][q], first["binary"][q])
+
+
+def test_runs_of_different_code_combine_into_one_nested_choice(three_sources, tmp_path):
+    """Each held-out source takes its decisions from the run whose chosen variant scored best
+    on that split's inner loop; the variants of every run are counted."""
+    records, values, sources, digests, truth, task, _ = three_sources
+    classes = list(task.classes)
+    names = list(records.names)
+    runs = {
+        "shipped": {"shipped": {}},
+        "half": {"half": {"decision": "half", "tune": "false"}, "none": {"tune": "false"}},
+    }
+    nested = {}
+    for run, variants in runs.items():
+        nested[run] = bench.nested_loso(
+            records, values, sources, digests, truth, classes, variants, {}
+        )
+        bench.save_nested(tmp_path / f"{run}.npz", names, truth, classes, nested[run], variants)
+    combined = bench.combine_nested([tmp_path / "shipped.npz", tmp_path / "half.npz"], n_boot=20)
+    assert combined["variants"] == 3
+    sources = np.array(sources)
+    for source, pick in combined["picks"].items():
+        inner = {
+            r: n["chosen"][source]["inner"][n["chosen"][source]["chosen"]]
+            for r, n in nested.items()
+        }
+        best = "shipped" if inner["shipped"] >= inner["half"] else "half"
+        assert pick["run"].endswith(f"{best}.npz")
+        assert pick["inner"] == pytest.approx(inner[best])
+        assert pick["variant"] == nested[best]["chosen"][source]["chosen"]
+        rows = sources == source
+        np.testing.assert_array_equal(combined["binary"][rows], nested[best]["binary"][rows])
+    assert {r["source"] for r in combined["by_source"]["rows"]} == {*combined["picks"], "pooled"}
+
+    other = dict(np.load(tmp_path / "half.npz"))
+    other["truth"] = ~other["truth"]
+    np.savez_compressed(tmp_path / "other.npz", **other)
+    with pytest.raises(SystemExit, match="truth differ"):
+        bench.combine_nested([tmp_path / "shipped.npz", tmp_path / "other.npz"], n_boot=20)
