@@ -7,7 +7,9 @@ at :data:`FS` Hz, band-limited (0.5 Hz Butterworth high-pass, 40 Hz low-pass: th
 :data:`MIN_SCALE_MV`), and labels every sample with one of :data:`CLASSES`.
 
 Post-processing (:func:`segments_to_beats`) turns each lead's label runs into per-lead
-onsets, peaks and offsets per beat: a beat is a stretch where at least a quorum of the leads
+onsets, peaks and offsets per beat: first a gap of up to 40 ms labelled ``none`` inside a P
+wave is filled (:func:`close_gaps`; ``PostConfig.close_ms``), so that a P wave the network
+splits keeps its onset; a beat is a stretch where at least a quorum of the leads
 label QRS; each lead's QRS run is the one overlapping the beat, its P the last P run between
 the previous beat and this one, its T the first T run between this beat and the next. A P
 wave found on fewer than the quorum of leads is no P wave (no lead and no global boundary
@@ -19,13 +21,17 @@ latest offset among the leads within 3 MAD of their median), anchored on the lea
 Training (:func:`train`, ``python -m team_code.nn.delineator train``) reads LUDB's per-lead
 marks, labels each lead's annotated span only (the loss ignores the rest of the 10 s), and
 augments every crop (gain, baseline wander, white noise, a random time shift of the crop);
-it is deterministic given the seed on one thread. ``folds`` trains one model per record
-fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``). The kit's
-weights are built from the 100 shared LUDB records by :data:`BUILD_COMMAND` into
+it is deterministic given the seed on one thread. Options compared and not shipped (their
+defaults keep the shipped recipe): extra loss weight near marked boundaries
+(``TrainConfig.edge_weight``), a dilated bottleneck (``NetConfig.dilation``), no input
+low-pass (``NetConfig.lowpass_hz``, kept with the weights), sub-sample onsets and offsets from
+the logits (``PostConfig.subsample``, :func:`subsample_edges`). ``folds`` trains one model
+per record fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``).
+The kit's weights are built from the 100 shared LUDB records by :data:`BUILD_COMMAND` into
 :data:`WEIGHTS` (or the file ``$ECG_KIT_DELINEATOR_WEIGHTS`` names; :func:`weights_path`);
 they are not kept in git, and nothing is ever downloaded. ``features.measure`` and the rules
-keep the wavelet delineation unless ``FeatureConfig.delineator``
-(``--set rules.delineator=cnn``) asks for this one.
+keep the wavelet delineation unless ``FeatureConfig.delineator`` (``--set
+rules.delineator=cnn``) asks for this one.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ __all__ = [
     "SegmentNet",
     "prepare",
     "predict_labels",
+    "predict_logits",
+    "close_gaps",
+    "subsample_edges",
     "segments_to_beats",
     "delineate_record",
     "load",
@@ -101,9 +110,12 @@ class NetConfig:
     widths: tuple[int, ...] = (8, 16, 16, 32)  # channels per level (each level halves time)
     kernel: int = 7  # convolution width at every level
     first_convs: int = 1  # convolutions in the finest level (encoder and decoder)
+    dilation: int = 1  # dilation of the coarsest level's second convolution
+    lowpass_hz: float = 40.0  # the input's low-pass cut-off (0: none; see prepare)
 
     def __post_init__(self):
-        if len(self.widths) < 2 or min(self.widths) < 1 or self.kernel < 1 or self.kernel % 2 == 0:
+        bad = min(self.widths, default=0) < 1 or self.kernel < 1 or self.kernel % 2 == 0
+        if len(self.widths) < 2 or bad or self.dilation < 1:
             raise ValueError(
                 f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
             )
@@ -114,11 +126,16 @@ class NetConfig:
         return 2 ** (len(self.widths) - 1)
 
 
-def _block(c_in: int, c_out: int, kernel: int, n: int) -> nn.Sequential:
+def _block(c_in: int, c_out: int, kernel: int, n: int, dilation: int = 1) -> nn.Sequential:
+    """``n`` convolutions (each with batch normalisation and ReLU); the second and later
+    ones dilated by ``dilation``."""
     layers: list[nn.Module] = []
     for j in range(n):
+        dil = dilation if j else 1
         layers += [
-            nn.Conv1d(c_in if j == 0 else c_out, c_out, kernel, padding=kernel // 2),
+            nn.Conv1d(
+                c_in if j == 0 else c_out, c_out, kernel, padding=dil * (kernel // 2), dilation=dil
+            ),
             nn.BatchNorm1d(c_out),
             nn.ReLU(inplace=True),
         ]
@@ -137,7 +154,8 @@ class SegmentNet(nn.Module):
         self.down = nn.ModuleList()
         c = 1
         for i, width in enumerate(w):
-            self.down.append(_block(c, width, cfg.kernel, cfg.first_convs if i == 0 else 2))
+            dil = cfg.dilation if i == len(w) - 1 else 1
+            self.down.append(_block(c, width, cfg.kernel, cfg.first_convs if i == 0 else 2, dil))
             c = width
         self.up = nn.ModuleList(
             _block(w[i + 1] + w[i], w[i], cfg.kernel, cfg.first_convs if i == 0 else 2)
@@ -228,13 +246,16 @@ def load(path: str | Path | None = None) -> SegmentNet:
 # --------------------------------------------------------------------------- signal
 
 
-def prepare(x, fs: float) -> tuple[np.ndarray, np.ndarray]:
+def prepare(x, fs: float, lowpass_hz: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
     """``(normalised, filtered_mv)``: each lead at :data:`FS` Hz, band-limited, and divided by
     its robust amplitude (``normalised``, float32, the network's input) or in mV
-    (``filtered_mv``, for amplitudes). ``x``: (n_leads, n) or (n,) in mV at ``fs`` Hz."""
+    (``filtered_mv``, for amplitudes). ``x``: (n_leads, n) or (n,) in mV at ``fs`` Hz.
+    Band: the 0.5 Hz high-pass, and the low-pass at ``lowpass_hz`` (none where it is 0: the
+    resampling's anti-aliasing alone)."""
     y = np.atleast_2d(np.nan_to_num(np.asarray(x, dtype=np.float64)))
-    y = resample(y, float(fs), FS)
-    y = filters.remove_emg(filters.remove_baseline(y, FS), FS)
+    y = filters.remove_baseline(resample(y, float(fs), FS), FS)
+    if lowpass_hz > 0:
+        y = filters.remove_emg(y, FS, lowpass_hz)
     centred = y - np.median(y, axis=-1, keepdims=True)
     scale = np.maximum(np.percentile(np.abs(centred), 99, axis=-1, keepdims=True), MIN_SCALE_MV)
     return (centred / scale).astype(np.float32), y
@@ -262,6 +283,12 @@ def _runner(model: SegmentNet, example: torch.Tensor):
 
 def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
     """Class index per sample, (n_leads, n), of the leads of ``normalised`` (n_leads, n)."""
+    return predict_logits(model, normalised).argmax(axis=1)
+
+
+def predict_logits(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
+    """Class logits per sample, (n_leads, len(CLASSES), n) float32, of the leads of
+    ``normalised`` (n_leads, n)."""
     z = np.atleast_2d(normalised)
     n = z.shape[-1]
     m = model.config.multiple
@@ -271,7 +298,7 @@ def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
         xt = nn.functional.pad(xt, (0, pad))
     with torch.inference_mode():
         logits = _runner(model, xt)(xt)
-    return logits[..., :n].argmax(dim=1).numpy()
+    return np.ascontiguousarray(logits[..., :n].numpy())
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -286,6 +313,60 @@ class PostConfig:
     p_quorum: float = 0.5  # a beat's P wave needs this fraction of the usable leads
     record_p: float = 0.5  # a record with a P wave on fewer of its beats has none on any
     global_rule: str = "mad"  # global boundaries from the leads (dl.GLOBAL_RULES)
+    close_ms: tuple[float, float] = (40.0, 0.0)  # a gap of "none" inside a P (a T) wave
+    # at most this long is filled
+    subsample: bool = False  # onsets and offsets where the class margin crosses zero (where
+    # the logits are given to segments_to_beats)
+
+
+def close_gaps(labels: np.ndarray, classes: Sequence[int], max_gap: int) -> np.ndarray:
+    """``labels`` (n_rows, n) with every run of ``none`` at most ``max_gap`` samples long
+    that has the same class of ``classes`` on both sides relabelled as that class."""
+    out = np.array(labels, copy=True)
+    if max_gap < 1:
+        return out
+    row, a, b = _runs(out, NONE, 1)
+    inner = (a > 0) & (b < out.shape[1] - 1) & (b - a + 1 <= max_gap)
+    row, a, b = row[inner], a[inner], b[inner]
+    before, after = out[row, a - 1], out[row, b + 1]
+    fill = (before == after) & np.isin(before, classes)
+    row, a, length, cls = row[fill], a[fill], (b - a + 1)[fill], before[fill]
+    first = np.repeat(np.cumsum(length) - length, length)
+    cols = np.repeat(a, length) + np.arange(int(length.sum())) - first
+    out[np.repeat(row, length), cols] = np.repeat(cls, length)
+    return out
+
+
+def subsample_edges(
+    logits: np.ndarray, row: np.ndarray, at: np.ndarray, cls: np.ndarray, onset: bool
+) -> np.ndarray:
+    """Onsets (``onset``) or offsets at sub-sample precision: for a run of class ``cls``
+    on lead ``row`` that starts (ends) at sample ``at``, the point where the class's margin
+    over the best other class crosses zero, linearly interpolated between the last sample
+    outside the run and the first inside (the last inside and the first after), moved by
+    half a sample so that a crossing midway between them gives ``at`` back. ``logits``:
+    (n_leads, len(CLASSES), n); points outside the record's edges stay as they are."""
+    at = np.asarray(at, dtype=np.int64)
+    n = logits.shape[-1]
+    out = at.astype(np.float64)
+    nb = at + (-1 if onset else 1)
+    ok = (nb >= 0) & (nb < n)
+    if not ok.any():
+        return out
+    r, a, b, c = row[ok], at[ok], nb[ok], cls[ok]
+
+    def margin(t):
+        v = logits[r, :, t].astype(np.float64)
+        own = v[np.arange(c.size), c]
+        v[np.arange(c.size), c] = -np.inf
+        return own - v.max(axis=1)
+
+    inside, outside = margin(a), margin(b)
+    span = inside - outside
+    frac = np.clip(np.where(span > 0, inside / np.where(span > 0, span, 1.0), 0.5), 0.0, 1.0)
+    # frac: distance from the inside sample to the crossing, in samples
+    out[ok] = np.where(onset, a - frac + 0.5, a + frac - 0.5)
+    return out
 
 
 def _runs(labels: np.ndarray, cls: int, min_len: int) -> tuple[np.ndarray, ...]:
@@ -338,6 +419,28 @@ def _place(sig, pts, amps, runs, beat, ok, last: bool, cols: tuple[int, int, int
     pts[beat, row, cols[0]], pts[beat, row, cols[1]], pts[beat, row, cols[2]] = a, pk, b
 
 
+#: (point, class, is an onset) of every boundary :func:`_refine_edges` moves
+_EDGES = (
+    ("p_on", P, True),
+    ("p_off", P, False),
+    ("qrs_on", QRS, True),
+    ("qrs_off", QRS, False),
+    ("t_on", T, True),
+    ("t_end", T, False),
+)
+
+
+def _refine_edges(pts: np.ndarray, logits: np.ndarray, col: dict[str, int]) -> None:
+    """Every onset and offset of ``pts`` (n_beats, n_leads, points; in label samples) moved
+    to its sub-sample place (:func:`subsample_edges`), in place."""
+    for name, cls, onset in _EDGES:
+        v = pts[:, :, col[name]]
+        beat, lead = np.nonzero(np.isfinite(v))
+        at = v[beat, lead].astype(np.int64)
+        cls_arr = np.full(at.size, cls)
+        v[beat, lead] = subsample_edges(logits, lead, at, cls_arr, onset)
+
+
 def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
     """``np.nanmedian`` without the warning on all-NaN slices (they give NaN)."""
     with warnings.catch_warnings():
@@ -352,6 +455,7 @@ def segments_to_beats(
     config: PostConfig | None = None,
     scale: float = 1.0,
     usable: np.ndarray | None = None,
+    logits: np.ndarray | None = None,
 ) -> list[dl.LeadDelineation]:
     """Per-beat, per-lead points from per-sample labels (see the module docstring).
 
@@ -369,6 +473,9 @@ def segments_to_beats(
         config: post-processing settings.
         scale: points are returned multiplied by this (input samples per label sample).
         usable: (n_leads,) leads that count towards the quorums (default all).
+        logits: (n_leads, len(CLASSES), n) the network's logits behind ``labels``; with
+            ``config.subsample``, onsets and offsets come from them
+            (:func:`subsample_edges`); without them, whole samples.
 
     Returns:
         One :class:`~team_code.dsp.delineation.LeadDelineation` per beat, in time order;
@@ -376,6 +483,10 @@ def segments_to_beats(
     """
     cfg = config or PostConfig()
     labels = np.atleast_2d(labels)
+    if logits is not None and np.shape(logits) != (labels.shape[0], len(CLASSES), labels.shape[1]):
+        raise ValueError(f"logits {np.shape(logits)} do not match labels {labels.shape}")
+    for cls, ms in zip((P, T), cfg.close_ms):
+        labels = close_gaps(labels, (cls,), int(round(ms * 1e-3 * fs)))
     sig = np.atleast_2d(np.asarray(signal_mv, dtype=np.float64))
     n_leads, n = labels.shape
     usable = np.ones(n_leads, bool) if usable is None else np.asarray(usable, bool)
@@ -428,6 +539,8 @@ def segments_to_beats(
         no_p[:] = True
     pts[no_p, :, 0:3] = np.nan
     p_mv[no_p] = np.nan
+    if cfg.subsample and logits is not None:
+        _refine_edges(pts, np.asarray(logits), col)
     r = _nanmedian(pts[:, usable, col["qrs_peak"]], axis=1)
     r = np.where(np.isfinite(r), r, (bs + be) / 2.0)
     pts *= scale
@@ -466,12 +579,14 @@ def delineate_record(
     if x.ndim != 2 or x.shape[-1] < 8:
         raise ValueError(f"delineate_record needs (n_leads, n_samples) with n >= 8; got {x.shape}")
     model = model if model is not None else _shipped()
-    z, y = prepare(x, fs)
-    labels = predict_labels(model, z)
+    z, y = prepare(x, fs, model.config.lowpass_hz)
+    logits = predict_logits(model, z)
     usable = np.ptp(y, axis=-1) >= 0.05  # a flat lead does not vote
     if not usable.any():
         usable[:] = True
-    return segments_to_beats(labels, y, FS, config, scale=float(fs) / FS, usable=usable)
+    return segments_to_beats(
+        logits.argmax(axis=1), y, FS, config, float(fs) / FS, usable, logits=logits
+    )
 
 
 def _shipped() -> SegmentNet:
@@ -528,7 +643,9 @@ def ludb_labels(samples, symbols, n: int, factor: int = 2) -> np.ndarray:
     return lab[::factor].copy()
 
 
-def load_ludb(folder: str | Path, records: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def load_ludb(
+    folder: str | Path, records: Sequence[str], lowpass_hz: float = 40.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, labels)`` of every lead of ``records``: (n_records * 12, n) normalised
     leads at :data:`FS` and their per-sample labels (:func:`ludb_labels`). Digital samples
     at 1000 units/mV (LUDB's header gains are wrong)."""
@@ -545,7 +662,7 @@ def load_ludb(folder: str | Path, records: Sequence[str]) -> tuple[np.ndarray, n
             raise ValueError(f"LUDB record {rec}: sampling rate {r.fs} Hz, expected 500")
         names = [s.lower() for s in r.sig_name]
         x = r.d_signal.T.astype(np.float64) / 1000.0
-        z, _ = prepare(x, r.fs)
+        z, _ = prepare(x, r.fs, lowpass_hz)
         for lead in LUDB_LEADS:
             if lead not in names:
                 raise ValueError(f"LUDB record {rec}: lead {lead} missing ({names})")
@@ -575,6 +692,8 @@ class TrainConfig:
     wander_hz: tuple[float, float] = (0.05, 0.6)
     noise: float = 0.08  # largest white-noise SD
     seed: int = 0
+    edge_weight: float = 0.0  # extra loss weight of samples near a marked wave boundary
+    edge_samples: int = 2  # "near": at most this many samples from the boundary
 
 
 def _augment(xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
@@ -589,6 +708,25 @@ def _augment(xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.n
         wander += amp * np.sin(2 * np.pi * hz * t[None, :] + phase)
     noise = rng.normal(size=(b, n)) * rng.uniform(0, cfg.noise, size=(b, 1))
     return (gain * xb + wander + noise).astype(np.float32)
+
+
+def edge_weights(labels: np.ndarray, extra: float, within: int) -> np.ndarray:
+    """Per-sample loss weights of ``labels`` (n_rows, n): ``1 + extra`` on the samples at
+    most ``within`` samples from a change between two marked classes (the boundary lies
+    between the two samples that differ; neither :data:`IGNORE`), 1 elsewhere."""
+    lab = np.atleast_2d(labels)
+    w = np.ones(lab.shape, np.float32)
+    if extra <= 0:
+        return w
+    change = (lab[:, 1:] != lab[:, :-1]) & (lab[:, 1:] != IGNORE) & (lab[:, :-1] != IGNORE)
+    row, k = np.nonzero(change)  # boundary between samples k and k + 1
+    near = np.zeros(lab.shape, bool)
+    for d in range(-within, within + 1):
+        j = k + (d if d > 0 else d + 1)  # d > 0: after the boundary; d <= 0: before it
+        ok = (j >= 0) & (j < lab.shape[1]) & (d != 0)
+        near[row[ok], j[ok]] = True
+    w[near] += extra
+    return w
 
 
 def _crops(labels: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
@@ -631,6 +769,8 @@ def train(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
     )
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
+    loss_each = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
+    weights = edge_weights(labels, cfg.edge_weight, cfg.edge_samples)
     model.train()
     for epoch in range(cfg.epochs):
         order = rng.permutation(inputs.shape[0])
@@ -644,7 +784,12 @@ def train(
             if (yb == IGNORE).all():
                 continue
             logits = model(torch.from_numpy(xb)[:, None, :])
-            loss = loss_fn(logits, torch.from_numpy(yb))
+            if cfg.edge_weight > 0:
+                wb = np.where(yb == IGNORE, 0.0, weights[idx[:, None], cols]).astype(np.float32)
+                per_sample = loss_each(logits, torch.from_numpy(yb))
+                loss = (per_sample * torch.from_numpy(wb)).sum() / float(wb.sum())
+            else:
+                loss = loss_fn(logits, torch.from_numpy(yb))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -704,6 +849,24 @@ def get_parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--widths", type=int, nargs="+", default=list(NetConfig.widths))
         s.add_argument("--kernel", type=int, default=NetConfig.kernel)
+        s.add_argument(
+            "--lowpass-hz",
+            type=float,
+            default=NetConfig.lowpass_hz,
+            help="the input's low-pass cut-off (0: none)",
+        )
+        s.add_argument(
+            "--dilation",
+            type=int,
+            default=NetConfig.dilation,
+            help="dilation of the coarsest level's second convolution",
+        )
+        s.add_argument(
+            "--edge-weight",
+            type=float,
+            default=TrainConfig.edge_weight,
+            help="extra loss weight of samples near a marked wave boundary",
+        )
         if name == "folds":
             s.add_argument("--k", type=int, default=5, help="number of folds")
             s.add_argument("--split-seed", type=int, default=0, help="seed of the fold split")
@@ -719,20 +882,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: LUDB folder {folder} not found", file=sys.stderr)
         return 2
     records = _ludb_records(folder, args.records)
-    net = NetConfig(widths=tuple(args.widths), kernel=args.kernel)
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed)
+    net = NetConfig(
+        widths=tuple(args.widths),
+        kernel=args.kernel,
+        dilation=args.dilation,
+        lowpass_hz=args.lowpass_hz,
+    )
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, edge_weight=args.edge_weight)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     def fit(train_records: Sequence[str], out: Path) -> None:
         t0 = time.perf_counter()
-        inputs, labels = load_ludb(folder, train_records)
+        inputs, labels = load_ludb(folder, train_records, net.lowpass_hz)
         model = train(inputs, labels, net, cfg, log=log)
         facts = {
             "records": list(train_records),
             "epochs": cfg.epochs,
             "seed": cfg.seed,
+            "edge_weight": cfg.edge_weight,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         save(model, out, facts)
