@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from team_code.cli import requirements
+
 
 def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command-line interface (``prog`` names the command in usage lines)."""
@@ -71,6 +73,8 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 some records failed unless allowed,
     2 usage error)."""
+    if not requirements.check(prog or "run_model.py"):
+        return 2
     parser = get_parser(prog)
     args = parser.parse_args(argv)
     from team_code import inference

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from team_code.cli import requirements
+
 
 def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command-line interface (``prog`` names the command in usage lines)."""
@@ -112,6 +114,8 @@ def get_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point; returns the exit status (0 trained, 2 bad arguments or data, 3 a training
     diverged)."""
+    if not requirements.check(prog or "train_model.py"):
+        return 2
     args = get_parser(prog).parse_args(argv)
     from team_code import training
     from team_code.classifiers import registry
