@@ -45,7 +45,6 @@ the measurement code's own source text); fitting and scoring reuse them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -105,35 +104,37 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float(greater / (pos.size * neg.size))
 
 
+def _rules(rules_options: dict | None = None):
+    """An untuned rules classifier with ``rules_options`` (``--set rules.OPTION=VALUE``)."""
+    from team_code.classifiers.rules import RulesClassifier
+    from team_code.harness import build_config
+
+    return RulesClassifier(
+        build_config(RulesClassifier, {**(rules_options or {}), "tune": "false"})
+    )
+
+
 def _measurement_key(rules_options: dict | None = None) -> str:
-    """A digest of the measurement code and of the rules options that change the
-    measurements (``delineator``): a cache written by other code or options is not reused."""
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "team_code" / "dsp").glob("*.py")):
-        digest.update(path.read_bytes())
-    delineator = (rules_options or {}).get("delineator", "wavelet")
-    if delineator != "wavelet":
-        digest.update(delineator.encode())
-        for path in sorted((REPO / "team_code" / "nn").glob("delineator.*")):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """The kit's own key of the rules' measurements with ``rules_options``
+    (:func:`team_code.classifiers.measurements.measurement_key`: the measurement options, the
+    measurement code and, with ``delineator=cnn``, the learned delineator and its weights): a
+    cache written by other code or options is not reused."""
+    from team_code.classifiers.measurements import measurement_key
+    from team_code.record_cache import settings_digest
+
+    return settings_digest(*measurement_key(_rules(rules_options)._feature_config()))
 
 
 def measure_all(records, cache: Path | None, rules_options: dict | None = None) -> dict:
     """Record name -> the rules' measurement values (with ``sex``), measured once, with the
     measurement options of ``rules_options`` (``--set rules.delineator=cnn``)."""
-    from team_code.classifiers.rules import RulesClassifier
-    from team_code.harness import build_config
-
     key = _measurement_key(rules_options)
     stored = {}
     if cache is not None and cache.exists():
         data = json.loads(cache.read_text())
         if data.get("key") == key:
             stored = data["values"]
-    rules = RulesClassifier(
-        build_config(RulesClassifier, {**(rules_options or {}), "tune": "false"})
-    )
+    rules = _rules(rules_options)
     values = {}
     for i, name in enumerate(records.names):
         if name not in stored:

@@ -57,7 +57,7 @@ def learned_delineator(config: FeatureConfig):
     return delineate_record
 
 
-def _measurement_key(config: FeatureConfig) -> tuple[dict, tuple[str, ...]]:
+def measurement_key(config: FeatureConfig) -> tuple[dict, tuple[str, ...]]:
     """The settings and code that the measurements of ``config`` depend on."""
     settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
     if config.delineator == "wavelet":
@@ -85,7 +85,7 @@ def measure_all(
     Raises :class:`~team_code.data.records.RecordError` naming a record that cannot be
     measured.
     """
-    settings, code = _measurement_key(config)
+    settings, code = measurement_key(config)
     if leads is not None:
         settings["leads"] = list(leads)
     measured = per_record(

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from team_code.classifiers.measurements import _measurement_key, record_measurements
+from team_code.classifiers.measurements import measurement_key, record_measurements
 from team_code.classifiers.rules import RulesClassifier
 from team_code.data import synth
 from team_code.data.records import Record, load_record
@@ -55,8 +55,8 @@ def test_the_rules_option_reaches_the_measurements_and_their_cache_key(delineato
     config = build_config(RulesClassifier, {"delineator": "cnn"})
     assert RulesClassifier(config)._feature_config() == CNN
     assert RulesClassifier(RulesClassifier.Config())._feature_config().delineator == "wavelet"
-    wavelet_key, wavelet_code = _measurement_key(FeatureConfig())
-    cnn_key, cnn_code = _measurement_key(CNN)
+    wavelet_key, wavelet_code = measurement_key(FeatureConfig())
+    cnn_key, cnn_code = measurement_key(CNN)
     assert "delineator_weights" not in wavelet_key and wavelet_code == ("team_code.dsp",)
     assert cnn_key["delineator_weights"] and "team_code.nn.delineator" in cnn_code
 
@@ -95,8 +95,9 @@ def test_cnn_takes_the_networks_intervals_and_changes_nothing_else(
     assert any("learned delineator" in note for note in measured["notes"])
 
 
-def test_the_rules_benchmark_keys_its_measurement_cache_by_the_delineator():
+def test_the_rules_benchmark_keys_its_measurement_cache_by_the_delineator(delineator_weights):
     from benchmarks.rules import _measurement_key as benchmark_key
 
     assert benchmark_key() == benchmark_key({}) == benchmark_key({"delineator": "wavelet"})
     assert benchmark_key({"delineator": "cnn"}) != benchmark_key()
+    assert benchmark_key({"morphology_s": "10"}) != benchmark_key()  # every measurement option
