@@ -28,7 +28,6 @@ from team_code.classifiers.rulebook import _CONTIGUOUS as CONTIGUOUS
 from team_code.classifiers.rulebook import _T_LEADS as T_LEADS
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("A", "E", "HR", "Q", "S", "LU")
 RBBB_KEYS = (
     "qrs_ms",
     "qrs_terminal_ms",
@@ -83,7 +82,7 @@ def _derived(column) -> dict[str, np.ndarray]:
 
 def main(args: argparse.Namespace) -> int:
     """Print one table per class."""
-    from benchmarks.challenge import default_folders, load_pool
+    from benchmarks.challenge import default_folders, load_pool, ordered_sources
     from benchmarks.rules import auroc, measure_all
     from team_code.classifiers.rulebook import evaluate_rules
     from team_code.data.labels import label_matrix, scored_classes
@@ -96,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
     classes = list(table.codes)
     truth = label_matrix(records.labels, classes)
     sources = np.array([record_source(n) for n in names])
+    order = ordered_sources(sources.tolist())
+    abbreviations = [table.abbreviation(c) for c in classes]
     rows = [values[n] for n in names]
 
     def column(key: str) -> np.ndarray:
@@ -103,7 +104,6 @@ def main(args: argparse.Namespace) -> int:
 
     derived = _derived(column)
     for name, keys in KEYS.items():
-        abbreviations = [table.abbreviation(c) for c in classes]
         if name not in abbreviations:
             continue
         j = abbreviations.index(name)
@@ -113,13 +113,13 @@ def main(args: argparse.Namespace) -> int:
             continue
         per = ", ".join(
             f"{s} {int(y[sources == s].sum())}/{int((sources == s).sum())}"
-            for s in SOURCES
+            for s in order
             if y[sources == s].any()
         )
         print(f"\n### {name} ({code}): {int(y.sum())} positives ({per})\n")
         score = np.array([evaluate_rules(v, None, [code])[code]["score"] for v in rows])
-        print("| evidence | pooled | " + " | ".join(SOURCES) + " | median pos | median neg |")
-        print("|---|---:|" + "---:|" * len(SOURCES) + "---:|---:|")
+        print("| evidence | pooled | " + " | ".join(order) + " | median pos | median neg |")
+        print("|---|---:|" + "---:|" * len(order) + "---:|---:|")
         shown = [("rule score (published thresholds)", score)]
         for key in keys:
             if key in derived:
@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
         for label, v in shown:
             cells = [
                 f"{auroc(y[m], v[m]):.2f}" if y[m].any() and (~y[m]).any() else "-"
-                for m in (sources == s for s in SOURCES)
+                for m in (sources == s for s in order)
             ]
             print(
                 f"| {label} | {auroc(y, v):.2f} | " + " | ".join(cells) + " | "
@@ -141,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"\nscore >= 0.5: {int((fired & y).sum())} of {int(y.sum())} positives, "
             f"{int((fired & ~y).sum())} negatives ("
-            + ", ".join(f"{s} {int((fired & ~y & (sources == s)).sum())}" for s in SOURCES)
+            + ", ".join(f"{s} {int((fired & ~y & (sources == s)).sum())}" for s in order)
             + ")"
         )
     return 0
