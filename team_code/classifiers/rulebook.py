@@ -132,8 +132,8 @@ _RBBB_WIDTH = "qrs_terminal_ms"
 
 
 def _rbbb_width(c: Context, op: str, name: str) -> float:
-    """Graded ``QRS width op threshold`` on :data:`_RBBB_WIDTH` (``qrs_ms`` where that was
-    not measured, as in measurements made before it existed)."""
+    """Graded ``QRS width op threshold`` on :data:`_RBBB_WIDTH` (``qrs_ms`` where the values
+    do not hold it, as values not made by :func:`team_code.dsp.features.measure` may not)."""
     key = _RBBB_WIDTH if math.isfinite(c.value(_RBBB_WIDTH)) else "qrs_ms"
     return c.above(key, name) if op == ">" else c.below(key, name)
 
