@@ -39,7 +39,8 @@ estimate counts every variant of every run.
 
 ``--data`` is the shared data folder (``$ECG_KIT_DATA`` or ``<repo>/../shared/data``).
 Every record is measured once (``--cache FILE`` keeps the measurements between runs, keyed by
-the measurement code's own source text); fitting and scoring reuse them.
+the kit's own measurement key: the measurement options and code); fitting and scoring reuse
+them.
 """
 
 from __future__ import annotations
