@@ -60,6 +60,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="per-record cache folder to keep")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        help="write each lead set's held-out decisions here (.npz: truth, sources, classes, "
+        "and <lead set>/<method> boolean matrices)",
+    )
     parser.set_defaults(shared=shared)
     return parser
 
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = RunContext(cache_dir=cache, progress=False, log=lambda message: None)
     lead_sets = parse_lead_sets(args.leads)
     figures: dict = {"task": args.task, "records": len(records), "lead_sets": {}}
+    saved: dict[str, np.ndarray] = {"sources": sources, "names": np.asarray(records.names)}
     for leads in lead_sets:
         task = Task(args.task, leads)
         classes, scored = task.classes, task.scored
@@ -104,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             for method in outputs:
                 model = registry.get(method)(configs[method]).fit(train, task, ctx)
                 outputs[method][held] = model.predict(test)
+        saved.update({"truth": truth, "classes": np.asarray(classes)})
+        saved.update({f"{task.lead_set}/{m}": binary for m, binary in outputs.items()})
         rows = {}
         for method, binary in outputs.items():
             per_source = {
@@ -141,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:>3} leads: {changes}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
+    if args.predictions:
+        np.savez_compressed(args.predictions, **saved)
     return 0
 
 

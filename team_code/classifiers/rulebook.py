@@ -111,9 +111,23 @@ _SINUS = {
 }
 
 
+#: The right chest leads whose QRS the bundle branch block shapes read; where none of them
+#: was recorded (the 2021 task's two leads, I and II) the shapes read the limb leads alone.
+_RIGHT_CHEST = ("V1", "V2")
+
+
+def _limb_leads_only(c: Context) -> bool:
+    """Whether no right chest lead was measured (:data:`_RIGHT_CHEST`): a record of the limb
+    leads alone, where a chest criterion is unknown rather than unmet."""
+    return not any(math.isfinite(c.value(f"{lead}_term_mv")) for lead in _RIGHT_CHEST)
+
+
 def _rbbb_shape(c: Context) -> float:
     """Terminal QRS forces rightward and anterior: rsr', rsR' or rSR' in V1 or V2 (an r' in
-    either, or a positive end of QRS in V1), slurred terminal S in I and V6."""
+    either, or a positive end of QRS in V1), slurred terminal S in I and V6. Without the right
+    chest leads, the terminal S in I (the limb-lead sign of the rightward terminal forces)."""
+    if _limb_leads_only(c):
+        return c.below("I_term_mv", "rbbb_lat_term_mv")
     v1 = max(
         c.above("V1_term_mv", "rbbb_v1_term_mv"),
         c.above("V1_rprime_mv", "rbbb_rprime_mv"),
@@ -147,7 +161,9 @@ _RBBB_SHAPE = {
 
 def _lbbb_shape(c: Context) -> float:
     """Predominantly negative QRS in V1 (QS or rS), upright end of QRS in I and V6, no q in
-    I and V6."""
+    I and V6. Without the right chest leads, the upright end of QRS and no q in I."""
+    if _limb_leads_only(c):
+        return c.above("I_term_mv", "lbbb_lat_term_mv") * c.above("I_q_mv", "lbbb_q_mv")
     v1 = c.below("V1_qrs_area_mvms", "lbbb_v1_area_mvms")
     lateral = max(
         c.above("I_term_mv", "lbbb_lat_term_mv"), c.above("V6_term_mv", "lbbb_lat_term_mv")
@@ -304,7 +320,8 @@ def _build_rules() -> list[Rule]:
             "Complete right bundle branch block: QRS >= 120 ms (to the end of the terminal "
             "deflection in V1 and V2); rsr', rsR' or rSR' in V1/V2 (an r' in V1 or V2, or a "
             "positive terminal QRS in V1); S wave longer than R or > 40 ms in I and V6 "
-            f"({_PART3}; Minnesota code 7-2-1).",
+            f"({_PART3}; Minnesota code 7-2-1). Without V1 and V2 (the limb leads alone): QRS "
+            ">= 120 ms with a terminal S in I.",
             {
                 **_qrs_wide("rbbb_qrs_ms", 120.0, 110.0, 120.0, f"120 ms ({_PART3})"),
                 **_RBBB_SHAPE,
@@ -371,7 +388,8 @@ def _build_rules() -> list[Rule]:
             "Complete left bundle branch block (164909002; in the 2021 table the class "
             "CLBBB|LBBB, 733534002|164909002): QRS >= 120 ms; broad notched or slurred R in I, "
             f"aVL, V5, V6; absent q in I, V5, V6; QS or rS in V1 ({_PART3}; Minnesota code "
-            "7-1-1).",
+            "7-1-1). Without V1 and V2 (the limb leads alone): QRS >= 120 ms with an upright "
+            "end of QRS and no q in I.",
             {
                 **_qrs_wide("lbbb_qrs_ms", 120.0, 120.0, 140.0, f"120 ms; 130 ms women ({_PART3})"),
                 **_LBBB_SHAPE,

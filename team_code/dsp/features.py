@@ -48,8 +48,9 @@ deflection: the common QRS offset, or later where the lead is still far from its
 there, :func:`terminal_end`); amplitudes are referred to the PR-segment level. ``rprime_mv``
 is the r' or R' of rsr', rsR', rSR' or a notched R, read up to the lead's terminal end
 (:func:`rprime_mv`). ``qrs_terminal_ms`` is ``qrs_ms`` lengthened to the latest terminal end
-of V1 and V2 (:data:`TERMINAL_LEADS`): the width the right bundle branch block rules read,
-where the common offset falls on V1's broad terminal R'. The per-lead
+of V1 and V2 (:data:`TERMINAL_LEADS`; of I where neither was recorded): the width the right
+bundle branch block rules read, where the common offset falls on V1's broad terminal R'. The
+per-lead
 delineation adds ``<lead>_<measure>`` for ``LEAD_BOUNDARY_MEASURES``: ``lead_qrs_ms`` (the
 lead's own QRS duration), ``lead_qt_ms`` (its QRS onset to its T end), ``lead_t_mv`` and
 ``lead_p_mv`` (signed amplitudes at the lead's own T and P peaks), ``lead_q_ms`` (the Q
@@ -144,6 +145,11 @@ LEAD_MEASURES: tuple[str, ...] = (
 #: Leads whose terminal QRS deflection sets ``qrs_terminal_ms`` (the r' of right bundle
 #: branch block is read in V1 and V2: AHA/ACCF/HRS part III, Surawicz 2009).
 TERMINAL_LEADS: tuple[str, ...] = ("V1", "V2")
+
+#: Where none of :data:`TERMINAL_LEADS` was measured (the limb leads alone, as in the 2021
+#: task's I and II): the lead whose terminal deflection sets ``qrs_terminal_ms`` instead (the
+#: broad terminal S in I of right bundle branch block; Surawicz 2009).
+TERMINAL_LIMB_LEADS: tuple[str, ...] = ("I",)
 
 #: Measures of each lead's own delineation (see the module docstring).
 LEAD_BOUNDARY_MEASURES: tuple[str, ...] = (
@@ -389,9 +395,14 @@ def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> d
 
 def _terminal_qrs_ms(values: dict) -> float:
     """``qrs_ms`` lengthened to the latest end of the terminal deflection in
-    :data:`TERMINAL_LEADS` (``<lead>_qrs_end_ms``; never shorter than ``qrs_ms``)."""
-    ends = [values.get(f"{lead}_qrs_end_ms", math.nan) for lead in TERMINAL_LEADS]
-    ends = [e for e in ends if math.isfinite(e)]
+    :data:`TERMINAL_LEADS` (``<lead>_qrs_end_ms``; never shorter than ``qrs_ms``), or in
+    :data:`TERMINAL_LIMB_LEADS` where none of those was measured."""
+
+    def ends_of(leads: tuple[str, ...]) -> list[float]:
+        ends = [values.get(f"{lead}_qrs_end_ms", math.nan) for lead in leads]
+        return [e for e in ends if math.isfinite(e)]
+
+    ends = ends_of(TERMINAL_LEADS) or ends_of(TERMINAL_LIMB_LEADS)
     qrs_ms = values.get("qrs_ms", math.nan)
     if not math.isfinite(qrs_ms):
         return math.nan
