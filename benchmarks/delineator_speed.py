@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     params = sum(v.numel() for v in model.parameters())
     path = args.weights or d.weights_path()
     print(
-        f"delineator {path.name}: {params} parameters, {path.stat().st_size} bytes; "
+        f"delineator {path.name}: {params} parameters, {path.stat().st_size} bytes, "
+        f"{model.config.input_channels} input channel(s); "
         f"torch threads {torch.get_num_threads()}; median of {args.runs} runs"
     )
     print(
@@ -81,11 +82,16 @@ def main(argv=None) -> int:
         f"{'cpu':>8}"
     )
     rows = []
+    net = model.config
+
+    def prepare(x, fs):  # the preprocessing the weights were trained with
+        return d.prepare(x, fs, net.lowpass_hz, net.input_channels)
+
     for name, x, fs in _records(args):
-        z, y = d.prepare(x, fs)
+        z, y = prepare(x, fs)
         labels = d.predict_labels(model, z)
         row = (
-            _median_ms(lambda x=x, fs=fs: d.prepare(x, fs), args.runs),
+            _median_ms(lambda x=x, fs=fs: prepare(x, fs), args.runs),
             _median_ms(lambda z=z: d.predict_labels(model, z), args.runs),
             _median_ms(
                 lambda labels=labels, y=y, fs=fs: d.segments_to_beats(

@@ -24,8 +24,10 @@ augments every crop (gain, baseline wander, white noise, a random time shift of 
 it is deterministic given the seed on one thread. Options compared and not shipped (their
 defaults keep the shipped recipe): extra loss weight near marked boundaries
 (``TrainConfig.edge_weight``), a dilated bottleneck (``NetConfig.dilation``), no input
-low-pass (``NetConfig.lowpass_hz``, kept with the weights), sub-sample onsets and offsets from
-the logits (``PostConfig.subsample``, :func:`subsample_edges`). ``folds`` trains one model
+low-pass (``NetConfig.lowpass_hz``, kept with the weights), two input channels, the lead with
+and without the low-pass (``NetConfig.input_channels``, kept with the weights; a file without
+the field holds a one-channel network), sub-sample onsets and offsets from the logits
+(``PostConfig.subsample``, :func:`subsample_edges`). ``folds`` trains one model
 per record fold (the out-of-fold models of ``benchmarks/delineation.py``'s ``cnn-5fold``).
 The kit's weights are built from the 100 shared LUDB records by :data:`BUILD_COMMAND` into
 :data:`WEIGHTS` (or the file ``$ECG_KIT_DELINEATOR_WEIGHTS`` names; :func:`weights_path`);
@@ -112,12 +114,20 @@ class NetConfig:
     first_convs: int = 1  # convolutions in the finest level (encoder and decoder)
     dilation: int = 1  # dilation of the coarsest level's second convolution
     lowpass_hz: float = 40.0  # the input's low-pass cut-off (0: none; see prepare)
+    input_channels: int = 1  # 1: the lead low-passed at lowpass_hz; 2: that and the lead
+    # without the low-pass (see prepare)
 
     def __post_init__(self):
         bad = min(self.widths, default=0) < 1 or self.kernel < 1 or self.kernel % 2 == 0
         if len(self.widths) < 2 or bad or self.dilation < 1:
             raise ValueError(
                 f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
+            )
+        if self.input_channels not in (1, 2):
+            raise ValueError(f"NetConfig.input_channels must be 1 or 2; got {self}")
+        if self.input_channels == 2 and not self.lowpass_hz > 0:
+            raise ValueError(
+                f"NetConfig: two input channels need a low-pass (lowpass_hz > 0); got {self}"
             )
 
     @property
@@ -143,7 +153,8 @@ def _block(c_in: int, c_out: int, kernel: int, n: int, dilation: int = 1) -> nn.
 
 
 class SegmentNet(nn.Module):
-    """1-D U-Net: (batch, 1, n) normalised lead -> (batch, 4, n) class logits.
+    """1-D U-Net: (batch, ``config.input_channels``, n) normalised lead -> (batch, 4, n)
+    class logits.
 
     ``n`` must be a multiple of ``config.multiple`` (:func:`predict_labels` pads)."""
 
@@ -152,7 +163,7 @@ class SegmentNet(nn.Module):
         self.config = cfg = config or NetConfig()
         w = cfg.widths
         self.down = nn.ModuleList()
-        c = 1
+        c = cfg.input_channels
         for i, width in enumerate(w):
             dil = cfg.dilation if i == len(w) - 1 else 1
             self.down.append(_block(c, width, cfg.kernel, cfg.first_convs if i == 0 else 2, dil))
@@ -246,19 +257,34 @@ def load(path: str | Path | None = None) -> SegmentNet:
 # --------------------------------------------------------------------------- signal
 
 
-def prepare(x, fs: float, lowpass_hz: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
+def prepare(
+    x, fs: float, lowpass_hz: float = 40.0, input_channels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """``(normalised, filtered_mv)``: each lead at :data:`FS` Hz, band-limited, and divided by
     its robust amplitude (``normalised``, float32, the network's input) or in mV
     (``filtered_mv``, for amplitudes). ``x``: (n_leads, n) or (n,) in mV at ``fs`` Hz.
     Band: the 0.5 Hz high-pass, and the low-pass at ``lowpass_hz`` (none where it is 0: the
-    resampling's anti-aliasing alone)."""
+    resampling's anti-aliasing alone).
+
+    ``normalised`` is (n_leads, n) for one input channel; for two (``input_channels=2``,
+    ``lowpass_hz > 0``) it is (n_leads, 2, n): channel 0 the one-channel input, channel 1
+    the same lead with the high-pass only (pacing spikes and the QRS's sharp edges kept),
+    centred on its own median and divided by channel 0's robust amplitude."""
+    if input_channels not in (1, 2) or (input_channels == 2 and not lowpass_hz > 0):
+        raise ValueError(
+            f"prepare: input_channels {input_channels} with lowpass_hz {lowpass_hz} "
+            "(1 channel, or 2 with a low-pass)"
+        )
     y = np.atleast_2d(np.nan_to_num(np.asarray(x, dtype=np.float64)))
-    y = filters.remove_baseline(resample(y, float(fs), FS), FS)
-    if lowpass_hz > 0:
-        y = filters.remove_emg(y, FS, lowpass_hz)
+    wide = filters.remove_baseline(resample(y, float(fs), FS), FS)
+    y = filters.remove_emg(wide, FS, lowpass_hz) if lowpass_hz > 0 else wide
     centred = y - np.median(y, axis=-1, keepdims=True)
     scale = np.maximum(np.percentile(np.abs(centred), 99, axis=-1, keepdims=True), MIN_SCALE_MV)
-    return (centred / scale).astype(np.float32), y
+    z = (centred / scale).astype(np.float32)
+    if input_channels == 2:
+        z_wide = (wide - np.median(wide, axis=-1, keepdims=True)) / scale
+        z = np.stack([z, z_wide.astype(np.float32)], axis=1)
+    return z, y
 
 
 _FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -282,18 +308,35 @@ def _runner(model: SegmentNet, example: torch.Tensor):
 
 
 def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
-    """Class index per sample, (n_leads, n), of the leads of ``normalised`` (n_leads, n)."""
+    """Class index per sample, (n_leads, n), of the leads of ``normalised`` (as
+    :func:`prepare` gives it for the model)."""
     return predict_logits(model, normalised).argmax(axis=1)
+
+
+def _with_channels(normalised: np.ndarray, channels: int) -> np.ndarray:
+    """``normalised`` as (n_leads, channels, n): a (n_leads, n) or (n,) array gets the channel
+    axis where ``channels`` is 1; an array of the wrong shape is an error that names it."""
+    z = np.asarray(normalised)
+    if z.ndim <= 2 and channels == 1:
+        z = np.atleast_2d(z)[:, None, :]
+    if z.ndim != 3 or z.shape[1] != channels:
+        raise ValueError(
+            f"the network reads {channels} input channel(s): expected (n_leads, n)"
+            f"{' or (n_leads, 1, n)' if channels == 1 else f' as (n_leads, {channels}, n)'}"
+            f"; got {z.shape}"
+        )
+    return z
 
 
 def predict_logits(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
     """Class logits per sample, (n_leads, len(CLASSES), n) float32, of the leads of
-    ``normalised`` (n_leads, n)."""
-    z = np.atleast_2d(normalised)
+    ``normalised``: (n_leads, n) for a one-channel network, (n_leads, channels, n) (as
+    :func:`prepare` gives it) for any."""
+    z = _with_channels(normalised, model.config.input_channels)
     n = z.shape[-1]
     m = model.config.multiple
     pad = (-n) % m
-    xt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[:, None, :]
+    xt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
     if pad:
         xt = nn.functional.pad(xt, (0, pad))
     with torch.inference_mode():
@@ -579,7 +622,7 @@ def delineate_record(
     if x.ndim != 2 or x.shape[-1] < 8:
         raise ValueError(f"delineate_record needs (n_leads, n_samples) with n >= 8; got {x.shape}")
     model = model if model is not None else _shipped()
-    z, y = prepare(x, fs, model.config.lowpass_hz)
+    z, y = prepare(x, fs, model.config.lowpass_hz, model.config.input_channels)
     logits = predict_logits(model, z)
     usable = np.ptp(y, axis=-1) >= 0.05  # a flat lead does not vote
     if not usable.any():
@@ -644,11 +687,12 @@ def ludb_labels(samples, symbols, n: int, factor: int = 2) -> np.ndarray:
 
 
 def load_ludb(
-    folder: str | Path, records: Sequence[str], lowpass_hz: float = 40.0
+    folder: str | Path, records: Sequence[str], lowpass_hz: float = 40.0, input_channels: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, labels)`` of every lead of ``records``: (n_records * 12, n) normalised
-    leads at :data:`FS` and their per-sample labels (:func:`ludb_labels`). Digital samples
-    at 1000 units/mV (LUDB's header gains are wrong)."""
+    leads at :data:`FS` ((n_records * 12, 2, n) with two input channels; :func:`prepare`) and
+    their per-sample labels (:func:`ludb_labels`). Digital samples at 1000 units/mV (LUDB's
+    header gains are wrong)."""
     import wfdb
 
     folder = Path(folder)
@@ -662,17 +706,17 @@ def load_ludb(
             raise ValueError(f"LUDB record {rec}: sampling rate {r.fs} Hz, expected 500")
         names = [s.lower() for s in r.sig_name]
         x = r.d_signal.T.astype(np.float64) / 1000.0
-        z, _ = prepare(x, r.fs, lowpass_hz)
+        z, _ = prepare(x, r.fs, lowpass_hz, input_channels)
         for lead in LUDB_LEADS:
             if lead not in names:
                 raise ValueError(f"LUDB record {rec}: lead {lead} missing ({names})")
             ann = wfdb.rdann(str(path), lead)
             lab = ludb_labels(ann.sample, ann.symbol, x.shape[1])
-            m = min(lab.size, z.shape[1])
-            xs.append(z[names.index(lead), :m])
+            m = min(lab.size, z.shape[-1])
+            xs.append(z[names.index(lead), ..., :m])
             ys.append(lab[:m])
-    m = min(v.size for v in xs)
-    return np.stack([v[:m] for v in xs]), np.stack([v[:m] for v in ys])
+    m = min(v.shape[-1] for v in xs)
+    return np.stack([v[..., :m] for v in xs]), np.stack([v[:m] for v in ys])
 
 
 # --------------------------------------------------------------------------- training
@@ -696,8 +740,13 @@ class TrainConfig:
     edge_samples: int = 2  # "near": at most this many samples from the boundary
 
 
-def _augment(xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
-    b, n = xb.shape
+def _augment(
+    xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, lowpass_hz: float = 0.0
+) -> np.ndarray:
+    """``xb`` (b, channels, n) with a random gain, baseline wander and white noise per row,
+    the same on every channel, except that the noise of channel 0 of a two-channel input is
+    low-passed at ``lowpass_hz`` as that channel is (:func:`prepare`)."""
+    b, c, n = xb.shape
     t = np.arange(n) / FS
     gain = rng.uniform(*cfg.gain, size=(b, 1))
     wander = np.zeros((b, n))
@@ -707,7 +756,11 @@ def _augment(xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.n
         phase = rng.uniform(0, 2 * np.pi, size=(b, 1))
         wander += amp * np.sin(2 * np.pi * hz * t[None, :] + phase)
     noise = rng.normal(size=(b, n)) * rng.uniform(0, cfg.noise, size=(b, 1))
-    return (gain * xb + wander + noise).astype(np.float32)
+    if c == 1:
+        noise = noise[:, None, :]
+    else:
+        noise = np.stack([filters.remove_emg(noise, FS, lowpass_hz), noise], axis=1)
+    return (gain[:, :, None] * xb + wander[:, None, :] + noise).astype(np.float32)
 
 
 def edge_weights(labels: np.ndarray, extra: float, within: int) -> np.ndarray:
@@ -752,14 +805,19 @@ def train(
     config: TrainConfig | None = None,
     log=None,
 ) -> SegmentNet:
-    """Train a :class:`SegmentNet` on (n, length) normalised leads and their labels
-    (:data:`IGNORE` outside the annotated spans). Deterministic given ``config.seed`` on one
-    thread."""
+    """Train a :class:`SegmentNet` on normalised leads, (n, length) for one input channel or
+    (n, channels, length) (as :func:`load_ludb` gives them for ``net``), and their (n,
+    length) labels (:data:`IGNORE` outside the annotated spans). Deterministic given
+    ``config.seed`` on one thread."""
     cfg = config or TrainConfig()
-    if inputs.shape != labels.shape or inputs.ndim != 2:
-        raise ValueError(f"inputs {inputs.shape} and labels {labels.shape} must be equal 2-D")
-    crop = min(cfg.crop, inputs.shape[1])
-    crop -= crop % (net or NetConfig()).multiple
+    net = net or NetConfig()
+    inputs = _with_channels(inputs, net.input_channels)
+    if inputs.shape[::2] != labels.shape or labels.ndim != 2:
+        raise ValueError(
+            f"inputs {inputs.shape} and labels {labels.shape} must hold the same leads and samples"
+        )
+    crop = min(cfg.crop, inputs.shape[-1])
+    crop -= crop % net.multiple
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = SegmentNet(net)
@@ -779,11 +837,12 @@ def train(
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch : (s + 1) * cfg.batch]
             cols = starts[idx, None] + np.arange(crop)[None, :]
-            xb = _augment(inputs[idx[:, None], cols], rng, cfg)
+            xb = np.ascontiguousarray(inputs[idx[:, None], :, cols].transpose(0, 2, 1))
+            xb = _augment(xb, rng, cfg, net.lowpass_hz)
             yb = labels[idx[:, None], cols]
             if (yb == IGNORE).all():
                 continue
-            logits = model(torch.from_numpy(xb)[:, None, :])
+            logits = model(torch.from_numpy(xb))
             if cfg.edge_weight > 0:
                 wb = np.where(yb == IGNORE, 0.0, weights[idx[:, None], cols]).astype(np.float32)
                 per_sample = loss_each(logits, torch.from_numpy(yb))
@@ -856,6 +915,13 @@ def get_parser() -> argparse.ArgumentParser:
             help="the input's low-pass cut-off (0: none)",
         )
         s.add_argument(
+            "--input-channels",
+            type=int,
+            choices=(1, 2),
+            default=NetConfig.input_channels,
+            help="1: the low-passed lead; 2: also the lead without the low-pass",
+        )
+        s.add_argument(
             "--dilation",
             type=int,
             default=NetConfig.dilation,
@@ -887,6 +953,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kernel=args.kernel,
         dilation=args.dilation,
         lowpass_hz=args.lowpass_hz,
+        input_channels=args.input_channels,
     )
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, edge_weight=args.edge_weight)
 
@@ -895,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fit(train_records: Sequence[str], out: Path) -> None:
         t0 = time.perf_counter()
-        inputs, labels = load_ludb(folder, train_records, net.lowpass_hz)
+        inputs, labels = load_ludb(folder, train_records, net.lowpass_hz, net.input_channels)
         model = train(inputs, labels, net, cfg, log=log)
         facts = {
             "records": list(train_records),
