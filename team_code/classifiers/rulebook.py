@@ -160,15 +160,21 @@ _RBBB_SHAPE = {
 
 
 def _lbbb_shape(c: Context) -> float:
-    """Predominantly negative QRS in V1 (QS or rS), upright end of QRS in I and V6, no q in
-    I and V6. Without the right chest leads, the upright end of QRS and no q in I."""
+    """Predominantly negative QRS in V1 (QS or rS; in V2 where V1 was not recorded), upright
+    end of QRS in I and V6, no q in I and V6. Without the right chest leads, the upright end
+    of QRS and no q in I."""
     if _limb_leads_only(c):
         return c.above("I_term_mv", "lbbb_lat_term_mv") * c.above("I_q_mv", "lbbb_q_mv")
-    v1 = c.below("V1_qrs_area_mvms", "lbbb_v1_area_mvms")
+    right = next(
+        (lead for lead in _RIGHT_CHEST if math.isfinite(c.value(f"{lead}_qrs_area_mvms"))), "V1"
+    )
+    v1 = c.below(f"{right}_qrs_area_mvms", "lbbb_v1_area_mvms")
     lateral = max(
         c.above("I_term_mv", "lbbb_lat_term_mv"), c.above("V6_term_mv", "lbbb_lat_term_mv")
     )
-    no_q = c.above("I_q_mv", "lbbb_q_mv") * c.above("V6_q_mv", "lbbb_q_mv")
+    # no q in I and V6: in both where both were recorded (the 2021 three and four leads lack V6)
+    measured = [lead for lead in ("I", "V6") if math.isfinite(c.value(f"{lead}_q_mv"))] or ["I"]
+    no_q = math.prod(c.above(f"{lead}_q_mv", "lbbb_q_mv") for lead in measured)
     return v1 * lateral * no_q
 
 

@@ -151,3 +151,16 @@ def test_two_lead_bundle_branch_blocks_on_real_records(challenge_dir):
     assert right[:, 0].mean() >= 1 / 3 and right[:, 1].mean() <= 0.1, right.mean(axis=0)
     assert left[:, 1].mean() >= 0.5 and left[:, 0].mean() <= 0.1, left.mean(axis=0)
     assert neither.mean(axis=0).max() <= 0.05, neither.mean(axis=0)
+
+
+def test_left_bundle_branch_block_reads_v2_where_v1_is_missing():
+    """The 2021 task's three and four leads carry V2 but not V1: V2's QS stands in for V1's,
+    and where V1 was recorded it decides."""
+    values = _wide_qrs(i_term_mv=0.4, i_q_mv=0.0, chest=True)
+    values.update({"V6_term_mv": math.nan, "V6_q_mv": math.nan})
+    for key in ("term_mv", "rprime_mv", "qrs_area_mvms", "q_mv"):
+        values[f"V1_{key}"] = math.nan
+    assert _scores(values)[LBBB] > 0.5
+    values["V1_qrs_area_mvms"] = 30.0  # an upright QRS in V1: not a left bundle branch block
+    values["V1_term_mv"] = 0.3
+    assert _scores(values)[LBBB] < 0.5
