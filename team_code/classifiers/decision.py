@@ -112,6 +112,25 @@ class DecisionPolicy:
         return {"kind": self.kind, "options": self.options(), "state": self._state()}
 
 
+def _group_masks(groups, n: int) -> list[np.ndarray]:
+    """One boolean mask per group of ``groups`` (all records as one group without them)."""
+    if groups is None:
+        return [np.ones(n, dtype=bool)]
+    labels = np.asarray(groups)
+    return [labels == g for g in sorted(set(labels.tolist()))]
+
+
+def _most_chosen(choices: np.ndarray, preferred: np.ndarray) -> np.ndarray:
+    """Per class (column), the value most rows of ``choices`` hold; among tied values the
+    ``preferred`` one where it is tied, else the highest."""
+    out = np.empty(choices.shape[1])
+    for j in range(choices.shape[1]):
+        values, counts = np.unique(choices[:, j], return_counts=True)
+        tied = values[counts == counts.max()]
+        out[j] = preferred[j] if preferred[j] in tied else tied.max()
+    return out
+
+
 class ThresholdPolicy(DecisionPolicy):
     """A threshold per class: a class is labelled where its score reaches its threshold.
 
@@ -122,7 +141,11 @@ class ThresholdPolicy(DecisionPolicy):
     one per class (None: ``fixed`` everywhere); ``fit`` without records returns them.
     ``vote`` (``"challenge"``): None, the ``groups`` given to ``fit`` are not read; ``"net"``
     or ``"majority"`` (:data:`GROUP_VOTES`), a move from the start must also win the groups'
-    vote.
+    vote. ``bagging`` (``"vote"``, ``"pooled"``): with ``B`` > 0, the thresholds are also
+    chosen on ``B`` resamples of the records (with replacement, within each group, numpy's
+    generator seeded with ``seed``) and each class takes the threshold most of the ``B + 1``
+    choices give (ties: the one chosen on the records as given where it is among them, else
+    the highest), so that a class's decision does not hang on a few records.
     """
 
     kind = "thresholds"
@@ -135,6 +158,8 @@ class ThresholdPolicy(DecisionPolicy):
         fixed: float = 0.5,
         start: Sequence[float] | None = None,
         vote: str | None = None,
+        bagging: int = 0,
+        seed: int = 0,
     ):
         if method not in THRESHOLD_METHODS:
             raise ValueError(
@@ -151,6 +176,10 @@ class ThresholdPolicy(DecisionPolicy):
         self.fixed = float(fixed)
         self.start = None if start is None else [float(t) for t in np.ravel(start)]
         self.vote = vote
+        if int(bagging) < 0:
+            raise ValueError(f"decision: bagging must be >= 0, not {bagging!r}")
+        self.bagging = int(bagging)
+        self.seed = int(seed)
 
     def options(self) -> dict:
         return {
@@ -160,6 +189,8 @@ class ThresholdPolicy(DecisionPolicy):
             "fixed": self.fixed,
             "start": self.start,
             "vote": self.vote,
+            "bagging": self.bagging,
+            "seed": self.seed,
         }
 
     def _min_positives(self) -> int:
@@ -204,17 +235,32 @@ class ThresholdPolicy(DecisionPolicy):
             return self
         from team_code.classifiers.rules import operating_thresholds
 
-        self.thresholds_ = operating_thresholds(
-            truth,
-            scores,
-            classes,
-            self._min_positives(),
-            sources if sources is not None else groups,
-            self.vocabulary,
-            task.scored,
-            self.method,
-            groups,
-        )
+        def choose(rows: np.ndarray) -> np.ndarray:
+            def part(values):
+                return None if values is None else [values[i] for i in rows]
+
+            return operating_thresholds(
+                truth[rows],
+                scores[rows],
+                classes,
+                self._min_positives(),
+                part(sources if sources is not None else groups),
+                self.vocabulary,
+                task.scored,
+                self.method,
+                part(groups),
+            )
+
+        everything = np.arange(len(scores))
+        self.thresholds_ = choose(everything)
+        if self.bagging:
+            rng = np.random.default_rng(self.seed)
+            members = [np.flatnonzero(g) for g in _group_masks(groups, len(scores))]
+            choices = [self.thresholds_] + [
+                choose(np.concatenate([rng.choice(m, size=m.size) for m in members]))
+                for _ in range(self.bagging)
+            ]
+            self.thresholds_ = _most_chosen(np.array(choices), self.thresholds_)
         return self
 
     def apply(self, scores) -> np.ndarray:

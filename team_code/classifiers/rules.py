@@ -64,7 +64,7 @@ from team_code.classifiers.rulebook import (
     rule_for_class,
     rule_table,
 )
-from team_code.classifiers.thresholds import NEVER, challenge_score
+from team_code.classifiers.thresholds import NEVER, RecordMetric
 from team_code.context import RunContext, Task
 from team_code.data.labels import ScoredClasses, table_for
 from team_code.data.records import Record, record_source
@@ -150,13 +150,14 @@ def operating_thresholds(
     group_of = np.asarray(groups)
     group_masks = [group_of == g for g in sorted(set(group_of.tolist()))]
 
+    metric = RecordMetric(truth, classes, scored)
+
     def value(rows, b):
         """The challenge metric of the records in ``rows``: pooled, or per group."""
+        observed = metric.observed(b)
         if objective == "pooled":
-            return challenge_score(truth[rows], b[rows], classes, scored)
-        return np.array(
-            [challenge_score(truth[rows & m], b[rows & m], classes, scored) for m in group_masks]
-        )
+            return metric.score(observed, rows)
+        return np.array([metric.score(observed, rows & m) for m in group_masks])
 
     def better(new, old, silence: bool) -> bool:
         """Whether ``new`` beats ``old``; silence wins ties, another threshold must do
@@ -242,6 +243,10 @@ class RulesClassifier(Classifier):
         # see label_vocabulary); off, a class's detections must pay on every held-out source,
         # as an unseen hospital's vocabulary is unknown.
         decision_vocabulary: bool = False
+        # "loso": with B > 0, each class takes the threshold (or silence) that most of B
+        # bootstrap resamples of the held-out records (within each source) and the records
+        # themselves choose (decision.ThresholdPolicy's bagging); 0: the records alone.
+        decision_bagging: int = 0
         # rhythm and ectopy read over at most this many seconds of a record (the whole of
         # every Challenge record), the average beat from the first ``morphology_s`` seconds
         max_duration_s: float = FeatureConfig.max_duration_s
@@ -264,6 +269,10 @@ class RulesClassifier(Classifier):
             if self.decision not in DECISIONS:
                 raise ValueError(
                     f"rules: decision must be one of {', '.join(DECISIONS)}, not {self.decision!r}"
+                )
+            if self.decision_bagging < 0:
+                raise ValueError(
+                    f"rules: decision_bagging must be >= 0, not {self.decision_bagging!r}"
                 )
             if self.decision_objective not in OBJECTIVES:
                 raise ValueError(
@@ -368,6 +377,7 @@ class RulesClassifier(Classifier):
                 self.config.decision_objective,
                 self.config.decision_min_positives,
                 self.config.decision_vocabulary,
+                bagging=self.config.decision_bagging,
             )
             self.thresholds_ = policy.fit(held_out, truth, groups, self.task_, sources).thresholds_
             self.decision_ = {

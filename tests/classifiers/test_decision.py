@@ -266,3 +266,77 @@ def test_platt_converges_on_graded_scores_massed_at_zero_and_one():
     p = Calibrator("platt").fit(s, y).transform(np.array([[0.0], [0.5], [1.0]]))[:, 0]
     assert np.all(np.diff(p) > 0)
     assert p[0] < 0.05 and 0.45 < p[2] < 0.85
+
+
+# -- bagged thresholds ------------------------------------------------------------------------
+
+
+def test_most_chosen_takes_the_mode_and_breaks_ties_as_documented():
+    choices = np.array([[0.5, 0.2, 0.8], [0.5, 0.35, 0.2], [0.2, 0.35, 0.8], [0.2, 0.2, 0.2]])
+    preferred = np.array([0.2, 0.5, 0.8])
+    # column 0: 0.5 and 0.2 tied, the preferred 0.2 among them; column 1: 0.2 and 0.35 tied,
+    # the preferred 0.5 not among them, so the highest; column 2: 0.8 and 0.2 tied, 0.8 preferred
+    assert decision._most_chosen(choices, preferred).tolist() == [0.2, 0.35, 0.8]
+    assert decision._most_chosen(choices[:3], preferred).tolist() == [0.5, 0.35, 0.8]
+
+
+def test_bagged_thresholds_are_the_majority_of_the_resamples_choices(held_out, monkeypatch):
+    """With ``bagging`` the policy fits the records and B resamples drawn within each group,
+    and each class takes the threshold most of the B + 1 fits chose: checked against the fits
+    themselves, recorded as the policy makes them."""
+    from team_code.classifiers import rules
+
+    scores, truth, groups, task = held_out
+    fits: list[tuple[np.ndarray, np.ndarray]] = []
+    original = rules.operating_thresholds
+
+    def recorded(truth_, scores_, *args, **kwargs):
+        out = original(truth_, scores_, *args, **kwargs)
+        fits.append((np.asarray(scores_), out))
+        return out
+
+    monkeypatch.setattr(rules, "operating_thresholds", recorded)
+    plain = ThresholdPolicy("vote", 3).fit(scores, truth, groups, task).thresholds_
+    fits.clear()
+    bagged = ThresholdPolicy("vote", 3, bagging=6, seed=2).fit(scores, truth, groups, task)
+    assert len(fits) == 7
+    np.testing.assert_array_equal(fits[0][1], plain)  # the records as given come first
+    for resample, _ in fits[1:]:  # each resample keeps every group's size
+        assert resample.shape == scores.shape
+        assert not np.array_equal(resample, scores)
+    choices = np.array([t for _, t in fits])
+    np.testing.assert_array_equal(bagged.thresholds_, decision._most_chosen(choices, plain))
+    again = ThresholdPolicy("vote", 3, bagging=6, seed=2).fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(again.thresholds_, bagged.thresholds_)  # seeded
+    restored = policy_from_json(json.loads(json.dumps(bagged.to_json())))
+    assert restored.bagging == 6 and restored.seed == 2
+    np.testing.assert_array_equal(restored.apply(scores), bagged.apply(scores))
+
+
+def test_bagging_is_checked():
+    with pytest.raises(ValueError, match="bagging"):
+        ThresholdPolicy("vote", bagging=-1)
+    from team_code.classifiers.rules import RulesClassifier
+
+    with pytest.raises(ValueError, match="decision_bagging"):
+        RulesClassifier.Config(decision_bagging=-2)
+
+
+def test_record_metric_equals_the_scorer_on_any_subset(held_out):
+    """``RecordMetric`` (per-record contributions summed) gives the project scorer's challenge
+    metric on every subset and trial output, within rounding."""
+    from team_code.classifiers.thresholds import RecordMetric, challenge_score
+
+    scores, truth, _groups, task = held_out
+    metric = RecordMetric(truth, task.classes, task.scored)
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        binary = scores >= rng.uniform(0.2, 0.9, scores.shape[1])
+        rows = rng.random(len(truth)) < rng.uniform(0.1, 1.0)
+        expected = challenge_score(truth[rows], binary[rows], task.classes, task.scored)
+        assert metric.score(metric.observed(binary), rows) == pytest.approx(expected, abs=1e-12)
+    # a subset whose records all carry sinus rhythm alone scores 0, as the scorer has it
+    normal = np.zeros_like(truth)
+    normal[:, metric.normal] = True
+    sinus = RecordMetric(normal, task.classes, task.scored)
+    assert sinus.score(sinus.observed(normal), np.ones(len(normal), bool)) == 0.0
