@@ -142,10 +142,11 @@ class ThresholdPolicy(DecisionPolicy):
     ``vote`` (``"challenge"``): None, the ``groups`` given to ``fit`` are not read; ``"net"``
     or ``"majority"`` (:data:`GROUP_VOTES`), a move from the start must also win the groups'
     vote. ``bagging`` (``"vote"``, ``"pooled"``): with ``B`` > 0, the thresholds are also
-    chosen on ``B`` resamples of the records (with replacement, within each group, numpy's
-    generator seeded with ``seed``) and each class takes the threshold most of the ``B + 1``
-    choices give (ties: the one chosen on the records as given where it is among them, else
-    the highest), so that a class's decision does not hang on a few records.
+    chosen on ``B`` resamples of the records (with replacement, within each group of
+    ``groups``, else of ``sources``; numpy's generator seeded with ``seed``) and each class
+    takes the threshold most of the ``B + 1`` choices give (ties: the one chosen on the
+    records as given where it is among them, else the highest), so that a class's decision
+    does not hang on a few records.
     """
 
     kind = "thresholds"
@@ -255,7 +256,9 @@ class ThresholdPolicy(DecisionPolicy):
         self.thresholds_ = choose(everything)
         if self.bagging:
             rng = np.random.default_rng(self.seed)
-            members = [np.flatnonzero(g) for g in _group_masks(groups, len(scores))]
+            # resampled within the groups operating_thresholds votes over: sources without them
+            voters = groups if groups is not None else sources
+            members = [np.flatnonzero(g) for g in _group_masks(voters, len(scores))]
             choices = [self.thresholds_] + [
                 choose(np.concatenate([rng.choice(m, size=m.size) for m in members]))
                 for _ in range(self.bagging)

@@ -313,6 +313,37 @@ def test_bagged_thresholds_are_the_majority_of_the_resamples_choices(held_out, m
     np.testing.assert_array_equal(restored.apply(scores), bagged.apply(scores))
 
 
+@pytest.mark.parametrize("given", ["groups", "sources"])
+def test_bagging_resamples_within_each_source(held_out, monkeypatch, given):
+    """Each resample keeps every group's size and the records' groups and sources together,
+    whether the groups come as ``groups`` or (as ``operating_thresholds`` reads them then)
+    as ``sources`` alone."""
+    from collections import Counter
+
+    from team_code.classifiers import rules
+
+    scores, truth, groups, task = held_out
+    seen: list[tuple[list, list]] = []
+    original = rules.operating_thresholds
+
+    def recorded(truth_, scores_, classes, min_positives, sources_, *args):
+        seen.append((list(sources_), list(args[-1]) if args[-1] is not None else None))
+        return original(truth_, scores_, classes, min_positives, sources_, *args)
+
+    monkeypatch.setattr(rules, "operating_thresholds", recorded)
+    policy = ThresholdPolicy("vote", 3, bagging=5, seed=1)
+    if given == "groups":
+        policy.fit(scores, truth, groups, task, sources=np.char.add(groups, "-src"))
+    else:
+        policy.fit(scores, truth, None, task, sources=groups)
+    assert len(seen) == 6
+    sizes = Counter(seen[0][0])
+    for sources_, groups_ in seen[1:]:
+        assert Counter(sources_) == sizes
+        if given == "groups":  # each record's group and source drawn together
+            assert [f"{g}-src" for g in groups_] == sources_
+
+
 def test_bagging_is_checked():
     with pytest.raises(ValueError, match="bagging"):
         ThresholdPolicy("vote", bagging=-1)
