@@ -702,14 +702,17 @@ def record_challenge_contributions(
     binary = binary.astype(bool)
     w = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0)
     lw = labels.astype(np.float64) @ w  # (n, c): sum over true j of W[j, k]
-
-    def contrib(out: np.ndarray) -> np.ndarray:
-        norm = np.maximum(np.sum(labels | out, axis=1), 1)
-        return np.sum(lw * out, axis=1) / norm
-
     inactive_out = np.zeros_like(labels)
     inactive_out[:, normal_index] = True
-    return contrib(binary), contrib(labels), contrib(inactive_out)
+    return tuple(record_observed(lw, labels, out) for out in (binary, labels, inactive_out))
+
+
+def record_observed(label_weights, labels, binary) -> np.ndarray:
+    """Each record's contribution to the observed challenge score of the outputs ``binary``
+    (n, c bool): ``label_weights`` (``labels @ W``, NaN weights read as 0) summed over its
+    outputs, over the size of the union of its labels and outputs (at least 1)."""
+    norm = np.maximum(np.sum(labels | binary, axis=1), 1)
+    return np.sum(label_weights * binary, axis=1) / norm
 
 
 def evaluate_arrays(

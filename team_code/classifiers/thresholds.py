@@ -61,10 +61,11 @@ def challenge_score(
 
 class RecordMetric:
     """The challenge metric of any subset of a fixed set of labelled records, for many trial
-    outputs: each record's observed, correct and inactive contributions
-    (``evaluation.metrics.record_challenge_contributions``) summed over the subset. Equal to
-    :func:`challenge_score` on the subset up to rounding (the sums run in another order), at
-    a fraction of its cost: the correct and inactive parts are computed once."""
+    outputs: each record's observed, correct and inactive contributions (the scorer's
+    ``evaluation.metrics.record_challenge_contributions`` and ``record_observed``) summed over
+    the subset. Equal to :func:`challenge_score` on the subset up to rounding (the sums run
+    in another order), at a fraction of its cost: the correct and inactive parts are computed
+    once."""
 
     def __init__(self, labels: np.ndarray, classes, scored: ScoredClasses | None = None):
         from evaluation.metrics import record_challenge_contributions
@@ -79,8 +80,9 @@ class RecordMetric:
 
     def observed(self, binary: np.ndarray) -> np.ndarray:
         """Each record's observed contribution for the outputs ``binary`` (n, c)."""
-        norm = np.maximum(np.count_nonzero(self.labels | binary, axis=1), 1)
-        return np.sum(self.lw * binary, axis=1) / norm
+        from evaluation.metrics import record_observed
+
+        return record_observed(self.lw, self.labels, binary)
 
     def score(self, observed: np.ndarray, rows: np.ndarray) -> float:
         """The metric of the records ``rows`` (a boolean mask) from :meth:`observed`."""
