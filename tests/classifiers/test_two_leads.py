@@ -164,3 +164,16 @@ def test_left_bundle_branch_block_reads_v2_where_v1_is_missing():
     values["V1_qrs_area_mvms"] = 30.0  # an upright QRS in V1: not a left bundle branch block
     values["V1_term_mv"] = 0.3
     assert _scores(values)[LBBB] < 0.5
+
+
+def test_the_rbbb_width_reads_lead_i_only_without_v1_and_v2():
+    """``qrs_terminal_ms`` runs to the end of I's terminal deflection where neither V1 nor V2
+    was measured, and to theirs (not I's) where one was."""
+    from team_code.dsp.features import _terminal_qrs_ms
+
+    values = {"qrs_ms": 110.0, "I_qrs_end_ms": 128.0}
+    values.update({"V1_qrs_end_ms": math.nan, "V2_qrs_end_ms": math.nan})
+    assert _terminal_qrs_ms(values) == 128.0
+    values["V2_qrs_end_ms"] = 116.0
+    assert _terminal_qrs_ms(values) == 116.0
+    assert math.isnan(_terminal_qrs_ms(dict(values, qrs_ms=math.nan)))
