@@ -74,10 +74,23 @@ def test_augmented_noise_is_low_passed_on_channel_0_only():
     assert out.shape == xb.shape and out.dtype == np.float32
     hf = np.abs(np.diff(out, axis=-1)).mean(axis=-1)  # white noise: large sample steps
     assert (hf[:, 1] > 2 * hf[:, 0]).all()
-    np.testing.assert_array_equal(  # one channel: the same draws as before the option
-        d._augment(xb[:, :1], np.random.default_rng(1), cfg)[:, 0],
-        d._augment(xb[:, :1], np.random.default_rng(1), cfg, 40.0)[:, 0],
-    )
+    # one channel: the draws and arithmetic of the one-channel augmentation (b, n), whatever
+    # lowpass_hz says
+    one = np.random.default_rng(2).normal(size=(4, 1024)).astype(np.float32)
+    ref, cfg = np.random.default_rng(1), d.TrainConfig()
+    t = np.arange(one.shape[1]) / d.FS
+    gain = ref.uniform(*cfg.gain, size=(4, 1))
+    wander = np.zeros(one.shape)
+    for _ in range(2):
+        amp = ref.uniform(0, cfg.wander / 2, size=(4, 1))
+        hz = ref.uniform(*cfg.wander_hz, size=(4, 1))
+        phase = ref.uniform(0, 2 * np.pi, size=(4, 1))
+        wander += amp * np.sin(2 * np.pi * hz * t[None, :] + phase)
+    noise = ref.normal(size=one.shape) * ref.uniform(0, cfg.noise, size=(4, 1))
+    expected = (gain * one + wander + noise).astype(np.float32)
+    for lowpass_hz in (0.0, 40.0):
+        got = d._augment(one[:, None], np.random.default_rng(1), cfg, lowpass_hz)
+        np.testing.assert_array_equal(got[:, 0], expected)
 
 
 def test_two_channel_network_trains_saves_loads_and_delineates(tmp_path, one_thread):
