@@ -110,17 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 def print_gain(truth, engine, floor, classes, n_boot: int = 1000) -> None:
     """The engine's pooled challenge metric less the floor's, with a paired bootstrap 95%
     interval over the records."""
-    from evaluation.metrics import bootstrap_challenge_metric, bootstrap_ci
+    from evaluation.metrics import bootstrap_ci, paired_bootstrap_gain
     from team_code.classifiers.thresholds import challenge_weights
-    from team_code.data.labels import NORMAL_CLASS
 
-    weights, codes = challenge_weights(classes), list(classes)
     gain = challenge_score(truth, engine, classes) - challenge_score(truth, floor, classes)
-    draws = [
-        bootstrap_challenge_metric(weights, truth, b, codes, NORMAL_CLASS, n_boot, seed=0)
-        for b in (engine, floor)
-    ]  # the same seed: the same resampled records for both
-    low, high = bootstrap_ci(draws[0] - draws[1])
+    draws = paired_bootstrap_gain(
+        challenge_weights(classes), truth, engine, floor, list(classes), n_boot
+    )
+    low, high = bootstrap_ci(draws)
     interval = f"paired bootstrap 95% [{low:+.3f}, {high:+.3f}]"
     print(f"\ngain over the floor, pooled: {gain:+.3f} ({interval})")
 

@@ -104,21 +104,22 @@ def run(args) -> list[dict]:
 def paired_gain_interval(rows: list[dict], n_boot: int) -> tuple[float, float]:
     """95% interval of the second row's challenge metric minus the first's over records
     resampled with replacement, both rows scored on the same resamples."""
-    from evaluation.metrics import bootstrap_challenge_metric, bootstrap_ci
+    from evaluation.metrics import bootstrap_ci, paired_bootstrap_gain
     from team_code.classifiers.thresholds import challenge_weights
-    from team_code.data.labels import NORMAL_CLASS
 
-    values = []
-    for row in rows[:2]:
-        classes, scored = row["_classes"]
-        weights = challenge_weights(classes, scored)
-        # the same seed and number of records draw the same resamples for both rows
-        values.append(
-            bootstrap_challenge_metric(
-                weights, row["_truth"], row["_predicted"], classes, NORMAL_CLASS, n_boot, seed=0
-            )
-        )
-    return bootstrap_ci(values[1] - values[0])
+    first, second = rows[:2]
+    classes, scored = second["_classes"]
+    if list(first["_classes"][0]) != list(classes):
+        raise ValueError("the two hybrids score different classes")
+    draws = paired_bootstrap_gain(
+        challenge_weights(classes, scored),
+        second["_truth"],
+        second["_predicted"],
+        first["_predicted"],
+        list(classes),
+        n_boot,
+    )
+    return bootstrap_ci(draws)
 
 
 def main(argv=None) -> int:

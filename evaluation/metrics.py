@@ -804,6 +804,19 @@ def bootstrap_challenge_metric(
     return out
 
 
+def paired_bootstrap_gain(
+    weights, labels, binary, baseline, classes, n_boot: int = 1000, seed: int | None = 0
+) -> np.ndarray:
+    """Bootstrap draws of the challenge metric of ``binary`` less that of ``baseline``, both
+    scored on the same ``n_boot`` resamples of the records (the same seed and records draw
+    the same resamples)."""
+    draws = [
+        bootstrap_challenge_metric(weights, labels, b, classes, NORMAL_CLASS, n_boot, seed=seed)
+        for b in (binary, baseline)
+    ]
+    return draws[0] - draws[1]
+
+
 def bootstrap_ci(values, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap values (NaN values ignored)."""
     values = np.asarray(values, dtype=np.float64)
