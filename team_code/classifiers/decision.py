@@ -179,6 +179,10 @@ class ThresholdPolicy(DecisionPolicy):
         self.vote = vote
         if int(bagging) < 0:
             raise ValueError(f"decision: bagging must be >= 0, not {bagging!r}")
+        if int(bagging) and method not in ("vote", "pooled"):
+            raise ValueError(
+                f"decision: bagging applies to the vote and pooled methods, not {method!r}"
+            )
         self.bagging = int(bagging)
         self.seed = int(seed)
 

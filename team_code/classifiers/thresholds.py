@@ -122,7 +122,7 @@ def challenge_thresholds(
     the size of the union of labels and outputs; the perfect and inactive scores do not depend
     on the outputs. Passes repeat until none improves (at most ``max_passes``).
     """
-    from evaluation.metrics import challenge_scores
+    from evaluation.metrics import challenge_scores, record_observed
 
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=float)
@@ -138,8 +138,7 @@ def challenge_thresholds(
     def metric(observed):
         return (observed - inactive) / (correct - inactive)
 
-    union = labels | binary
-    per_record = (binary * label_weights).sum(axis=1) / np.maximum(union.sum(axis=1), 1)
+    per_record = record_observed(label_weights, labels, binary)
     best = metric(per_record.sum())
     votes = None if groups is None else GroupVotes(labels, weights, classes, groups)
     searched = np.flatnonzero(labels.sum(axis=0) >= min_positives)

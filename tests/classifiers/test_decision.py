@@ -347,6 +347,8 @@ def test_bagging_resamples_within_each_source(held_out, monkeypatch, given):
 def test_bagging_is_checked():
     with pytest.raises(ValueError, match="bagging"):
         ThresholdPolicy("vote", bagging=-1)
+    with pytest.raises(ValueError, match="bagging applies to the vote and pooled"):
+        ThresholdPolicy("challenge", bagging=5)
     from team_code.classifiers.rules import RulesClassifier
 
     with pytest.raises(ValueError, match="decision_bagging"):
