@@ -63,8 +63,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--predictions",
         type=Path,
-        help="write each lead set's held-out decisions here (.npz: truth, sources, classes, "
-        "and <lead set>/<method> boolean matrices)",
+        help="write each lead set's held-out decisions here (.npz: sources, names, and per "
+        "lead set <lead set>/truth, <lead set>/classes and <lead set>/<method> matrices)",
     )
     parser.set_defaults(shared=shared)
     return parser
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             for method in outputs:
                 model = registry.get(method)(configs[method]).fit(train, task, ctx)
                 outputs[method][held] = model.predict(test)
-        saved.update({"truth": truth, "classes": np.asarray(classes)})
+        saved[f"{task.lead_set}/truth"] = truth
+        saved[f"{task.lead_set}/classes"] = np.asarray(classes)
         saved.update({f"{task.lead_set}/{m}": binary for m, binary in outputs.items()})
         rows = {}
         for method, binary in outputs.items():
