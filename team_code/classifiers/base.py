@@ -164,6 +164,9 @@ class Classifier:
     name: ClassVar[str] = "base"
     #: Frozen dataclass of the family's options.
     Config: ClassVar[type] = EmptyConfig
+    #: The lowest score at which a threshold of this family's scores still means a detection
+    #: (an ensemble's threshold search stays at or above it); None: any score may.
+    lowest_decision: ClassVar[float | None] = None
 
     #: How this model runs (set by ``fit`` and ``use``; never saved).
     ctx: RunContext = RunContext()

@@ -141,12 +141,14 @@ class ThresholdPolicy(DecisionPolicy):
     one per class (None: ``fixed`` everywhere); ``fit`` without records returns them.
     ``vote`` (``"challenge"``): None, the ``groups`` given to ``fit`` are not read; ``"net"``
     or ``"majority"`` (:data:`GROUP_VOTES`), a move from the start must also win the groups'
-    vote. ``bagging`` (``"vote"``, ``"pooled"``): with ``B`` > 0, the thresholds are also
-    chosen on ``B`` resamples of the records (with replacement, within each group of
-    ``groups``, else of ``sources``; numpy's generator seeded with ``seed``) and each class
-    takes the threshold most of the ``B + 1`` choices give (ties: the one chosen on the
-    records as given where it is among them, else the highest), so that a class's decision
-    does not hang on a few records.
+    vote. ``lowest`` (``"challenge"``): no threshold below it is searched, one value or one per
+    class, NaN for none (a member's
+    :attr:`~team_code.classifiers.base.Classifier.lowest_decision`). ``bagging`` (``"vote"``,
+    ``"pooled"``): with ``B`` > 0, the thresholds are also chosen on ``B`` resamples of the
+    records (with replacement, within each group of ``groups``, else of ``sources``; numpy's
+    generator seeded with ``seed``) and each class takes the threshold most of the ``B + 1``
+    choices give (ties: the one chosen on the records as given where it is among them, else
+    the highest), so that a class's decision does not hang on a few records.
     """
 
     kind = "thresholds"
@@ -161,6 +163,7 @@ class ThresholdPolicy(DecisionPolicy):
         vote: str | None = None,
         bagging: int = 0,
         seed: int = 0,
+        lowest: float | Sequence[float] | None = None,
     ):
         if method not in THRESHOLD_METHODS:
             raise ValueError(
@@ -185,6 +188,7 @@ class ThresholdPolicy(DecisionPolicy):
             )
         self.bagging = int(bagging)
         self.seed = int(seed)
+        self.lowest = None if lowest is None else np.asarray(lowest, dtype=float).tolist()
 
     def options(self) -> dict:
         return {
@@ -196,6 +200,7 @@ class ThresholdPolicy(DecisionPolicy):
             "vote": self.vote,
             "bagging": self.bagging,
             "seed": self.seed,
+            "lowest": self.lowest,
         }
 
     def _min_positives(self) -> int:
@@ -236,6 +241,7 @@ class ThresholdPolicy(DecisionPolicy):
                 scored=task.scored,
                 groups=None if self.vote is None else groups,
                 vote=self.vote or "net",
+                lowest=self.lowest,
             )
             return self
         from team_code.classifiers.rules import operating_thresholds

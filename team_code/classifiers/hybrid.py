@@ -580,10 +580,28 @@ class _Nested:
                 self._inner[key] = out[rows]
         return self._inner[key]
 
+    def lowest_decision(self, kind: str, subset: frozenset) -> np.ndarray | None:
+        """The lowest threshold a search may give each class's scores of ``kind``: the
+        ``lowest_decision`` of the member whose scores they are (the rules' graded scores;
+        per class for a selection), NaN for a member without one; None for stacked scores."""
+
+        def lowest(member: str) -> float:
+            if member not in registry.available():  # a name given by hand, not a family
+                return np.nan
+            value = registry.get(member).lowest_decision
+            return np.nan if value is None else float(value)
+
+        n = len(self.hybrid.classes_)
+        if kind in self.members:
+            return np.full(n, lowest(kind))
+        if kind in ("single", "selection"):
+            return np.array([lowest(self.members[i]) for i in self.fuser(kind, subset).choice_])
+        return None
+
     def searched(self, kind: str, subset: frozenset, start: np.ndarray) -> np.ndarray:
         """Thresholds for the challenge metric searched on the subset's inner scores (classes
         with fewer than threshold_min_positives positives, or a subset too small to hold
-        inner scores, keep ``start``)."""
+        inner scores, keep ``start``; none below the member's :meth:`lowest_decision`)."""
         key = (kind, subset, np.asarray(start).tobytes())
         if key not in self._searched:
             inner = self.inner(kind, subset)
@@ -595,6 +613,7 @@ class _Nested:
                     "challenge",
                     start=start,
                     min_positives=self.hybrid.config.threshold_min_positives,
+                    lowest=self.lowest_decision(kind, subset),
                 )
                 .fit(inner, self.truth[rows], task=self.hybrid.fused_task())
                 .thresholds_

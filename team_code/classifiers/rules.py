@@ -109,6 +109,11 @@ def label_vocabulary(truth: np.ndarray, sources: Sequence[str] | None = None) ->
     return uses
 
 
+#: The graded-score levels a class's operating threshold chooses among (besides silence): the
+#: rule's condition met by a margin of about one transition width either way, or just met.
+OPERATING_LEVELS: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
+
+
 def operating_thresholds(
     truth: np.ndarray,
     scores: np.ndarray,
@@ -181,7 +186,7 @@ def operating_thresholds(
             best = value(rows, binary)
             candidates = [NEVER, 0.5]
             if truth[:, j].sum() >= min_positives:
-                candidates += [0.2, 0.35, 0.65, 0.8]
+                candidates += [t for t in OPERATING_LEVELS if t != 0.5]
             for t in candidates:
                 if t == thresholds[j]:
                     continue
@@ -214,6 +219,9 @@ class RulesClassifier(Classifier):
     """Knowledge-base rules per scored class on measured intervals, axes and loops."""
 
     name = "rules"
+    #: A graded score under the lowest operating level is a rule whose condition is missed by
+    #: more than a transition width: no threshold below it names the class.
+    lowest_decision = min(OPERATING_LEVELS)
     #: The fitted decision policy where ``decision_policy`` names one (None: thresholds).
     policy_: DecisionPolicy | None = None
 

@@ -103,8 +103,12 @@ def challenge_thresholds(
     scored: ScoredClasses | None = None,
     groups: np.ndarray | None = None,
     vote: str = "net",
+    lowest: float | np.ndarray | None = None,
 ) -> np.ndarray:
     """Thresholds maximising the challenge metric by coordinate ascent over classes.
+
+    ``lowest``: no candidate below it is tried (scores under it never name a class; "never"
+    stays a candidate); one value, or one per class (NaN: no bound).
 
     Classes with fewer than ``min_positives`` positive labels keep their ``start`` threshold:
     a threshold searched on two or three positives mostly learns which records they were.
@@ -140,6 +144,10 @@ def challenge_thresholds(
 
     per_record = record_observed(label_weights, labels, binary)
     best = metric(per_record.sum())
+    bounds = np.broadcast_to(
+        np.asarray(np.nan if lowest is None else lowest, float), (len(classes),)
+    )
+    bounds = np.nan_to_num(bounds, nan=-np.inf)
     votes = None if groups is None else GroupVotes(labels, weights, classes, groups)
     searched = np.flatnonzero(labels.sum(axis=0) >= min_positives)
     for _ in range(max_passes):
@@ -148,6 +156,8 @@ def challenge_thresholds(
             candidates = np.unique(
                 np.r_[np.quantile(scores[:, j], np.linspace(0, 1, n_candidates)), NEVER]
             )
+            if bounds[j] > -np.inf:
+                candidates = candidates[candidates >= bounds[j]]
             out = scores[:, j, None] >= candidates[None, :]  # (n, T)
             others = binary.copy()
             others[:, j] = False

@@ -250,3 +250,18 @@ def test_a_record_one_member_cannot_process_is_left_out_of_its_part_only(
     members = model.member_predictions(records[3:8])
     assert np.isnan(members[failing_member][2]).all()
     assert np.isfinite(np.delete(members[failing_member], 2, axis=0)).all()
+
+
+@pytest.mark.parametrize("member", ["m", "rules"])
+def test_searched_thresholds_stay_at_or_above_the_members_lowest_decision(member):
+    """Scores that separate only under 0.2: a search over an unknown member's scores goes
+    there; over the rules' graded scores it stays at or above their lowest operating level."""
+    classes, truth, folds, oof, oof_own, evidence = _oof_inputs(own_threshold=0.9)
+    oof = oof * 0.2
+    model = HybridClassifier(HybridConfig(members=("prevalence",), n_folds=3, fusion="single"))
+    model.classes_ = tuple(classes)
+    model._fuse([member], truth, folds, oof, oof_own, evidence, oof_own[0])
+    if member == "rules":
+        assert (model.thresholds_ >= 0.2).all()
+    else:
+        assert model.thresholding_ == "searched" and (model.thresholds_ < 0.2).all()

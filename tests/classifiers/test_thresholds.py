@@ -137,3 +137,27 @@ def test_majority_vote_needs_more_than_half_of_the_groups():
     observed[60:90, 0], observed[60:90, 1] = -1.0, 1.0
     np.testing.assert_array_equal(votes.passes(observed, current, "net"), [True, True])
     np.testing.assert_array_equal(votes.passes(observed, current, "majority"), [False, True])
+
+
+def test_lowest_keeps_the_search_at_or_above_it():
+    """Scores that separate only below 0.2: the search goes there, unless ``lowest`` forbids
+    it; then a class keeps its start or a candidate at or above the bound (or "never")."""
+    classes, labels, scores = _problem(seed=3)
+    low = np.clip(scores * 0.2, 0, 1)  # every score under 0.2
+    free = challenge_thresholds(labels, low, classes, start=np.full(len(classes), 0.5))
+    assert (free < 0.2).any()
+    bounded = challenge_thresholds(
+        labels, low, classes, start=np.full(len(classes), 0.5), lowest=0.2
+    )
+    assert np.all(bounded >= 0.2)
+
+
+def test_the_rules_scores_carry_their_lowest_operating_level():
+    from team_code.classifiers.base import Classifier
+    from team_code.classifiers.decision import ThresholdPolicy, policy_from_json
+    from team_code.classifiers.rules import OPERATING_LEVELS, RulesClassifier
+
+    assert RulesClassifier.lowest_decision == min(OPERATING_LEVELS) == 0.2
+    assert Classifier.lowest_decision is None
+    saved = {"kind": "thresholds", "options": ThresholdPolicy("challenge", lowest=0.2).options()}
+    assert policy_from_json(saved | {"state": {"thresholds": [0.5]}}).lowest == 0.2
