@@ -112,7 +112,7 @@ class DecisionPolicy:
         return {"kind": self.kind, "options": self.options(), "state": self._state()}
 
 
-def _group_masks(groups, n: int) -> list[np.ndarray]:
+def group_masks(groups, n: int) -> list[np.ndarray]:
     """One boolean mask per group of ``groups`` (all records as one group without them)."""
     if groups is None:
         return [np.ones(n, dtype=bool)]
@@ -268,7 +268,7 @@ class ThresholdPolicy(DecisionPolicy):
             rng = np.random.default_rng(self.seed)
             # resampled within the groups operating_thresholds votes over: sources without them
             voters = groups if groups is not None else sources
-            members = [np.flatnonzero(g) for g in _group_masks(voters, len(scores))]
+            members = [np.flatnonzero(g) for g in group_masks(voters, len(scores))]
             choices = [self.thresholds_] + [
                 choose(np.concatenate([rng.choice(m, size=m.size) for m in members]))
                 for _ in range(self.bagging)

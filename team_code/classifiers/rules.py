@@ -51,6 +51,7 @@ from team_code.classifiers.decision import (
     NAMED_POLICIES,
     DecisionPolicy,
     ThresholdPolicy,
+    group_masks,
     make_policy,
     policy_from_json,
 )
@@ -150,11 +151,7 @@ def operating_thresholds(
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     uses = label_vocabulary(truth, sources if vocabulary else None)
-    if groups is None:
-        groups = sources if sources is not None else [""] * len(truth)
-    group_of = np.asarray(groups)
-    group_masks = [group_of == g for g in sorted(set(group_of.tolist()))]
-
+    masks = group_masks(groups if groups is not None else sources, len(truth))
     metric = RecordMetric(truth, classes, scored)
 
     def value(rows, b):
@@ -162,7 +159,7 @@ def operating_thresholds(
         observed = metric.observed(b)
         if objective == "pooled":
             return metric.score(observed, rows)
-        return np.array([metric.score(observed, rows & m) for m in group_masks])
+        return np.array([metric.score(observed, rows & m) for m in masks])
 
     def better(new, old, silence: bool) -> bool:
         """Whether ``new`` beats ``old``; silence wins ties, another threshold must do
