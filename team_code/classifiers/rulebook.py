@@ -116,10 +116,16 @@ _SINUS = {
 _RIGHT_CHEST = ("V1", "V2")
 
 
+def _measured(c: Context, leads: Sequence[str], measure: str) -> list[str]:
+    """The leads of ``leads`` whose ``<lead>_<measure>`` was measured (a lead not recorded,
+    or flat, has none)."""
+    return [lead for lead in leads if math.isfinite(c.value(f"{lead}_{measure}"))]
+
+
 def _limb_leads_only(c: Context) -> bool:
     """Whether no right chest lead was measured (:data:`_RIGHT_CHEST`): a record of the limb
     leads alone, where a chest criterion is unknown rather than unmet."""
-    return not any(math.isfinite(c.value(f"{lead}_term_mv")) for lead in _RIGHT_CHEST)
+    return not _measured(c, _RIGHT_CHEST, "term_mv")
 
 
 def _rbbb_shape(c: Context) -> float:
@@ -165,16 +171,15 @@ def _lbbb_shape(c: Context) -> float:
     of QRS and no q in I."""
     if _limb_leads_only(c):
         return c.above("I_term_mv", "lbbb_lat_term_mv") * c.above("I_q_mv", "lbbb_q_mv")
-    right = next(
-        (lead for lead in _RIGHT_CHEST if math.isfinite(c.value(f"{lead}_qrs_area_mvms"))), "V1"
-    )
+    right = (_measured(c, _RIGHT_CHEST, "qrs_area_mvms") or ["V1"])[0]
     v1 = c.below(f"{right}_qrs_area_mvms", "lbbb_v1_area_mvms")
     lateral = max(
         c.above("I_term_mv", "lbbb_lat_term_mv"), c.above("V6_term_mv", "lbbb_lat_term_mv")
     )
     # no q in I and V6: in both where both were recorded (the 2021 three and four leads lack V6)
-    measured = [lead for lead in ("I", "V6") if math.isfinite(c.value(f"{lead}_q_mv"))] or ["I"]
-    no_q = math.prod(c.above(f"{lead}_q_mv", "lbbb_q_mv") for lead in measured)
+    no_q = math.prod(
+        c.above(f"{lead}_q_mv", "lbbb_q_mv") for lead in _measured(c, ("I", "V6"), "q_mv") or ["I"]
+    )
     return v1 * lateral * no_q
 
 
