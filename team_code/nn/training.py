@@ -364,13 +364,11 @@ CPU_BATCH_SIZE = 32
 PROBE_BATCHES = (4, 8)
 
 
-def memory_format(module: nn.Module, device: torch.device, config: TrainConfig) -> None:
+def memory_format(module: nn.Module, config: TrainConfig) -> None:
     """With ``config.channels_last``: the module's 4-D weights in channels_last layout, on every
-    device (cuDNN's convolutions under bf16 autocast are fastest in it, and so are oneDNN's on
-    a CPU: GoogLeNet at 224 px predicts one image in about half the time, and trains a batch
-    in two thirds, on one core, ``benchmarks/inference.py``); nothing without the option.
-    Values are unchanged, only their layout."""
-    del device  # the same layout everywhere
+    device (the layout cuDNN's convolutions under bf16 autocast and oneDNN's on a CPU run
+    fastest in; docs/gpu.md); nothing without the option. Values are unchanged, only their
+    layout."""
     if config.channels_last:
         module.to(memory_format=torch.channels_last)
 
@@ -598,7 +596,7 @@ def fit(
     weights = sample_weights if config.balanced_sampling else None
 
     model.to(device)
-    memory_format(model, device, config)
+    memory_format(model, config)
     module = model
     model = distributed.wrap(module, device)
     optimizer = _make_optimizer(module, config)
@@ -797,7 +795,7 @@ def predict(
     config = config or TrainConfig()
     device = device or pick_device(config.device)
     module = distributed.unwrap(model).to(device)
-    memory_format(module, device, config)
+    memory_format(module, config)
     batch_size = config.eval_batch_size or 2 * config.batch_size
     if config.device_batch and not config.eval_batch_size and len(dataset) > batch_size:
         batch_size, _ = choose_batch_size(
