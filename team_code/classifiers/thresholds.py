@@ -68,7 +68,9 @@ class RecordMetric:
     once."""
 
     def __init__(self, labels: np.ndarray, classes, scored: ScoredClasses | None = None):
-        from evaluation.metrics import record_challenge_contributions
+        from evaluation.metrics import record_challenge_contributions, record_observed
+
+        self._record_observed = record_observed  # imported once, not per trial output
 
         self.labels = np.asarray(labels, dtype=bool)
         weights = np.nan_to_num(challenge_weights(classes, scored), nan=0.0)
@@ -80,9 +82,7 @@ class RecordMetric:
 
     def observed(self, binary: np.ndarray) -> np.ndarray:
         """Each record's observed contribution for the outputs ``binary`` (n, c)."""
-        from evaluation.metrics import record_observed
-
-        return record_observed(self.lw, self.labels, binary)
+        return self._record_observed(self.lw, self.labels, binary)
 
     def score(self, observed: np.ndarray, rows: np.ndarray) -> float:
         """The metric of the records ``rows`` (a boolean mask) from :meth:`observed`."""
