@@ -311,18 +311,19 @@ def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
                 raise SystemExit(f"{path}: its {key} differ from {paths[0]}'s; not comparable")
     names = first["names"].tolist()
     sources = np.array([record_source(n) for n in names])
+    chosen = [json.loads(str(run["chosen"])) for run in runs]
     binary = np.zeros_like(first["binary"])
     picks = {}
     for source in dict.fromkeys(sources.tolist()):
         best, best_score = 0, -np.inf
-        for r, run in enumerate(runs):
-            entry = json.loads(str(run["chosen"]))[source]
+        for r, choices in enumerate(chosen):
+            entry = choices[source]
             score = entry["inner"][entry["chosen"]]
             if score > best_score:
                 best, best_score = r, score
         rows = sources == source
         binary[rows] = runs[best]["binary"][rows]
-        entry = json.loads(str(runs[best]["chosen"]))[source]
+        entry = chosen[best][source]
         picks[source] = {"run": str(paths[best]), "variant": entry["chosen"], "inner": best_score}
         print(
             f"[combined, held out {source}] {paths[best]}: {entry['chosen']} "
