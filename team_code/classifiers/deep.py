@@ -45,7 +45,9 @@ the rest, one way for both:
   score is the **maximum** over its windows: a finding present in any part of the record
   (a paroxysmal rhythm, a run of ectopic beats) is what a diagnosis of the record reads,
   and a mean would dilute it by the number of windows. Records within one window are read
-  as before.
+  as before. Windows are computed when scored, in chunks of bounded size
+  (``WINDOW_CHUNK_BYTES``), and are not cached: a hybrid's training scores a record's
+  windows once, in the fold that holds the record out.
 - **Weights** in safetensors (``weights.safetensors``), training facts in JSON.
 """
 
@@ -237,6 +239,9 @@ def masked_bce_with_logits(logits, targets):
     return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
+WINDOW_CHUNK_BYTES = 64 << 20  # long records' window inputs held at once while scoring them
+
+
 def record_input(record: Record, leads: tuple[str, ...], transform: Callable) -> np.ndarray:
     """The network input of one record: ``transform(signal_mv, fs)`` on ``leads``; a missing
     lead or a ``ValueError`` of the transform raises :class:`RecordError` naming the record."""
@@ -264,12 +269,19 @@ def record_window_inputs(
     ``leads``, or with ``window`` (``(window_s, hop_s)``) of each of its windows
     (:func:`record_windows`); a missing lead or a ``ValueError`` of the transform raises
     :class:`RecordError` naming the record."""
+    return list(iter_window_inputs(record, leads, transform, window))
+
+
+def iter_window_inputs(record: Record, leads: tuple[str, ...], transform: Callable, window=None):
+    """:func:`record_window_inputs` one input at a time: a record of many windows (a Holter
+    recording) never holds more than one transformed window."""
     signal_mv = record.select_leads(leads)
     parts = [signal_mv] if window is None else record_windows(signal_mv, record.fs, *window)
-    try:
-        return [transform(part, record.fs) for part in parts]
-    except ValueError as error:
-        raise RecordError(record.name, str(error)) from None
+    for part in parts:
+        try:
+            yield transform(part, record.fs)
+        except ValueError as error:
+            raise RecordError(record.name, str(error)) from None
 
 
 def signal_groups(array: Sequence[np.ndarray]) -> np.ndarray:
@@ -637,19 +649,33 @@ class DeepClassifier(Classifier):
         )
 
     def _window_scores(self, records: Sequence[Record]) -> np.ndarray:
-        """Each record's scores: the maximum over its windows' scores."""
+        """Each record's scores: the maximum over its windows' scores. Windows are scored in
+        chunks of at most :data:`WINDOW_CHUNK_BYTES` of inputs, so host memory does not grow
+        with the number of long records or with their length."""
         from team_code.nn.cache import SignalDataset
 
-        inputs, owner = [], []
+        pooled = np.full((len(records), len(self.classes_)), -np.inf)
+        chunk: list[np.ndarray] = []
+        owner: list[int] = []
+
+        def score_chunk() -> None:
+            scores = self._scores(SignalDataset(np.stack(chunk)))
+            np.maximum.at(pooled, np.asarray(owner), scores)
+            chunk.clear()
+            owner.clear()
+
+        limit = 0
         for i, record in enumerate(records):
-            parts = record_window_inputs(
+            for part in iter_window_inputs(
                 record, self.input_leads(), self.transform(), self.window_s()
-            )
-            inputs += parts
-            owner += [i] * len(parts)
-        scores = self._scores(SignalDataset(np.stack(inputs)))
-        pooled = np.full((len(records), scores.shape[1]), -np.inf)
-        np.maximum.at(pooled, np.asarray(owner), scores)
+            ):
+                chunk.append(part)
+                owner.append(i)
+                limit = limit or max(1, WINDOW_CHUNK_BYTES // max(1, part.nbytes))
+                if len(chunk) >= limit:
+                    score_chunk()
+        if chunk:
+            score_chunk()
         return pooled
 
     # -- persistence -------------------------------------------------------------------------
@@ -699,10 +725,12 @@ class DeepClassifier(Classifier):
 __all__ = [
     "LABEL_MASKS",
     "WEIGHTS_FILE",
+    "WINDOW_CHUNK_BYTES",
     "DeepClassifier",
     "DeepConfig",
     "floor_thresholds",
     "group_split",
+    "iter_window_inputs",
     "json_safe",
     "masked_bce_with_logits",
     "record_input",

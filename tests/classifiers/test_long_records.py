@@ -69,3 +69,23 @@ def test_windows_cover_the_record_and_end_at_its_end():
     assert [w[0, 0] for w in overlap] == [0, 4]
     model = CWTGoogLeNetClassifier()
     assert model.window_s() == (14.0, 10.0)
+
+
+def test_windows_are_scored_in_bounded_chunks(monkeypatch):
+    """Memory stays flat in the number of long records: no more than WINDOW_CHUNK_BYTES of
+    window inputs are scored at once, and the chunked maxima equal the one-batch ones."""
+    from team_code.classifiers import deep
+
+    model = detector_model()
+    records = [ecg(f"R{i}", 9.0, spike_at_s=(None if i % 3 else 1.0 + i % 8)) for i in range(7)]
+    whole = model.predict_proba(records)
+    n_windows = 5  # 9 s in 2-s windows, the last ending at the record's end
+    one_input = 12 * 200 * 4  # 12 leads x 2 s at 100 Hz, float32
+    sizes = []
+    score = model._scores
+    monkeypatch.setattr(model, "_scores", lambda data: sizes.append(len(data)) or score(data))
+    monkeypatch.setattr(deep, "WINDOW_CHUNK_BYTES", 3 * one_input)
+    chunked = model.predict_proba(records)
+    assert sizes and max(sizes) == 3 and sum(sizes) == n_windows * len(records)
+    np.testing.assert_array_equal(chunked, whole)
+    assert chunked[:, 0] == pytest.approx([1.0, 0, 0, 1.0, 0, 0, 1.0], abs=1e-3)
