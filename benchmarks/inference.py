@@ -10,7 +10,9 @@ preset's by default, parallel_cnn 12 x 10,000 samples, GoogLeNet at 224 px; ``--
 gives the sizes a training without a GPU uses), then each 10-s
 record is classified alone, as ``run_model.py`` would, and the median over records is printed
 for the hybrid and each member: wall-clock seconds, and the process's CPU seconds (with one
-thread, the CPU time is the record's cost even while other work shares the machine).
+thread, the CPU time is the record's cost even while other work shares the machine). For the
+deep members a second row (``NAME network``) times the network alone on the record's input,
+prepared beforehand: what the papers' network sizes cost whatever the input side does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from team_code.classifiers.hybrid import HybridClassifier
 from team_code.context import IN_MEMORY, Task
@@ -72,18 +76,37 @@ def main(argv=None) -> int:
         seconds[name].append(time.perf_counter() - tic)
         cpu[name].append(time.process_time() - cpu_tic)
 
+    from team_code.classifiers.deep import DeepClassifier
+    from team_code.nn.cache import SignalDataset
+
+    deep = {name: m for name, m in model.members_.items() if isinstance(m, DeepClassifier)}
+    for name in deep:
+        seconds[f"{name} network"], cpu[f"{name} network"] = [], []
+
+    class NetworkOnly:
+        def __init__(self, member):
+            self.member = member
+
+        def predict_proba(self, records_):
+            inputs = self.inputs  # prepared before the clock starts
+            return self.member._scores(SignalDataset(inputs))
+
     for record in test_set:
         for name, member in model.members_.items():
             timed(name, member, record)
         timed("hybrid", model, record)
+        for name, member in deep.items():
+            network_only = NetworkOnly(member)
+            network_only.inputs = np.stack([member.inputs([record])[0]])
+            timed(f"{name} network", network_only, record)
     print(
         f"{len(test_set)} ten-second 12-lead records, one at a time, {args.threads} threads, "
         f"preset {args.preset}"
     )
-    print(f"{'model':<14} {'median s':>9} {'max s':>7} {'median CPU s':>13}")
+    print(f"{'model':<22} {'median s':>9} {'max s':>7} {'median CPU s':>13}")
     for name, values in seconds.items():
         print(
-            f"{name:<14} {statistics.median(values):9.3f} {max(values):7.3f} "
+            f"{name:<22} {statistics.median(values):9.3f} {max(values):7.3f} "
             f"{statistics.median(cpu[name]):13.3f}"
         )
     return 0
