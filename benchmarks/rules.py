@@ -27,10 +27,13 @@ Usage::
 
     python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
         [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
-        [--skip-af] [--outputs FILE.npz]
+        [--skip-af] [--outputs FILE.npz] [--inner-criterion pooled|sources]
     python -m benchmarks.rules --combine RUN.npz RUN.npz ...
 
 ``--outputs`` keeps the nested protocol's decisions per record and each split's inner scores.
+``--inner-criterion`` says how the nested protocol's inner loop scores a variant
+(:data:`INNER_CRITERIA`): its held-out records pooled, or each training source of 20 records
+or more counted alike by its margin over that source's floor.
 ``--combine`` makes one nested choice across such runs, made by different versions of the
 code (a measurement or rule book change is a variant that options cannot express): for each
 held-out source the run whose chosen variant scored best on the inner leave one source out
@@ -72,6 +75,13 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="NAME=OPTION=VALUE[,OPTION=VALUE]",
         help="a rules variant the nested protocol chooses among (repeatable; default: "
         "the shipped options, pooled-8, vote-vocabulary and half)",
+    )
+    parser.add_argument(
+        "--inner-criterion",
+        choices=INNER_CRITERIA,
+        default="pooled",
+        help="nested protocol: score the inner loop's held-out records pooled (default), or "
+        f"average the margins over the floor of its sources of {MIN_SOURCE_RECORDS}+ records",
     )
     parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
@@ -239,13 +249,45 @@ def parse_variants(items) -> dict[str, dict[str, str]]:
     return variants
 
 
-def nested_loso(records, values, sources, digests, truth, classes, variants, options) -> dict:
-    """Nested leave one source out: for each held-out source, each variant is scored by a
-    leave-one-source-out loop over the training sources alone (the challenge metric of their
-    held-out records pooled), the best is refitted on all the training sources and scores the
-    held-out source. The held-out source takes no part in the choice. Returns the outer
-    outputs (``binary``), each split's choice and the inner scores of every variant."""
+#: Inner criteria of the nested protocol: how a variant's inner leave one source out is scored.
+#: ``pooled``: the challenge metric of the inner held-out records pooled (large sources weigh
+#: most); ``sources``: the mean over the inner held-out sources of at least
+#: :data:`MIN_SOURCE_RECORDS` records of the variant's margin over that source's prevalence
+#: floor (every such source weighs the same: a decision that holds across sources wins over
+#: one that pays on the largest).
+INNER_CRITERIA = ("pooled", "sources")
+MIN_SOURCE_RECORDS = 20
+
+
+def inner_score(criterion, weights, truth, rules, floor, sources, classes) -> tuple[float, dict]:
+    """A variant's inner score under ``criterion`` (:data:`INNER_CRITERIA`) from its inner
+    held-out outputs ``rules`` and the floor's, with each source's margin over its floor."""
     from evaluation import metrics
+
+    margins = {}
+    for source in dict.fromkeys(sources.tolist()):
+        rows = sources == source
+        margins[source] = metrics.compute_challenge_metric(
+            weights, truth[rows], rules[rows], classes
+        ) - metrics.compute_challenge_metric(weights, truth[rows], floor[rows], classes)
+    if criterion == "pooled":
+        return metrics.compute_challenge_metric(weights, truth, rules, classes), margins
+    if criterion != "sources":
+        raise ValueError(f"inner criterion must be one of {INNER_CRITERIA}, not {criterion!r}")
+    large = [s for s in margins if (sources == s).sum() >= MIN_SOURCE_RECORDS] or list(margins)
+    return float(np.mean([margins[s] for s in large])), margins
+
+
+def nested_loso(
+    records, values, sources, digests, truth, classes, variants, options, criterion="pooled"
+) -> dict:
+    """Nested leave one source out: for each held-out source, each variant is scored by a
+    leave-one-source-out loop over the training sources alone (``criterion``, one of
+    :data:`INNER_CRITERIA`: by default the challenge metric of their held-out records pooled),
+    the best is refitted on all the training sources and scores the held-out source. The
+    held-out source takes no part in the choice. Returns the outer outputs (``binary``), each
+    split's choice, the inner scores of every variant and their margins over the floor per
+    inner source."""
     from team_code.classifiers.cv import leave_one_source_out
     from team_code.data.labels import scored_classes
 
@@ -260,23 +302,32 @@ def nested_loso(records, values, sources, digests, truth, classes, variants, opt
             (f"{source}/{s}", train[tr], train[te])
             for s, tr, te in leave_one_source_out(sources[train], digests[train])
         ]
-        scored = {}
+        scored, margins = {}, {}
         for name, variant in variants.items():
             merged = {**options, "rules": {**options.get("rules", {}), **variant}}
             inner_out = cross_predict(records, values, inner, merged, quiet=True)["binary"]
             rows = np.concatenate([te for _, _, te in inner])
-            scored[name] = metrics.compute_challenge_metric(
-                weights, truth[rows], inner_out["rules"][rows], list(classes)
+            scored[name], margins[name] = inner_score(
+                criterion,
+                weights,
+                truth[rows],
+                inner_out["rules"][rows],
+                inner_out["prevalence"][rows],
+                sources[rows],
+                list(classes),
             )
         best = max(scored, key=lambda name: scored[name])  # ties: the first listed
         merged = {**options, "rules": {**options.get("rules", {}), **variants[best]}}
         outer = cross_predict(records, values, [(source, train, test)], merged, quiet=True)
         binary[test] = outer["binary"]["rules"][test]
         floor[test] = outer["binary"]["prevalence"][test]
-        chosen[source] = {"chosen": best, "inner": scored}
+        chosen[source] = {"chosen": best, "inner": scored, "margins": margins}
         inner_text = ", ".join(f"{n} {v:.3f}" for n, v in scored.items())
-        print(f"[nested, held out {source}] inner LOSO: {inner_text} -> {best}", flush=True)
-    return {"binary": binary, "floor": floor, "chosen": chosen}
+        print(
+            f"[nested, held out {source}] inner LOSO ({criterion}): {inner_text} -> {best}",
+            flush=True,
+        )
+    return {"binary": binary, "floor": floor, "chosen": chosen, "criterion": criterion}
 
 
 def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict) -> None:
@@ -291,7 +342,13 @@ def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict)
         floor=nested["floor"],
         chosen=json.dumps(nested["chosen"]),
         variants=json.dumps(variants),
+        criterion=nested.get("criterion", "pooled"),
     )
+
+
+def _criterion(run) -> str:
+    """The inner criterion a saved nested run used (runs saved before it was recorded: pooled)."""
+    return str(run["criterion"]) if "criterion" in run.files else "pooled"
 
 
 def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -309,6 +366,8 @@ def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
         for key in ("names", "truth", "classes", "floor"):
             if not np.array_equal(run[key], first[key]):
                 raise SystemExit(f"{path}: its {key} differ from {paths[0]}'s; not comparable")
+        if _criterion(run) != _criterion(first):
+            raise SystemExit(f"{path}: its inner criterion differs from {paths[0]}'s")
     names = first["names"].tolist()
     sources = np.array([record_source(n) for n in names])
     chosen = [json.loads(str(run["chosen"])) for run in runs]
@@ -375,16 +434,27 @@ def rules_tables(args) -> dict:
                 + "; ".join(f"{n} {v or '(shipped options)'}" for n, v in variants.items())
             )
             nested = nested_loso(
-                records, values, sources, digests, truth, classes, variants, options
+                records,
+                values,
+                sources,
+                digests,
+                truth,
+                classes,
+                variants,
+                options,
+                args.inner_criterion,
             )
             binary = {"prevalence": nested["floor"], "rules (nested choice)": nested["binary"]}
             report = source_report(
                 records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed
             )
-            print_source_report(f"nested loso ({len(variants)} variants)", report)
+            print_source_report(
+                f"nested loso ({len(variants)} variants, inner {args.inner_criterion})", report
+            )
             out[protocol] = {
                 "by_source": report,
                 "variants": variants,
+                "inner_criterion": args.inner_criterion,
                 "chosen": nested["chosen"],
             }
             if args.outputs:

@@ -83,3 +83,46 @@ def test_runs_of_different_code_combine_into_one_nested_choice(three_sources, tm
     np.savez_compressed(tmp_path / "other.npz", **other)
     with pytest.raises(SystemExit, match="truth differ"):
         bench.combine_nested([tmp_path / "shipped.npz", tmp_path / "other.npz"], n_boot=20)
+
+
+def test_the_sources_criterion_weighs_each_large_source_alike():
+    """``pooled`` lets the largest source decide; ``sources`` averages the margins over the
+    floor of the sources of MIN_SOURCE_RECORDS or more records, each counted once."""
+    from team_code.data.labels import scored_classes
+
+    table = scored_classes()
+    classes = list(table.codes)
+    abbreviations = [table.abbreviation(c) for c in classes]
+    af, nsr = abbreviations.index("AF"), abbreviations.index("NSR")
+    sources = np.array(["BIG"] * 60 + ["MID"] * 20 + ["TINY"] * 5)
+    has_af = np.zeros(len(sources), bool)
+    has_af[30:60] = has_af[70:80] = has_af[83:85] = True  # half of BIG and MID, 2 of TINY
+    truth = np.zeros((len(sources), len(classes)), bool)
+    truth[has_af, af] = True
+    truth[~has_af, nsr] = True
+    floor = np.zeros_like(truth)
+    floor[:, nsr] = True  # the floor: NSR for every record (each source's metric 0)
+    pays_big = floor.copy()  # every label right on BIG, nothing predicted on MID and TINY
+    pays_big[:60] = truth[:60]
+    pays_big[60:] = False
+    holds = floor.copy()  # the floor on BIG, every label right on MID, nothing on TINY
+    holds[60:80] = truth[60:80]
+    holds[80:] = False
+
+    def score(criterion, rules):
+        return bench.inner_score(criterion, table.weights, truth, rules, floor, sources, classes)
+
+    pooled_big, big_margins = score("pooled", pays_big)
+    pooled_holds, _ = score("pooled", holds)
+    by_sources_big, _ = score("sources", pays_big)
+    by_sources_holds, margins = score("sources", holds)
+    assert set(margins) == {"BIG", "MID", "TINY"}
+    assert big_margins["BIG"] == pytest.approx(1.0) and big_margins["MID"] < 0
+    assert margins["BIG"] == pytest.approx(0.0) and margins["MID"] == pytest.approx(1.0)
+    assert margins["TINY"] < 0  # scored, but too small to count
+    assert by_sources_holds == pytest.approx(0.5)  # (BIG + MID) / 2, TINY left out
+    assert by_sources_big == pytest.approx((1.0 + big_margins["MID"]) / 2)
+    assert by_sources_holds > by_sources_big  # sources: MID counts as much as BIG
+    assert pooled_big > pooled_holds  # pooled: BIG's 60 records outweigh MID's 20
+    with pytest.raises(ValueError, match="inner criterion"):
+        score("median", holds)
