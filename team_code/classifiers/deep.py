@@ -45,9 +45,9 @@ the rest, one way for both:
   score is the **maximum** over its windows: a finding present in any part of the record
   (a paroxysmal rhythm, a run of ectopic beats) is what a diagnosis of the record reads,
   and a mean would dilute it by the number of windows. Records within one window are read
-  as before. Windows are computed when scored, in chunks of bounded size
-  (``WINDOW_CHUNK_BYTES``), and are not cached: a hybrid's training scores a record's
-  windows once, in the fold that holds the record out.
+  as before. The held-out scores an engine chooses its thresholds on are read the same way,
+  so a threshold meets at inference the kind of score it was chosen on. Windows are computed
+  when scored, in chunks of bounded size (``WINDOW_CHUNK_BYTES``), and are not cached.
 - **Weights** in safetensors (``weights.safetensors``), training facts in JSON.
 """
 
@@ -502,7 +502,6 @@ class DeepClassifier(Classifier):
     def fit(self, records: Sequence[Record], task: Task, ctx: RunContext | None = None):
         """Preprocess (cached), split, train with checkpoints, choose held-out thresholds."""
         from team_code.nn import distributed
-        from team_code.nn.cache import SignalDataset
         from team_code.nn.device import pick_device
 
         c = self.config
@@ -526,7 +525,7 @@ class DeepClassifier(Classifier):
                 targets = self.training_targets(truth, sources, rest)
                 part = f"source-{source}"
                 network, result = self._train(stored, truth, targets, rest, held, part)
-                held_scores[held] = self._scores(SignalDataset(stored.items, rows=held), network)
+                held_scores[held] = self._held_out_scores(records, stored, held, network)
                 members.append((network, result))
         if by_source and c.source_ensemble:
             network, result = MeanLogits([m for m, _ in members]), members[-1][1]
@@ -543,7 +542,7 @@ class DeepClassifier(Classifier):
             held_out, floor_rows = (val_rows if val_rows.size else train_rows), train_rows
             if not val_rows.size:
                 self.ctx.log(f"{self.name}: no validation split; thresholds on the training set")
-            scores = self._scores(SignalDataset(stored.items, rows=held_out))
+            scores = self._held_out_scores(records, stored, held_out, network)
             groups, thresholds_from = None, "validation" if val_rows.size else "training"
         self.thresholds_ = self.choose_thresholds(
             truth[held_out], scores, truth[floor_rows], groups
@@ -648,7 +647,30 @@ class DeepClassifier(Classifier):
             dtype=int,
         )
 
-    def _window_scores(self, records: Sequence[Record]) -> np.ndarray:
+    def _held_out_scores(self, records, stored, rows: np.ndarray, network) -> np.ndarray:
+        """Scores of the preprocessed records at ``rows`` (positions in ``stored``) as
+        :meth:`predict_proba` gives them with ``network``: the cached input of a record within
+        one window, the maximum over all its windows for a longer one (its cached input's score
+        where a window cannot be read). The thresholds are chosen on these, so they meet at
+        inference the scores they were chosen on."""
+        from team_code.nn.cache import SignalDataset
+
+        scores = self._scores(SignalDataset(stored.items, rows=rows), network)
+        held = take(records, [int(stored.kept[r]) for r in rows])
+        longer = self._longer_than_a_window(held)
+        try:
+            if longer.size:
+                scores[longer] = self._window_scores([held[int(i)] for i in longer], network)
+        except (RecordError, ValueError, OSError):  # find the records at fault, one at a time
+            for i in longer:
+                record = held[int(i)]
+                try:
+                    scores[i] = self._window_scores([record], network)[0]
+                except (RecordError, ValueError, OSError) as error:  # its cached input's score
+                    self.ctx.log(f"{self.name}: {record.name}: scored from one window ({error})")
+        return scores
+
+    def _window_scores(self, records: Sequence[Record], network=None) -> np.ndarray:
         """Each record's scores: the maximum over its windows' scores. Windows are scored in
         chunks of at most :data:`WINDOW_CHUNK_BYTES` of inputs, so host memory does not grow
         with the number of long records or with their length."""
@@ -659,7 +681,7 @@ class DeepClassifier(Classifier):
         owner: list[int] = []
 
         def score_chunk() -> None:
-            scores = self._scores(SignalDataset(np.stack(chunk)))
+            scores = self._scores(SignalDataset(np.stack(chunk)), network)
             np.maximum.at(pooled, np.asarray(owner), scores)
             chunk.clear()
             owner.clear()

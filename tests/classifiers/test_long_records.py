@@ -83,9 +83,68 @@ def test_windows_are_scored_in_bounded_chunks(monkeypatch):
     one_input = 12 * 200 * 4  # 12 leads x 2 s at 100 Hz, float32
     sizes = []
     score = model._scores
-    monkeypatch.setattr(model, "_scores", lambda data: sizes.append(len(data)) or score(data))
+    monkeypatch.setattr(
+        model, "_scores", lambda data, network=None: sizes.append(len(data)) or score(data, network)
+    )
     monkeypatch.setattr(deep, "WINDOW_CHUNK_BYTES", 3 * one_input)
     chunked = model.predict_proba(records)
     assert sizes and max(sizes) == 3 and sum(sizes) == n_windows * len(records)
     np.testing.assert_array_equal(chunked, whole)
     assert chunked[:, 0] == pytest.approx([1.0, 0, 0, 1.0, 0, 0, 1.0], abs=1e-3)
+
+
+def test_held_out_scores_are_the_scores_inference_gives(monkeypatch):
+    """The thresholds are chosen on held-out scores read as predict_proba reads them: a long
+    record's maximum over its windows, not its cached first window; a record whose windows
+    cannot be read keeps its cached input's score."""
+    model = detector_model()
+    records = [
+        ecg("SHORT", 1.5, spike_at_s=1.0),
+        ecg("LATE", 6.0, spike_at_s=5.0),  # the spike only in the last window
+        ecg("CLEAN", 6.0),
+        ecg("BROKEN", 6.0, spike_at_s=5.0),
+    ]
+    stored = model.cached_inputs(records)
+    rows = np.arange(len(records))
+    inference = model.predict_proba(records)
+    window = model._window_scores
+    monkeypatch.setattr(
+        model,
+        "_window_scores",
+        lambda rs, network=None: (
+            (_ for _ in ()).throw(ValueError("unreadable window"))
+            if any(r.name == "BROKEN" for r in rs)
+            else window(rs, network)
+        ),
+    )
+    logged = []
+    model.ctx = dataclasses.replace(model.ctx, log=logged.append)
+    held = model._held_out_scores(records, stored, rows, model.network_)
+    np.testing.assert_allclose(held[:3], inference[:3], atol=1e-6)
+    assert held[1, 0] == pytest.approx(1.0, abs=1e-3)  # LATE: found in its last window
+    assert held[3, 0] < 1e-3  # BROKEN: its cached first window, without the spike
+    assert any("BROKEN" in line and "unreadable window" in line for line in logged)
+
+
+def test_a_fit_chooses_its_thresholds_on_window_scores(monkeypatch):
+    """fit() scores its validation records through _held_out_scores."""
+    model = ParallelCNNClassifier(ParallelCNNClassifier.quick_config())
+    seen = []
+    held_out = model._held_out_scores
+
+    def spy(records, stored, rows, network):
+        scores = held_out(records, stored, rows, network)
+        seen.append((len(rows), scores.shape))
+        return scores
+
+    monkeypatch.setattr(model, "_held_out_scores", spy)
+    records = [
+        dataclasses.replace(
+            ecg(f"R{i}", 2.0 + 4.0 * (i % 2), spike_at_s=1.0 if i % 3 else None),
+            labels=("426783006",) if i % 3 else ("164889003",),
+        )
+        for i in range(16)
+    ]
+    model.fit(records, Task(), IN_MEMORY)
+    assert seen and seen[-1][0] == model.fit_summary_["n_val"] > 0
+    assert seen[-1][1] == (model.fit_summary_["n_val"], len(model.classes_))

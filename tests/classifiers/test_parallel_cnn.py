@@ -200,14 +200,22 @@ def test_second_epoch_and_second_run_read_the_cache(records_dir, tmp_path, monke
         return original(path)
 
     monkeypatch.setattr(records_module, "load_record", counting)
+    windowed = {"n": 0}  # held-out records longer than a window: read again for their windows
+    window_scores = ParallelCNNClassifier._window_scores
+
+    def counting_windows(self, records_, network=None):
+        windowed["n"] += len(records_)
+        return window_scores(self, records_, network)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_window_scores", counting_windows)
     records = RecordSet.from_folder(records_dir).subset(range(12))
     config = dataclasses.replace(SMALL, epochs=2)
     ctx = RunContext(cache_dir=str(tmp_path / "cache"), progress=False)
     first = ParallelCNNClassifier(config).fit(records, Task(), ctx)
-    assert calls["n"] == 12  # each record read once over two epochs
-    calls["n"] = 0
+    assert calls["n"] == 12 + windowed["n"]  # each record read once over two epochs
+    calls["n"] = windowed["n"] = 0
     second = ParallelCNNClassifier(config).fit(records, Task(), ctx)
-    assert calls["n"] == 0
+    assert calls["n"] == windowed["n"]  # the inputs from the cache, windows read again
     np.testing.assert_array_equal(first.thresholds_, second.thresholds_)
     (folder,) = {p.parent for p in (tmp_path / "cache").rglob("packed.json")}
     assert len(packed_entries(folder)) == 12  # one entry per record, in the pack
