@@ -30,12 +30,27 @@ from team_code.threads import apply_threads, choose_threads, requested_threads
 def decide(model, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, labels)`` of ``records``: the model's scores and its thresholds' labels; a
     :class:`~team_code.model_folder.LeadSetModels` decides each record by its lead set's model
-    and thresholds."""
+    and thresholds. A record that has none of the leads the model reads raises
+    :class:`RecordError` (nothing of it could be measured)."""
     if isinstance(model, LeadSetModels):
         return _decide_by_lead_set(model, records)
+    _check_leads(model.task_.leads, records)
     scores = np.asarray(model.predict_proba(records), dtype=float)
     _check_scores(scores, len(records), len(model.classes_))
     return scores, model.decide(scores)
+
+
+def _check_leads(wanted: Sequence[str], records: Sequence[Record]) -> None:
+    """Refuse the first record that has none of the ``wanted`` leads (a header without lead
+    names, whose leads the reader calls ``lead1``, ``lead2``, ...); a record with some of them
+    is served with what it has."""
+    for record in records:
+        if not set(record.leads) & set(wanted):
+            raise RecordError(
+                record.name,
+                f"has none of the leads the model reads ({', '.join(wanted)}); "
+                f"its leads: {', '.join(record.leads)}",
+            )
 
 
 def _decide_by_lead_set(

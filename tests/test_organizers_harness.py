@@ -347,6 +347,7 @@ def test_2020_classifier_failure_names_the_record_and_writes_all_negative(record
 
     class Broken:
         classes_ = ("164889003", "426783006")
+        task_ = harness.Task()  # twelve leads, as the record has
 
         def predict_proba(self, records):
             raise RuntimeError("out of memory")

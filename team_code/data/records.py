@@ -301,6 +301,29 @@ def parse_header(text: str, record: str, path: Path) -> Header:
 # Signal files
 
 
+def _unreadable(path: Path, record: str, error: Exception) -> RecordError:
+    """The error for a signal file that scipy cannot read: what the file is where that is
+    known (MATLAB v7.3, or not a ``.mat`` file at all), else the reader's own reason."""
+    from scipy.io.matlab import matfile_version
+
+    try:
+        is_v73 = matfile_version(path)[0] == 2  # MATLAB v7.3 files are HDF5
+    except Exception:  # not a MATLAB file: its version cannot be read either
+        is_v73 = False
+    if is_v73:
+        what = "is MATLAB v7.3 (HDF5), which is not read"
+    elif path.suffix.lower() != ".mat":
+        what = "is not a MATLAB file (a WFDB .dat file, say)"
+    else:
+        return RecordError(record, f"signal file {path.name} is unreadable or truncated ({error})")
+    return RecordError(
+        record,
+        f"signal file {path.name} {what}: the kit reads Challenge records, whose signals are in "
+        "a MATLAB v4 .mat file, variable 'val' (MATLAB's save -v4, scipy's "
+        "savemat(..., format='4'))",
+    )
+
+
 def _read_mat_v4(path: Path, record: str) -> np.ndarray:
     """Read the variable ``val`` of a MATLAB file (v4 in the releases; v5 accepted too)."""
     from scipy.io import loadmat  # scipy.io is slow to import; only readers need it
@@ -312,9 +335,7 @@ def _read_mat_v4(path: Path, record: str) -> np.ndarray:
     try:
         content = loadmat(path)
     except Exception as error:  # scipy raises several types for corrupt or truncated files
-        raise RecordError(
-            record, f"signal file {path.name} is unreadable or truncated ({error})"
-        ) from None
+        raise _unreadable(path, record, error) from None
     if "val" not in content:
         names = sorted(k for k in content if not k.startswith("__"))
         raise RecordError(record, f"signal file {path.name} has no variable 'val' (has {names})")
@@ -371,12 +392,18 @@ def record_from_digital(header: Header, digital: np.ndarray) -> Record:
 
 
 def find_records(folder: str | os.PathLike) -> list[Path]:
-    """Header files directly inside ``folder``, sorted by record name."""
+    """Header files directly inside ``folder``, sorted by record name. Hidden files (a name
+    starting with ``.``, such as the ``._NAME.hea`` that macOS writes beside ``NAME.hea``)
+    are not records, as for the scorer and both years' organizers' scripts."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
     return sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() == ".hea" and p.is_file()),
+        (
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() == ".hea" and not p.name.startswith(".") and p.is_file()
+        ),
         key=lambda p: p.stem,
     )
 
