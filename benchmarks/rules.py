@@ -65,7 +65,9 @@ def get_parser() -> argparse.ArgumentParser:
     default = Path(os.environ.get("ECG_KIT_DATA", REPO.parent / "shared" / "data"))
     parser.add_argument("--data", type=Path, default=default, help="shared data folder")
     parser.add_argument(
-        "--protocols", default="loso,kfold", help="loso, kfold and/or nested (comma-separated)"
+        "--protocols",
+        default="loso,kfold",
+        help="loso, kfold, nested and/or nested-kfold (comma-separated)",
     )
     parser.add_argument(
         "--variant",
@@ -289,19 +291,87 @@ def nested_loso(
     split's choice, the inner scores of every variant and their margins over the floor per
     inner source."""
     from team_code.classifiers.cv import leave_one_source_out
+
+    sources, digests = np.asarray(sources), np.asarray(digests)
+
+    def inner_splits(label, train):
+        return [
+            (f"{label}/{s}", train[tr], train[te])
+            for s, tr, te in leave_one_source_out(sources[train], digests[train])
+        ]
+
+    outer = leave_one_source_out(sources, digests)
+    return nested_choice(
+        records,
+        values,
+        sources,
+        truth,
+        classes,
+        variants,
+        options,
+        outer,
+        inner_splits,
+        criterion,
+    )
+
+
+def nested_kfold(
+    records,
+    values,
+    sources,
+    digests,
+    truth,
+    classes,
+    variants,
+    options,
+    n_folds=5,
+    seed=0,
+    criterion="pooled",
+    folds=None,
+) -> dict:
+    """Nested grouped k-fold, the estimate for new records of the training hospitals: for
+    each outer fold, each variant is scored by a grouped k-fold over the other folds' records
+    alone, the best is refitted on them and scores the outer fold (as :func:`nested_loso`).
+    ``folds``: the outer ``(train, test)`` pairs (default: :func:`grouped_kfold` of ``truth``,
+    whose fold assignment reads every record's labels, as a stratified split does)."""
+    from team_code.classifiers.cv import grouped_kfold
+
+    digests = np.asarray(digests)
+
+    def inner_splits(label, train):
+        folds = grouped_kfold(truth[train], digests[train], n_folds, seed + 1)
+        return [(f"{label}/{k + 1}", train[tr], train[te]) for k, (tr, te) in enumerate(folds)]
+
+    folds = grouped_kfold(truth, digests, n_folds, seed) if folds is None else folds
+    outer = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
+    return nested_choice(
+        records,
+        values,
+        np.asarray(sources),
+        truth,
+        classes,
+        variants,
+        options,
+        outer,
+        inner_splits,
+        criterion,
+    )
+
+
+def nested_choice(
+    records, values, sources, truth, classes, variants, options, outer, inner_splits, criterion
+) -> dict:
+    """For each outer split ``(label, train, test)``: every variant scored on
+    ``inner_splits(label, train)`` (splits of the training records only) by ``criterion``,
+    the best refitted on ``train`` and scoring ``test``."""
     from team_code.data.labels import scored_classes
 
     weights = scored_classes().weights
-    sources = np.asarray(sources)
-    digests = np.asarray(digests)
     binary = np.zeros(truth.shape, bool)
     floor = np.zeros(truth.shape, bool)
     chosen = {}
-    for source, train, test in leave_one_source_out(sources, digests):
-        inner = [
-            (f"{source}/{s}", train[tr], train[te])
-            for s, tr, te in leave_one_source_out(sources[train], digests[train])
-        ]
+    for label, train, test in outer:
+        inner = inner_splits(label, train)
         scored, margins = {}, {}
         for name, variant in variants.items():
             merged = {**options, "rules": {**options.get("rules", {}), **variant}}
@@ -318,13 +388,13 @@ def nested_loso(
             )
         best = max(scored, key=lambda name: scored[name])  # ties: the first listed
         merged = {**options, "rules": {**options.get("rules", {}), **variants[best]}}
-        outer = cross_predict(records, values, [(source, train, test)], merged, quiet=True)
-        binary[test] = outer["binary"]["rules"][test]
-        floor[test] = outer["binary"]["prevalence"][test]
-        chosen[source] = {"chosen": best, "inner": scored, "margins": margins}
+        result = cross_predict(records, values, [(label, train, test)], merged, quiet=True)
+        binary[test] = result["binary"]["rules"][test]
+        floor[test] = result["binary"]["prevalence"][test]
+        chosen[label] = {"chosen": best, "inner": scored, "margins": margins}
         inner_text = ", ".join(f"{n} {v:.3f}" for n, v in scored.items())
         print(
-            f"[nested, held out {source}] inner LOSO ({criterion}): {inner_text} -> {best}",
+            f"[nested, held out {label}] inner ({criterion}): {inner_text} -> {best}",
             flush=True,
         )
     return {"binary": binary, "floor": floor, "chosen": chosen, "criterion": criterion}
@@ -427,29 +497,26 @@ def rules_tables(args) -> dict:
         elif protocol == "kfold":
             folds = grouped_kfold(truth, digests, args.folds, args.seed)
             splits = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
-        elif protocol == "nested":
+        elif protocol in ("nested", "nested-kfold"):
             variants = parse_variants(args.variants)
             print(
                 f"\nnested LOSO over {len(variants)} variants: "
                 + "; ".join(f"{n} {v or '(shipped options)'}" for n, v in variants.items())
             )
-            nested = nested_loso(
-                records,
-                values,
-                sources,
-                digests,
-                truth,
-                classes,
-                variants,
-                options,
-                args.inner_criterion,
-            )
+            common = (records, values, sources, digests, truth, classes, variants, options)
+            if protocol == "nested":
+                nested = nested_loso(*common, criterion=args.inner_criterion)
+            else:
+                nested = nested_kfold(
+                    *common, args.folds, args.seed, criterion=args.inner_criterion
+                )
             binary = {"prevalence": nested["floor"], "rules (nested choice)": nested["binary"]}
             report = source_report(
                 records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed
             )
+            name = "nested loso" if protocol == "nested" else "nested k-fold"
             print_source_report(
-                f"nested loso ({len(variants)} variants, inner {args.inner_criterion})", report
+                f"{name} ({len(variants)} variants, inner {args.inner_criterion})", report
             )
             out[protocol] = {
                 "by_source": report,
@@ -457,11 +524,11 @@ def rules_tables(args) -> dict:
                 "inner_criterion": args.inner_criterion,
                 "chosen": nested["chosen"],
             }
-            if args.outputs:
+            if args.outputs and protocol == "nested":
                 save_nested(args.outputs, records.names, truth, classes, nested, variants)
             continue
         else:
-            raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested)")
+            raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested, nested-kfold)")
         result = cross_predict(records, values, splits, options)
         report = source_report(
             records.names, truth, result["binary"], classes, n_boot=args.bootstrap, seed=args.seed

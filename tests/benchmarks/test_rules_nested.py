@@ -46,6 +46,34 @@ def test_the_held_out_source_takes_no_part_in_the_choice(three_sources):
     np.testing.assert_array_equal(second["binary"][q], first["binary"][q])
 
 
+def test_nested_kfold_chooses_without_the_outer_fold(three_sources):
+    """Nested grouped k-fold: each outer fold's choice is made on the other folds' records."""
+    from team_code.classifiers.cv import grouped_kfold
+
+    records, values, sources, digests, truth, task, _ = three_sources
+    classes = list(task.classes)
+    variants = {"shipped": {}, "half": {"decision": "half", "tune": "false"}}
+    folds = grouped_kfold(truth, np.asarray(digests), 3, 0)
+    first = bench.nested_kfold(
+        records, values, sources, digests, truth, classes, variants, {}, folds=folds
+    )
+    assert set(first["chosen"]) == {"fold 1", "fold 2", "fold 3"}
+    for split in first["chosen"].values():
+        assert split["chosen"] == max(split["inner"], key=split["inner"].get)
+
+    # Scramble the labels of the first outer fold: its choice and its inner scores (the other
+    # folds' records) cannot change, nor its decisions.
+    test = folds[0][1]
+    scrambled = truth.copy()
+    scrambled[test] = np.random.default_rng(0).permutation(truth[test], axis=1)
+    assert not np.array_equal(scrambled, truth)
+    second = bench.nested_kfold(
+        records, values, sources, digests, scrambled, classes, variants, {}, folds=folds
+    )
+    assert second["chosen"]["fold 1"]["inner"] == pytest.approx(first["chosen"]["fold 1"]["inner"])
+    np.testing.assert_array_equal(second["binary"][test], first["binary"][test])
+
+
 def test_runs_of_different_code_combine_into_one_nested_choice(three_sources, tmp_path):
     """Each held-out source takes its decisions from the run whose chosen variant scored best
     on that split's inner loop; the variants of every run are counted."""
