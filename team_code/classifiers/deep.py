@@ -627,7 +627,7 @@ class DeepClassifier(Classifier):
         scores = np.zeros((len(records), len(self.classes_)))
         longer = self._longer_than_a_window(records)
         if longer.size:  # scored from all their windows, not from the one input of the others
-            scores[longer] = self._window_scores([records[int(i)] for i in longer])
+            scores[longer] = self._window_scores(take(records, longer))  # read one at a time
         within = np.setdiff1d(np.arange(len(records)), longer)
         if within.size:
             scores[within] = self._scores(SignalDataset(self.inputs(take(records, within))))
@@ -660,7 +660,7 @@ class DeepClassifier(Classifier):
         longer = self._longer_than_a_window(held)
         try:
             if longer.size:
-                scores[longer] = self._window_scores([held[int(i)] for i in longer], network)
+                scores[longer] = self._window_scores(take(held, longer), network)
         except (RecordError, ValueError, OSError):  # find the records at fault, one at a time
             for i in longer:
                 record = held[int(i)]

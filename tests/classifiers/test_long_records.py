@@ -148,3 +148,38 @@ def test_a_fit_chooses_its_thresholds_on_window_scores(monkeypatch):
     model.fit(records, Task(), IN_MEMORY)
     assert seen and seen[-1][0] == model.fit_summary_["n_val"] > 0
     assert seen[-1][1] == (model.fit_summary_["n_val"], len(model.classes_))
+
+
+def test_long_records_of_a_record_set_are_read_one_at_a_time(tmp_path, monkeypatch):
+    """Scoring the long records of a lazy RecordSet (a training's held-out rows, the hybrid's
+    folds) holds one or two of them in memory at a time, not all of them."""
+    import weakref
+
+    from team_code.data import records as records_module
+    from team_code.data.records import RecordSet
+    from team_code.data.writer import write_record
+
+    for i in range(6):
+        record = ecg(f"L{i}", 6.0, spike_at_s=5.0 if i % 2 else None)
+        write_record(tmp_path, record.name, record.signal, record.fs, record.leads)
+    records = RecordSet.from_folder(tmp_path)
+    live: list[weakref.ref] = []  # the records read so far (Record is not hashable)
+    most = [0]
+    load = records_module.load_record
+
+    def tracked(path):
+        record = load(path)
+        live.append(weakref.ref(record))
+        most[0] = max(most[0], sum(ref() is not None for ref in live))
+        return record
+
+    monkeypatch.setattr(records_module, "load_record", tracked)
+    model = detector_model()
+    scores = model.predict_proba(records)
+    assert scores[:, 0] == pytest.approx([0, 1, 0, 1, 0, 1], abs=1e-3)
+    assert most[0] <= 2
+    stored = model.cached_inputs(records)
+    most[0] = 0
+    held = model._held_out_scores(records, stored, np.arange(len(stored)), model.network_)
+    np.testing.assert_allclose(held, scores, atol=1e-6)
+    assert most[0] <= 2
