@@ -183,3 +183,18 @@ def test_long_records_of_a_record_set_are_read_one_at_a_time(tmp_path, monkeypat
     held = model._held_out_scores(records, stored, np.arange(len(stored)), model.network_)
     np.testing.assert_allclose(held, scores, atol=1e-6)
     assert most[0] <= 2
+
+
+def test_held_out_rows_are_positions_among_the_preprocessed_records():
+    """``rows`` index the records that preprocessing kept: with a record left out before them,
+    row 0 is the second record, not the first."""
+    model = detector_model()
+    missing_v6 = ecg("NO_V6", 6.0, spike_at_s=5.0)
+    missing_v6 = dataclasses.replace(
+        missing_v6, signal=missing_v6.signal[:11], leads=STANDARD_LEADS[:11]
+    )
+    records = [missing_v6, ecg("LATE", 6.0, spike_at_s=5.0), ecg("CLEAN", 6.0)]
+    stored = model.cached_inputs(records)
+    assert list(stored.kept) == [1, 2]
+    held = model._held_out_scores(records, stored, np.array([1, 0]), model.network_)
+    assert held[:, 0] == pytest.approx([0.0, 1.0], abs=1e-3)  # CLEAN, then LATE
