@@ -662,12 +662,12 @@ class DeepClassifier(Classifier):
             if longer.size:
                 scores[longer] = self._window_scores(take(held, longer), network)
         except (RecordError, ValueError, OSError):  # find the records at fault, one at a time
+            names = record_names(held)
             for i in longer:
-                record = held[int(i)]
-                try:
-                    scores[i] = self._window_scores([record], network)[0]
+                try:  # reading the record (a RecordSet's) can fail as well as its windows
+                    scores[i] = self._window_scores(take(held, [i]), network)[0]
                 except (RecordError, ValueError, OSError) as error:  # its cached input's score
-                    self.ctx.log(f"{self.name}: {record.name}: scored from one window ({error})")
+                    self.ctx.log(f"{self.name}: {names[i]}: scored from one window ({error})")
         return scores
 
     def _window_scores(self, records: Sequence[Record], network=None) -> np.ndarray:

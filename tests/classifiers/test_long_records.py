@@ -198,3 +198,24 @@ def test_held_out_rows_are_positions_among_the_preprocessed_records():
     assert list(stored.kept) == [1, 2]
     held = model._held_out_scores(records, stored, np.array([1, 0]), model.network_)
     assert held[:, 0] == pytest.approx([0.0, 1.0], abs=1e-3)  # CLEAN, then LATE
+
+
+def test_a_held_out_record_that_can_no_longer_be_read_keeps_its_cached_score(tmp_path):
+    """A record of a lazy RecordSet whose signal file breaks after its input was cached costs
+    the training nothing: it keeps its cached input's score (logged), the others their
+    windows' maximum."""
+    from team_code.data.records import RecordSet
+    from team_code.data.writer import write_record
+
+    for i in range(3):
+        record = ecg(f"L{i}", 6.0, spike_at_s=5.0)
+        write_record(tmp_path, record.name, record.signal, record.fs, record.leads)
+    records = RecordSet.from_folder(tmp_path)
+    model = detector_model()
+    logged = []
+    model.ctx = dataclasses.replace(model.ctx, log=logged.append)
+    stored = model.cached_inputs(records)
+    (tmp_path / "L1.mat").write_bytes(b"")  # broken after the inputs were cached
+    held = model._held_out_scores(records, stored, np.arange(3), model.network_)
+    assert held[:, 0] == pytest.approx([1.0, 0.0, 1.0], abs=1e-3)  # L1: its first window
+    assert any("L1" in line and "scored from one window" in line for line in logged)
