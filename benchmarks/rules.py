@@ -500,7 +500,8 @@ def rules_tables(args) -> dict:
         elif protocol in ("nested", "nested-kfold"):
             variants = parse_variants(args.variants)
             print(
-                f"\nnested LOSO over {len(variants)} variants: "
+                f"\n{'nested LOSO' if protocol == 'nested' else 'nested k-fold'} over "
+                f"{len(variants)} variants: "
                 + "; ".join(f"{n} {v or '(shipped options)'}" for n, v in variants.items())
             )
             common = (records, values, sources, digests, truth, classes, variants, options)
@@ -526,6 +527,8 @@ def rules_tables(args) -> dict:
             }
             if args.outputs and protocol == "nested":
                 save_nested(args.outputs, records.names, truth, classes, nested, variants)
+            elif args.outputs:
+                print(f"--outputs keeps the nested LOSO decisions only; {protocol} not saved")
             continue
         else:
             raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested, nested-kfold)")
