@@ -46,6 +46,9 @@ STANDARD_LEADS: tuple[str, ...] = (
     "V6",
 )
 _CANONICAL = {lead.lower(): lead for lead in STANDARD_LEADS}
+#: Einthoven's leads as French, Spanish and Portuguese conventions write them (DI, DII, DIII;
+#: D1, D2, D3), as some hospitals' exports and Brazilian datasets label them.
+_CANONICAL.update({"di": "I", "dii": "II", "diii": "III", "d1": "I", "d2": "II", "d3": "III"})
 
 #: Physical units accepted in a gain field, with their factor to millivolts.
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
@@ -67,7 +70,8 @@ class RecordError(ValueError):
 
 
 def canonical_lead(name: str) -> str:
-    """Return the canonical spelling of a lead name (``avr`` -> ``aVR``); others unchanged."""
+    """Return the canonical spelling of a lead name (``avr`` -> ``aVR``, ``DII`` -> ``II``);
+    others unchanged."""
     return _CANONICAL.get(name.strip().lower(), name.strip())
 
 

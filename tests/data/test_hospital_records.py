@@ -136,3 +136,22 @@ def test_a_wfdb_dat_signal_file_is_named_as_such(tmp_path):
     message = str(caught.value)
     assert message.startswith("record R00001: signal file R00001.dat is not a MATLAB file")
     assert "truncated" not in message
+
+
+def test_einthoven_leads_written_di_dii_diii_are_read_as_i_ii_iii(tmp_path):
+    """A header naming the limb leads DI, DII, DIII (or D1, D2, D3) reads the same record."""
+    data = _records(tmp_path, 1)
+    header = data / "R00001.hea"
+    original = load_record(header)
+    text = header.read_text()
+    for names in (("DI", "DII", "DIII"), ("D1", "D2", "D3")):
+        lines = text.splitlines()
+        for i, name in zip((1, 2, 3), names, strict=True):
+            fields = lines[i].split()
+            assert fields[-1] == ("I", "II", "III")[i - 1]
+            lines[i] = " ".join([*fields[:-1], name])
+        header.write_text("\n".join(lines) + "\n")
+        renamed = load_record(header)
+        assert renamed.leads == original.leads
+        np.testing.assert_array_equal(renamed.signal, original.signal)
+    header.write_text(text)
