@@ -225,7 +225,15 @@ def read_header(path: str | os.PathLike) -> Header:
         raw = path.read_bytes()
     except OSError as error:
         raise RecordError(record, f"header {path} cannot be read ({error.strerror})") from None
-    return parse_header(raw.decode("utf-8", errors="replace"), record, path)
+    return parse_header(_header_text(raw), record, path)
+
+
+def _header_text(raw: bytes) -> str:
+    """A header's text: UTF-8 (a byte-order mark dropped), or UTF-16 where it starts with
+    UTF-16's byte-order mark (as some Windows editors save text); undecodable bytes replaced."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16", errors="replace")
+    return raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
 
 
 def parse_header(text: str, record: str, path: Path) -> Header:

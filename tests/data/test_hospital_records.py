@@ -155,3 +155,21 @@ def test_einthoven_leads_written_di_dii_diii_are_read_as_i_ii_iii(tmp_path):
         assert renamed.leads == original.leads
         np.testing.assert_array_equal(renamed.signal, original.signal)
     header.write_text(text)
+
+
+def test_a_utf16_header_is_read(tmp_path):
+    """A header saved as UTF-16 (with its byte-order mark, as Windows editors save text) reads
+    as the UTF-8 one does."""
+    data = _records(tmp_path, 1)
+    header = data / "R00001.hea"
+    original = load_record(header)
+    text = header.read_text()
+    for encoding in ("utf-16", "utf-16-be", "utf-8-sig"):
+        raw = text.encode(encoding)
+        if encoding == "utf-16-be":
+            raw = b"\xfe\xff" + raw
+        header.write_bytes(raw)
+        again = load_record(header)
+        assert again.leads == original.leads and again.fs == original.fs
+        assert again.labels == original.labels
+        np.testing.assert_array_equal(again.signal, original.signal)
