@@ -336,12 +336,28 @@ def _unreadable(path: Path, record: str, error: Exception) -> RecordError:
     )
 
 
+def _case_insensitive(path: Path) -> Path | None:
+    """The one file of ``path``'s folder whose name equals ``path.name`` but for case (a
+    record copied from a case-insensitive file system: ``A0001.MAT`` named ``A0001.mat`` in
+    its header), else None."""
+    try:
+        matches = [p for p in path.parent.iterdir() if p.name.lower() == path.name.lower()]
+    except OSError:
+        return None
+    return matches[0] if len(matches) == 1 else None
+
+
 def _read_mat_v4(path: Path, record: str) -> np.ndarray:
-    """Read the variable ``val`` of a MATLAB file (v4 in the releases; v5 accepted too)."""
+    """Read the variable ``val`` of a MATLAB file (v4 in the releases; v5 accepted too); a
+    name that differs from the file's only in case finds it."""
     from scipy.io import loadmat  # scipy.io is slow to import; only readers need it
 
+    path_name = path.name
+
     if not path.is_file():
-        raise RecordError(record, f"signal file {path.name} is missing")
+        path = _case_insensitive(path)
+    if path is None or not path.is_file():
+        raise RecordError(record, f"signal file {path_name} is missing")
     if path.stat().st_size == 0:
         raise RecordError(record, f"signal file {path.name} is empty")
     try:

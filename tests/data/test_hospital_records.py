@@ -173,3 +173,16 @@ def test_a_utf16_header_is_read(tmp_path):
         assert again.leads == original.leads and again.fs == original.fs
         assert again.labels == original.labels
         np.testing.assert_array_equal(again.signal, original.signal)
+
+
+def test_a_signal_file_named_in_another_case_is_found(tmp_path):
+    """A record copied from a case-insensitive disk (``R00001.MAT``, the header naming
+    ``R00001.mat``) reads; a missing one is still named missing."""
+    data = _records(tmp_path, 2)
+    original = load_record(data / "R00001.hea")
+    (data / "R00001.mat").rename(data / "R00001.MAT")
+    again = load_record(data / "R00001.hea")
+    np.testing.assert_array_equal(again.signal, original.signal)
+    (data / "R00002.mat").unlink()
+    with pytest.raises(RecordError, match=r"signal file R00002\.mat is missing"):
+        load_record(data / "R00002.hea")
