@@ -84,21 +84,21 @@ def main(argv=None) -> int:
         seconds[f"{name} network"], cpu[f"{name} network"] = [], []
 
     class NetworkOnly:
-        def __init__(self, member):
+        """A member's network on an input prepared before the clock starts."""
+
+        def __init__(self, member, record):
             self.member = member
+            self.inputs = np.stack([member.inputs([record])[0]])
 
         def predict_proba(self, records_):
-            inputs = self.inputs  # prepared before the clock starts
-            return self.member._scores(SignalDataset(inputs))
+            return self.member._scores(SignalDataset(self.inputs))
 
     for record in test_set:
         for name, member in model.members_.items():
             timed(name, member, record)
         timed("hybrid", model, record)
         for name, member in deep.items():
-            network_only = NetworkOnly(member)
-            network_only.inputs = np.stack([member.inputs([record])[0]])
-            timed(f"{name} network", network_only, record)
+            timed(f"{name} network", NetworkOnly(member, record), record)
     print(
         f"{len(test_set)} ten-second 12-lead records, one at a time, {args.threads} threads, "
         f"preset {args.preset}"

@@ -358,6 +358,11 @@ def nested_kfold(
     )
 
 
+def with_variant(options: dict, variant: dict) -> dict:
+    """``options`` with a variant's rules options over its own."""
+    return {**options, "rules": {**options.get("rules", {}), **variant}}
+
+
 def nested_choice(
     records, values, sources, truth, classes, variants, options, outer, inner_splits, criterion
 ) -> dict:
@@ -374,8 +379,9 @@ def nested_choice(
         inner = inner_splits(label, train)
         scored, margins = {}, {}
         for name, variant in variants.items():
-            merged = {**options, "rules": {**options.get("rules", {}), **variant}}
-            inner_out = cross_predict(records, values, inner, merged, quiet=True)["binary"]
+            inner_out = cross_predict(
+                records, values, inner, with_variant(options, variant), quiet=True
+            )["binary"]
             rows = np.concatenate([te for _, _, te in inner])
             scored[name], margins[name] = inner_score(
                 criterion,
@@ -387,7 +393,7 @@ def nested_choice(
                 list(classes),
             )
         best = max(scored, key=lambda name: scored[name])  # ties: the first listed
-        merged = {**options, "rules": {**options.get("rules", {}), **variants[best]}}
+        merged = with_variant(options, variants[best])
         result = cross_predict(records, values, [(label, train, test)], merged, quiet=True)
         binary[test] = result["binary"]["rules"][test]
         floor[test] = result["binary"]["prevalence"][test]

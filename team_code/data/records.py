@@ -337,11 +337,13 @@ def _unreadable(path: Path, record: str, error: Exception) -> RecordError:
 
 
 def _case_insensitive(path: Path) -> Path | None:
-    """The one file of ``path``'s folder whose name equals ``path.name`` but for case (a
+    """The one file in ``path``'s folder whose name equals ``path.name`` but for case (a
     record copied from a case-insensitive file system: ``A0001.MAT`` named ``A0001.mat`` in
     its header), else None."""
     try:
-        matches = [p for p in path.parent.iterdir() if p.name.lower() == path.name.lower()]
+        matches = [
+            p for p in path.parent.iterdir() if p.name.lower() == path.name.lower() and p.is_file()
+        ]
     except OSError:
         return None
     return matches[0] if len(matches) == 1 else None
@@ -352,12 +354,11 @@ def _read_mat_v4(path: Path, record: str) -> np.ndarray:
     name that differs from the file's only in case finds it."""
     from scipy.io import loadmat  # scipy.io is slow to import; only readers need it
 
-    path_name = path.name
-
     if not path.is_file():
-        path = _case_insensitive(path)
-    if path is None or not path.is_file():
-        raise RecordError(record, f"signal file {path_name} is missing")
+        found = _case_insensitive(path)
+        if found is None:
+            raise RecordError(record, f"signal file {path.name} is missing")
+        path = found
     if path.stat().st_size == 0:
         raise RecordError(record, f"signal file {path.name} is empty")
     try:
