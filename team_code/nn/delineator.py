@@ -105,6 +105,16 @@ LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5
 # --------------------------------------------------------------------------- network
 
 
+def check_channels(input_channels: int, lowpass_hz: float, where: str) -> None:
+    """Refuse an input other than one channel, or two with a low-pass (channel 1 is the lead
+    without it: :func:`prepare`)."""
+    if input_channels not in (1, 2) or (input_channels == 2 and not lowpass_hz > 0):
+        raise ValueError(
+            f"{where}: input_channels {input_channels} with lowpass_hz {lowpass_hz} "
+            "(1 channel, or 2 with a low-pass)"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class NetConfig:
     """Shape of :class:`SegmentNet`."""
@@ -123,12 +133,7 @@ class NetConfig:
             raise ValueError(
                 f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
             )
-        if self.input_channels not in (1, 2):
-            raise ValueError(f"NetConfig.input_channels must be 1 or 2; got {self}")
-        if self.input_channels == 2 and not self.lowpass_hz > 0:
-            raise ValueError(
-                f"NetConfig: two input channels need a low-pass (lowpass_hz > 0); got {self}"
-            )
+        check_channels(self.input_channels, self.lowpass_hz, "NetConfig")
 
     @property
     def multiple(self) -> int:
@@ -270,11 +275,7 @@ def prepare(
     ``lowpass_hz > 0``) it is (n_leads, 2, n): channel 0 the one-channel input, channel 1
     the same lead with the high-pass only (pacing spikes and the QRS's sharp edges kept),
     centred on its own median and divided by channel 0's robust amplitude."""
-    if input_channels not in (1, 2) or (input_channels == 2 and not lowpass_hz > 0):
-        raise ValueError(
-            f"prepare: input_channels {input_channels} with lowpass_hz {lowpass_hz} "
-            "(1 channel, or 2 with a low-pass)"
-        )
+    check_channels(input_channels, lowpass_hz, "prepare")
     y = np.atleast_2d(np.nan_to_num(np.asarray(x, dtype=np.float64)))
     wide = filters.remove_baseline(resample(y, float(fs), FS), FS)
     y = filters.remove_emg(wide, FS, lowpass_hz) if lowpass_hz > 0 else wide
