@@ -48,7 +48,6 @@ from collections.abc import Sequence
 
 from team_code.classifiers.rule_language import Context, Rule, Threshold, score_rule
 from team_code.data.labels import ScoredClasses, table_for
-from team_code.dsp.features import TERMINAL_LEADS
 
 __all__ = [
     "RULES",
@@ -112,10 +111,9 @@ _SINUS = {
 }
 
 
-#: The right chest leads whose QRS the bundle branch block shapes read (the leads of the
-#: terminal QRS width, ``features.TERMINAL_LEADS``); where none of them was recorded (the 2021
-#: task's two leads, I and II) the shapes read the limb leads alone.
-_RIGHT_CHEST = TERMINAL_LEADS
+#: The right chest leads whose QRS the bundle branch block shapes read; where none of them
+#: was recorded (the 2021 task's two leads, I and II) the shapes read the limb leads alone.
+_RIGHT_CHEST = ("V1", "V2")
 
 
 def _measured(c: Context, leads: Sequence[str], measure: str) -> list[str]:
