@@ -72,7 +72,9 @@ lead none / P / QRS / T) with the weights given by ``--cnn-weights`` (default: t
 built from the 100 shared LUDB records (``team_code.nn.delineator.BUILD_COMMAND``), so its
 LUDB rows are in-sample; its QTDB rows are not). ``cnn-5fold`` scores every LUDB record with
 the fold model that never saw it (``--cnn-folds DIR``: ``folds.json`` and the weights
-written by ``python -m team_code.nn.delineator folds``); it has no QTDB rows. Both
+written by ``python -m team_code.nn.delineator folds``); it has QTDB rows where its folds
+held QTDB records out too (``folds --qtdb DIR``: every QTDB window scored by the model that
+never saw its record), none otherwise. Both
 delineate every beat on every lead of the signal; their global boundaries per beat come
 from the leads by the kit's rule (``global_from_leads``), their intervals are the median
 over beats.
@@ -719,15 +721,31 @@ def _cnn_model(path):
     return CNN["models"][key]
 
 
-def _cnn_fold_weights(record: str):
-    """The fold model that did not see ``record`` (None where no fold holds it out)."""
+def _cnn_fold_index() -> dict[str, list[str]]:
+    """``folds.json`` of the ``cnn-5fold`` models: each weights file and the records it never
+    saw."""
     index = Path(CNN["folds"]) / "folds.json"
     if not index.is_file():
         raise FileNotFoundError(
             f"cnn-5fold: {index} not found; train the fold models with "
             f"python -m team_code.nn.delineator folds --ludb DIR --out {CNN['folds']}"
         )
-    for name, held in json.loads(index.read_text()).items():
+    return json.loads(index.read_text())
+
+
+def _cnn_folds_hold(folder: Path) -> bool:
+    """Whether the ``cnn-5fold`` models held out any record of ``folder`` (False where they
+    are not built)."""
+    try:
+        held = {r for names in _cnn_fold_index().values() for r in names}
+    except FileNotFoundError:
+        return False
+    return any(r in held for r in _records(folder))
+
+
+def _cnn_fold_weights(record: str):
+    """The fold model that did not see ``record`` (None where no fold holds it out)."""
+    for name, held in _cnn_fold_index().items():
         if record in held:
             return Path(CNN["folds"]) / name
     return None
@@ -740,7 +758,8 @@ def run_cnn(case: Case, out_of_fold: bool) -> Output | None:
     for a case no fold holds out, e.g. a QTDB window); else ``CNN["weights"]``."""
     from team_code.nn import delineator
 
-    path = _cnn_fold_weights(case.name) if out_of_fold else CNN["weights"]
+    record = case.name.partition("@")[0]  # a QTDB window is named RECORD@STARTs
+    path = _cnn_fold_weights(record) if out_of_fold else CNN["weights"]
     if out_of_fold and path is None:
         return None
     lds = delineator.delineate_record(case.x, case.fs, _cnn_model(path))
@@ -1248,7 +1267,8 @@ def main(args) -> int:
             print(f"error: {database} folder {folder} not found", file=sys.stderr)
             return 2
         methods = [m for m in args.methods if m != "ecgpuwave" or database == "QTDB"]
-        methods = [m for m in methods if m != "cnn-5fold" or database != "QTDB"]
+        if database == "QTDB" and not _cnn_folds_hold(folder):
+            methods = [m for m in methods if m != "cnn-5fold"]
         progress = None if args.quiet else (lambda n: print(f"  {n}", file=sys.stderr))
         tallies, facts = evaluate(
             cases(folder, args.records),

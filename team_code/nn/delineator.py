@@ -80,6 +80,7 @@ __all__ = [
     "load",
     "save",
     "ludb_labels",
+    "qtdb_labels",
     "train",
     "fold_split",
 ]
@@ -720,6 +721,131 @@ def load_ludb(
     return np.stack([v[..., :m] for v in xs]), np.stack([v[:m] for v in ys])
 
 
+#: ``.q1c`` symbols of a wave that is not a QRS complex (any other wave symbol is a beat's QRS)
+_QTDB_NOT_QRS = {"p": P, "t": T, "u": NONE}
+QTDB_WINDOW = 2500  #: samples per QTDB training row at :data:`FS` (10 s, as a LUDB lead)
+
+
+def _qtdb_waves(samples, symbols) -> list[tuple[int, float, float, float]]:
+    """``(class, onset, peak, offset)`` of each wave of a QTDB ``.q1c`` annotation (a
+    missing onset or offset is NaN; a U wave is ``none``)."""
+    out: list[list] = []
+    onset = math.nan
+    open_wave: list | None = None
+    for s, sym in zip(samples, symbols):
+        if sym == "(":
+            onset, open_wave = float(s), None
+        elif sym == ")":
+            if open_wave is not None:
+                open_wave[3] = float(s)
+            open_wave = None
+        else:
+            open_wave = [_QTDB_NOT_QRS.get(sym, QRS), onset, float(s), math.nan]
+            out.append(open_wave)
+            onset = math.nan
+    return [tuple(w) for w in out]
+
+
+def qtdb_labels(samples, symbols, n: int, max_rr: float = 1.5) -> np.ndarray:
+    """Per-sample class of a QTDB record (``.q1c``, one mark set for both leads, at
+    :data:`FS`), :data:`IGNORE` outside its annotated runs. A run is a stretch of annotated
+    beats whose QRS peaks lie at most ``max_rr`` times the median RR apart (a longer gap holds
+    beats the cardiologist did not mark); inside a run, every sample between the first and the
+    last mark is ``none`` unless a wave covers it. A wave without an onset (most T waves) is
+    labelled from its peak on, the stretch from the previous mark to its peak ignored; one
+    without an offset up to its peak, the stretch to the next mark ignored. In a record whose
+    cardiologist marked no P wave at all, the stretch before each QRS onset back to the
+    previous mark is ignored (the benchmark does not count a P wave found there as false)."""
+    lab = np.full(n, IGNORE, np.int64)
+    waves = [w for w in _qtdb_waves(samples, symbols) if 0 <= w[2] < n]
+    marks = np.sort(np.asarray(samples, dtype=np.float64))
+    qrs = [w for w in waves if w[0] == QRS]
+    if len(qrs) < 2:
+        return lab
+    peaks = np.array([w[2] for w in qrs])
+    rr = np.diff(peaks)
+    cuts = np.flatnonzero(rr > max_rr * np.median(rr))
+    bounds = np.split(np.arange(peaks.size), cuts + 1)
+    p_marked = any(w[0] == P for w in waves)
+
+    def prev_mark(x: float) -> int:
+        i = np.searchsorted(marks, x, side="left") - 1
+        return int(marks[i]) if i >= 0 else 0
+
+    def next_mark(x: float) -> int:
+        i = np.searchsorted(marks, x, side="right")
+        return int(marks[i]) if i < marks.size else n - 1
+
+    # each wave's beat: a QRS its own, a P wave the next QRS's, a T or U wave the previous's
+    owner = []
+    for cls, _, peak, _ in waves:
+        i = int(np.searchsorted(peaks, peak, side="left"))
+        owner.append(i if cls in (QRS, P) else i - 1)
+    for run in bounds:
+        mine = set(run.tolist())
+        inside = [w for w, o in zip(waves, owner) if o in mine and abs(w[2] - peaks[o]) < FS]
+        ends = [v for w in inside for v in (w[1], w[2], w[3]) if math.isfinite(v)]
+        lab[int(min(ends)) : int(max(ends)) + 1] = NONE
+        for cls, on, peak, off in inside:
+            a = int(on) if math.isfinite(on) else int(peak)
+            b = int(off) if math.isfinite(off) else int(peak)
+            if not math.isfinite(on):
+                lab[prev_mark(peak) + 1 : int(peak)] = IGNORE
+            if not math.isfinite(off):
+                lab[int(peak) + 1 : next_mark(peak)] = IGNORE
+            lab[a : b + 1] = cls
+            if cls == QRS and not p_marked:
+                lab[prev_mark(a) + 1 : a] = IGNORE
+    return lab
+
+
+def load_qtdb(
+    folder: str | Path,
+    records: Sequence[str],
+    lowpass_hz: float = 40.0,
+    input_channels: int = 1,
+    length: int = QTDB_WINDOW,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, labels)`` of QTDB ``records`` in rows of ``length`` samples, as
+    :func:`load_ludb` gives LUDB leads: each annotated run (:func:`qtdb_labels`) is cut into
+    windows of ``length`` samples from 1 s before its first mark, each window of each lead
+    prepared on its own (:func:`prepare`: a 10-s window is normalised as a 10-s record is),
+    both leads taking the record's labels. Records without ``.q1c`` marks are refused."""
+    import wfdb
+
+    folder = Path(folder)
+    xs, ys = [], []
+    for rec in records:
+        path = folder / str(rec)
+        if not path.with_suffix(".q1c").is_file():
+            raise FileNotFoundError(f"QTDB record {rec}: no cardiologist marks {path}.q1c")
+        r = wfdb.rdrecord(str(path))
+        if r.fs != FS:
+            raise ValueError(f"QTDB record {rec}: sampling rate {r.fs} Hz, expected {FS:g}")
+        x = np.nan_to_num(r.p_signal.T.astype(np.float64))
+        ann = wfdb.rdann(str(path), "q1c")
+        lab = qtdb_labels(ann.sample, ann.symbol, x.shape[1])
+        labelled = np.flatnonzero(lab != IGNORE)
+        if not labelled.size or x.shape[1] < length:
+            continue
+        start, last = int(labelled[0]) - int(FS), int(labelled[-1])
+        while start <= last:
+            a = min(max(0, start), x.shape[1] - length)
+            seg = lab[a : a + length]
+            if (seg != IGNORE).any():
+                z, _ = prepare(x[:, a : a + length], FS, lowpass_hz, input_channels)
+                for lead in range(x.shape[0]):
+                    xs.append(z[lead])
+                    ys.append(seg.copy())
+            nxt = np.flatnonzero(lab[a + length :] != IGNORE)
+            start = a + length + int(nxt[0]) - int(FS) if nxt.size else last + 1
+            start = max(start, a + 1)
+    if not xs:
+        shape = (0, input_channels, length) if input_channels == 2 else (0, length)
+        return np.zeros(shape, np.float32), np.zeros((0, length), np.int64)
+    return np.stack(xs), np.stack(ys)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -905,6 +1031,12 @@ def get_parser() -> argparse.ArgumentParser:
             help="weights file (train) or folder (folds)",
         )
         s.add_argument("--records", nargs="+", default=None, help="record names (default all)")
+        s.add_argument(
+            "--qtdb",
+            type=Path,
+            default=None,
+            help="QTDB folder: its records' .q1c marks join the training (folds: split as LUDB's)",
+        )
         s.add_argument("--epochs", type=int, default=TrainConfig.epochs)
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--widths", type=int, nargs="+", default=list(NetConfig.widths))
@@ -949,6 +1081,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: LUDB folder {folder} not found", file=sys.stderr)
         return 2
     records = _ludb_records(folder, args.records)
+    qtdb = Path(args.qtdb) if args.qtdb else None
+    if qtdb is not None and not qtdb.is_dir():
+        print(f"error: QTDB folder {qtdb} not found", file=sys.stderr)
+        return 2
+    qtdb_records = (
+        [r for r in _ludb_records(qtdb, None) if (qtdb / f"{r}.q1c").is_file()] if qtdb else []
+    )
     net = NetConfig(
         widths=tuple(args.widths),
         kernel=args.kernel,
@@ -961,12 +1100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    def fit(train_records: Sequence[str], out: Path) -> None:
+    def fit(train_records: Sequence[str], out: Path, train_qtdb: Sequence[str] = ()) -> None:
         t0 = time.perf_counter()
         inputs, labels = load_ludb(folder, train_records, net.lowpass_hz, net.input_channels)
+        if train_qtdb:
+            more = load_qtdb(qtdb, train_qtdb, net.lowpass_hz, net.input_channels, labels.shape[1])
+            inputs, labels = np.concatenate([inputs, more[0]]), np.concatenate([labels, more[1]])
         model = train(inputs, labels, net, cfg, log=log)
         facts = {
             "records": list(train_records),
+            "qtdb_records": list(train_qtdb),
             "epochs": cfg.epochs,
             "seed": cfg.seed,
             "edge_weight": cfg.edge_weight,
@@ -976,15 +1119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"wrote {out} ({out.stat().st_size} bytes, {facts['seconds']} s)")
 
     if args.command == "train":
-        fit(records, args.out)
+        fit(records, args.out, qtdb_records)
         return 0
     folds = fold_split(records, args.k, args.split_seed)
+    qtdb_folds = fold_split(qtdb_records, args.k, args.split_seed) if qtdb_records else None
     args.out.mkdir(parents=True, exist_ok=True)
     index = {}
     for f, held in enumerate(folds):
         name = f"fold{f}.safetensors"
-        fit([r for r in records if r not in set(held)], args.out / name)
-        index[name] = held
+        held_qtdb = qtdb_folds[f] if qtdb_folds else []
+        fit(
+            [r for r in records if r not in set(held)],
+            args.out / name,
+            [r for r in qtdb_records if r not in set(held_qtdb)],
+        )
+        index[name] = held + held_qtdb
     (args.out / "folds.json").write_text(json.dumps(index, indent=1) + "\n")
     log(f"wrote {args.out / 'folds.json'}")
     return 0
