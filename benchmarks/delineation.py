@@ -1043,7 +1043,10 @@ def evaluate(
     """Run and score every case; returns per-method tallies and run facts.
 
     Single-lead methods are run once per case and their leads combined by each rule in
-    ``rules`` (method names get ``RULE_SUFFIX``); ``best`` adds their best-lead rows.
+    ``rules`` (method names get ``RULE_SUFFIX``); ``best`` adds their best-lead rows. A
+    method that delineates every lead (``Output.per_lead``) keeps its own global beats under
+    its name and gains a row per other rule (``cnn-5fold lead-median``: the median of each
+    boundary over all leads, the measurement that matches LUDB's lead-median reference).
     """
     tallies: dict[str, Tally] = {}
     facts = {"cases": 0, "beats": 0, "seconds": {}}
@@ -1074,6 +1077,12 @@ def evaluate(
                 score_per_lead(tallies.setdefault(m, Tally()), case, res)
                 continue
             variants = [(m, res.beats, res.intervals)]
+            if res.leads is None and res.per_lead:  # every lead delineated: its own global
+                for rule in rules:  # beats stay, other rules combine its leads
+                    if rule != "cse":
+                        beats = combine_leads(list(res.per_lead.values()), case.fs, rule)
+                        name = m + RULE_SUFFIX[rule]
+                        variants.append((name, beats, beat_intervals(beats, case.fs)))
             if res.leads is not None:
                 variants = []
                 for rule in rules:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -298,6 +299,8 @@ LEAD_POINTS: tuple[str, ...] = (
     "t_end",
 )
 _COL = {name: i for i, name in enumerate(LEAD_POINTS)}
+#: The boundaries :meth:`LeadDelineation.lead_median` takes from the leads.
+_MEDIAN_BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +357,19 @@ class LeadDelineation:
     def ms(self, i: int, start: str, end: str) -> float:
         """Duration from point ``start`` to ``end`` of lead row ``i`` in ms (NaN if absent)."""
         return self.global_._ms(self.points[i, _COL[start]], self.points[i, _COL[end]])
+
+    def lead_median(self) -> Delineation:
+        """The typical lead: each boundary the median over the leads that have it (the
+        global boundaries' peaks and P magnitude kept), the measurement that matches a
+        lead-median reference, beside the standards' earliest onset and latest offset."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a wave no lead has: NaN
+            med = np.nanmedian(self.points, axis=0) if self.points.size else None
+        if med is None:
+            return self.global_
+        return dataclasses.replace(
+            self.global_, **{name: float(med[_COL[name]]) for name in _MEDIAN_BOUNDARIES}
+        )
 
 
 def _walk_until(a: np.ndarray, start: int, step: int, thr: float) -> int:

@@ -225,3 +225,17 @@ def test_lead_t_end_methods_on_a_known_t_wave(t_end_ms):
     assert np.all(np.abs(trapezium - t_end_ms) < np.abs(tangent - t_end_ms))
     with pytest.raises(ValueError, match="unknown t_end_method"):
         delineation.LeadDelineationConfig(t_end_method="threshold")
+
+
+def test_lead_median_is_the_typical_lead_beside_the_global_boundaries():
+    g = delineation.Delineation(500.0, 200, 100.0, 120.0, 140.0, 160.0, 236.0, 330.0, 380.0, 0.1)
+    pts = np.full((8, len(delineation.LEAD_POINTS)), np.nan)
+    pts[:, 3] = [180, 181, 182, 183, 184, 185, 186, 160]  # QRS onsets
+    pts[:, 5] = [226, 227, 228, 229, 230, 231, 232, 233]  # QRS offsets
+    pts[:3, 8] = [370, 380, 390]  # T ends on three leads only
+    ld = delineation.LeadDelineation(500.0, 200, pts, np.zeros(8), np.zeros(8), g)
+    m = ld.lead_median()
+    assert (m.qrs_on, m.qrs_off, m.t_end) == (182.5, 229.5, 380.0)
+    assert math.isnan(m.p_on) and math.isnan(m.p_off)  # no lead has a P wave
+    assert (m.r_index, m.p_peak, m.t_peak, m.p_mv) == (g.r_index, g.p_peak, g.t_peak, g.p_mv)
+    assert m.qrs_ms == pytest.approx(94.0) and g.qrs_ms == pytest.approx(152.0)
