@@ -64,17 +64,15 @@ median over leads of the lead durations (a typical lead, beside the global ``qrs
 default, the chain above) or ``"cnn"``, the learned per-lead delineator
 (:func:`team_code.nn.delineator.delineate_record`, passed in as ``learned=`` since this
 package never imports torch) run on the usable leads of the morphology window. With
-``"cnn"``, the ``global_`` intervals (``global_p_ms``, ``global_pr_ms``, ``global_qrs_ms``,
-``global_qt_ms``, ``global_qtc_bazett_ms``) are the median over the window's dominant beats of
-the network's global boundaries (the standards' earliest onset and latest offset), and
-``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms`` and the QTc values those of the typical lead (each
-boundary the median over the leads: ``LeadDelineation.lead_median``), as the wavelet chain's
-leads-together values are typical-lead ones (a wave found on fewer than half of the beats:
-NaN; P intervals NaN where the rhythm has no P waves); ``<lead>_lead_t_mv`` is its median
-signed T size (from the chord between the T wave's ends) where the network finds a T wave
-on at least half of the beats of that lead (elsewhere the wavelet reading stays). Where the
-network finds no beat the wavelet values stay (noted). Every other measurement, and the
-``delineation`` and ``leads`` objects, stay the wavelet chain's.
+``"cnn"``, ``p_ms``, ``pr_ms``, ``qrs_ms``, ``qt_ms``, their ``global_`` twins and the QTc
+values are the median over the window's dominant beats of the network's global boundaries
+(a wave found on fewer than half of those beats: NaN; P intervals NaN where the rhythm has
+no P waves), ``qrs_lead_median_ms`` and ``qt_lead_median_ms`` those of its typical lead
+(each boundary the median over the leads: ``LeadDelineation.lead_median``), and
+``<lead>_lead_t_mv`` its median signed T size (from the chord between the T wave's ends)
+where the network finds a T wave on at least half of the beats of that lead (elsewhere the
+wavelet reading stays). Where the network finds no beat the wavelet values stay (noted).
+Every other measurement, and the ``delineation`` and ``leads`` objects, stay the wavelet chain's.
 """
 
 from __future__ import annotations
@@ -127,6 +125,8 @@ LEARNED_INTERVALS: tuple[str, ...] = (
     "global_qrs_ms",
     "global_qt_ms",
     "global_qtc_bazett_ms",
+    "qrs_lead_median_ms",
+    "qt_lead_median_ms",
 )
 
 #: Measures computed for every lead of the average beat.
@@ -543,9 +543,8 @@ def _learned_measures(
         qrs_ms, qt_ms = _typical([b.qrs_ms for b in beats]), _typical([b.qt_ms for b in beats])
         return p_ms, pr_ms, qrs_ms, qt_ms, delineation.qtc(qt_ms, rr_s, "bazett1920")
 
-    # the standards' global boundaries, and the typical lead (each boundary's lead median)
-    g_p, g_pr, g_qrs, g_qt, g_bazett = intervals([found[i].global_ for i in keep])
-    p_ms, pr_ms, qrs_ms, qt_ms, bazett = intervals([found[i].lead_median() for i in keep])
+    p_ms, pr_ms, qrs_ms, qt_ms, bazett = intervals([found[i].global_ for i in keep])
+    typical = intervals([found[i].lead_median() for i in keep])
     out = {
         "p_ms": p_ms,
         "pr_ms": pr_ms,
@@ -553,11 +552,13 @@ def _learned_measures(
         "qt_ms": qt_ms,
         "qtc_bazett_ms": bazett,
         "qtc_fridericia_ms": delineation.qtc(qt_ms, rr_s, "fridericia1920"),
-        "global_p_ms": g_p,
-        "global_pr_ms": g_pr,
-        "global_qrs_ms": g_qrs,
-        "global_qt_ms": g_qt,
-        "global_qtc_bazett_ms": g_bazett,
+        "global_p_ms": p_ms,
+        "global_pr_ms": pr_ms,
+        "global_qrs_ms": qrs_ms,
+        "global_qt_ms": qt_ms,
+        "global_qtc_bazett_ms": bazett,
+        "qrs_lead_median_ms": typical[2],
+        "qt_lead_median_ms": typical[3],
     }
     t_mv = np.stack([found[i].t_mv for i in keep])
     for k, row in enumerate(rows):
