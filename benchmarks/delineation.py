@@ -195,7 +195,7 @@ METHODS = (
 #: folds --out``): ``folds.json`` maps each weights file to the records it never saw.
 CNN_FOLDS = REPO / "cache" / "delineator_folds"
 #: The learned delineator's settings of this run (``main`` sets them from the options).
-CNN = {"weights": None, "folds": CNN_FOLDS, "models": {}}
+CNN = {"weights": None, "folds": CNN_FOLDS, "models": {}, "post": None}
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 PEER_LEADS_12 = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")  # as the kit's delineation
 
@@ -762,7 +762,7 @@ def run_cnn(case: Case, out_of_fold: bool) -> Output | None:
     path = _cnn_fold_weights(record) if out_of_fold else CNN["weights"]
     if out_of_fold and path is None:
         return None
-    lds = delineator.delineate_record(case.x, case.fs, _cnn_model(path))
+    lds = delineator.delineate_record(case.x, case.fs, _cnn_model(path), CNN["post"])
     beats = [_to_beat(ld.global_, ld.r_index, 1.0) for ld in lds]
     per_lead = {
         row: [_lead_to_beat(ld.points[row], ld.r_index, ld.r_index, 1.0) for ld in lds]
@@ -1251,6 +1251,12 @@ def get_parser() -> argparse.ArgumentParser:
         default=CNN_FOLDS,
         help="folder of the 'cnn-5fold' models and their folds.json",
     )
+    p.add_argument(
+        "--cnn-lead-shrink",
+        type=float,
+        default=None,
+        help="'cnn' and 'cnn-5fold': PostConfig.lead_shrink (default: the kit's setting)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
     p.add_argument("--quiet", action="store_true", help="no per-record progress")
     return p
@@ -1260,7 +1266,12 @@ def main(args) -> int:
     """Run the benchmark on the databases asked for; print tables, optionally write JSON."""
     rows: list[dict] = []
     todo: list[tuple[str, Path, Callable]] = []
-    CNN.update(weights=args.cnn_weights, folds=args.cnn_folds)
+    post = None
+    if args.cnn_lead_shrink is not None:
+        from team_code.nn.delineator import PostConfig
+
+        post = PostConfig(lead_shrink=args.cnn_lead_shrink)
+    CNN.update(weights=args.cnn_weights, folds=args.cnn_folds, post=post)
     if not args.skip_ludb:
         ref = args.ludb_reference
 

@@ -17,6 +17,9 @@ has one). Every beat becomes a :class:`team_code.dsp.delineation.LeadDelineation
 structure ``delineate_leads`` returns; points in samples of the input record), whose global
 boundaries come from :func:`team_code.dsp.delineation.global_from_leads` (earliest onset and
 latest offset among the leads within 3 MAD of their median), anchored on the leads' median.
+Then each lead's onsets and offsets move a quarter of the way to the usable leads' median
+on that beat (``PostConfig.lead_shrink``, chosen by a nested loop on LUDB's folds; the
+global boundaries, peaks and amplitudes stay as the leads' own give them).
 
 Training (:func:`train`, ``python -m team_code.nn.delineator train``) reads LUDB's per-lead
 marks, labels each lead's annotated span only (the loss ignores the rest of the 10 s), and
@@ -362,6 +365,12 @@ class PostConfig:
     # at most this long is filled
     subsample: bool = False  # onsets and offsets where the class margin crosses zero (where
     # the logits are given to segments_to_beats)
+    lead_shrink: float = 0.25  # each lead's onsets and offsets moved this fraction of the
+    # way to the usable leads' median (the global boundaries come from the leads' own; 0: off)
+
+    def __post_init__(self):
+        if not 0.0 <= self.lead_shrink < 1.0:
+            raise ValueError(f"PostConfig: lead_shrink must lie in [0, 1); got {self.lead_shrink}")
 
 
 def close_gaps(labels: np.ndarray, classes: Sequence[int], max_gap: int) -> np.ndarray:
@@ -486,6 +495,9 @@ def _refine_edges(pts: np.ndarray, logits: np.ndarray, col: dict[str, int]) -> N
         v[beat, lead] = subsample_edges(logits, lead, at, cls_arr, onset)
 
 
+_BOUNDARY_COLS = [dl.LEAD_POINTS.index(c) for c in ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")]
+
+
 def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
     """``np.nanmedian`` without the warning on all-NaN slices (they give NaN)."""
     with warnings.catch_warnings():
@@ -604,7 +616,12 @@ def segments_to_beats(
             float(p_amp[b]),
         )
         glob = dl.global_from_leads(pts[b], anchor, lead_cfg)
-        out.append(dl.LeadDelineation(out_fs, r_index, pts[b], t_mv[b], p_mv[b], glob))
+        own = pts[b]
+        if cfg.lead_shrink > 0:
+            own = own.copy()
+            for c in _BOUNDARY_COLS:
+                own[:, c] += cfg.lead_shrink * (med[b, c] - own[:, c])
+        out.append(dl.LeadDelineation(out_fs, r_index, own, t_mv[b], p_mv[b], glob))
     return out
 
 

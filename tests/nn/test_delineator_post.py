@@ -183,3 +183,29 @@ def test_input_low_pass_is_the_weights_own(tmp_path, one_thread):
     path = tmp_path / "w.safetensors"
     d.save(d.SegmentNet(net).eval(), path)
     assert d.load(path).config.lowpass_hz == 0.0
+
+
+def test_lead_shrink_moves_each_leads_boundaries_toward_the_median_only():
+    n, beats = 1000, [150, 400, 650]
+    leads = []
+    for shift in (0, 4, 8, -8):  # lead 3's waves start 8 samples early, lead 2's 8 late
+        lab = _beats(n, beats, split=False)
+        leads.append(np.roll(lab, shift))
+    labels = np.stack(leads)
+    sig = np.zeros((4, n))
+    own = d.segments_to_beats(labels, sig, 250.0, d.PostConfig(lead_shrink=0.0))
+    shrunk = d.segments_to_beats(labels, sig, 250.0)  # the kit's 0.25
+    assert d.PostConfig().lead_shrink == 0.25
+    bounds = [COL[c] for c in ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")]
+    peaks = [COL[c] for c in ("p_peak", "qrs_peak", "t_peak")]
+    for a, b in zip(own, shrunk):
+        med = np.median(a.points[:, bounds], axis=0)
+        expected = a.points[:, bounds] + 0.25 * (med - a.points[:, bounds])
+        np.testing.assert_allclose(b.points[:, bounds], expected)
+        np.testing.assert_array_equal(b.points[:, peaks], a.points[:, peaks])
+        assert b.global_ == a.global_  # the global boundaries come from the leads' own
+        np.testing.assert_allclose(
+            np.median(b.points[:, bounds], axis=0), med
+        )  # the typical lead is unchanged
+    with pytest.raises(ValueError, match="lead_shrink must lie in"):
+        d.PostConfig(lead_shrink=1.5)
