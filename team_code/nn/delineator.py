@@ -366,7 +366,8 @@ class PostConfig:
     subsample: bool = False  # onsets and offsets where the class margin crosses zero (where
     # the logits are given to segments_to_beats)
     lead_shrink: float = 0.25  # each lead's onsets and offsets moved this fraction of the
-    # way to the usable leads' median (the global boundaries come from the leads' own; 0: off)
+    # way to the usable leads' median (the global boundaries come from the leads' own; 0: off;
+    # a boundary no usable lead has stays as the leads give it)
 
     def __post_init__(self):
         if not 0.0 <= self.lead_shrink < 1.0:
@@ -620,7 +621,8 @@ def segments_to_beats(
         if cfg.lead_shrink > 0:
             own = own.copy()
             for c in _BOUNDARY_COLS:
-                own[:, c] += cfg.lead_shrink * (med[b, c] - own[:, c])
+                if math.isfinite(med[b, c]):  # else no usable lead has it: the leads' own stay
+                    own[:, c] += cfg.lead_shrink * (med[b, c] - own[:, c])
         out.append(dl.LeadDelineation(out_fs, r_index, own, t_mv[b], p_mv[b], glob))
     return out
 

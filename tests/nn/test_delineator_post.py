@@ -209,3 +209,23 @@ def test_lead_shrink_moves_each_leads_boundaries_toward_the_median_only():
         )  # the typical lead is unchanged
     with pytest.raises(ValueError, match="lead_shrink must lie in"):
         d.PostConfig(lead_shrink=1.5)
+
+
+def test_lead_shrink_keeps_a_boundary_no_usable_lead_has():
+    # only lead 2 (not usable: it does not vote) finds T waves: the usable leads' median has
+    # no T end to pull toward, so lead 2's own T end stays (it was erased to NaN)
+    n, beats = 1000, [150, 400, 650]
+    no_t = _beats(n, beats, split=False)
+    no_t[no_t == d.T] = d.NONE
+    labels = np.stack([no_t, no_t, np.roll(_beats(n, beats, split=False), 4)])
+    usable = np.array([True, True, False])
+    sig = np.zeros((3, n))
+    own = d.segments_to_beats(labels, sig, 250.0, d.PostConfig(lead_shrink=0.0), usable=usable)
+    shrunk = d.segments_to_beats(labels, sig, 250.0, usable=usable)
+    assert len(own) == len(shrunk) == len(beats)
+    for a, b, r in zip(own, shrunk, beats):
+        assert b.points[2, COL["t_end"]] == a.points[2, COL["t_end"]] == r + 123
+        assert np.isnan(b.points[:2, COL["t_end"]]).all()
+        # the boundaries the usable leads do have still move toward their median
+        assert a.points[2, COL["qrs_on"]] == r - 6
+        assert b.points[2, COL["qrs_on"]] == r - 7  # a quarter of the way to r - 10
