@@ -743,6 +743,23 @@ def load_ludb(
 #: ``.q1c`` symbols of a wave that is not a QRS complex (any other wave symbol is a beat's QRS)
 _QTDB_NOT_QRS = {"p": P, "t": T, "u": NONE}
 QTDB_WINDOW = 2500  #: samples per QTDB training row at :data:`FS` (10 s, as a LUDB lead)
+#: a listed beat this close (s) to a marked QRS peak is that beat (``.atr`` marks lie up to
+#: ~50 ms from ``.q1c``'s peaks)
+QTDB_SAME_BEAT_S = 0.16
+#: ``.atr`` symbols of a beat (the benchmark's ``BEAT_SYMBOLS``); ``.pu`` marks each QRS "N"
+_QTDB_BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+
+
+def _qtdb_beats(path: Path) -> np.ndarray | None:
+    """Samples of every beat of a QTDB record: its source database's ``.atr`` beat labels,
+    else ecgpuwave's ``.pu`` QRS marks, else None."""
+    import wfdb
+
+    for ext, symbols in (("atr", _QTDB_BEAT_SYMBOLS), ("pu", {"N"})):
+        if path.with_suffix(f".{ext}").is_file():
+            ann = wfdb.rdann(str(path), ext)
+            return np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym in symbols])
+    return None
 
 
 def _qtdb_waves(samples, symbols) -> list[tuple[int, float, float, float]]:
@@ -765,12 +782,19 @@ def _qtdb_waves(samples, symbols) -> list[tuple[int, float, float, float]]:
     return [tuple(w) for w in out]
 
 
-def qtdb_labels(samples, symbols, n: int, max_rr: float = 1.5) -> np.ndarray:
+def qtdb_labels(
+    samples, symbols, n: int, max_rr: float = 1.5, beats: Sequence[float] | None = None
+) -> np.ndarray:
     """Per-sample class of a QTDB record (``.q1c``, one mark set for both leads, at
     :data:`FS`), :data:`IGNORE` outside its annotated runs. A run is a stretch of annotated
     beats whose QRS peaks lie at most ``max_rr`` times the median RR apart (a longer gap holds
-    beats the cardiologist did not mark); inside a run, every sample between the first and the
-    last mark is ``none`` unless a wave covers it. A wave without an onset (most T waves) is
+    beats the cardiologist did not mark) and, where ``beats`` (the samples of every beat of
+    the record: the source database's ``.atr`` or ecgpuwave's ``.pu``) is given, with no beat
+    between two of them farther than :data:`QTDB_SAME_BEAT_S` from both (in sel213 the
+    cardiologist marked every other beat of a bigeminy, so that the median RR is twice the
+    rhythm's and the RR rule alone keeps the unmarked beats inside the run, as ``none``);
+    inside a run, every sample between the first and the last mark is ``none`` unless a wave
+    covers it. A wave without an onset (most T waves) is
     labelled from its peak on, the stretch from the previous mark to its peak ignored; one
     without an offset up to its peak, the stretch to the next mark ignored. In a record whose
     cardiologist marked no P wave at all, the stretch before each QRS onset back to the
@@ -783,7 +807,14 @@ def qtdb_labels(samples, symbols, n: int, max_rr: float = 1.5) -> np.ndarray:
         return lab
     peaks = np.array([w[2] for w in qrs])
     rr = np.diff(peaks)
-    cuts = np.flatnonzero(rr > max_rr * np.median(rr))
+    cut = rr > max_rr * np.median(rr)
+    if beats is not None:  # a beat between two marked ones: they are not consecutive
+        b = np.asarray(beats, dtype=np.float64)
+        b = b[(b > peaks[0]) & (b < peaks[-1])]
+        gap = np.searchsorted(peaks, b) - 1  # peaks[gap] < b <= peaks[gap + 1]
+        apart = np.minimum(b - peaks[gap], peaks[gap + 1] - b) > QTDB_SAME_BEAT_S * FS
+        cut[gap[apart]] = True
+    cuts = np.flatnonzero(cut)
     bounds = np.split(np.arange(peaks.size), cuts + 1)
     p_marked = any(w[0] == P for w in waves)
 
@@ -818,6 +849,23 @@ def qtdb_labels(samples, symbols, n: int, max_rr: float = 1.5) -> np.ndarray:
     return lab
 
 
+def read_qtdb(folder: str | Path, record: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, labels)`` of one QTDB record: its leads (n_leads, n) in mV at :data:`FS` and
+    :func:`qtdb_labels` of its ``.q1c`` marks, split at the beats its ``.atr`` (else ``.pu``)
+    lists. A record without ``.q1c`` marks is refused."""
+    import wfdb
+
+    path = Path(folder) / str(record)
+    if not path.with_suffix(".q1c").is_file():
+        raise FileNotFoundError(f"QTDB record {record}: no cardiologist marks {path}.q1c")
+    r = wfdb.rdrecord(str(path))
+    if r.fs != FS:
+        raise ValueError(f"QTDB record {record}: sampling rate {r.fs} Hz, expected {FS:g}")
+    x = np.nan_to_num(r.p_signal.T.astype(np.float64))
+    ann = wfdb.rdann(str(path), "q1c")
+    return x, qtdb_labels(ann.sample, ann.symbol, x.shape[1], beats=_qtdb_beats(path))
+
+
 def load_qtdb(
     folder: str | Path,
     records: Sequence[str],
@@ -829,21 +877,11 @@ def load_qtdb(
     :func:`load_ludb` gives LUDB leads: each annotated run (:func:`qtdb_labels`) is cut into
     windows of ``length`` samples from 1 s before its first mark, each window of each lead
     prepared on its own (:func:`prepare`: a 10-s window is normalised as a 10-s record is),
-    both leads taking the record's labels. Records without ``.q1c`` marks are refused."""
-    import wfdb
-
-    folder = Path(folder)
+    both leads taking the record's labels (:func:`read_qtdb`). Records without ``.q1c`` marks
+    are refused."""
     xs, ys = [], []
     for rec in records:
-        path = folder / str(rec)
-        if not path.with_suffix(".q1c").is_file():
-            raise FileNotFoundError(f"QTDB record {rec}: no cardiologist marks {path}.q1c")
-        r = wfdb.rdrecord(str(path))
-        if r.fs != FS:
-            raise ValueError(f"QTDB record {rec}: sampling rate {r.fs} Hz, expected {FS:g}")
-        x = np.nan_to_num(r.p_signal.T.astype(np.float64))
-        ann = wfdb.rdann(str(path), "q1c")
-        lab = qtdb_labels(ann.sample, ann.symbol, x.shape[1])
+        x, lab = read_qtdb(folder, rec)
         labelled = np.flatnonzero(lab != IGNORE)
         if not labelled.size or x.shape[1] < length:
             continue

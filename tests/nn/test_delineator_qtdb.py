@@ -49,6 +49,26 @@ def test_a_gap_of_unmarked_beats_splits_the_runs():
     assert (lab[1650:1671] == P).all() and lab[1700] == QRS
 
 
+def test_unmarked_beats_between_marked_ones_split_the_runs():
+    # every other beat marked (as the cardiologist did in sel213's bigeminy): the marked RR
+    # is the median, so only the record's own beat list can show the beats between them
+    marked = [300, 600, 900, 1200]
+    beats = [300, 450, 600, 750, 900, 1050, 1200]
+    lab = _labels([_beat(r) for r in marked])
+    assert (lab[440:460] == NONE).all()  # without the beat list: a QRS labelled none
+    marks = sorted(m for r in marked for m in _beat(r))
+    lab = d.qtdb_labels([s for s, _ in marks], [sym for _, sym in marks], 3000, beats=beats)
+    for r in (450, 750, 1050):
+        assert (lab[r - 50 : r + 50] == IGN).all()
+    for r in marked:  # each marked beat keeps its own waves
+        assert (lab[r - 50 : r - 29] == P).all() and (lab[r - 10 : r + 13] == QRS).all()
+    # beats on (or near) the marked QRS peaks split nothing
+    same = d.qtdb_labels(
+        [s for s, _ in marks], [sym for _, sym in marks], 3000, beats=[s + 5 for s in marked]
+    )
+    np.testing.assert_array_equal(same, _labels([_beat(r) for r in marked]))
+
+
 def test_a_record_without_p_marks_ignores_where_p_would_be():
     lab = _labels([_beat(300, p=False), _beat(500, p=False), _beat(700, p=False)])
     assert (lab[396:490] == IGN).all()  # T offset to the next QRS onset: P unknown
@@ -86,6 +106,23 @@ def test_load_qtdb_rows_carry_the_cardiologists_marks(shared_data):
     assert two.shape == (x.shape[0], 2, x.shape[1])
     with pytest.raises(FileNotFoundError, match="QTDB record nosuch: no cardiologist marks"):
         d.load_qtdb(folder, ["nosuch"])
+
+
+def test_unmarked_beats_of_a_real_record_are_not_labelled(shared_data):
+    import wfdb
+
+    folder = _qtdb(shared_data)
+    # sel213: the cardiologist marked every other beat of a bigeminy over most of the record
+    atr = wfdb.rdann(str(folder / "sel213"), "atr")
+    q1c = wfdb.rdann(str(folder / "sel213"), "q1c")
+    marked = np.array([s for s, sym in zip(q1c.sample, q1c.symbol) if sym not in "()ptu"])
+    beats = [s for s, sym in zip(atr.sample, atr.symbol) if sym in "NVFA"]
+    hidden = [s for s in beats if np.abs(marked - s).min() > 40]
+    x, lab = d.read_qtdb(folder, "sel213")
+    assert x.shape == (2, lab.size) and len(hidden) > 100
+    inside = [s for s in hidden if marked[0] < s < marked[-1]]
+    assert all(lab[s - 10 : s + 10].tolist() == [IGN] * 20 for s in inside)
+    assert all(lab[s] == QRS for s in marked)
 
 
 def test_folds_hold_out_qtdb_records_as_ludb_ones(shared_data, tmp_path, one_thread):
