@@ -17,9 +17,10 @@ has one). Every beat becomes a :class:`team_code.dsp.delineation.LeadDelineation
 structure ``delineate_leads`` returns; points in samples of the input record), whose global
 boundaries come from :func:`team_code.dsp.delineation.global_from_leads` (earliest onset and
 latest offset among the leads within 3 MAD of their median), anchored on the leads' median.
-Then each lead's onsets and offsets move a quarter of the way to the usable leads' median
-on that beat (``PostConfig.lead_shrink``, chosen by a nested loop on LUDB's folds; the
-global boundaries, peaks and amplitudes stay as the leads' own give them).
+Then each lead's P onset and offset, QRS onset and offset and T end move a quarter of the
+way to the usable leads' median on that beat (``PostConfig.lead_shrink``, chosen by a nested
+loop on LUDB's folds; the T onset, the global boundaries, peaks and amplitudes stay as the
+leads' own give them).
 
 Training (:func:`train`, ``python -m team_code.nn.delineator train``) reads LUDB's per-lead
 marks, labels each lead's annotated span only (the loss ignores the rest of the 10 s), and
