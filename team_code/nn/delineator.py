@@ -501,10 +501,15 @@ _BOUNDARY_COLS = [dl.LEAD_POINTS.index(c) for c in ("p_on", "p_off", "qrs_on", "
 
 
 def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
-    """``np.nanmedian`` without the warning on all-NaN slices (they give NaN)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(a, axis=axis)
+    """``np.nanmedian`` along ``axis`` (NaN where a slice is all NaN), computed by one sort:
+    the same values, a fraction of ``np.nanmedian``'s time on the few leads of a beat."""
+    v = np.sort(np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1), axis=-1)  # NaN last
+    if v.shape[-1] == 0:
+        return np.full(v.shape[:-1], np.nan)
+    n = np.isfinite(v).sum(axis=-1)
+    lo = np.take_along_axis(v, (np.maximum(n - 1, 0) // 2)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(v, (n // 2)[..., None], -1)[..., 0]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
 def segments_to_beats(

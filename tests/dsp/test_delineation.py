@@ -239,3 +239,25 @@ def test_lead_median_is_the_typical_lead_beside_the_global_boundaries():
     assert math.isnan(m.p_on) and math.isnan(m.p_off)  # no lead has a P wave
     assert (m.r_index, m.p_peak, m.t_peak, m.p_mv) == (g.r_index, g.p_peak, g.t_peak, g.p_mv)
     assert m.qrs_ms == pytest.approx(94.0) and g.qrs_ms == pytest.approx(152.0)
+
+
+def test_global_rules_match_numpys_medians_on_random_leads():
+    rng = np.random.default_rng(1)
+    cfg = delineation.LeadDelineationConfig()
+    for _ in range(200):
+        v = rng.normal(200.0, rng.uniform(1, 30), size=int(rng.integers(1, 13))).round()
+        v[rng.random(v.size) < 0.2] = np.nan
+        ok = v[np.isfinite(v)]
+        for latest in (False, True):
+            got = delineation._mad_extreme(v, latest, 500.0, cfg.outlier_ms)
+            if not ok.size:
+                assert math.isnan(got)
+                continue
+            med = np.median(ok)
+            dev = np.abs(ok - med)
+            keep = ok[dev <= max(3.0 * 1.4826 * np.median(dev), cfg.outlier_ms * 0.5)]
+            assert got == (keep.max() if latest else keep.min())
+        if ok.size:
+            assert delineation._nanmedian(v) == np.median(ok)
+        else:
+            assert math.isnan(delineation._nanmedian(v))
