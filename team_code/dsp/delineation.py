@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -299,8 +298,9 @@ LEAD_POINTS: tuple[str, ...] = (
     "t_end",
 )
 _COL = {name: i for i, name in enumerate(LEAD_POINTS)}
-#: The boundaries :meth:`LeadDelineation.lead_median` takes from the leads.
-_MEDIAN_BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")
+#: The onsets and offsets among :data:`LEAD_POINTS` (the typical lead's, and those the
+#: learned delineator pulls toward the leads' median).
+BOUNDARY_POINTS: tuple[str, ...] = ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,13 +362,11 @@ class LeadDelineation:
         """The typical lead: each boundary the median over the leads that have it (the
         global boundaries' peaks and P magnitude kept), the measurement that matches a
         lead-median reference, beside the standards' earliest onset and latest offset."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a wave no lead has: NaN
-            med = np.nanmedian(self.points, axis=0) if self.points.size else None
-        if med is None:
+        if not self.points.size:
             return self.global_
+        med = nanmedian(self.points, axis=0)  # a wave no lead has: NaN
         return dataclasses.replace(
-            self.global_, **{name: float(med[_COL[name]]) for name in _MEDIAN_BOUNDARIES}
+            self.global_, **{name: float(med[_COL[name]]) for name in BOUNDARY_POINTS}
         )
 
 
@@ -564,13 +562,21 @@ def _rule_extreme(values: np.ndarray, latest: bool, fs: float, cfg: LeadDelineat
     if rule == "mad":
         return _mad_extreme(values, latest, fs, cfg.outlier_ms)
     if rule == "median":
-        return _nanmedian(values)
+        return float(nanmedian(values))
     raise ValueError(f"unknown global rule {rule!r}; known: {', '.join(GLOBAL_RULES)}")
 
 
-def _nanmedian(values: np.ndarray) -> float:
-    v = np.sort(values[np.isfinite(values)])
-    return _sorted_median(v) if v.size else math.nan
+def nanmedian(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``np.nanmedian`` along ``axis`` (NaN where a slice is all NaN, without a warning),
+    computed by one sort: the same values, a fraction of ``np.nanmedian``'s time on the few
+    leads of a beat."""
+    v = np.sort(np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1), axis=-1)  # NaN last
+    if v.shape[-1] == 0:
+        return np.full(v.shape[:-1], np.nan)
+    n = np.isfinite(v).sum(axis=-1)
+    lo = np.take_along_axis(v, (np.maximum(n - 1, 0) // 2)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(v, (n // 2)[..., None], -1)[..., 0]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
 #: How per-lead boundaries make the global ones: ``earliest`` (earliest onset, latest

@@ -497,19 +497,7 @@ def _refine_edges(pts: np.ndarray, logits: np.ndarray, col: dict[str, int]) -> N
         v[beat, lead] = subsample_edges(logits, lead, at, cls_arr, onset)
 
 
-_BOUNDARY_COLS = [dl.LEAD_POINTS.index(c) for c in ("p_on", "p_off", "qrs_on", "qrs_off", "t_end")]
-
-
-def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
-    """``np.nanmedian`` along ``axis`` (NaN where a slice is all NaN), computed by one sort:
-    the same values, a fraction of ``np.nanmedian``'s time on the few leads of a beat."""
-    v = np.sort(np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1), axis=-1)  # NaN last
-    if v.shape[-1] == 0:
-        return np.full(v.shape[:-1], np.nan)
-    n = np.isfinite(v).sum(axis=-1)
-    lo = np.take_along_axis(v, (np.maximum(n - 1, 0) // 2)[..., None], -1)[..., 0]
-    hi = np.take_along_axis(v, (n // 2)[..., None], -1)[..., 0]
-    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
+_BOUNDARY_COLS = [dl.LEAD_POINTS.index(c) for c in dl.BOUNDARY_POINTS]
 
 
 def segments_to_beats(
@@ -605,11 +593,11 @@ def segments_to_beats(
     p_mv[no_p] = np.nan
     if cfg.subsample and logits is not None:
         _refine_edges(pts, np.asarray(logits), col)
-    r = _nanmedian(pts[:, usable, col["qrs_peak"]], axis=1)
+    r = dl.nanmedian(pts[:, usable, col["qrs_peak"]], axis=1)
     r = np.where(np.isfinite(r), r, (bs + be) / 2.0)
     pts *= scale
-    med = _nanmedian(pts[:, usable, :], axis=1)
-    p_amp = _nanmedian(np.abs(p_mv[:, usable]), axis=1)
+    med = dl.nanmedian(pts[:, usable, :], axis=1)
+    p_amp = dl.nanmedian(np.abs(p_mv[:, usable]), axis=1)
     lead_cfg = dl.LeadDelineationConfig(global_rule=cfg.global_rule)
     out_fs = fs * scale
     out = []

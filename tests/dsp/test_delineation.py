@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -258,6 +259,20 @@ def test_global_rules_match_numpys_medians_on_random_leads():
             keep = ok[dev <= max(3.0 * 1.4826 * np.median(dev), cfg.outlier_ms * 0.5)]
             assert got == (keep.max() if latest else keep.min())
         if ok.size:
-            assert delineation._nanmedian(v) == np.median(ok)
+            assert delineation.nanmedian(v) == np.median(ok)
         else:
-            assert math.isnan(delineation._nanmedian(v))
+            assert math.isnan(delineation.nanmedian(v))
+
+
+def test_nanmedian_gives_numpys_values():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 500, size=(40, 12, 9)).astype(float)
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[3, :, 2] = np.nan  # an all-NaN slice
+    for axis in (0, 1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's all-NaN slice
+            expected = np.nanmedian(a, axis=axis)
+        np.testing.assert_array_equal(delineation.nanmedian(a, axis), expected)
+    assert delineation.nanmedian(np.zeros((3, 0)), 1).shape == (3,)
+    assert np.isnan(delineation.nanmedian(np.zeros((3, 0)), 1)).all()

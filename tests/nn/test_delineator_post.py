@@ -4,8 +4,6 @@ near marked boundaries."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -231,17 +229,3 @@ def test_lead_shrink_keeps_a_boundary_no_usable_lead_has():
         # the boundaries the usable leads do have still move toward their median
         assert a.points[2, COL["qrs_on"]] == r - 6
         assert b.points[2, COL["qrs_on"]] == r - 7  # a quarter of the way to r - 10
-
-
-def test_nanmedian_gives_numpys_values():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 500, size=(40, 12, 9)).astype(float)
-    a[rng.random(a.shape) < 0.3] = np.nan
-    a[3, :, 2] = np.nan  # an all-NaN slice
-    for axis in (0, 1, 2):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's all-NaN slice
-            expected = np.nanmedian(a, axis=axis)
-        np.testing.assert_array_equal(d._nanmedian(a, axis), expected)
-    assert d._nanmedian(np.zeros((3, 0)), 1).shape == (3,)
-    assert np.isnan(d._nanmedian(np.zeros((3, 0)), 1)).all()
