@@ -660,23 +660,32 @@ def _loaded(path: str) -> SegmentNet:
 # --------------------------------------------------------------------------- training data
 
 
-def _ludb_waves(samples, symbols) -> list[tuple[int, float, float]]:
-    """``(class, onset, offset)`` of each wave of a LUDB lead annotation (a missing onset or
-    offset is NaN)."""
-    kinds = {"p": P, "N": QRS, "t": T}
+#: LUDB's wave symbols (any other symbol is not a wave)
+_LUDB_KINDS = {"p": P, "N": QRS, "t": T}
+
+
+def _annotated_waves(
+    samples, symbols, kinds: dict[str, int], other: int | None = None
+) -> list[tuple[int, float, float, float]]:
+    """``(class, onset, peak, offset)`` of each wave of a WFDB wave annotation (``(`` the
+    onset, the wave's symbol at its peak, ``)`` the offset; a missing onset or offset is
+    NaN). ``kinds`` maps wave symbols to classes; any other symbol is a wave of class
+    ``other``, or no wave where ``other`` is None (LUDB: ``_LUDB_KINDS``; QTDB's ``.q1c``:
+    ``_QTDB_NOT_QRS``, every other symbol a beat's QRS)."""
     out: list[list] = []
     onset = math.nan
     open_wave: list | None = None
     for s, sym in zip(samples, symbols):
         if sym == "(":
             onset, open_wave = float(s), None
-        elif sym in kinds:
-            open_wave = [kinds[sym], onset, math.nan]
+        elif sym == ")":
+            if open_wave is not None:
+                open_wave[3] = float(s)
+            open_wave = None
+        elif (cls := kinds.get(sym, other)) is not None:
+            open_wave = [cls, onset, float(s), math.nan]
             out.append(open_wave)
             onset = math.nan
-        elif sym == ")" and open_wave is not None:
-            open_wave[2] = float(s)
-            open_wave = None
     return [tuple(w) for w in out]
 
 
@@ -691,7 +700,7 @@ def ludb_labels(samples, symbols, n: int, factor: int = 2) -> np.ndarray:
         return lab[::factor].copy()
     lo, hi = int(samples.min()), int(samples.max())
     lab[lo : hi + 1] = NONE
-    for cls, on, off in _ludb_waves(samples, symbols):
+    for cls, on, _, off in _annotated_waves(samples, symbols, _LUDB_KINDS):
         if math.isfinite(on) and math.isfinite(off):
             lab[int(on) : int(off) + 1] = cls
         elif math.isfinite(off):
@@ -756,26 +765,6 @@ def _qtdb_beats(path: Path) -> np.ndarray | None:
     return None
 
 
-def _qtdb_waves(samples, symbols) -> list[tuple[int, float, float, float]]:
-    """``(class, onset, peak, offset)`` of each wave of a QTDB ``.q1c`` annotation (a
-    missing onset or offset is NaN; a U wave is ``none``)."""
-    out: list[list] = []
-    onset = math.nan
-    open_wave: list | None = None
-    for s, sym in zip(samples, symbols):
-        if sym == "(":
-            onset, open_wave = float(s), None
-        elif sym == ")":
-            if open_wave is not None:
-                open_wave[3] = float(s)
-            open_wave = None
-        else:
-            open_wave = [_QTDB_NOT_QRS.get(sym, QRS), onset, float(s), math.nan]
-            out.append(open_wave)
-            onset = math.nan
-    return [tuple(w) for w in out]
-
-
 def qtdb_labels(
     samples, symbols, n: int, max_rr: float = 1.5, beats: Sequence[float] | None = None
 ) -> np.ndarray:
@@ -794,7 +783,7 @@ def qtdb_labels(
     cardiologist marked no P wave at all, the stretch before each QRS onset back to the
     previous mark is ignored (the benchmark does not count a P wave found there as false)."""
     lab = np.full(n, IGNORE, np.int64)
-    waves = [w for w in _qtdb_waves(samples, symbols) if 0 <= w[2] < n]
+    waves = [w for w in _annotated_waves(samples, symbols, _QTDB_NOT_QRS, QRS) if 0 <= w[2] < n]
     marks = np.sort(np.asarray(samples, dtype=np.float64))
     qrs = [w for w in waves if w[0] == QRS]
     if len(qrs) < 2:
