@@ -536,15 +536,12 @@ def _learned_measures(
         notes.append("learned delineator found no beat: wavelet intervals kept")
         return {}
     keep = _dominant_beats(found, whole, fs, config.learned_match_ms)
-
-    def intervals(beats: Sequence[delineation.Delineation]) -> tuple[float, ...]:
-        p_ms = _typical([b.p_ms for b in beats]) if p_present else math.nan
-        pr_ms = _typical([b.pr_ms for b in beats]) if p_present else math.nan
-        qrs_ms, qt_ms = _typical([b.qrs_ms for b in beats]), _typical([b.qt_ms for b in beats])
-        return p_ms, pr_ms, qrs_ms, qt_ms, delineation.qtc(qt_ms, rr_s, "bazett1920")
-
-    p_ms, pr_ms, qrs_ms, qt_ms, bazett = intervals([found[i].global_ for i in keep])
-    typical = intervals([found[i].lead_median() for i in keep])
+    g = [found[i].global_ for i in keep]
+    qrs_ms, qt_ms = _typical([b.qrs_ms for b in g]), _typical([b.qt_ms for b in g])
+    p_ms = _typical([b.p_ms for b in g]) if p_present else math.nan
+    pr_ms = _typical([b.pr_ms for b in g]) if p_present else math.nan
+    bazett = delineation.qtc(qt_ms, rr_s, "bazett1920")
+    typical = [found[i].lead_median() for i in keep]  # each boundary's median over the leads
     out = {
         "p_ms": p_ms,
         "pr_ms": pr_ms,
@@ -557,8 +554,8 @@ def _learned_measures(
         "global_qrs_ms": qrs_ms,
         "global_qt_ms": qt_ms,
         "global_qtc_bazett_ms": bazett,
-        "qrs_lead_median_ms": typical[2],
-        "qt_lead_median_ms": typical[3],
+        "qrs_lead_median_ms": _typical([b.qrs_ms for b in typical]),
+        "qt_lead_median_ms": _typical([b.qt_ms for b in typical]),
     }
     t_mv = np.stack([found[i].t_mv for i in keep])
     for k, row in enumerate(rows):
