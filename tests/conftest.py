@@ -46,7 +46,19 @@ def challenge_dir(shared_data) -> Path:
 
 
 @pytest.fixture(scope="session")
-def delineator_weights(shared_data, tmp_path_factory) -> Path:
+def ludb_dir(shared_data) -> Path:
+    """The 100 shared LUDB records, with each lead's wave marks."""
+    return _need(shared_data / "ludb")
+
+
+@pytest.fixture(scope="session")
+def qtdb_dir(shared_data) -> Path:
+    """The 102 shared QT Database records, with the cardiologists' ``.q1c`` marks."""
+    return _need(shared_data / "qtdb")
+
+
+@pytest.fixture(scope="session")
+def delineator_weights(ludb_dir, tmp_path_factory) -> Path:
     """The learned delineator's weights built as users build them (its documented command on
     the 100 shared LUDB records, about 2.5 minutes on one thread; they are not kept in git),
     and ``$ECG_KIT_DELINEATOR_WEIGHTS`` naming them for the session."""
@@ -57,9 +69,7 @@ def delineator_weights(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("delineator") / "delineator.safetensors"
     threads = torch.get_num_threads()
     try:
-        code = delineator.main(
-            ["train", "--ludb", str(_need(shared_data / "ludb")), "--out", str(out)]
-        )
+        code = delineator.main(["train", "--ludb", str(ludb_dir), "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
     assert code == 0 and out.is_file()

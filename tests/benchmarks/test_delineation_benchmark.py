@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -14,15 +13,6 @@ from benchmarks import delineation as bench
 
 FS = 250.0
 NAN = math.nan
-
-
-def need(folder):
-    """``folder``, or skip (fail under ECG_KIT_REQUIRE_DATA=1, as tests/conftest.py does)."""
-    if folder.is_dir():
-        return folder
-    if os.environ.get("ECG_KIT_REQUIRE_DATA") == "1":
-        pytest.fail(f"real data not found at {folder}; ECG_KIT_REQUIRE_DATA=1 forbids skipping")
-    pytest.skip(f"real data not found at {folder}")
 
 
 def _beat(r, p=None, qrs=(-20, 0, 24), t=(60, 110, 150)):
@@ -145,8 +135,8 @@ def _check_rows(rows, database, methods):
     return {(r["method"], r["measure"]): r for r in mine}
 
 
-def test_runs_on_real_ludb_and_qtdb_records(shared_data, tmp_path):
-    ludb, qtdb = need(shared_data / "ludb"), need(shared_data / "qtdb")
+def test_runs_on_real_ludb_and_qtdb_records(ludb_dir, qtdb_dir, tmp_path):
+    ludb, qtdb = ludb_dir, qtdb_dir
     out = tmp_path / "rows.json"
     argv = [
         *("--ludb", str(ludb), "--qtdb", str(qtdb), "--records", "1", "5", "sel100"),
@@ -169,8 +159,8 @@ def test_runs_on_real_ludb_and_qtdb_records(shared_data, tmp_path):
     assert qt[("ecgpuwave best-lead", "QRS onset")]["sd_ms"] < 20
 
 
-def test_neurokit_peer_runs_on_one_qtdb_window(shared_data):
-    qtdb = need(shared_data / "qtdb")
+def test_neurokit_peer_runs_on_one_qtdb_window(qtdb_dir):
+    qtdb = qtdb_dir
     case = bench.load_qtdb(qtdb, "sel100")[0]
     n = int(12 * case.fs)  # the first 12 s of the window keep the test short
     case.x = case.x[:, :n]
@@ -240,8 +230,8 @@ def test_per_lead_reference_scores_each_lead_against_its_own_marks():
     assert rows["P onset"]["sensitivity"] == 1.0 and rows["P onset"]["ppv"] == pytest.approx(0.5)
 
 
-def test_per_lead_mode_on_real_ludb_records(shared_data, tmp_path):
-    ludb = need(shared_data / "ludb")
+def test_per_lead_mode_on_real_ludb_records(ludb_dir, tmp_path):
+    ludb = ludb_dir
     case = bench.load_ludb(ludb, "1", "per-lead")
     assert len(case.ref_leads) == 12 and case.peer_rows == list(range(12))
     assert {row for row, _, _ in case.ref_leads} == set(range(12))

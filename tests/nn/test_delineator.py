@@ -5,7 +5,6 @@ and, with the shared data, on LUDB records."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -184,18 +183,14 @@ def test_built_weights_find_qrs_on_every_synthetic_beat(delineator_weights, one_
     assert len(out) <= len(truth["r_peaks"]) + 1  # nothing else taken for a QRS
 
 
-def test_built_weights_on_ludb_records(shared_data, delineator_weights, one_thread):
+def test_built_weights_on_ludb_records(ludb_dir, delineator_weights, one_thread):
     """QRS F1 of the built model lead by lead on a few LUDB records. These records were in
     its training set (it is trained on all 100 shared LUDB records): the test checks the
     loading, the network and the post-processing path, not generalisation (the benchmark's
     ``cnn-5fold`` rows do that)."""
     from benchmarks import delineation as bench
 
-    ludb = shared_data / "ludb"
-    if not ludb.is_dir():
-        if os.environ.get("ECG_KIT_REQUIRE_DATA") == "1":
-            pytest.fail(f"{ludb} not found; ECG_KIT_REQUIRE_DATA=1 forbids skipping")
-        pytest.skip(f"{ludb} not found")
+    ludb = ludb_dir
     tally = bench.Tally()
     for rec in ("1", "5", "7"):
         case = bench.load_ludb(ludb, rec, "per-lead")

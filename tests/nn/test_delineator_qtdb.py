@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -79,19 +78,10 @@ def test_fewer_than_two_beats_label_nothing():
     assert (_labels([_beat(300)]) == IGN).all()
 
 
-def _qtdb(shared_data):
-    folder = shared_data / "qtdb"
-    if not folder.is_dir():
-        if os.environ.get("ECG_KIT_REQUIRE_DATA") == "1":
-            pytest.fail(f"{folder} not found; ECG_KIT_REQUIRE_DATA=1 forbids skipping")
-        pytest.skip(f"{folder} not found")
-    return folder
-
-
-def test_load_qtdb_rows_carry_the_cardiologists_marks(shared_data):
+def test_load_qtdb_rows_carry_the_cardiologists_marks(qtdb_dir):
     import wfdb
 
-    folder = _qtdb(shared_data)
+    folder = qtdb_dir
     x, y = d.load_qtdb(folder, ["sel100"])
     assert x.shape == y.shape and x.shape[1] == d.QTDB_WINDOW and x.shape[0] % 2 == 0
     assert x.dtype == np.float32 and np.isfinite(x).all()
@@ -108,10 +98,10 @@ def test_load_qtdb_rows_carry_the_cardiologists_marks(shared_data):
         d.load_qtdb(folder, ["nosuch"])
 
 
-def test_unmarked_beats_of_a_real_record_are_not_labelled(shared_data):
+def test_unmarked_beats_of_a_real_record_are_not_labelled(qtdb_dir):
     import wfdb
 
-    folder = _qtdb(shared_data)
+    folder = qtdb_dir
     # sel213: the cardiologist marked every other beat of a bigeminy over most of the record
     atr = wfdb.rdann(str(folder / "sel213"), "atr")
     q1c = wfdb.rdann(str(folder / "sel213"), "q1c")
@@ -125,9 +115,8 @@ def test_unmarked_beats_of_a_real_record_are_not_labelled(shared_data):
     assert all(lab[s] == QRS for s in marked)
 
 
-def test_folds_hold_out_qtdb_records_as_ludb_ones(shared_data, tmp_path, one_thread):
-    qtdb = _qtdb(shared_data)
-    ludb = shared_data / "ludb"
+def test_folds_hold_out_qtdb_records_as_ludb_ones(qtdb_dir, ludb_dir, tmp_path, one_thread):
+    qtdb, ludb = qtdb_dir, ludb_dir
     qdir = tmp_path / "qtdb"
     qdir.mkdir()
     for rec in ("sel100", "sel102", "sel103", "sel104"):
