@@ -89,7 +89,7 @@ def nested(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[st
 
 def _row(label: str, tally: bench.Tally) -> str:
     cells = []
-    for name in ("P onset", "P offset", "QRS onset", "QRS offset", "T offset"):
+    for name in TARGETS:
         e = np.asarray(tally.errors[name])
         tp, fn, fp = tally.tp[name], tally.fn[name], tally.fp[name]
         f1 = 200 * tp / (2 * tp + fn + fp) if tp else float("nan")

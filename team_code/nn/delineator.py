@@ -1041,7 +1041,9 @@ def _natural(name: str):
     return (0, int(name)) if str(name).isdigit() else (1, str(name))
 
 
-def _ludb_records(folder: Path, wanted: Sequence[str] | None) -> list[str]:
+def _folder_records(folder: Path, wanted: Sequence[str] | None) -> list[str]:
+    """``wanted``, else the folder's records (its ``RECORDS``, else its headers) in natural
+    order: LUDB's and QTDB's folders alike."""
     if wanted:
         return list(wanted)
     f = folder / "RECORDS"
@@ -1120,13 +1122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not folder.is_dir():
         print(f"error: LUDB folder {folder} not found", file=sys.stderr)
         return 2
-    records = _ludb_records(folder, args.records)
+    records = _folder_records(folder, args.records)
     qtdb = Path(args.qtdb) if args.qtdb else None
     if qtdb is not None and not qtdb.is_dir():
         print(f"error: QTDB folder {qtdb} not found", file=sys.stderr)
         return 2
     qtdb_records = (
-        [r for r in _ludb_records(qtdb, None) if (qtdb / f"{r}.q1c").is_file()] if qtdb else []
+        [r for r in _folder_records(qtdb, None) if (qtdb / f"{r}.q1c").is_file()] if qtdb else []
     )
     net = NetConfig(
         widths=tuple(args.widths),
