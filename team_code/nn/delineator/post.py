@@ -97,7 +97,7 @@ MIN_SCALE_MV = 0.01  #: a lead's robust amplitude is at least this (flat leads s
 #: Where the kit's weights are built by default (git-ignored: built by
 #: :data:`BUILD_COMMAND`, never committed or downloaded); ``$ECG_KIT_DELINEATOR_WEIGHTS``
 #: names another file.
-WEIGHTS = Path(__file__).with_name("delineator.safetensors")
+WEIGHTS = Path(__file__).parents[1] / "delineator.safetensors"
 WEIGHTS_ENV = "ECG_KIT_DELINEATOR_WEIGHTS"
 #: How the default weights are built from the shared LUDB records (2.4 min on one thread).
 BUILD_COMMAND = (
