@@ -58,6 +58,13 @@ DEFAULT_MIN_POSITIVES = {"vote": 3, "pooled": 3, "challenge": 0}
 #: :meth:`team_code.classifiers.thresholds.GroupVotes.passes`): ``"net"``, more groups gain
 #: than lose; ``"majority"``, more than half of them gain.
 GROUP_VOTES = ("net", "majority")
+#: Who wins a tie between a class's current threshold and silence in the ``"vote"`` and
+#: ``"pooled"`` methods (:func:`team_code.classifiers.rules.operating_thresholds`):
+#: ``"silence"`` (a detection that does not pay on the held-out sources is not made: where as
+#: many sources gain as lose, or none is touched, the class falls silent) or ``"keep"``
+#: (silence, like any other move, needs more sources for it than against it: a rule whose
+#: detections touch no held-out source keeps its published 0.5).
+TIES = ("silence", "keep")
 #: The named policies an engine's ``threshold_method`` takes (the deep engines, the beat
 #: networks): per-class thresholds searched on the engine's scores alone.
 SCORE_THRESHOLD_POLICIES = ("challenge", "youden")
@@ -148,7 +155,9 @@ class ThresholdPolicy(DecisionPolicy):
     records (with replacement, within each group of ``groups``, else of ``sources``; numpy's
     generator seeded with ``seed``) and each class takes the threshold most of the ``B + 1``
     choices give (ties: the one chosen on the records as given where it is among them, else
-    the highest), so that a class's decision does not hang on a few records.
+    the highest), so that a class's decision does not hang on a few records. ``ties``
+    (``"vote"``, ``"pooled"``; :data:`TIES`): whether silence wins
+    a tie with a class's current threshold (``"silence"``) or needs a strict gain (``"keep"``).
     """
 
     kind = "thresholds"
@@ -164,6 +173,7 @@ class ThresholdPolicy(DecisionPolicy):
         bagging: int = 0,
         seed: int = 0,
         lowest: float | Sequence[float] | None = None,
+        ties: str = "silence",
     ):
         if method not in THRESHOLD_METHODS:
             raise ValueError(
@@ -189,6 +199,11 @@ class ThresholdPolicy(DecisionPolicy):
         self.bagging = int(bagging)
         self.seed = int(seed)
         self.lowest = None if lowest is None else np.asarray(lowest, dtype=float).tolist()
+        if ties not in TIES:
+            raise ValueError(f"decision: ties must be one of {', '.join(TIES)}, not {ties!r}")
+        if ties != "silence" and method not in ("vote", "pooled"):
+            raise ValueError(f"decision: ties apply to the vote and pooled methods, not {method!r}")
+        self.ties = ties
 
     def options(self) -> dict:
         return {
@@ -201,6 +216,7 @@ class ThresholdPolicy(DecisionPolicy):
             "bagging": self.bagging,
             "seed": self.seed,
             "lowest": self.lowest,
+            "ties": self.ties,
         }
 
     def _min_positives(self) -> int:
@@ -260,6 +276,7 @@ class ThresholdPolicy(DecisionPolicy):
                 task.scored,
                 self.method,
                 part(groups),
+                ties=self.ties,
             )
 
         everything = np.arange(len(scores))

@@ -49,6 +49,7 @@ import numpy as np
 from team_code.classifiers.base import Classifier, Evidence
 from team_code.classifiers.decision import (
     NAMED_POLICIES,
+    TIES,
     DecisionPolicy,
     ThresholdPolicy,
     group_masks,
@@ -125,6 +126,7 @@ def operating_thresholds(
     scored: ScoredClasses | None = None,
     objective: str = "pooled",
     groups: Sequence[str] | None = None,
+    ties: str = "silence",
 ) -> np.ndarray:
     """Each class's threshold on held-out rule scores, or silence (:data:`NEVER`), for the
     challenge metric: coordinate ascent over classes from 0.5 everywhere.
@@ -134,15 +136,16 @@ def operating_thresholds(
     more held-out groups (``groups``, the held-out training sources; ``sources`` without
     them) than it lowers it, each group scored on its own (a sign vote: a source of 116
     records and one of 8 count alike, and a small source's large swing in the metric counts
-    once). Either way a class keeps a threshold only where its detections pay on the
-    held-out scores (ties go to silence: a detection that does not pay is not made). Classes with
-    ``min_positives`` or more positives try 0.5, silence and the graded-score levels 0.2,
-    0.35, 0.65 and 0.8 (the rule's condition met by a margin of about one transition width
-    either way); rarer classes try 0.5 and silence only (a threshold searched on a few
-    positives mostly learns which records they were). With ``sources``, a class is judged on
-    the records of the sources that use its label (:func:`label_vocabulary`); a class that
-    no source uses is silent. The metric weighs with ``scored`` (when None, the shipped table
-    of ``classes``: :func:`team_code.data.labels.table_for`).
+    once). ``ties`` (:data:`TIES`) says who wins a tie: by default silence (a class keeps a
+    threshold only where its detections pay on the held-out scores); with ``"keep"`` the
+    class's current threshold (silence needs a strict gain like any other move).
+    Classes with ``min_positives`` or more positives try 0.5, silence and the graded-score
+    levels 0.2, 0.35, 0.65 and 0.8 (the rule's condition met by a margin of about one
+    transition width either way); rarer classes try 0.5 and silence only (a threshold searched
+    on a few positives mostly learns which records they were). With ``sources``, a class is
+    judged on the records of the sources that use its label (:func:`label_vocabulary`); a
+    class that no source uses is silent. The metric weighs with ``scored`` (when None, the
+    shipped table of ``classes``: :func:`team_code.data.labels.table_for`).
     """
     truth = np.asarray(truth, bool)
     scores = np.asarray(scores, float)
@@ -150,6 +153,8 @@ def operating_thresholds(
     scored = scored if scored is not None else table_for(classes)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {', '.join(TIES)}, not {ties!r}")
     uses = label_vocabulary(truth, sources if vocabulary else None)
     masks = group_masks(groups if groups is not None else sources, len(truth))
     metric = RecordMetric(truth, classes, scored)
@@ -162,8 +167,9 @@ def operating_thresholds(
         return np.array([metric.score(observed, rows & m) for m in masks])
 
     def better(new, old, silence: bool) -> bool:
-        """Whether ``new`` beats ``old``; silence wins ties, another threshold must do
-        strictly better."""
+        """Whether ``new`` beats ``old``; with ``ties="silence"`` silence wins ties, another
+        threshold (and with ``"keep"``, silence too) must do strictly better."""
+        silence = silence and ties == "silence"
         if objective == "pooled":
             return new > old + 1e-9 or (silence and new >= old - 1e-12)
         up, down = int(np.sum(new > old + 1e-9)), int(np.sum(new < old - 1e-9))
@@ -252,6 +258,10 @@ class RulesClassifier(Classifier):
         # bootstrap resamples of the held-out records (within each source) and the records
         # themselves choose (decision.ThresholdPolicy's bagging); 0: the records alone.
         decision_bagging: int = 0
+        # "loso": who wins a tie between a class's threshold and silence (decision.TIES):
+        # "silence" (a detection that does not pay is not made) or "keep" (silence needs more
+        # held-out sources for it than against it, as any other move does).
+        decision_ties: str = "silence"
         # rhythm and ectopy read over at most this many seconds of a record (the whole of
         # every Challenge record), the average beat from the first ``morphology_s`` seconds
         max_duration_s: float = FeatureConfig.max_duration_s
@@ -278,6 +288,11 @@ class RulesClassifier(Classifier):
             if self.decision_bagging < 0:
                 raise ValueError(
                     f"rules: decision_bagging must be >= 0, not {self.decision_bagging!r}"
+                )
+            if self.decision_ties not in TIES:
+                raise ValueError(
+                    f"rules: decision_ties must be one of {', '.join(TIES)}, "
+                    f"not {self.decision_ties!r}"
                 )
             if self.decision_objective not in OBJECTIVES:
                 raise ValueError(
@@ -383,6 +398,7 @@ class RulesClassifier(Classifier):
                 self.config.decision_min_positives,
                 self.config.decision_vocabulary,
                 bagging=self.config.decision_bagging,
+                ties=self.config.decision_ties,
             )
             self.thresholds_ = policy.fit(held_out, truth, groups, self.task_, sources).thresholds_
             self.decision_ = {

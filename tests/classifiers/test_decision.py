@@ -326,9 +326,9 @@ def test_bagging_resamples_within_each_source(held_out, monkeypatch, given):
     seen: list[tuple[list, list]] = []
     original = rules.operating_thresholds
 
-    def recorded(truth_, scores_, classes, min_positives, sources_, *args):
+    def recorded(truth_, scores_, classes, min_positives, sources_, *args, **kwargs):
         seen.append((list(sources_), list(args[-1]) if args[-1] is not None else None))
-        return original(truth_, scores_, classes, min_positives, sources_, *args)
+        return original(truth_, scores_, classes, min_positives, sources_, *args, **kwargs)
 
     monkeypatch.setattr(rules, "operating_thresholds", recorded)
     policy = ThresholdPolicy("vote", 3, bagging=5, seed=1)
@@ -373,3 +373,28 @@ def test_record_metric_equals_the_scorer_on_any_subset(held_out):
     normal[:, metric.normal] = True
     sinus = RecordMetric(normal, task.classes, task.scored)
     assert sinus.score(sinus.observed(normal), np.ones(len(normal), bool)) == 0.0
+
+
+def test_ties_are_checked_saved_and_reach_the_vote(held_out):
+    from team_code.classifiers.rules import operating_thresholds
+    from team_code.classifiers.thresholds import NEVER
+
+    with pytest.raises(ValueError, match="ties must be one of"):
+        ThresholdPolicy("vote", ties="never")
+    with pytest.raises(ValueError, match="ties apply to the vote and pooled"):
+        ThresholdPolicy("challenge", ties="keep")
+    scores, truth, groups, task = held_out
+    scores = scores.copy()
+    scores[:, 0] = 0.1  # class 0 reaches no level: no held-out source moves with it
+    keep = ThresholdPolicy("vote", 3, ties="keep").fit(scores, truth, groups, task)
+    silence = ThresholdPolicy("vote", 3).fit(scores, truth, groups, task)
+    assert keep.thresholds_[0] == 0.5 and silence.thresholds_[0] == NEVER
+    classes = list(task.classes)
+    for ties, policy in (("keep", keep), ("silence", silence)):
+        direct = operating_thresholds(
+            truth, scores, classes, 3, groups, False, task.scored, "vote", groups, ties=ties
+        )
+        np.testing.assert_array_equal(policy.thresholds_, direct)
+    restored = policy_from_json(json.loads(json.dumps(keep.to_json())))
+    assert restored.ties == "keep"
+    np.testing.assert_array_equal(restored.thresholds_, keep.thresholds_)

@@ -194,3 +194,46 @@ def test_the_decision_objective_is_checked_and_vote_is_the_default():
         RulesClassifier.Config(decision_objective="mean")
     with pytest.raises(ValueError, match="objective"):
         operating_thresholds(np.zeros((2, 1), bool), np.zeros((2, 1)), [CODE["NSR"]], objective="x")
+
+
+def _ties():
+    """Three sources of 20 records, sinus rhythm but for three records of AF each (found): LBBB
+    (2 labels on B) never reaches 0.5,
+    so no source's metric moves with it; STach is found once on B and falsely named once on
+    C (one source for silence, one against); PAC is found once on B and falsely named on A
+    and C (two sources for silence, one against)."""
+    classes = list(scored_classes().codes)
+    sources = np.repeat(["A", "B", "C"], 20)
+    truth = np.zeros((60, len(classes)), bool)
+    scores = np.zeros((60, len(classes)))
+    nsr, af, lbbb, stach, pac = (
+        classes.index(CODE[a]) for a in ("NSR", "AF", "LBBB", "STach", "PAC|SVPB")
+    )
+    truth[:, nsr], scores[:, nsr] = True, 0.9
+    rows = [0, 1, 2, 30, 31, 32, 50, 51, 52]
+    truth[rows, af], scores[rows, af], truth[rows, nsr], scores[rows, nsr] = True, 0.9, False, 0
+    truth[[20, 21], lbbb], scores[:, lbbb] = True, 0.3
+    truth[22, stach], scores[[22, 45], stach] = True, 0.9
+    truth[23, pac], scores[[23, 5, 46], pac] = True, 0.9
+    return classes, sources, truth, scores, lbbb, stach, pac
+
+
+@pytest.mark.parametrize("objective", ["vote", "pooled"])
+def test_ties_go_to_silence_by_default_and_keep_the_rule_with_keep(objective):
+    classes, sources, truth, scores, lbbb, stach, pac = _ties()
+
+    def decide(ties):
+        return operating_thresholds(
+            truth, scores, classes, 3, sources, False, objective=objective, ties=ties
+        )
+
+    silence, keep = decide("silence"), decide("keep")
+    assert silence[lbbb] == NEVER and keep[lbbb] == 0.5  # no source touched
+    if objective == "vote":
+        assert silence[stach] == NEVER and keep[stach] == 0.5  # one source each way
+        assert silence[pac] == NEVER and keep[pac] == NEVER  # more sources for silence
+    assert RulesClassifier.Config().decision_ties == "silence"
+    with pytest.raises(ValueError, match="ties"):
+        operating_thresholds(truth, scores, classes, 3, sources, objective=objective, ties="x")
+    with pytest.raises(ValueError, match="decision_ties"):
+        RulesClassifier.Config(decision_ties="never")
