@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from team_code.nn import delineator as d
+from team_code.nn.delineator.training import _augment
 
 
 def _toy(channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +63,7 @@ def test_augmented_noise_is_low_passed_on_channel_0_only():
     rng = np.random.default_rng(1)
     xb = np.zeros((4, 2, 1024), np.float32)
     cfg = d.TrainConfig(wander=0.0, noise=0.5)
-    out = d._augment(xb, rng, cfg, 40.0)
+    out = _augment(xb, rng, cfg, 40.0)
     assert out.shape == xb.shape and out.dtype == np.float32
     hf = np.abs(np.diff(out, axis=-1)).mean(axis=-1)  # white noise: large sample steps
     assert (hf[:, 1] > 2 * hf[:, 0]).all()
@@ -81,7 +82,7 @@ def test_augmented_noise_is_low_passed_on_channel_0_only():
     noise = ref.normal(size=one.shape) * ref.uniform(0, cfg.noise, size=(4, 1))
     expected = (gain * one + wander + noise).astype(np.float32)
     for lowpass_hz in (0.0, 40.0):
-        got = d._augment(one[:, None], np.random.default_rng(1), cfg, lowpass_hz)
+        got = _augment(one[:, None], np.random.default_rng(1), cfg, lowpass_hz)
         np.testing.assert_array_equal(got[:, 0], expected)
 
 

@@ -1,7 +1,7 @@
-"""``python -m team_code.nn.delineator``: the delineator's command line."""
+"""``python -m team_code.nn.delineator train|folds``: :func:`team_code.nn.delineator.cli.main`."""
 
 import sys
 
-from team_code.nn.delineator.post import main
+from team_code.nn.delineator.cli import main
 
 sys.exit(main())
