@@ -479,6 +479,8 @@ class Tally:
     given: dict = dataclasses.field(default_factory=lambda: {m: False for m, _, _ in BOUNDARIES})
     # interval name -> list of (method value, reference value) per record
     intervals: dict = dataclasses.field(default_factory=lambda: {i[0]: [] for i in INTERVALS})
+    # the records behind ``intervals``, in the same order
+    interval_cases: list = dataclasses.field(default_factory=list)
     # boundary -> SD of the errors within each record with at least two matches
     record_sd: dict = dataclasses.field(default_factory=lambda: {m: [] for m, _, _ in BOUNDARIES})
 
@@ -494,10 +496,30 @@ class Tally:
             if given is None or given.get(name, False):
                 self.given[name] = True
 
-    def add_intervals(self, method: dict[str, float], reference: dict[str, float]) -> None:
-        """Pool one record's interval values."""
+    def add_intervals(
+        self, method: dict[str, float], reference: dict[str, float], case: str
+    ) -> None:
+        """Pool one record's interval values (``case``: its name)."""
         for name in self.intervals:
             self.intervals[name].append((method.get(name, math.nan), reference[name]))
+        self.interval_cases.append(case)
+
+    def worst(self, name: str, k: int) -> tuple[list[tuple[str, float]], float | None]:
+        """The ``k`` records whose interval ``name`` lies furthest from the mean error, with
+        their errors (method minus reference, ms), and the SD of the errors of the others."""
+        named = [
+            (case, a - b)
+            for case, (a, b) in zip(self.interval_cases, self.intervals[name], strict=True)
+            if math.isfinite(a) and math.isfinite(b)
+        ]
+        if not named:
+            return [], None
+        errors = np.array([e for _, e in named])
+        order = np.argsort(-np.abs(errors - errors.mean()), kind="stable")
+        rest = errors[order[k:]]
+        return [named[i] for i in order[:k]], (
+            float(np.std(rest, ddof=1)) if rest.size > 1 else None
+        )
 
 
 def _stats(values) -> tuple[float | None, float | None]:
@@ -1091,7 +1113,7 @@ def evaluate(
             for name, beats, intervals in variants:
                 tally = tallies.setdefault(name, Tally())
                 tally.add(score_beats(case.ref, beats, **kw), res.given)
-                tally.add_intervals(intervals, ref_iv)
+                tally.add_intervals(intervals, ref_iv, case.name)
             if best and res.leads is not None:
                 per = [score_beats(case.ref, lead, **kw) for lead in res.leads]
                 tallies.setdefault(f"{m} best-lead", Tally()).add(best_lead(per), res.given)
@@ -1128,7 +1150,9 @@ def score_per_lead(tally: Tally, case: Case, res: Output) -> None:
             span=span,
         )
         tally.add(out, res.given)
-        tally.add_intervals(beat_intervals(det[row], case.fs), beat_intervals(ref, case.fs))
+        tally.add_intervals(
+            beat_intervals(det[row], case.fs), beat_intervals(ref, case.fs), f"{case.name}:{row}"
+        )
 
 
 def ludb_cases(folder: Path, records: Sequence[str] | None = None, reference: str = "cse"):
@@ -1153,8 +1177,11 @@ def _fmt(v, spec=".1f", width=7) -> str:
     )
 
 
-def print_tables(rows: list[dict], tallies: dict[str, Tally], database: str, facts: dict) -> None:
-    """The boundary and interval tables of one database."""
+def print_tables(
+    rows: list[dict], tallies: dict[str, Tally], database: str, facts: dict, worst: int = 0
+) -> None:
+    """The boundary and interval tables of one database; with ``worst``, each interval row's
+    ``worst`` records furthest from the mean error and the SD without them."""
     sec = facts["seconds"]
     print(
         f"\n== {database}: {facts['cases']} analysed signals, {facts['beats']} annotated beats; "
@@ -1200,6 +1227,10 @@ def print_tables(rows: list[dict], tallies: dict[str, Tally], database: str, fac
             f"{_fmt(r['sd_ms'])} {f'{lim[0]:g}/{lim[1]:g}':>8} {'ok' if ok else 'no':>2} "
             f"{missing:>7} {extra:>6}"
         )
+        if worst:
+            cases, rest = tallies[r["method"]].worst(r["measure"], worst)
+            listed = ", ".join(f"{c} {e:+.0f}" for c, e in cases)
+            print(f"{'':<26} {'':<13} furthest: {listed}; sd of the others {_fmt(rest).strip()}")
     print(
         "seconds per analysed signal: "
         + ", ".join(f"{m} {s / max(1, facts['cases']):.3f}" for m, s in sec.items())
@@ -1257,6 +1288,14 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="'cnn' and 'cnn-5fold': PostConfig.lead_shrink (default: the kit's setting)",
     )
+    p.add_argument(
+        "--worst",
+        type=int,
+        default=0,
+        metavar="N",
+        help="under each interval row, the N records furthest from the mean error and the SD "
+        "of the others",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
     p.add_argument("--quiet", action="store_true", help="no per-record progress")
     return p
@@ -1298,7 +1337,7 @@ def main(args) -> int:
             progress=progress,
         )
         db_rows = [row for m, t in tallies.items() for row in tally_rows(t, m, database)]
-        print_tables(db_rows, tallies, database, facts)
+        print_tables(db_rows, tallies, database, facts, args.worst)
         rows.extend(db_rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -64,7 +64,7 @@ def test_matcher_errors_and_counts_on_known_truth():
     assert t_off.fn[3] and t_off.fp[3] == 1
     tally = bench.Tally()
     tally.add(out)
-    tally.add_intervals({"P duration": 100.0}, bench.beat_intervals(ref, FS))
+    tally.add_intervals({"P duration": 100.0}, bench.beat_intervals(ref, FS), "syn")
     rows = {r["measure"]: r for r in bench.tally_rows(tally, "demo", "SYN")}
     assert rows["P onset"]["n"] == 2 and rows["P onset"]["mean_ms"] == pytest.approx(8.0)
     assert rows["P onset"]["sensitivity"] == pytest.approx(2 / 3)
@@ -74,6 +74,19 @@ def test_matcher_errors_and_counts_on_known_truth():
     # reference P duration: 30 samples = 120 ms; the method said 100 ms
     assert rows["P duration"]["n"] == 1 and rows["P duration"]["mean_ms"] == pytest.approx(-20.0)
     assert rows["P duration"]["sensitivity"] is None and rows["P duration"]["ppv"] is None
+
+
+def test_worst_names_the_records_furthest_from_the_mean_and_the_sd_of_the_others():
+    tally = bench.Tally()
+    errors = {"r1": 2.0, "r2": -3.0, "r3": 60.0, "r4": 1.0, "r5": -1.0, "r6": -40.0}
+    reference = {name: NAN for name, _, _ in bench.INTERVALS}
+    for name, e in errors.items():
+        tally.add_intervals({"QRS duration": 100.0 + e}, {**reference, "QRS duration": 100.0}, name)
+    tally.add_intervals({}, {**reference, "QRS duration": 90.0}, "missed")  # no value: left out
+    cases, rest = tally.worst("QRS duration", 2)
+    assert [c for c, _ in cases] == ["r3", "r6"] and cases[0][1] == pytest.approx(60.0)
+    assert rest == pytest.approx(np.std([2.0, -3.0, 1.0, -1.0], ddof=1))
+    assert tally.worst("P duration", 2) == ([], None)
 
 
 def test_missing_wave_outside_the_annotated_span_is_not_a_false_positive():
