@@ -73,6 +73,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scores", type=Path, help="rule-score cache file (.npz)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=list(POLICIES),
+        metavar="NAME",
+        help="the policies the nested protocol chooses among, in tie order "
+        "(decision.NAMED_POLICIES; default: POLICIES)",
+    )
     parser.add_argument("--json", type=Path, help="write every number here")
     return parser
 
@@ -335,10 +343,12 @@ def main(args: argparse.Namespace) -> int:
     from benchmarks.challenge import load_pool, source_report
     from benchmarks.rules import _measurement_key, measure_all
     from team_code.classifiers.cv import signal_digests
+    from team_code.classifiers.decision import check_policy_name
     from team_code.context import Task
     from team_code.data.labels import label_matrix, scored_classes
     from team_code.data.records import record_source
 
+    policies = [check_policy_name(name, option="--policies") for name in args.policies]
     folders = [args.data / "challenge", args.data / "ludb_challenge"]
     records = load_pool(folders)
     classes = list(scored_classes().codes)
@@ -357,13 +367,13 @@ def main(args: argparse.Namespace) -> int:
         _measurement_key(),
     )
     print(f"{len(records)} records from {', '.join(str(f) for f in folders)}")
-    print(f"nested choice among {len(POLICIES)} policies: {', '.join(POLICIES)}")
-    result = nested_policies(bank, digests, POLICIES)
+    print(f"nested choice among {len(policies)} policies: {', '.join(policies)}")
+    result = nested_policies(bank, digests, policies)
     binary = {
         "prevalence": floor_labels(truth, sources, digests),
         "shipped rules": shipped_rules(values, records, digests, task),
-        **{f"policy {name}": result["labels"][name] for name in POLICIES},
-        f"nested choice ({len(POLICIES)} policies)": result["nested"],
+        **{f"policy {name}": result["labels"][name] for name in policies},
+        f"nested choice ({len(policies)} policies)": result["nested"],
     }
     report = source_report(
         records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed

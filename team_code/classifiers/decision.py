@@ -32,7 +32,8 @@ Kinds (:data:`POLICY_KINDS`):
 
 Named policies (:data:`NAMED_POLICIES`) give the option values one vocabulary: ``vote``,
 ``pooled``, ``half``, ``challenge``, ``youden``, ``expected`` (Platt), ``expected-isotonic``,
-``expected-raw``.
+``expected-raw``, ``expected-vocabulary`` (Platt on the sources that use each label, times
+their share of the sources).
 """
 
 from __future__ import annotations
@@ -329,14 +330,18 @@ class Calibrator:
             )
         self.method = method
 
-    def fit(self, scores, truth) -> Calibrator:
+    def fit(self, scores, truth, rows=None) -> Calibrator:
+        """Each class's map from its scores and truth; ``rows`` ((n, c) bool): the records
+        each class is fitted on (default: all)."""
         scores, truth = _as_arrays(scores, truth)
+        rows = np.ones(scores.shape, bool) if rows is None else np.asarray(rows, bool)
         self.params_ = []
         for j in range(scores.shape[1]):
+            s, y = scores[rows[:, j], j], truth[rows[:, j], j]
             if self.method == "platt":
-                self.params_.append(list(_platt(scores[:, j], truth[:, j])))
+                self.params_.append(list(_platt(s, y)))
             elif self.method == "isotonic":
-                x, y = _isotonic(scores[:, j], truth[:, j])
+                x, y = _isotonic(s, y)
                 self.params_.append([x.tolist(), y.tolist()])
             else:
                 self.params_.append([])
@@ -429,12 +434,25 @@ def _isotonic(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ExpectedMetricPolicy(DecisionPolicy):
-    """The label set with the highest expected challenge-metric contribution per record."""
+    """The label set with the highest expected challenge-metric contribution per record.
+
+    ``vocabulary``: a new hospital's vocabulary is unknown, and sources label from different
+    ones (CPSC gives no axis or T-wave label, LUDB no bradycardia 426627000). Each class is
+    then calibrated on the records of the sources that use its label (give it at least once:
+    ``sources`` of ``fit``, else ``groups``), and its probability is that calibrated one times
+    the share of those sources, every source counted once: the chance that a hospital drawn
+    like the training sources gives the label at all.
+    """
 
     kind = "expected"
 
     def __init__(
-        self, calibration: str = "platt", top_k: int = 6, n_samples: int = 1000, seed: int = 0
+        self,
+        calibration: str = "platt",
+        top_k: int = 6,
+        n_samples: int = 1000,
+        seed: int = 0,
+        vocabulary: bool = False,
     ):
         Calibrator(calibration)  # checks the name
         if not 1 <= int(top_k) <= 12:
@@ -445,6 +463,7 @@ class ExpectedMetricPolicy(DecisionPolicy):
         self.top_k = int(top_k)
         self.n_samples = int(n_samples)
         self.seed = int(seed)
+        self.vocabulary = bool(vocabulary)
 
     def options(self) -> dict:
         return {
@@ -452,18 +471,28 @@ class ExpectedMetricPolicy(DecisionPolicy):
             "top_k": self.top_k,
             "n_samples": self.n_samples,
             "seed": self.seed,
+            "vocabulary": self.vocabulary,
         }
 
     def fit(self, scores, truth, groups=None, task=None, sources=None) -> ExpectedMetricPolicy:
         scores, truth = _as_arrays(scores, truth)
         task = _task(task, scores.shape[1])
         self.weights_ = challenge_weights(list(task.classes), task.scored)
-        self.calibrator_ = Calibrator(self.calibration).fit(scores, truth)
+        voters = sources if sources is not None else groups
+        rows, self.share_ = None, np.ones(scores.shape[1])
+        if self.vocabulary and voters is not None:
+            voters = np.asarray(voters)
+            names = sorted(set(voters.tolist()))
+            uses = np.array([truth[voters == v].any(axis=0) for v in names])  # (sources, c)
+            self.share_ = uses.mean(axis=0)
+            rows = uses[np.searchsorted(names, voters)]
+        self.calibrator_ = Calibrator(self.calibration).fit(scores, truth, rows)
         return self
 
     def probabilities(self, scores) -> np.ndarray:
-        """The calibrated per-class probabilities of ``scores``."""
-        return self.calibrator_.transform(scores)
+        """The calibrated per-class probabilities of ``scores`` (times the share of sources
+        that use each label, with ``vocabulary``)."""
+        return self.calibrator_.transform(scores) * self.share_
 
     def apply(self, scores) -> np.ndarray:
         return expected_metric_labels(
@@ -474,11 +503,13 @@ class ExpectedMetricPolicy(DecisionPolicy):
         return {
             "weights": np.asarray(self.weights_).tolist(),
             "calibrator": self.calibrator_.to_json(),
+            "share": np.asarray(self.share_).tolist(),
         }
 
     def _set_state(self, state: dict) -> None:
         self.weights_ = np.asarray(state["weights"], dtype=float)
         self.calibrator_ = Calibrator.from_json(state["calibrator"])
+        self.share_ = np.asarray(state.get("share", np.ones(len(self.weights_))), dtype=float)
 
 
 def expected_observed(probabilities, candidates, weights, n_samples=1000, seed=0) -> np.ndarray:
@@ -537,6 +568,7 @@ NAMED_POLICIES: dict[str, tuple[str, dict]] = {
     "expected": ("expected", {"calibration": "platt"}),
     "expected-isotonic": ("expected", {"calibration": "isotonic"}),
     "expected-raw": ("expected", {"calibration": "none"}),
+    "expected-vocabulary": ("expected", {"calibration": "platt", "vocabulary": True}),
 }
 
 

@@ -93,3 +93,10 @@ def test_main_prints_every_row(three_sources, tmp_path, capsys, monkeypatch):
         assert row in out
     assert "Reliability on held-out sources" in out
     assert (tmp_path / "out.json").exists()
+
+
+def test_policies_option_defaults_to_the_declared_ones_and_refuses_unknown_names(tmp_path):
+    assert bench.get_parser().parse_args([]).policies == list(bench.POLICIES)
+    args = bench.get_parser().parse_args(["--data", str(tmp_path), "--policies", "vote", "nope"])
+    with pytest.raises(ValueError, match="unknown --policies 'nope'"):
+        bench.main(args)  # refused before any record is read

@@ -398,3 +398,31 @@ def test_ties_are_checked_saved_and_reach_the_vote(held_out):
     restored = policy_from_json(json.loads(json.dumps(keep.to_json())))
     assert restored.ties == "keep"
     np.testing.assert_array_equal(restored.thresholds_, keep.thresholds_)
+
+
+def test_expected_vocabulary_calibrates_on_the_sources_that_use_a_label_and_weighs_their_share():
+    from team_code.classifiers.decision import _platt
+
+    classes = list(scored_classes().codes)
+    task = Task.of_classes(classes)
+    rng = np.random.default_rng(3)
+    sources = np.repeat(["A", "B", "C", "D"], 30)
+    truth = np.zeros((120, len(classes)), bool)
+    truth[:, 0] = rng.random(120) < 0.3  # every source gives class 0
+    truth[:60, 1] = rng.random(60) < 0.4  # A and B give class 1; C and D never do
+    scores = np.clip(0.5 * truth + 0.5 * rng.random(truth.shape), 0, 1)
+    scores[60:, 1] = 0.9  # C and D score class 1 high, yet never give it
+    policy = make_policy("expected-vocabulary").fit(scores, truth, sources, task, sources)
+    assert policy.share_[0] == 1.0 and policy.share_[1] == 0.5
+    assert policy.share_[2:].max() == 0.0  # no source gives the others: never labelled
+    a, b = _platt(scores[:60, 1], truth[:60, 1])  # class 1 calibrated on A and B alone
+    x = np.full((1, len(classes)), 0.7)
+    p = policy.probabilities(x)[0]
+    assert p[1] == pytest.approx(0.5 / (1 + np.exp(-(a * 0.7 + b))))
+    assert not policy.apply(np.ones((3, len(classes))))[:, 2:].any()
+    restored = policy_from_json(json.loads(json.dumps(policy.to_json())))
+    np.testing.assert_array_equal(restored.probabilities(x), policy.probabilities(x))
+    # without the option, every record calibrates every class and nothing is scaled
+    plain = make_policy("expected").fit(scores, truth, sources, task, sources)
+    a_all, b_all = _platt(scores[:, 1], truth[:, 1])
+    assert plain.probabilities(x)[0, 1] == pytest.approx(1 / (1 + np.exp(-(a_all * 0.7 + b_all))))
