@@ -25,7 +25,7 @@ observed frequency, for the raw graded scores and the calibrated ones).
 Usage::
 
     python -m benchmarks.decision [--data DIR] [--cache FILE] [--scores FILE]
-        [--bootstrap N] [--seed S] [--json OUT]
+        [--bootstrap N] [--seed S] [--policies NAME ...] [--json OUT]
 
 ``--data`` is the shared data folder (``$ECG_KIT_DATA`` or ``<repo>/../shared/data``); the
 records are the six sources of ``benchmarks.challenge`` (A, E, HR, Q, S from ``challenge/``,
@@ -349,6 +349,9 @@ def main(args: argparse.Namespace) -> int:
     from team_code.data.records import record_source
 
     policies = [check_policy_name(name, option="--policies") for name in args.policies]
+    repeated = sorted({name for name in policies if policies.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--policies names {', '.join(map(repr, repeated))} twice")
     folders = [args.data / "challenge", args.data / "ludb_challenge"]
     records = load_pool(folders)
     classes = list(scored_classes().codes)

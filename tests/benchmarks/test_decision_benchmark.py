@@ -100,3 +100,13 @@ def test_policies_option_defaults_to_the_declared_ones_and_refuses_unknown_names
     args = bench.get_parser().parse_args(["--data", str(tmp_path), "--policies", "vote", "nope"])
     with pytest.raises(ValueError, match="unknown --policies 'nope'"):
         bench.main(args)  # refused before any record is read
+
+
+def test_policies_option_refuses_a_name_given_twice(tmp_path):
+    """A repeated name would be scored twice per inner split, and the inner metric would then
+    compare twice the records' outputs with their labels."""
+    args = bench.get_parser().parse_args(
+        ["--data", str(tmp_path), "--policies", "vote", "half", "vote"]
+    )
+    with pytest.raises(ValueError, match="--policies names 'vote' twice"):
+        bench.main(args)  # refused before any record is read
