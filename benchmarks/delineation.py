@@ -1237,6 +1237,17 @@ def print_tables(
     )
 
 
+def _count(text: str) -> int:
+    """A count of records (0 or more) given on the command line."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of records (0 or more)")
+    return value
+
+
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1290,7 +1301,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--worst",
-        type=int,
+        type=_count,
         default=0,
         metavar="N",
         help="under each interval row, the N records furthest from the mean error and the SD "

@@ -89,6 +89,14 @@ def test_worst_names_the_records_furthest_from_the_mean_and_the_sd_of_the_others
     assert tally.worst("P duration", 2) == ([], None)
 
 
+def test_worst_refuses_a_negative_count(capsys):
+    """``--worst -1`` would list every record but one as the furthest."""
+    assert bench.get_parser().parse_args(["--worst", "0"]).worst == 0
+    with pytest.raises(SystemExit):
+        bench.get_parser().parse_args(["--worst", "-1"])
+    assert "--worst: -1 is not a count of records (0 or more)" in capsys.readouterr().err
+
+
 def test_missing_wave_outside_the_annotated_span_is_not_a_false_positive():
     ref = [_beat(300, p=None), _beat(500, p=(-60, -45, -30))]
     det = [_beat(300, p=(-60, -45, -30)), _beat(500, p=(-60, -45, -30))]
