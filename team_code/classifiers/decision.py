@@ -481,6 +481,11 @@ class ExpectedMetricPolicy(DecisionPolicy):
         voters = sources if sources is not None else groups
         rows, self.share_ = None, np.ones(scores.shape[1])
         if self.vocabulary and voters is not None:
+            if len(voters) != len(scores):
+                what = "sources" if sources is not None else "groups"
+                raise ValueError(
+                    f"decision: {len(voters)} {what} for {len(scores)} records (one per record)"
+                )
             voters = np.asarray(voters)
             names = sorted(set(voters.tolist()))
             uses = np.array([truth[voters == v].any(axis=0) for v in names])  # (sources, c)

@@ -426,3 +426,16 @@ def test_expected_vocabulary_calibrates_on_the_sources_that_use_a_label_and_weig
     plain = make_policy("expected").fit(scores, truth, sources, task, sources)
     a_all, b_all = _platt(scores[:, 1], truth[:, 1])
     assert plain.probabilities(x)[0, 1] == pytest.approx(1 / (1 + np.exp(-(a_all * 0.7 + b_all))))
+
+
+def test_expected_vocabulary_names_sources_of_the_wrong_length():
+    classes = list(scored_classes().codes)
+    task = Task.of_classes(classes)
+    scores = np.random.default_rng(0).random((10, len(classes)))
+    truth = scores > 0.8
+    policy = make_policy("expected-vocabulary")
+    for sources in (["A"] * 9, ["A"] * 11):
+        with pytest.raises(ValueError, match=f"{len(sources)} sources for 10 records"):
+            policy.fit(scores, truth, None, task, sources)
+    with pytest.raises(ValueError, match="9 groups for 10 records"):
+        policy.fit(scores, truth, ["A"] * 9, task)
