@@ -10,7 +10,8 @@ kit's weights are built from the 100 shared LUDB records by :data:`BUILD_COMMAND
 nothing is ever downloaded.
 
 One module per job; every name of :data:`__all__` (and the label constants, the data loaders
-and the command line's ``main``) is re-exported here:
+and the command line's ``main``) is re-exported here. Importing the package, or any module in
+it, loads torch; the modules marked "no torch" do not import it themselves:
 
 - :mod:`~team_code.nn.delineator.inputs`: the network's rate, classes and input
   (:func:`prepare`); no torch;
