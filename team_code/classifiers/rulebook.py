@@ -568,8 +568,7 @@ def _build_rules() -> list[Rule]:
             "SA",
             "427393009",
             "Sinus arrhythmia: sinus P waves with RR intervals varying by more than 0.12 s "
-            "(max - min, as on a standard 10-s ECG: within each 10-s strip, the median over "
-            f"the record's strips) without premature beats ({_PART2}).",
+            f"(max - min) without premature beats ({_PART2}).",
             {
                 "sa_rr_range_s": T(0.12, 0.03, 0.12, 0.16, "s", "0.12 s; 0.16 s (Minnesota 8-4)"),
                 "sa_premature": T(0.5, 0.2, 0.5, 2.5, "beats"),
@@ -578,7 +577,7 @@ def _build_rules() -> list[Rule]:
             "sa_rr_range_s",
             lambda c: (
                 _sinus(c)
-                * c.above("rr_range_strip_s", "sa_rr_range_s")
+                * c.above("rr_range_s", "sa_rr_range_s")
                 * c.below("n_premature", "sa_premature")
             ),
         ),

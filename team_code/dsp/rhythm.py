@@ -36,22 +36,18 @@ __all__ = [
 ]
 
 
-def rr_statistics(r_peaks, fs, strip_s: float = 10.0) -> dict:
+def rr_statistics(r_peaks, fs) -> dict:
     """Heart rate and RR-interval statistics of a record.
 
     Args:
         r_peaks: R-peak sample indices (sorted).
         fs: sampling frequency in Hz.
-        strip_s: length of the strips ``rr_range_strip_s`` is read on (the standard ECG's
-            10 s).
 
     Returns:
         JSON-able dict: ``n_beats``, ``hr_bpm`` (60 / median RR), ``rr_median_s``,
-        ``rr_min_s``, ``rr_max_s``, ``rr_range_s`` (max - min), ``rr_range_strip_s`` (max -
-        min within each strip of ``strip_s``, the median over the strips: see
-        :func:`rr_range_strips`), ``sdnn_ms``, ``rmssd_ms``, ``rr_cv`` (SD / mean),
-        ``rr_irregularity`` (median |successive difference| / median RR); NaN where fewer
-        than 2 (or 3) beats exist.
+        ``rr_min_s``, ``rr_max_s``, ``rr_range_s`` (max - min), ``sdnn_ms``, ``rmssd_ms``,
+        ``rr_cv`` (SD / mean), ``rr_irregularity`` (median |successive difference| / median
+        RR); NaN where fewer than 2 (or 3) beats exist.
     """
     r = np.sort(np.asarray(r_peaks, dtype=np.float64).ravel())
     rr = np.diff(r) / float(fs)
@@ -63,7 +59,6 @@ def rr_statistics(r_peaks, fs, strip_s: float = 10.0) -> dict:
         "rr_min_s": nan,
         "rr_max_s": nan,
         "rr_range_s": nan,
-        "rr_range_strip_s": nan,
         "sdnn_ms": nan,
         "rmssd_ms": nan,
         "rr_cv": nan,
@@ -77,7 +72,6 @@ def rr_statistics(r_peaks, fs, strip_s: float = 10.0) -> dict:
             rr_min_s=float(rr.min()),
             rr_max_s=float(rr.max()),
             rr_range_s=float(rr.max() - rr.min()),
-            rr_range_strip_s=rr_range_strips(r, fs, strip_s),
             sdnn_ms=float(rr.std() * 1e3),
             rr_cv=float(rr.std() / rr.mean()),
         )
@@ -88,27 +82,6 @@ def rr_statistics(r_peaks, fs, strip_s: float = 10.0) -> dict:
             rr_irregularity=float(np.median(np.abs(drr)) / np.median(rr)),
         )
     return out
-
-
-def rr_range_strips(r_peaks, fs, strip_s: float = 10.0, min_intervals: int = 3) -> float:
-    """RR range (max - min, s) as read on strips of ``strip_s`` seconds: each RR interval
-    belongs to the strip its first beat falls in (strips from the record's first beat), the range is
-    taken within each strip of at least ``min_intervals`` intervals, and the median over those
-    strips is returned (the whole record's range where no strip has that many; NaN without
-    an interval). A criterion written for the standard 10-s ECG (the RR range of sinus
-    arrhythmia) so reads a long record as it reads a 10-s one, not by the extremes of minutes
-    of beats."""
-    r = np.sort(np.asarray(r_peaks, dtype=np.float64).ravel())
-    rr = np.diff(r) / float(fs)
-    if rr.size == 0:
-        return math.nan
-    strip = np.floor((r[:-1] - r[0]) / float(fs) / float(strip_s)).astype(int)
-    ranges = [
-        float(rr[strip == k].max() - rr[strip == k].min())
-        for k in np.unique(strip)
-        if int((strip == k).sum()) >= min_intervals
-    ]
-    return float(np.median(ranges)) if ranges else float(rr.max() - rr.min())
 
 
 def premature_beats(r_peaks, fs, prematurity: float = 0.85, context: int = 4) -> np.ndarray:

@@ -259,18 +259,3 @@ def test_t_items_count_only_leads_whose_r_reaches_half_a_millivolt(name, t_mv):
         for t in evaluate_rules({**flat, **tall}, codes=[CODE[name]])[CODE[name]]["terms"]
     }
     assert {"I_r_mv", "V5_r_mv"} <= measures  # the R condition is shown in the explanation
-
-
-def test_sinus_arrhythmia_reads_the_rr_range_of_ten_second_strips():
-    """The RR-range criterion is written for a 10-s ECG: a long record's whole-record range
-    (minutes of beats) does not decide it, its strips' range does."""
-    base = _values()
-    wide_record = {**base, "rr_range_s": 0.6, "rr_range_strip_s": 0.02, "n_premature": 0}
-    wide_strips = {**base, "rr_range_s": 0.02, "rr_range_strip_s": 0.6, "n_premature": 0}
-
-    def sa(values):
-        return evaluate_rules(values, codes=[CODE["SA"]])[CODE["SA"]]
-
-    assert sa(wide_strips)["score"] > sa(wide_record)["score"]
-    measures = {t["measure"] for t in sa(wide_strips)["terms"]}
-    assert "rr_range_strip_s" in measures and "rr_range_s" not in measures

@@ -24,27 +24,6 @@ def test_rr_statistics_planted():
     assert empty["n_beats"] == 1 and math.isnan(empty["hr_bpm"])
 
 
-def test_rr_range_is_read_on_ten_second_strips():
-    fs = 100.0
-    # six 10-s strips of different rates; within each the RR varies by 0.1 s (one interval
-    # 0.05 s short, one 0.05 s long), across the minute by 0.85 s
-    rr = []
-    for base in (1.0, 0.5, 1.25, 0.625, 1.0, 0.5):
-        rr += [base - 0.05, base + 0.05] + [base] * (round(10 / base) - 2)
-    r = np.round(np.cumsum([0.0, *rr]) * fs).astype(int)
-    s = rhythm.rr_statistics(r, fs)
-    assert s["rr_range_s"] > 0.5
-    assert s["rr_range_strip_s"] == pytest.approx(0.1, abs=0.011)
-    assert rhythm.rr_range_strips(r, fs, strip_s=1000.0) == pytest.approx(s["rr_range_s"])
-    # a 10-s record is one strip: the two readings agree
-    short = np.cumsum([0, 250, 250, 250, 200, 300]) + 100
-    s10 = rhythm.rr_statistics(short, 250.0)
-    assert s10["rr_range_strip_s"] == pytest.approx(s10["rr_range_s"])
-    # too few intervals in every strip: the whole record's range; no interval: NaN
-    assert rhythm.rr_range_strips([0, 100, 250], 100.0, strip_s=1.0) == pytest.approx(0.5)
-    assert math.isnan(rhythm.rr_range_strips([5], 100.0))
-
-
 def test_premature_beats():
     r = np.cumsum([0, 100, 100, 100, 70, 130, 100, 100, 100])
     premature = rhythm.premature_beats(r, 100.0)
