@@ -194,24 +194,15 @@ def _qrs_wide(name: str, value: float, lo: float, hi: float, source: str) -> dic
     return {name: _t(value, 6.0, lo, hi, "ms", source)}
 
 
-def _t_count(c: Context, leads: Sequence[str], name: str, r_name: str) -> float:
+def _t_count(c: Context, leads: Sequence[str], name: str) -> float:
     """Number of leads whose T amplitude (signed, at the lead's own T peak) is below the
-    threshold ``name`` where the lead's R reaches ``r_name`` (Minnesota code 5 reads T items
-    only in leads with R >= 5 mm: a small QRS has a small T); each a term. NaN when no lead's
-    T wave could be measured."""
+    threshold ``name`` (each a term); NaN when no lead's T wave could be measured."""
     if not any(math.isfinite(c.value(f"{lead}_lead_t_mv")) for lead in leads):
         return math.nan
-    return float(
-        sum(
-            c.below(f"{lead}_lead_t_mv", name) * c.above(f"{lead}_r_mv", r_name) >= 0.5
-            for lead in leads
-        )
-    )
+    return float(sum(c.below(f"{lead}_lead_t_mv", name) >= 0.5 for lead in leads))
 
 
 _T_LEADS = ("I", "II", "aVF", "V3", "V4", "V5", "V6")
-#: Minnesota code 5 codes T items in a lead only where its R reaches 5 mm (0.5 mV).
-_T_R = "R >= 5 mm (Minnesota code 5: T items in I, II, aVL, V2-V6; aVF with upright QRS)"
 _CONTIGUOUS = (
     ("I", "aVL"),
     ("I", "V6"),
@@ -615,33 +606,25 @@ def _build_rules() -> list[Rule]:
             "TAb",
             "164934002",
             "T-wave abnormality: T flat (< 0.1 mV) or negative in two or more of I, II, aVF, "
-            "V3-V6, where it is normally upright, each a lead whose R reaches 0.5 mV "
-            "(Minnesota codes 5-1 to 5-4: T items where R >= 5 mm).",
+            "V3-V6, where it is normally upright (Minnesota codes 5-1 to 5-4).",
             {
                 "tab_t_mv": T(0.1, 0.03, 0.0, 0.1, "mV", "flat < 0.1 mV (Minnesota 5-3)"),
                 "tab_count": T(1.5, 0.4, 1.5, 4.0, "leads", "two leads (Minnesota 5)"),
-                "tab_r_mv": T(0.5, 0.05, 0.5, 0.5, "mV", _T_R),
             },
             "tab_count",
-            lambda c: c.above(
-                "tab_leads", "tab_count", value=_t_count(c, _T_LEADS, "tab_t_mv", "tab_r_mv")
-            ),
+            lambda c: c.above("tab_leads", "tab_count", value=_t_count(c, _T_LEADS, "tab_t_mv")),
         ),
         Rule(
             "TInv",
             "59931005",
-            "T-wave inversion: negative T (< -0.1 mV) in two or more of I, II, aVF, V3-V6, "
-            "each a lead whose R reaches 0.5 mV (Minnesota codes 5-1/5-2: T items where "
-            "R >= 5 mm).",
+            "T-wave inversion: negative T (< -0.1 mV) in two or more of I, II, aVF, V3-V6 "
+            "(Minnesota codes 5-1/5-2).",
             {
                 "tinv_t_mv": T(-0.1, 0.03, -0.5, -0.1, "mV", "-0.1 (5-2), -0.5 mV (5-1)"),
                 "tinv_count": T(1.5, 0.4, 1.5, 4.0, "leads", "two leads (Minnesota 5)"),
-                "tinv_r_mv": T(0.5, 0.05, 0.5, 0.5, "mV", _T_R),
             },
             "tinv_count",
-            lambda c: c.above(
-                "tinv_leads", "tinv_count", value=_t_count(c, _T_LEADS, "tinv_t_mv", "tinv_r_mv")
-            ),
+            lambda c: c.above("tinv_leads", "tinv_count", value=_t_count(c, _T_LEADS, "tinv_t_mv")),
         ),
     ]
 
