@@ -15,7 +15,8 @@ of the way to the leads' median; the global boundaries are unchanged). Usage::
     python -m benchmarks.delineator_nested [--ludb DIR] [--cnn-folds DIR] [--shrink 0 0.25 ...]
 
 It prints, per setting, the per-lead rows on all records (in-sample for the choice), the
-setting each fold chose, and the nested rows. One torch thread.
+setting each fold chose, the nested rows, and a 95 % bootstrap interval of each nested SD
+over records (``--bootstrap N``). One torch thread.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def record_tallies(ludb: Path, records: Sequence[str], shrink: float) -> dict[st
 
 def nested(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[str]]):
     """``(pooled held-out tally, the setting each fold chose)``."""
+    held_out, chosen = nested_records(per, folds)
+    return merge(held_out), chosen
+
+
+def nested_records(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[str]]):
+    """``(each held-out record's tally under its fold's setting, the setting each fold
+    chose)``: each fold takes the setting with the smallest objective on the other folds'
+    records."""
     held_out, chosen = [], []
     for fold in folds:
         others = [r for f in folds if f is not fold for r in f]
@@ -84,7 +93,26 @@ def nested(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[st
         best = min(scores, key=lambda w: (scores[w], w))  # ties: the smaller shrink
         chosen.append(best)
         held_out.extend(per[best][r] for r in fold)
-    return merge(held_out), chosen
+    return held_out, chosen
+
+
+def sd_intervals(
+    tallies: Sequence[bench.Tally], n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap interval of each boundary's error SD, resampling records (each record's
+    matched errors drawn together: a record's beats and leads are not independent)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in TARGETS:
+        errors = [np.asarray(t.errors[name], dtype=float) for t in tallies]
+        sds = []
+        for _ in range(n_boot):
+            drawn = np.concatenate([errors[i] for i in rng.integers(0, len(errors), len(errors))])
+            if drawn.size > 1:
+                sds.append(float(np.std(drawn, ddof=1)))
+        lo, hi = np.percentile(sds, [2.5, 97.5]) if sds else (float("nan"), float("nan"))
+        out[name] = (float(lo), float(hi))
+    return out
 
 
 def _row(label: str, tally: bench.Tally) -> str:
@@ -103,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cnn-folds", type=Path, default=bench.CNN_FOLDS)
     p.add_argument("--shrink", type=float, nargs="+", default=list(SHRINKS))
     p.add_argument("--records", nargs="+", default=None, help="LUDB records (default: the folds')")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="record resamples of the nested row's SD intervals (0: none)",
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -128,9 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for w, t in per.items():
         print(_row(f"lead_shrink {w:g}, all records (in-sample for the choice)", merge(t.values())))
-    pooled, chosen = nested(per, folds)
-    print(_row("nested choice", pooled))
+    held_out, chosen = nested_records(per, folds)
+    print(_row("nested choice", merge(held_out)))
     print("\nchosen per fold: " + ", ".join(f"{w:g}" for w in chosen))
+    if args.bootstrap:
+        ci = sd_intervals(held_out, args.bootstrap)
+        print(
+            f"nested SD, 95 % interval over {args.bootstrap} record resamples: "
+            + "; ".join(
+                f"{name} [{lo:.1f}, {hi:.1f}] (target {TARGETS[name]:g})"
+                for name, (lo, hi) in ci.items()
+            )
+        )
     return 0
 
 

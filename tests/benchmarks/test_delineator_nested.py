@@ -55,3 +55,18 @@ def test_fewer_than_two_folds_are_refused(tmp_path, capsys):
     (ludb / "RECORDS").write_text("1\n")
     assert dn.main(["--ludb", str(ludb), "--cnn-folds", str(tmp_path)]) == 2
     assert "fewer than two folds" in capsys.readouterr().err
+
+
+def test_sd_intervals_resample_records_and_cover_the_sd():
+    spread = np.random.default_rng(5).uniform(3.0, 7.0, 40)  # records differ in their SD
+    tallies = [_tally(sd, n=20, seed=s) for s, sd in enumerate(spread)]
+    pooled = float(np.std(np.concatenate([t.errors["QRS onset"] for t in tallies]), ddof=1))
+    ci = dn.sd_intervals(tallies, n_boot=300, seed=1)
+    assert set(ci) == set(dn.TARGETS)
+    lo, hi = ci["QRS onset"]
+    assert lo < pooled < hi and hi - lo < 2.0
+    assert dn.sd_intervals(tallies, n_boot=300, seed=1) == ci  # seeded
+    # one record far off widens the interval: records, not errors, are drawn
+    wild = [*tallies[:39], _tally(60.0, n=20, seed=99)]
+    lo_w, hi_w = dn.sd_intervals(wild, n_boot=300, seed=1)["QRS onset"]
+    assert hi_w - lo_w > 2 * (hi - lo)
