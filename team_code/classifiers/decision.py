@@ -263,6 +263,8 @@ class ThresholdPolicy(DecisionPolicy):
             return self
         from team_code.classifiers.rules import operating_thresholds
 
+        _check_per_record(len(scores), sources=sources, groups=groups)
+
         def choose(rows: np.ndarray) -> np.ndarray:
             def part(values):
                 return None if values is None else [values[i] for i in rows]
@@ -303,6 +305,14 @@ class ThresholdPolicy(DecisionPolicy):
 
     def _set_state(self, state: dict) -> None:
         self.thresholds_ = np.asarray(state["thresholds"], dtype=float)
+
+
+def _check_per_record(n: int, **given) -> None:
+    """Refuse per-record labels (``sources``, ``groups``) given for another number of records
+    than the scores', naming them and both counts."""
+    for what, values in given.items():
+        if values is not None and len(values) != n:
+            raise ValueError(f"decision: {len(values)} {what} for {n} records (one per record)")
 
 
 def _task(task, n_classes: int):
@@ -481,11 +491,7 @@ class ExpectedMetricPolicy(DecisionPolicy):
         voters = sources if sources is not None else groups
         rows, self.share_ = None, np.ones(scores.shape[1])
         if self.vocabulary and voters is not None:
-            if len(voters) != len(scores):
-                what = "sources" if sources is not None else "groups"
-                raise ValueError(
-                    f"decision: {len(voters)} {what} for {len(scores)} records (one per record)"
-                )
+            _check_per_record(len(scores), sources=sources, groups=groups)
             voters = np.asarray(voters)
             names = sorted(set(voters.tolist()))
             uses = np.array([truth[voters == v].any(axis=0) for v in names])  # (sources, c)

@@ -439,3 +439,15 @@ def test_expected_vocabulary_names_sources_of_the_wrong_length():
             policy.fit(scores, truth, None, task, sources)
     with pytest.raises(ValueError, match="9 groups for 10 records"):
         policy.fit(scores, truth, ["A"] * 9, task)
+
+
+def test_the_vote_names_groups_or_sources_of_the_wrong_length(held_out):
+    scores, truth, groups, task = held_out
+    n = len(scores)
+    for method in ("vote", "pooled"):
+        with pytest.raises(ValueError, match=f"{n - 1} groups for {n} records"):
+            ThresholdPolicy(method).fit(scores, truth, groups[:-1], task)
+        with pytest.raises(ValueError, match=f"{n + 1} sources for {n} records"):
+            ThresholdPolicy(method).fit(scores, truth, groups, task, [*groups, "A"])
+    # a method that does not read the groups is not stopped by them
+    ThresholdPolicy("challenge").fit(scores, truth, groups[:-1], task)
