@@ -522,6 +522,25 @@ class Tally:
         )
 
 
+def bootstrap_sd(groups, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the SD of the values of ``groups`` (a sequence of arrays, one
+    per record), resampling whole groups: a record's values are drawn together; NaN without
+    two values."""
+    arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
+    if not arrays:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    sds = []
+    for _ in range(n_boot):
+        drawn = np.concatenate([arrays[i] for i in rng.integers(0, len(arrays), len(arrays))])
+        if drawn.size > 1:
+            sds.append(float(np.std(drawn, ddof=1)))
+    if not sds:
+        return math.nan, math.nan
+    lo, hi = np.percentile(sds, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def _stats(values) -> tuple[float | None, float | None]:
     v = np.asarray(values, dtype=np.float64)
     if not v.size:
@@ -1178,10 +1197,16 @@ def _fmt(v, spec=".1f", width=7) -> str:
 
 
 def print_tables(
-    rows: list[dict], tallies: dict[str, Tally], database: str, facts: dict, worst: int = 0
+    rows: list[dict],
+    tallies: dict[str, Tally],
+    database: str,
+    facts: dict,
+    worst: int = 0,
+    sd_ci: int = 0,
 ) -> None:
     """The boundary and interval tables of one database; with ``worst``, each interval row's
-    ``worst`` records furthest from the mean error and the SD without them."""
+    ``worst`` records furthest from the mean error and the SD without them; with ``sd_ci``,
+    each interval row's 95 % interval of the SD over ``sd_ci`` record resamples."""
     sec = facts["seconds"]
     print(
         f"\n== {database}: {facts['cases']} analysed signals, {facts['beats']} annotated beats; "
@@ -1227,6 +1252,10 @@ def print_tables(
             f"{_fmt(r['sd_ms'])} {f'{lim[0]:g}/{lim[1]:g}':>8} {'ok' if ok else 'no':>2} "
             f"{missing:>7} {extra:>6}"
         )
+        if sd_ci:
+            errors = [[a - b] for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+            lo, hi = bootstrap_sd(errors, sd_ci)
+            print(f"{'':<26} {'':<13} sd 95 % interval over records [{lo:.1f}, {hi:.1f}]")
         if worst:
             cases, rest = tallies[r["method"]].worst(r["measure"], worst)
             listed = ", ".join(f"{c} {e:+.0f}" for c, e in cases)
@@ -1307,6 +1336,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="under each interval row, the N records furthest from the mean error and the SD "
         "of the others",
     )
+    p.add_argument(
+        "--sd-ci",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="under each interval row, a 95 %% interval of its SD over N record resamples",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
     p.add_argument("--quiet", action="store_true", help="no per-record progress")
     return p
@@ -1348,7 +1384,7 @@ def main(args) -> int:
             progress=progress,
         )
         db_rows = [row for m, t in tallies.items() for row in tally_rows(t, m, database)]
-        print_tables(db_rows, tallies, database, facts, args.worst)
+        print_tables(db_rows, tallies, database, facts, args.worst, args.sd_ci)
         rows.extend(db_rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -101,18 +101,10 @@ def sd_intervals(
 ) -> dict[str, tuple[float, float]]:
     """95 % bootstrap interval of each boundary's error SD, resampling records (each record's
     matched errors drawn together: a record's beats and leads are not independent)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in TARGETS:
-        errors = [np.asarray(t.errors[name], dtype=float) for t in tallies]
-        sds = []
-        for _ in range(n_boot):
-            drawn = np.concatenate([errors[i] for i in rng.integers(0, len(errors), len(errors))])
-            if drawn.size > 1:
-                sds.append(float(np.std(drawn, ddof=1)))
-        lo, hi = np.percentile(sds, [2.5, 97.5]) if sds else (float("nan"), float("nan"))
-        out[name] = (float(lo), float(hi))
-    return out
+    return {
+        name: bench.bootstrap_sd([t.errors[name] for t in tallies], n_boot, seed)
+        for name in TARGETS
+    }
 
 
 def _row(label: str, tally: bench.Tally) -> str:

@@ -270,3 +270,13 @@ def test_per_lead_mode_on_real_ludb_records(ludb_dir, tmp_path):
     # 2 records x 12 leads x their annotated beats
     assert row["n"] > 100 and abs(row["mean_ms"]) < 20 and row["sensitivity"] > 0.95
     assert table[("project", "QRS duration")]["n"] == 24
+
+
+def test_bootstrap_sd_interval_of_record_errors():
+    errors = np.random.default_rng(2).normal(0.0, 10.0, 100)
+    lo, hi = bench.bootstrap_sd([[e] for e in errors], n_boot=400)
+    assert lo < np.std(errors, ddof=1) < hi and hi - lo < 6.0
+    assert bench.bootstrap_sd([[e] for e in errors], n_boot=400) == (lo, hi)  # seeded
+    assert all(math.isnan(v) for v in bench.bootstrap_sd([], n_boot=10))
+    with pytest.raises(SystemExit):
+        bench.get_parser().parse_args(["--sd-ci", "-5"])
