@@ -128,6 +128,23 @@ def group_masks(groups, n: int) -> list[np.ndarray]:
     return [labels == g for g in sorted(set(labels.tolist()))]
 
 
+def label_vocabulary(truth: np.ndarray, sources: Sequence[str] | None = None) -> np.ndarray:
+    """(n, c) bool: whether record i's source uses class j's label at all (has a positive).
+
+    Sources label from different vocabularies (CPSC ``A`` from nine classes: no axis, no
+    T-wave label; LUDB no bradycardia 426627000): a source that never gives a label says
+    nothing about where that label's threshold should lie, and its records are left out of
+    that class's tuning and decision. Without ``sources``, every record counts.
+    """
+    truth = np.asarray(truth, bool)
+    if sources is None:
+        return np.ones_like(truth)
+    uses = np.zeros_like(truth)
+    for rows in group_masks(sources, len(truth)):
+        uses[rows] = truth[rows].any(axis=0)
+    return uses
+
+
 def _most_chosen(choices: np.ndarray, preferred: np.ndarray) -> np.ndarray:
     """Per class (column), the value most rows of ``choices`` hold; among tied values the
     ``preferred`` one where it is tied, else the highest."""
@@ -492,11 +509,9 @@ class ExpectedMetricPolicy(DecisionPolicy):
         rows, self.share_ = None, np.ones(scores.shape[1])
         if self.vocabulary and voters is not None:
             _check_per_record(len(scores), sources=sources, groups=groups)
-            voters = np.asarray(voters)
-            names = sorted(set(voters.tolist()))
-            uses = np.array([truth[voters == v].any(axis=0) for v in names])  # (sources, c)
-            self.share_ = uses.mean(axis=0)
-            rows = uses[np.searchsorted(names, voters)]
+            rows = label_vocabulary(truth, voters)
+            masks = group_masks(voters, len(truth))
+            self.share_ = np.mean([truth[m].any(axis=0) for m in masks], axis=0)
         self.calibrator_ = Calibrator(self.calibration).fit(scores, truth, rows)
         return self
 

@@ -53,6 +53,7 @@ from team_code.classifiers.decision import (
     DecisionPolicy,
     ThresholdPolicy,
     group_masks,
+    label_vocabulary,
     make_policy,
     policy_from_json,
 )
@@ -90,25 +91,6 @@ __all__ = [
 DECISIONS = ("loso", "half", "challenge")
 #: How ``decision="loso"`` judges a threshold on held-out sources (:func:`operating_thresholds`).
 OBJECTIVES = ("vote", "pooled")
-
-
-def label_vocabulary(truth: np.ndarray, sources: Sequence[str] | None = None) -> np.ndarray:
-    """(n, c) bool: whether record i's source uses class j's label at all (has a positive).
-
-    Sources label from different vocabularies (CPSC ``A`` from nine classes: no axis, no
-    T-wave label; LUDB no bradycardia 426627000): a source that never gives a label says
-    nothing about where that label's threshold should lie, and its records are left out of
-    that class's tuning and decision. Without ``sources``, every record counts.
-    """
-    truth = np.asarray(truth, bool)
-    if sources is None:
-        return np.ones_like(truth)
-    sources = np.asarray(sources)
-    uses = np.zeros_like(truth)
-    for source in set(sources.tolist()):
-        rows = sources == source
-        uses[rows] = truth[rows].any(axis=0)
-    return uses
 
 
 #: The graded-score levels a class's operating threshold chooses among (besides silence): the
