@@ -504,14 +504,19 @@ class Tally:
             self.intervals[name].append((method.get(name, math.nan), reference[name]))
         self.interval_cases.append(case)
 
-    def worst(self, name: str, k: int) -> tuple[list[tuple[str, float]], float | None]:
-        """The ``k`` records whose interval ``name`` lies furthest from the mean error, with
-        their errors (method minus reference, ms), and the SD of the errors of the others."""
-        named = [
+    def interval_errors(self, name: str) -> list[tuple[str, float]]:
+        """``(record, method minus reference in ms)`` of interval ``name``, for the records
+        where both have it."""
+        return [
             (case, a - b)
             for case, (a, b) in zip(self.interval_cases, self.intervals[name], strict=True)
             if math.isfinite(a) and math.isfinite(b)
         ]
+
+    def worst(self, name: str, k: int) -> tuple[list[tuple[str, float]], float | None]:
+        """The ``k`` records whose interval ``name`` lies furthest from the mean error, with
+        their errors (method minus reference, ms), and the SD of the errors of the others."""
+        named = self.interval_errors(name)
         if not named:
             return [], None
         errors = np.array([e for _, e in named])
@@ -577,14 +582,14 @@ def tally_rows(tally: Tally, method: str, database: str) -> list[dict]:
     for name in tally.intervals:
         if not tally.intervals[name] or not all(tally.given[k] for k in needs[name]):
             continue  # best-lead rows, or a method that never gives one of the two ends
-        pairs = [(a, b) for a, b in tally.intervals[name] if math.isfinite(a) and math.isfinite(b)]
-        mean, sd = _stats([a - b for a, b in pairs])
+        errors = [e for _, e in tally.interval_errors(name)]
+        mean, sd = _stats(errors)
         rows.append(
             {
                 "method": method,
                 "database": database,
                 "measure": name,
-                "n": len(pairs),
+                "n": len(errors),
                 "mean_ms": mean,
                 "sd_ms": sd,
                 "sensitivity": None,
@@ -1253,8 +1258,8 @@ def print_tables(
             f"{missing:>7} {extra:>6}"
         )
         if sd_ci:
-            errors = [[a - b] for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
-            lo, hi = bootstrap_sd(errors, sd_ci)
+            errors = tallies[r["method"]].interval_errors(r["measure"])
+            lo, hi = bootstrap_sd([[e] for _, e in errors], sd_ci)
             print(f"{'':<26} {'':<13} sd 95 % interval over records [{lo:.1f}, {hi:.1f}]")
         if worst:
             cases, rest = tallies[r["method"]].worst(r["measure"], worst)
