@@ -76,12 +76,6 @@ def record_tallies(ludb: Path, records: Sequence[str], shrink: float) -> dict[st
     return out
 
 
-def nested(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[str]]):
-    """``(pooled held-out tally, the setting each fold chose)``."""
-    held_out, chosen = nested_records(per, folds)
-    return merge(held_out), chosen
-
-
 def nested_records(per: dict[float, dict[str, bench.Tally]], folds: Sequence[Sequence[str]]):
     """``(each held-out record's tally under its fold's setting, the setting each fold
     chose)``: each fold takes the setting with the smallest objective on the other folds'

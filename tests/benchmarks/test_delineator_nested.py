@@ -40,7 +40,8 @@ def test_each_fold_is_scored_by_the_setting_the_other_folds_chose():
         0.0: {r: _tally(10.0 if r in "1234" else 1.0, seed=int(r)) for r in "123456"},
         0.5: {r: _tally(6.0 if r in "1234" else 30.0, seed=int(r)) for r in "123456"},
     }
-    pooled, chosen = dn.nested(per, folds)
+    held_out, chosen = dn.nested_records(per, folds)
+    pooled = dn.merge(held_out)
     # folds 1 and 2 see records 5-6 (setting 0 wins there overall); fold 3 sees only 1-4
     assert chosen == [0.0, 0.0, 0.5]
     expected = dn.merge([per[0.0]["1"], per[0.0]["2"], per[0.0]["3"], per[0.0]["4"]])
