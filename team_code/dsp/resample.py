@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 
 def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
@@ -29,5 +30,19 @@ def resample(signal: np.ndarray, fs: float, fs_out: float, axis: int = -1) -> np
         return signal
     up, down = rational_ratio(fs, fs_out)
     dtype = signal.dtype if np.issubdtype(signal.dtype, np.floating) else np.float64
-    out = resample_poly(signal.astype(np.float64, copy=False), up, down, axis=axis)
+    out = resample_poly(
+        signal.astype(np.float64, copy=False), up, down, axis=axis, window=_fir(up, down)
+    )
     return out.astype(dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _fir(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing filter ``resample_poly`` designs for ``up / down`` (its default
+    Kaiser window, beta 5), designed once per ratio instead of on every call; read-only
+    (``resample_poly`` copies a window it is given)."""
+    g = np.gcd(up, down)
+    rate = max(up, down) // g
+    h = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+    h.flags.writeable = False
+    return h

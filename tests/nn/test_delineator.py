@@ -42,6 +42,38 @@ def test_fused_network_gives_the_same_logits(one_thread):
     torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        d.NetConfig(widths=(4, 8, 8), kernel=5),
+        d.NetConfig(widths=(4, 8, 8), kernel=3, first_convs=2, dilation=2),
+        d.NetConfig(widths=(4, 8), kernel=5, input_channels=2),
+    ],
+)
+def test_inference_runs_the_channels_last_twin_with_the_same_logits(config, one_thread):
+    from team_code.nn.delineator import inference
+
+    torch.manual_seed(0)
+    net = d.SegmentNet(config)
+    for m in net.modules():  # batch norms with non-trivial statistics
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    net.eval().fuse()
+    x = np.random.default_rng(1).normal(size=(3, config.input_channels, 1001)).astype(np.float32)
+    for n in (1001, 640):  # traced once, run on other lengths (padded inside)
+        got = d.predict_logits(net, x[..., :n])
+        with torch.no_grad():
+            pad = (-n) % config.multiple
+            want = net(torch.nn.functional.pad(torch.from_numpy(x[..., :n]), (0, pad)))[..., :n]
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-4)
+    runner = inference._runner(net, torch.zeros(1, config.input_channels, 64))
+    assert isinstance(runner, torch.jit.ScriptModule)  # the frozen twin, not the eager net
+    assert inference._runner(net.train(), torch.zeros(1, config.input_channels, 64)) is net
+    with pytest.raises(ValueError, match="fused"):
+        inference.ChannelsLast(d.SegmentNet(config))
+
+
 def _mask(n: int, beats: list[int], p: bool = True) -> np.ndarray:
     """Labels with, per beat at ``r``: P [r-60, r-41], QRS [r-10, r+14], T [r+70, r+119]."""
     lab = np.zeros(n, np.int64)
