@@ -27,13 +27,15 @@ Usage::
 
     python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
         [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
-        [--skip-af] [--outputs FILE.npz] [--inner-criterion pooled|sources]
+        [--skip-af] [--outputs FILE.npz] [--inner-criterion pooled|sources|one-se]
     python -m benchmarks.rules --combine RUN.npz RUN.npz ...
 
 ``--outputs`` keeps the nested protocol's decisions per record and each split's inner scores.
 ``--inner-criterion`` says how the nested protocol's inner loop scores a variant
 (:data:`INNER_CRITERIA`): its held-out records pooled, or each training source of 20 records
-or more counted alike by its margin over that source's floor.
+or more counted alike by its margin over that source's floor, or pooled with the first
+variant (the shipped options) kept where it is within one standard error of the best
+(``one-se``, the hybrid's own rule).
 ``--combine`` makes one nested choice across such runs, made by different versions of the
 code (a measurement or rule book change is a variant that options cannot express): for each
 held-out source the run whose chosen variant scored best on the inner leave one source out
@@ -83,7 +85,8 @@ def get_parser() -> argparse.ArgumentParser:
         choices=INNER_CRITERIA,
         default="pooled",
         help="nested protocol: score the inner loop's held-out records pooled (default), or "
-        f"average the margins over the floor of its sources of {MIN_SOURCE_RECORDS}+ records",
+        f"average the margins over the floor of its sources of {MIN_SOURCE_RECORDS}+ records, "
+        "or one-se: pooled, the first variant kept within one standard error of the best",
     )
     parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
@@ -256,8 +259,11 @@ def parse_variants(items) -> dict[str, dict[str, str]]:
 #: most); ``sources``: the mean over the inner held-out sources of at least
 #: :data:`MIN_SOURCE_RECORDS` records of the variant's margin over that source's prevalence
 #: floor (every such source weighs the same: a decision that holds across sources wins over
-#: one that pays on the largest).
-INNER_CRITERIA = ("pooled", "sources")
+#: one that pays on the largest); ``one-se``: scored as ``pooled``, the first variant listed
+#: (the shipped options) within one standard error of the best taken (:func:`one_se_choice`,
+#: the hybrid's own one-standard-error rule: a choice among near-equal variants does not
+#: follow noise).
+INNER_CRITERIA = ("pooled", "sources", "one-se")
 MIN_SOURCE_RECORDS = 20
 
 
@@ -272,12 +278,31 @@ def inner_score(criterion, weights, truth, rules, floor, sources, classes) -> tu
         margins[source] = metrics.compute_challenge_metric(
             weights, truth[rows], rules[rows], classes
         ) - metrics.compute_challenge_metric(weights, truth[rows], floor[rows], classes)
-    if criterion == "pooled":
+    if criterion in ("pooled", "one-se"):
         return metrics.compute_challenge_metric(weights, truth, rules, classes), margins
     if criterion != "sources":
         raise ValueError(f"inner criterion must be one of {INNER_CRITERIA}, not {criterion!r}")
     large = [s for s in margins if (sources == s).sum() >= MIN_SOURCE_RECORDS] or list(margins)
     return float(np.mean([margins[s] for s in large])), margins
+
+
+def one_se_choice(outputs: dict, truth, classes) -> tuple[str, dict]:
+    """The ``one-se`` choice among variants, by the hybrid's own one-standard-error rule
+    (``hybrid._simplest_within_tolerance``, 1 SE): the first variant in the order of
+    ``outputs`` (the shipped options first) whose inner score is within one standard error
+    of the best one's, the standard error taken of the paired per-record difference of the
+    records' contributions to the normalised challenge metric. ``outputs[name]``: the
+    variant's decisions on the inner held-out records, ``truth`` their labels. Returns the
+    choice and each variant's standard error against the best (the best's: 0)."""
+    from team_code.classifiers.hybrid import _record_contributions, _simplest_within_tolerance
+
+    contributions = {n: _record_contributions(truth, b, classes, None) for n, b in outputs.items()}
+    best = max(contributions, key=lambda n: contributions[n].sum())
+    se = {
+        n: float(np.sqrt(len(c)) * (contributions[best] - c).std(ddof=1)) if len(c) > 1 else 0.0
+        for n, c in contributions.items()
+    }
+    return _simplest_within_tolerance(contributions, 1.0), se
 
 
 def nested_loso(
@@ -377,28 +402,36 @@ def nested_choice(
     chosen = {}
     for label, train, test in outer:
         inner = inner_splits(label, train)
-        scored, margins = {}, {}
+        rows = np.concatenate([te for _, _, te in inner])
+        scored, margins, outputs = {}, {}, {}
         for name, variant in variants.items():
             inner_out = cross_predict(
                 records, values, inner, with_variant(options, variant), quiet=True
             )["binary"]
-            rows = np.concatenate([te for _, _, te in inner])
+            outputs[name] = inner_out["rules"][rows]
             scored[name], margins[name] = inner_score(
                 criterion,
                 weights,
                 truth[rows],
-                inner_out["rules"][rows],
+                outputs[name],
                 inner_out["prevalence"][rows],
                 sources[rows],
                 list(classes),
             )
-        best = max(scored, key=lambda name: scored[name])  # ties: the first listed
+        entry = {"inner": scored, "margins": margins}
+        if criterion == "one-se":
+            best, entry["se"] = one_se_choice(outputs, truth[rows], list(classes))
+        else:
+            best = max(scored, key=lambda name: scored[name])  # ties: the first listed
         merged = with_variant(options, variants[best])
         result = cross_predict(records, values, [(label, train, test)], merged, quiet=True)
         binary[test] = result["binary"]["rules"][test]
         floor[test] = result["binary"]["prevalence"][test]
-        chosen[label] = {"chosen": best, "inner": scored, "margins": margins}
-        inner_text = ", ".join(f"{n} {v:.3f}" for n, v in scored.items())
+        chosen[label] = {"chosen": best, **entry}
+        inner_text = ", ".join(
+            f"{n} {v:.3f}" + (f" (se {entry['se'][n]:.3f})" if "se" in entry else "")
+            for n, v in scored.items()
+        )
         print(
             f"[nested, held out {label}] inner ({criterion}): {inner_text} -> {best}",
             flush=True,
@@ -444,6 +477,11 @@ def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
                 raise SystemExit(f"{path}: its {key} differ from {paths[0]}'s; not comparable")
         if _criterion(run) != _criterion(first):
             raise SystemExit(f"{path}: its inner criterion differs from {paths[0]}'s")
+    if _criterion(first) == "one-se":
+        raise SystemExit(
+            "runs of the one-se criterion are not combined: its reference variant and standard "
+            "errors belong to one run"
+        )
     names = first["names"].tolist()
     sources = np.array([record_source(n) for n in names])
     chosen = [json.loads(str(run["chosen"])) for run in runs]

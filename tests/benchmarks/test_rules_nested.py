@@ -154,3 +154,56 @@ def test_the_sources_criterion_weighs_each_large_source_alike():
     assert pooled_big > pooled_holds  # pooled: BIG's 60 records outweigh MID's 20
     with pytest.raises(ValueError, match="inner criterion"):
         score("median", holds)
+
+
+def test_one_se_keeps_the_first_variant_within_one_standard_error_of_the_best():
+    """``one-se``: the first variant stays where its score is within one standard error of
+    the best's (the paired per-record difference of their contributions)."""
+    from evaluation import metrics
+    from team_code.data.labels import scored_classes
+
+    table = scored_classes()
+    classes = list(table.codes)
+    af, nsr = table.abbreviations.index("AF"), table.abbreviations.index("NSR")
+    rng = np.random.default_rng(3)
+    has_af = rng.random(200) < 0.5
+    truth = np.zeros((200, len(classes)), bool)
+    truth[has_af, af] = True
+    truth[~has_af, nsr] = True
+    wrong = np.flatnonzero(has_af)[:40]  # AF records called sinus rhythm
+    reference = truth.copy()
+    reference[wrong, af], reference[wrong, nsr] = False, True
+    close = reference.copy()  # 3 records better, 2 worse: a gain of one record's worth
+    close[wrong[:3]] = truth[wrong[:3]]
+    worse = np.flatnonzero(has_af)[40:42]
+    close[worse, af], close[worse, nsr] = False, True
+    clear = truth.copy()  # every record right
+    outputs = {"reference": reference, "close": close, "clear": clear}
+
+    def score(name):
+        return metrics.compute_challenge_metric(table.weights, truth, outputs[name], classes)
+
+    scored = {name: score(name) for name in outputs}
+    assert scored["clear"] > scored["close"] > scored["reference"]
+    choice, se = bench.one_se_choice(outputs, truth, classes)
+    assert choice == "clear" and se["clear"] == 0.0
+    assert scored["clear"] - scored["reference"] > se["reference"] > 0
+    del outputs["clear"]
+    choice, se = bench.one_se_choice(outputs, truth, classes)
+    assert choice == "reference"  # the plain argmax would take "close"
+    assert 0 < scored["close"] - scored["reference"] <= se["reference"]
+
+
+def test_one_se_runs_are_chosen_by_it_and_not_combined(three_sources, tmp_path):
+    records, values, sources, digests, truth, task, _ = three_sources
+    classes = list(task.classes)
+    variants = {"shipped": {}, "half": {"decision": "half", "tune": "false"}}
+    nested = bench.nested_loso(
+        records, values, sources, digests, truth, classes, variants, {}, criterion="one-se"
+    )
+    for split in nested["chosen"].values():
+        gain = split["inner"]["half"] - split["inner"]["shipped"]
+        assert split["chosen"] == ("half" if gain > split["se"]["shipped"] else "shipped")
+    bench.save_nested(tmp_path / "a.npz", list(records.names), truth, classes, nested, variants)
+    with pytest.raises(SystemExit, match="not combined"):
+        bench.combine_nested([tmp_path / "a.npz", tmp_path / "a.npz"], n_boot=20)
