@@ -23,13 +23,16 @@ def resample(signal: np.ndarray, fs: float, fs_out: float, axis: int = -1) -> np
 
     The output has ``ceil(n * up / down)`` samples, the same dtype class (float32 stays
     float32), and the same time origin: sample ``k`` of the output is at ``k / fs_out`` s.
-    Equal rates return the input unchanged (no copy).
+    Equal rates return the input unchanged (no copy); rates whose ratio rounds to 1/1
+    (500 and 500.0001 Hz) return a copy.
     """
     signal = np.asarray(signal)
     if fs == fs_out:
         return signal
     up, down = rational_ratio(fs, fs_out)
     dtype = signal.dtype if np.issubdtype(signal.dtype, np.floating) else np.float64
+    if up == down:  # rates equal within the ratio's precision: a copy, as resample_poly gives
+        return signal.astype(dtype, copy=True)
     out = resample_poly(
         signal.astype(np.float64, copy=False), up, down, axis=axis, window=_fir(up, down)
     )

@@ -57,3 +57,29 @@ def test_the_cached_filter_gives_scipys_own_result(fs, fs_out):
     up, down = rational_ratio(fs, fs_out)
     for _ in range(2):  # the second call reads the cached filter, which stays unchanged
         np.testing.assert_array_equal(resample(x, fs, fs_out), resample_poly(x, up, down, axis=-1))
+
+
+@pytest.mark.parametrize("fs, fs_out", [(500, 500.0001), (1000, 999.9999), (250.0004, 250)])
+def test_rates_equal_within_the_ratios_precision_give_a_copy(fs, fs_out):
+    """A ratio that rounds to 1/1 gives the input as floats (as ``resample_poly`` does), not a
+    filter design error."""
+    x = np.random.default_rng(0).normal(size=(2, 300)).astype(np.float32)
+    assert rational_ratio(fs, fs_out) == (1, 1)
+    y = resample(x, fs, fs_out)
+    assert y.dtype == np.float32 and y is not x
+    np.testing.assert_array_equal(y, x)
+
+
+@pytest.mark.parametrize("up, down", [(2, 4), (6, 4), (500, 257), (1000, 3), (3, 1000)])
+def test_the_filter_is_scipys_for_any_ratio(up, down):
+    """``_fir`` of any (up, down), reduced or not, up above or below down, is the filter
+    ``resample_poly`` designs itself, and callers cannot write into the cached array."""
+    from scipy.signal import resample_poly
+
+    from team_code.dsp.resample import _fir
+
+    x = np.random.default_rng(1).normal(size=(2, 700))
+    got = resample_poly(x, up, down, axis=-1, window=_fir(up, down))
+    np.testing.assert_array_equal(got, resample_poly(x, up, down, axis=-1))
+    with pytest.raises(ValueError, match="read-only"):
+        _fir(up, down)[0] = 1.0
