@@ -74,6 +74,77 @@ def test_inference_runs_the_channels_last_twin_with_the_same_logits(config, one_
         inference.ChannelsLast(d.SegmentNet(config))
 
 
+def test_the_twin_traced_on_one_short_lead_serves_longer_records(one_thread):
+    """The traced twin's sizes follow its input: traced on one short lead, it gives the
+    network's logits for 12 leads of a length that is no multiple of the traced one."""
+    torch.manual_seed(0)
+    net = d.SegmentNet(d.NetConfig(widths=(4, 8, 8, 8), kernel=3)).eval().fuse()
+    rng = np.random.default_rng(2)
+    for leads, n in [(1, 9), (12, 1001), (1, 4999), (5, 2)]:
+        x = rng.normal(size=(leads, n)).astype(np.float32)
+        with torch.no_grad():
+            pad = torch.nn.functional.pad(torch.from_numpy(x)[:, None], (0, (-n) % 8))
+            want = net(pad)[..., :n].numpy()
+        np.testing.assert_allclose(d.predict_logits(net, x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_an_eager_runner_does_not_keep_its_model_alive(one_thread):
+    """An unfused network runs eagerly; the cache of runners holds it only weakly."""
+    import gc
+    import weakref
+
+    net = d.SegmentNet(d.NetConfig(widths=(4, 8))).eval()  # not fused: no twin
+    d.predict_logits(net, np.zeros((1, 64), np.float32))
+    gone = weakref.ref(net)
+    del net
+    gc.collect()
+    assert gone() is None
+
+
+def test_concurrent_first_calls_build_one_frozen_twin(one_thread, monkeypatch):
+    """Threads that call a new network at once trace it once, and all get the frozen twin
+    (concurrent traces fail torch's trace check, which left the network eager for good)."""
+    import threading
+    import time
+
+    from team_code.nn.delineator import inference
+
+    traced, active, most = [], [0], [0]
+    trace = torch.jit.trace
+
+    def slow_trace(*args, **kwargs):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        try:
+            out = trace(*args, **kwargs)
+            traced.append(out)
+            return out
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(torch.jit, "trace", slow_trace)
+    net = d.SegmentNet(d.NetConfig(widths=(4, 8, 8))).eval().fuse()
+    x = np.random.default_rng(0).normal(size=(2, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)[:, None]).numpy()
+    start, got = threading.Barrier(4), []
+
+    def work():
+        start.wait()
+        got.append(d.predict_logits(net, x))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and len(traced) == 1
+    assert isinstance(inference._runner(net, torch.from_numpy(x)[:, None]), torch.jit.ScriptModule)
+    for logits in got:
+        np.testing.assert_allclose(logits, want, atol=1e-5, rtol=1e-5)
+
+
 def _mask(n: int, beats: list[int], p: bool = True) -> np.ndarray:
     """Labels with, per beat at ``r``: P [r-60, r-41], QRS [r-10, r+14], T [r+70, r+119]."""
     lab = np.zeros(n, np.int64)

@@ -9,6 +9,7 @@ frozen.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 import weakref
 
@@ -21,7 +22,10 @@ from team_code.nn.delineator.inputs import FS, _with_channels, prepare
 from team_code.nn.delineator.net import SegmentNet, load, weights_path
 from team_code.nn.delineator.post import PostConfig, segments_to_beats
 
+#: Each network's frozen twin, or None where it runs eagerly (held weakly: a value never
+#: refers to its network); built under :data:`_FROZEN_LOCK`, once per network.
 _FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FROZEN_LOCK = threading.Lock()
 
 
 def _conv2d(conv: nn.Conv1d) -> nn.Conv2d:
@@ -82,18 +86,21 @@ class ChannelsLast(nn.Module):
 def _runner(model: SegmentNet, example: torch.Tensor):
     """``model`` for inference: its :class:`ChannelsLast` twin, traced and frozen (about
     twice as fast on one CPU core as the 1-D network in eager mode, the same labels), made
-    once per model; the model itself while it trains, or where the twin cannot be built or
-    traced."""
+    once per model (one thread traces; the others wait for it); the model itself while it
+    trains, or where the twin cannot be built or traced."""
     if model.training:
         return model
-    if model not in _FROZEN:
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                _FROZEN[model] = torch.jit.freeze(torch.jit.trace(ChannelsLast(model), example))
-        except Exception:  # an unfused model or an unusual torch build: eager mode
-            _FROZEN[model] = model
-    return _FROZEN[model]
+    with _FROZEN_LOCK:
+        if model not in _FROZEN:
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    twin = ChannelsLast(model)
+                    _FROZEN[model] = torch.jit.freeze(torch.jit.trace(twin, example))
+            except Exception:  # an unfused model or an unusual torch build: eager mode
+                _FROZEN[model] = None
+        runner = _FROZEN[model]
+    return model if runner is None else runner
 
 
 def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
