@@ -34,8 +34,8 @@ Usage::
 ``--inner-criterion`` says how the nested protocol's inner loop scores a variant
 (:data:`INNER_CRITERIA`): its held-out records pooled, or each training source of 20 records
 or more counted alike by its margin over that source's floor, or pooled with the first
-variant (the shipped options) kept where it is within one standard error of the best
-(``one-se``, the hybrid's own rule).
+variant in the listed order (by default the shipped options first) whose score is within one
+standard error of the best taken (``one-se``, the hybrid's own rule).
 ``--combine`` makes one nested choice across such runs, made by different versions of the
 code (a measurement or rule book change is a variant that options cannot express): for each
 held-out source the run whose chosen variant scored best on the inner leave one source out
@@ -86,7 +86,7 @@ def get_parser() -> argparse.ArgumentParser:
         default="pooled",
         help="nested protocol: score the inner loop's held-out records pooled (default), or "
         f"average the margins over the floor of its sources of {MIN_SOURCE_RECORDS}+ records, "
-        "or one-se: pooled, the first variant kept within one standard error of the best",
+        "or one-se: pooled, the first variant listed within one standard error of the best",
     )
     parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
@@ -259,10 +259,10 @@ def parse_variants(items) -> dict[str, dict[str, str]]:
 #: most); ``sources``: the mean over the inner held-out sources of at least
 #: :data:`MIN_SOURCE_RECORDS` records of the variant's margin over that source's prevalence
 #: floor (every such source weighs the same: a decision that holds across sources wins over
-#: one that pays on the largest); ``one-se``: scored as ``pooled``, the first variant listed
-#: (the shipped options) within one standard error of the best taken (:func:`one_se_choice`,
-#: the hybrid's own one-standard-error rule: a choice among near-equal variants does not
-#: follow noise).
+#: one that pays on the largest); ``one-se``: scored as ``pooled``, the first variant in the
+#: listed order (by default the shipped options first) within one standard error of the best
+#: taken (:func:`one_se_choice`, the hybrid's own one-standard-error rule: a choice among
+#: near-equal variants does not follow noise).
 INNER_CRITERIA = ("pooled", "sources", "one-se")
 MIN_SOURCE_RECORDS = 20
 
@@ -289,11 +289,12 @@ def inner_score(criterion, weights, truth, rules, floor, sources, classes) -> tu
 def one_se_choice(outputs: dict, truth, classes) -> tuple[str, dict]:
     """The ``one-se`` choice among variants, by the hybrid's own one-standard-error rule
     (``hybrid._simplest_within_tolerance``, 1 SE): the first variant in the order of
-    ``outputs`` (the shipped options first) whose inner score is within one standard error
-    of the best one's, the standard error taken of the paired per-record difference of the
-    records' contributions to the normalised challenge metric. ``outputs[name]``: the
-    variant's decisions on the inner held-out records, ``truth`` their labels. Returns the
-    choice and each variant's standard error against the best (the best's: 0)."""
+    ``outputs`` (by default the shipped options first) whose inner score is within one
+    standard error of the best one's, the standard error taken of the paired per-record
+    difference of the records' contributions to the normalised challenge metric.
+    ``outputs[name]``: the variant's decisions on the inner held-out records, ``truth`` their
+    labels. Returns the choice and each variant's standard error against the best (the
+    best's: 0)."""
     from team_code.classifiers.hybrid import _record_contributions, _simplest_within_tolerance
 
     contributions = {n: _record_contributions(truth, b, classes, None) for n, b in outputs.items()}

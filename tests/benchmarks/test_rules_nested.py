@@ -194,6 +194,43 @@ def test_one_se_keeps_the_first_variant_within_one_standard_error_of_the_best():
     assert 0 < scored["close"] - scored["reference"] <= se["reference"]
 
 
+def test_one_se_takes_the_first_listed_within_one_standard_error_not_first_or_best():
+    """``one-se`` walks the variants in their listed order: where the first is outside one
+    standard error of the best and the second inside, the second is taken, neither the
+    first nor the best (what the docstrings and ``--help`` say)."""
+    from evaluation import metrics
+    from team_code.data.labels import scored_classes
+
+    table = scored_classes()
+    classes = list(table.codes)
+    af, nsr = table.abbreviations.index("AF"), table.abbreviations.index("NSR")
+    has_af = np.random.default_rng(3).random(200) < 0.5
+    truth = np.zeros((200, len(classes)), bool)
+    truth[has_af, af] = True
+    truth[~has_af, nsr] = True
+    wrong = np.flatnonzero(has_af)
+
+    def missing(rows):  # these AF records called sinus rhythm
+        out = truth.copy()
+        out[rows, af], out[rows, nsr] = False, True
+        return out
+
+    outputs = {
+        "first": missing(wrong[:40]),
+        "second": missing(wrong[2:5]),  # 3 records wrong, 2 of them not the best's
+        "best": missing(wrong[:2]),
+    }
+    scored = {
+        n: metrics.compute_challenge_metric(table.weights, truth, o, classes)
+        for n, o in outputs.items()
+    }
+    assert scored["best"] > scored["second"] > scored["first"]
+    choice, se = bench.one_se_choice(outputs, truth, classes)
+    assert scored["best"] - scored["first"] > se["first"]
+    assert 0 < scored["best"] - scored["second"] <= se["second"]
+    assert choice == "second"
+
+
 def test_one_se_runs_are_chosen_by_it_and_not_combined(three_sources, tmp_path):
     records, values, sources, digests, truth, task, _ = three_sources
     classes = list(task.classes)
