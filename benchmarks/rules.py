@@ -83,10 +83,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--inner-criterion",
         choices=INNER_CRITERIA,
-        default="pooled",
-        help="nested protocol: score the inner loop's held-out records pooled (default), or "
-        f"average the margins over the floor of its sources of {MIN_SOURCE_RECORDS}+ records, "
-        "or one-se: pooled, the first variant listed within one standard error of the best",
+        default="one-se",
+        help="nested protocol: one-se (default): the inner loop's held-out records pooled, the "
+        "first variant listed within one standard error of the best taken; pooled: the best "
+        f"pooled; sources: the best mean margin over the floor of its {MIN_SOURCE_RECORDS}+ "
+        "record sources",
     )
     parser.add_argument("--folds", type=int, default=5, help="folds of the kfold protocol")
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")

@@ -181,7 +181,8 @@ def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
 
 def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes, scored) -> np.ndarray:
     """Each record's share of the normalised challenge metric, weighed by ``scored`` (the
-    task's table); they sum to the metric's distance above the inactive score."""
+    task's table): its observed score over the span between the correct and the inactive
+    scores, so that the sums of two sets of outputs differ exactly as their metrics do."""
     from evaluation.metrics import record_challenge_contributions
     from team_code.classifiers.thresholds import challenge_weights
     from team_code.data.labels import NORMAL_CLASS
