@@ -513,18 +513,36 @@ class Tally:
             if math.isfinite(a) and math.isfinite(b)
         ]
 
+    def _by_distance(self, name: str) -> tuple[list, np.ndarray, np.ndarray]:
+        """Interval ``name``'s (record, error) pairs, their errors, and their order from the
+        furthest from the mean error to the nearest."""
+        named = self.interval_errors(name)
+        errors = np.array([e for _, e in named], dtype=np.float64)
+        mean = errors.mean() if errors.size else 0.0
+        return named, errors, np.argsort(-np.abs(errors - mean), kind="stable")
+
     def worst(self, name: str, k: int) -> tuple[list[tuple[str, float]], float | None]:
         """The ``k`` records whose interval ``name`` lies furthest from the mean error, with
         their errors (method minus reference, ms), and the SD of the errors of the others."""
-        named = self.interval_errors(name)
+        named, errors, order = self._by_distance(name)
         if not named:
             return [], None
-        errors = np.array([e for _, e in named])
-        order = np.argsort(-np.abs(errors - errors.mean()), kind="stable")
         rest = errors[order[k:]]
         return [named[i] for i in order[:k]], (
             float(np.std(rest, ddof=1)) if rest.size > 1 else None
         )
+
+    def sd_left_by_worst(self, name: str, k: int) -> float | None:
+        """The SD of interval ``name``'s errors with every record but the ``k`` furthest
+        (:meth:`worst`) set to the mean of those others: what those ``k`` records alone give
+        the SD, however well the method measures the rest."""
+        _, errors, order = self._by_distance(name)
+        if errors.size < 2:
+            return None
+        kept = errors.copy()
+        if order[k:].size:
+            kept[order[k:]] = errors[order[k:]].mean()
+        return float(np.std(kept, ddof=1))
 
 
 def bootstrap_sd(groups, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -1262,9 +1280,14 @@ def print_tables(
             lo, hi = bootstrap_sd([[e] for _, e in errors], sd_ci)
             print(f"{'':<26} {'':<13} sd 95 % interval over records [{lo:.1f}, {hi:.1f}]")
         if worst:
-            cases, rest = tallies[r["method"]].worst(r["measure"], worst)
+            tally = tallies[r["method"]]
+            cases, rest = tally.worst(r["measure"], worst)
             listed = ", ".join(f"{c} {e:+.0f}" for c, e in cases)
-            print(f"{'':<26} {'':<13} furthest: {listed}; sd of the others {_fmt(rest).strip()}")
+            alone = _fmt(tally.sd_left_by_worst(r["measure"], worst)).strip()
+            print(
+                f"{'':<26} {'':<13} furthest: {listed}; sd of the others {_fmt(rest).strip()}; "
+                f"sd these alone leave {alone}"
+            )
     print(
         "seconds per analysed signal: "
         + ", ".join(f"{m} {s / max(1, facts['cases']):.3f}" for m, s in sec.items())

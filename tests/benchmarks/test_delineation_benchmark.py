@@ -87,6 +87,12 @@ def test_worst_names_the_records_furthest_from_the_mean_and_the_sd_of_the_others
     assert [c for c, _ in cases] == ["r3", "r6"] and cases[0][1] == pytest.approx(60.0)
     assert rest == pytest.approx(np.std([2.0, -3.0, 1.0, -1.0], ddof=1))
     assert tally.worst("P duration", 2) == ([], None)
+    others = np.mean([2.0, -3.0, 1.0, -1.0])  # the others at their mean: r3 and r6 alone
+    assert tally.sd_left_by_worst("QRS duration", 2) == pytest.approx(
+        np.std([60.0, -40.0] + [others] * 4, ddof=1)
+    )
+    assert tally.sd_left_by_worst("QRS duration", 0) == pytest.approx(0.0)
+    assert tally.sd_left_by_worst("P duration", 2) is None
 
 
 def test_worst_refuses_a_negative_count(capsys):
