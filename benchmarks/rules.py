@@ -296,14 +296,15 @@ def one_se_choice(outputs: dict, truth, classes) -> tuple[str, dict]:
     ``outputs[name]``: the variant's decisions on the inner held-out records, ``truth`` their
     labels. Returns the choice and each variant's standard error against the best (the
     best's: 0)."""
-    from team_code.classifiers.hybrid import _record_contributions, _simplest_within_tolerance
+    from team_code.classifiers.hybrid import (
+        _paired_se,
+        _record_contributions,
+        _simplest_within_tolerance,
+    )
 
     contributions = {n: _record_contributions(truth, b, classes, None) for n, b in outputs.items()}
     best = max(contributions, key=lambda n: contributions[n].sum())
-    se = {
-        n: float(np.sqrt(len(c)) * (contributions[best] - c).std(ddof=1)) if len(c) > 1 else 0.0
-        for n, c in contributions.items()
-    }
+    se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
     return _simplest_within_tolerance(contributions, 1.0), se
 
 

@@ -194,6 +194,12 @@ def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes, scored
     return observed / span if span else np.zeros_like(observed)
 
 
+def _paired_se(difference: np.ndarray) -> float:
+    """Standard error of the sum of a paired per-record difference (0 for one record)."""
+    n = len(difference)
+    return float(np.sqrt(n) * difference.std(ddof=1)) if n > 1 else 0.0
+
+
 def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tuple:
     """The first (simplest) candidate whose cross-validated score is within ``tolerance_se``
     standard errors of the best one's, the standard error taken of the paired per-record
@@ -203,7 +209,7 @@ def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tupl
     best = max(totals, key=totals.get)
     for key, values in contributions.items():
         difference = contributions[best] - values
-        se = np.sqrt(len(difference)) * difference.std(ddof=1) if len(difference) > 1 else 0.0
+        se = _paired_se(difference)
         if totals[best] - totals[key] <= tolerance_se * se:
             return key
     return best
@@ -221,7 +227,7 @@ def _class_pick(
     better = []
     for key, values in contributions.items():
         difference = values - base
-        se = np.sqrt(len(difference)) * difference.std(ddof=1) if len(difference) > 1 else 0.0
+        se = _paired_se(difference)
         if key != current and difference.sum() > max(over_se * se, min_gain, 1e-12):
             better.append(key)
     if not better:
