@@ -79,6 +79,17 @@ delineate every beat on every lead of the signal; their global boundaries per be
 from the leads by the kit's rule (``global_from_leads``), their intervals are the median
 over beats.
 
+The cardiologists' own marks as a method
+----------------------------------------
+``cardiologists`` (LUDB only; not run unless named) gives each lead the cardiologist's own
+marks (``Case.marks``), combined into global beats by ``--combine`` like a single-lead peer's.
+It reads the reference, so it is no delineator: its ``cardiologists lead-median`` rows under
+the CSE-style reference are what a method that measured the cardiologists' typical lead
+exactly would score there (the CSE-style reference minus the lead-median one, record by
+record), and its plain rows against the CSE-style reference (or its ``lead-median`` rows
+against the lead-median one) score the reference against itself: zero error, every mark
+matched.
+
 Matching, sensitivity and positive predictivity
 -----------------------------------------------
 Each annotated (reference) beat owns a stretch of signal per wave: for P, from the previous
@@ -112,7 +123,7 @@ Usage::
 
     python -m benchmarks.delineation [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
         [--methods project project-sv project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave
-                   cnn cnn-5fold] [--cnn-weights FILE] [--cnn-folds DIR]
+                   cnn cnn-5fold cardiologists] [--cnn-weights FILE] [--cnn-folds DIR]
         [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
 
 ``--ludb``/``--qtdb`` default to ``$ECG_KIT_DATA/{ludb,qtdb}`` or
@@ -190,7 +201,11 @@ METHODS = (
     "ecgpuwave",
     "cnn",
     "cnn-5fold",
+    "cardiologists",
 )
+#: The methods run when ``--methods`` is not given (``cardiologists`` is a reading of the
+#: reference, not a delineator).
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "cardiologists")
 #: Where ``cnn-5fold`` finds its fold models by default (``python -m team_code.nn.delineator
 #: folds --out``): ``folds.json`` maps each weights file to the records it never saw.
 CNN_FOLDS = REPO / "cache" / "delineator_folds"
@@ -299,8 +314,10 @@ def combine_leads(
 ) -> list[Beat]:
     """Global beats from per-lead beats.
 
-    Beats of different leads whose QRS fiducials lie within ``max_sep_s`` of the first of a
-    group are one beat. ``rule="cse"``: earliest onset and latest offset over the leads that
+    Beats of different leads are one beat where their QRS overlap (LUDB marks each lead's own
+    R peak, and on one beat those can spread over more than 100 ms); a beat without both QRS
+    ends joins a group whose first QRS fiducial lies within ``max_sep_s`` of its own.
+    ``rule="cse"``: earliest onset and latest offset over the leads that
     have the wave, median peak; ``rule="median"``: the median of each boundary. A wave is
     present when any lead has it.
     """
@@ -311,12 +328,26 @@ def combine_leads(
         key=lambda t: (t[0], t[1]),
     )
     groups: list[list[tuple[float, int, Beat]]] = []
+    spans: list[list[float]] = []  # each group's QRS, earliest onset to latest offset
     for item in items:
+        qrs = item[2].waves.get("QRS")
+        on, off = (qrs[ON], qrs[OFF]) if qrs is not None else (math.nan, math.nan)
+        bounded = math.isfinite(on) and math.isfinite(off)
         g = groups[-1] if groups else None
-        if g and item[0] - g[0][0] <= max_sep_s * fs and all(item[1] != o[1] for o in g):
+        same = False
+        if g and all(item[1] != o[1] for o in g):
+            span = spans[-1]
+            if bounded and math.isfinite(span[0]):
+                same = on <= span[1] and off >= span[0]
+            else:
+                same = item[0] - g[0][0] <= max_sep_s * fs
+        if same:
             g.append(item)
+            if bounded:
+                spans[-1] = [np.fmin(spans[-1][0], on), np.fmax(spans[-1][1], off)]
         else:
             groups.append([item])
+            spans.append([on, off] if bounded else [math.nan, math.nan])
     out = []
     for g in groups:
         waves = {}
@@ -936,6 +967,8 @@ class Case:
     pu: list | None = None  # ecgpuwave per-lead beats (QTDB), in this signal's samples
     # per-lead reference (LUDB ``per-lead``): (row of x, that lead's beats, its annotated span)
     ref_leads: list | None = None
+    # LUDB: each lead's marked beats, in ``LUDB_LEADS`` order (the ``cardiologists`` method)
+    marks: list | None = None
 
 
 LUDB_REFERENCES = ("cse", "median", "per-lead")
@@ -990,6 +1023,7 @@ def load_ludb(folder: Path, record: str, reference: str = "cse") -> Case:
         span=(lo, hi),
         peer_rows=rows,
         ref_leads=ref_leads,
+        marks=per_lead,
     )
 
 
@@ -1088,6 +1122,11 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
             res = run_cnn(case, name == "cnn-5fold")
             if res is not None:
                 out[name] = res
+        elif name == "cardiologists":
+            if case.marks is None:
+                continue
+            beats = combine_leads(case.marks, case.fs, rule)
+            out[name] = Output(beats, beat_intervals(beats, case.fs), leads=case.marks)
         elif name == "ecgpuwave":
             if case.pu is None:
                 continue
@@ -1099,6 +1138,8 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
 
 
 RULE_SUFFIX = {"cse": "", "median": " lead-median"}
+#: Methods that do not need the kit's measurement of a case
+NOT_THE_KITS = ("ecgpuwave", "cnn", "cnn-5fold", "cardiologists")
 
 
 def evaluate(
@@ -1125,7 +1166,7 @@ def evaluate(
             span=case.span,
         )
         kit = None
-        if any(m not in ("ecgpuwave", "cnn", "cnn-5fold") for m in methods):  # the kit's beats
+        if any(m not in NOT_THE_KITS for m in methods):  # the kit's beats
             t0 = time.perf_counter()
             kit = kit_measure(case.x, case.fs, case.leads)
             facts["seconds"]["measure"] = facts["seconds"].get("measure", 0.0) + (
@@ -1315,7 +1356,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--records", nargs="+", default=None, help="record names (each database runs those it has)"
     )
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument(
+        "--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS)
+    )
     p.add_argument(
         "--combine",
         nargs="+",

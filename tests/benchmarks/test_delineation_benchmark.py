@@ -129,6 +129,21 @@ def test_combine_leads_cse_and_median():
         bench.combine_leads([[a]], FS, "mean")
 
 
+def test_combine_leads_keeps_a_beat_whose_lead_peaks_spread_wide():
+    """LUDB marks each lead's own R peak: in record 13 they spread over 108 ms on one beat
+    (V2 at sample 898, III at 952, at 500 Hz). Leads whose QRS overlap are one beat, however
+    far apart their peaks."""
+    fs = 500.0
+    leads = [[_beat(r, qrs=(-30, 0, 40)), _beat(r + 500, qrs=(-30, 0, 40))] for r in (898, 926)]
+    leads.append([_beat(952, qrs=(-60, 0, 30)), _beat(1452, qrs=(-60, 0, 30))])
+    beats = bench.combine_leads(leads, fs, "cse")
+    assert len(beats) == 2
+    assert beats[0].waves["QRS"][0] == 868.0 and beats[0].waves["QRS"][2] == 982.0
+    # beats whose QRS do not overlap stay apart, even with peaks only 60 ms apart
+    near = [[_beat(100, qrs=(-20, 0, 20))], [_beat(130, qrs=(5, 10, 20))]]
+    assert len(bench.combine_leads(near, fs, "cse")) == 2
+
+
 def test_best_lead_takes_the_closer_lead():
     ref = [_beat(100), _beat(300)]
     lead0 = [_beat(100, qrs=(-16, 0, 24)), _beat(300, qrs=(-20, 0, 24))]
@@ -184,6 +199,29 @@ def test_runs_on_real_ludb_and_qtdb_records(ludb_dir, qtdb_dir, tmp_path):
     # ecgpuwave on sel100 (a clean sinus record): QRS onset within a few samples
     assert abs(qt[("ecgpuwave", "QRS onset")]["mean_ms"]) < 25
     assert qt[("ecgpuwave best-lead", "QRS onset")]["sd_ms"] < 20
+
+
+def test_the_cardiologists_marks_score_their_own_reference_exactly(ludb_dir, tmp_path):
+    """``cardiologists`` against the reference built from the same marks: every mark matched,
+    zero error, nothing extra (records 13, 83 and 106 have beats whose leads' R peaks spread over
+    more than 100 ms); its lead-median rows read the gap between the two references."""
+    out = tmp_path / "rows.json"
+    argv = [
+        *("--ludb", str(ludb_dir), "--skip-qtdb", "--records", "13", "83", "106"),
+        *("--methods", "cardiologists", "--combine", "cse", "median"),
+        *("--json", str(out), "--quiet"),
+    ]
+    assert bench.main(bench.get_parser().parse_args(argv)) == 0
+    rows = _check_rows(json.loads(out.read_text()), "LUDB", ["cardiologists"])
+    for measure in bench.MEASURES:
+        row = rows[("cardiologists", measure)]
+        assert row["mean_ms"] == 0.0 and row["sd_ms"] == 0.0, measure
+        if measure not in bench.IEC_LIMITS_MS:
+            assert row["sensitivity"] == 1.0 and row["ppv"] == 1.0, measure
+    # the typical lead starts later and ends earlier than the earliest / latest marks
+    assert rows[("cardiologists lead-median", "QRS duration")]["mean_ms"] < -10
+    assert rows[("cardiologists lead-median", "QRS onset")]["mean_ms"] > 0
+    assert "cardiologists" not in bench.get_parser().parse_args([]).methods
 
 
 def test_neurokit_peer_runs_on_one_qtdb_window(qtdb_dir):
