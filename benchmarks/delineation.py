@@ -1356,9 +1356,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--records", nargs="+", default=None, help="record names (each database runs those it has)"
     )
-    p.add_argument(
-        "--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS)
-    )
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS))
     p.add_argument(
         "--combine",
         nargs="+",
