@@ -128,7 +128,7 @@ def run_protocol(name, splits, records, truth, classes, args, hybrid_config):
             proba = model.predict_proba(loaded)
             seconds[method].append((time.perf_counter() - tic) / len(loaded))
             scores[method][test_index] = proba
-            binary[method][test_index] = proba >= model.thresholds_
+            binary[method][test_index] = model.decide(proba)
         tested[test_index] = True
         print(f"[{name}] {label}: {time.perf_counter() - start:.0f} s", flush=True)
     weights = scored_classes().weights

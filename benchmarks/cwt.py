@@ -111,7 +111,7 @@ def cross_validate(args) -> None:
             model.fit(take(records, train), Task(), ctx)
             test_records = [records[i] for i in test]
             scores[name][test] = model.predict_proba(test_records)
-            binary[name][test] = scores[name][test] >= model.thresholds_
+            binary[name][test] = model.decide(scores[name][test])
         pretrained = models["cwt_googlenet"].summary()["pretrained"]["source"]
         print(
             f"fold {k + 1}: {len(train)} train / {len(test)} test, weights: {pretrained}, "

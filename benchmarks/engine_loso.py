@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             model = cls(config).fit(train, Task(), IN_MEMORY)
             proba = model.predict_proba(test)
-            outputs[method][held] = proba >= model.thresholds_  # as model.predict(test)
+            outputs[method][held] = model.decide(proba)  # as model.predict(test)
             if method == args.classifier:
                 scores[held] = proba
             row[method] = challenge_score(truth[held], outputs[method][held], classes)

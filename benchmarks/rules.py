@@ -204,11 +204,9 @@ def cross_predict(records, values: dict, splits, options: dict, quiet: bool = Fa
         train_records = [loaded[i] for i in train]
         test_records = [loaded[i] for i in test]
         prevalence = PrevalenceClassifier().fit(take(records, train), Task.of_classes(classes))
-        binary["prevalence"][test] = prevalence.predict_proba(test_records) >= (
-            prevalence.thresholds_
-        )
+        binary["prevalence"][test] = prevalence.decide(prevalence.predict_proba(test_records))
         model = cached_rules(values)(config).fit(train_records, Task.of_classes(classes))
-        binary["rules"][test] = model.predict_proba(test_records) >= model.thresholds_
+        binary["rules"][test] = model.decide(model.predict_proba(test_records))
         silent = [
             scored_classes().abbreviation(c)
             for c, t in zip(classes, model.thresholds_, strict=True)

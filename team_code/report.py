@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from team_code.classifiers.base import Evidence
+from team_code.classifiers.decision import coherent
 from team_code.context import say
 from team_code.data.outputs import read_output
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet, find_records
@@ -722,16 +723,19 @@ def _draw_rules(ax, explanation: dict | None, explain_error: str, config: Report
     return "ok"
 
 
-def _draw_scores(ax, scores_row, thresholds, abbreviations, truth_idx, members, top_k) -> str:
+def _draw_scores(
+    ax, scores_row, thresholds, abbreviations, truth_idx, members, top_k, labels_row
+) -> str:
     s = np.asarray(scores_row, dtype=np.float64)
     th = np.asarray(thresholds, dtype=np.float64)
+    named = np.asarray(labels_row, dtype=bool)
     key = np.where(np.isfinite(s), s, -np.inf)
     order = list(np.argsort(-key, kind="stable")[:top_k])
-    predicted = [j for j in np.flatnonzero(key >= th) if j not in order]
+    predicted = [j for j in np.flatnonzero(named) if j not in order]
     order = sorted(order + predicted, key=lambda j: -key[j])
     ys = np.arange(len(order))[::-1]
     vals = np.nan_to_num(s[order], nan=0.0)
-    pred = key[order] >= th[order]
+    pred = named[order]
     ax.barh(ys, vals, height=0.6, color=np.where(pred, "#c0392b", "#9aa5b1"), zorder=2)
     ax.scatter(
         th[order], ys, marker="|", s=260, color="black", zorder=4, linewidths=1.6, label="threshold"
@@ -755,7 +759,7 @@ def _draw_scores(ax, scores_row, thresholds, abbreviations, truth_idx, members, 
     labels = [abbreviations[j] + (" ✓" if j in truth_idx else "") for j in order]
     ax.set_yticks(ys, labels)
     for tick, j in zip(ax.get_yticklabels(), order):
-        if key[j] >= th[j]:
+        if named[j]:
             tick.set_fontweight("bold")
     ax.set_xlim(0, 1.0)
     ax.set_ylim(-0.6, len(order) - 0.4)
@@ -804,6 +808,15 @@ def _header(fig, record: Record, abbreviations, truth_idx, pred_idx, top_note: s
     fig.text(0.012, 0.002, INTENDED_USE, fontsize=8, color="#555555", ha="left", va="bottom")
 
 
+def predicted_labels(scores, thresholds, classes: Sequence[str]) -> np.ndarray:
+    """The label sets of ``scores`` ((n, c) or (c,)) as a model's thresholds give them: each
+    class at or above its threshold (a NaN score never), made :func:`coherent`."""
+    s = np.asarray(scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        above = np.where(np.isfinite(s), s, -np.inf) >= np.asarray(thresholds, dtype=np.float64)
+    return coherent(above, list(classes))
+
+
 # --------------------------------------------------------------------------------------------
 # One page
 
@@ -823,6 +836,7 @@ def render_record(
     cwt_config=None,
     config: ReportConfig | None = None,
     thumb_path: str | Path | None = None,
+    labels_row: np.ndarray | None = None,
 ) -> dict:
     """Draw one record's page to ``path`` (PNG); return ``{panel: status}`` for :data:`PANELS`.
 
@@ -830,7 +844,8 @@ def render_record(
     ``explanation`` is the rules' explanation dict (``RulesClassifier.explain``), or None with
     ``explain_error`` saying why; ``member_rows`` maps engine names to their score rows;
     ``cwt_config`` is the ``CWTGoogLeNetConfig`` whose mosaic is shown (default config when
-    None). ``thumb_path`` also writes a ``config.thumb_px``-wide thumbnail.
+    None). ``thumb_path`` also writes a ``config.thumb_px``-wide thumbnail. ``labels_row``
+    is the record's label set as the run wrote it (default: :func:`predicted_labels`).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -841,7 +856,12 @@ def render_record(
     s = np.asarray(scores_row, dtype=np.float64)
     th = np.asarray(thresholds, dtype=np.float64)
     truth_idx = {classes.index(c) for c in _truth(record, classes)}
-    pred_idx = [int(j) for j in np.argsort(-np.nan_to_num(s, nan=-1)) if s[j] >= th[j]]
+    named = (
+        predicted_labels(s, th, classes)
+        if labels_row is None
+        else np.asarray(labels_row, dtype=bool)
+    )
+    pred_idx = [int(j) for j in np.argsort(-np.nan_to_num(s, nan=-1)) if named[j]]
     status: dict[str, str] = {}
 
     fig = Figure(figsize=config.page_in, dpi=config.dpi)
@@ -913,7 +933,7 @@ def render_record(
         "scores",
         ax_scores,
         lambda: _draw_scores(
-            ax_scores, s, th, abbreviations, truth_idx, dict(member_rows or {}), top_k
+            ax_scores, s, th, abbreviations, truth_idx, dict(member_rows or {}), top_k, named
         ),
     )
     if result is not None:
@@ -986,6 +1006,7 @@ def write_report(
     top_k: int = 5,
     config: ReportConfig | None = None,
     log: Callable[[str], None] | None = None,
+    labels=None,
 ) -> Path:
     """Write one PNG page per record, thumbnails, ``index.html`` and ``report.json``.
 
@@ -1005,6 +1026,8 @@ def write_report(
         top_k: classes with the highest scores shown (predicted classes are always shown).
         config: page layout (:class:`ReportConfig`).
         log: optional progress callback (one line per record).
+        labels: optional (n_records, n_classes) label sets as the run wrote them (default:
+            :func:`predicted_labels` of each record's scores).
 
     Returns:
         The path of ``index.html``. ``report.json`` beside it lists, per record, the PNG, the
@@ -1025,6 +1048,13 @@ def write_report(
     thresholds = np.asarray(thresholds, dtype=np.float64).ravel()
     if thresholds.shape != (len(classes),):
         raise ValueError(f"thresholds must have {len(classes)} values; got {thresholds.shape}")
+    labels = (
+        predicted_labels(scores, thresholds, classes)
+        if labels is None
+        else np.asarray(labels, dtype=bool)
+    )
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels must be shaped like scores {scores.shape}; got {labels.shape}")
     members = {str(k): np.asarray(v, dtype=np.float64) for k, v in (member_scores or {}).items()}
     for name, value in members.items():
         if value.shape != scores.shape:
@@ -1038,6 +1068,7 @@ def write_report(
         rows = _write_pages(
             records,
             scores,
+            labels,
             classes,
             thresholds,
             out,
@@ -1065,7 +1096,7 @@ def _one_blas_thread():
 
 
 def _write_pages(
-    records, scores, classes, thresholds, out, evidence, members, top_k, config, log
+    records, scores, labels, classes, thresholds, out, evidence, members, top_k, config, log
 ) -> list[dict]:
     """Render every record's page; one row per record for the index."""
     from team_code.data.records import RecordError
@@ -1099,6 +1130,7 @@ def _write_pages(
             cwt_config=shown.scalogram,
             config=config,
             thumb_path=out / "thumbs" / f"{stem}.png",
+            labels_row=labels[i],
         )
         key = np.where(np.isfinite(row_scores), row_scores, -np.inf)
         top = np.argsort(-key, kind="stable")[: min(3, len(classes))]
@@ -1110,9 +1142,7 @@ def _write_pages(
                 "thumb": f"thumbs/{stem}.png",
                 "true": ", ".join(abbreviations[classes.index(c)] for c in classes if c in truth),
                 "predicted": ", ".join(
-                    abbreviations[j]
-                    for j in np.argsort(-key, kind="stable")
-                    if key[j] >= thresholds[j]
+                    abbreviations[j] for j in np.argsort(-key, kind="stable") if labels[i, j]
                 ),
                 "top": ", ".join(f"{abbreviations[j]} {row_scores[j]:.2f}" for j in top),
                 "panels": panels,
@@ -1207,6 +1237,7 @@ def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
     outputs = [read_output(Path(output_dir) / f"{name}.csv") for name in names]
     chosen = RecordSet([paths[n] for n in names])
     scores = np.array([o.scores for o in outputs]).reshape(len(outputs), len(model.classes_))
+    labels = np.array([o.labels for o in outputs]).reshape(scores.shape).astype(bool)
     return write_report(
         chosen,
         scores,
@@ -1215,4 +1246,5 @@ def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
         report_dir,
         evidence=lambda record: model.evidence([record])[0],
         log=log,
+        labels=labels,
     )

@@ -451,3 +451,44 @@ def test_the_vote_names_groups_or_sources_of_the_wrong_length(held_out):
             ThresholdPolicy(method).fit(scores, truth, groups, task, [*groups, "A"])
     # a method that does not read the groups is not stopped by them
     ThresholdPolicy("challenge").fit(scores, truth, groups[:-1], task)
+
+
+def test_coherent_names_the_specific_class_alone():
+    brady, sb, tab, tinv, af = "426627000", "426177001", "164934002", "59931005", "164889003"
+    classes = [af, brady, sb, tab, tinv]
+    labels = np.array(
+        [
+            [0, 1, 1, 0, 0],  # sinus bradycardia: SB alone
+            [1, 1, 0, 0, 0],  # AF with a slow response: Brady stays
+            [0, 0, 0, 1, 1],  # T inversion: TInv alone
+            [0, 0, 0, 1, 0],  # another T abnormality: TAb stays
+            [0, 0, 1, 0, 1],
+        ],
+        dtype=bool,
+    )
+    before = labels.copy()
+    out = decision.coherent(labels, classes)
+    assert out.tolist() == [
+        [False, False, True, False, False],
+        [True, True, False, False, False],
+        [False, False, False, False, True],
+        [False, False, False, True, False],
+        [False, False, True, False, True],
+    ]
+    assert (labels == before).all()  # a new array
+    assert decision.coherent(labels[0], classes).tolist() == out[0].tolist()  # one record
+    # a pair not both among the classes is left alone
+    assert decision.coherent(np.array([[True, True]]), [brady, af]).tolist() == [[True, True]]
+
+
+def test_every_engines_labels_are_coherent():
+    """The base decide (the rules' thresholds, the hybrid, the deep engines, the floor) gives
+    coherent label sets."""
+    from team_code.classifiers.base import Classifier
+
+    classes = ["426627000", "426177001", "164889003"]
+    model = Classifier()
+    model.classes_ = classes
+    model.thresholds_ = np.array([0.5, 0.5, 0.5])
+    scores = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.7]])
+    assert model.decide(scores).tolist() == [[False, True, False], [True, False, True]]
