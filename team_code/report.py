@@ -56,7 +56,6 @@ from pathlib import Path
 import numpy as np
 
 from team_code.classifiers.base import Evidence
-from team_code.classifiers.decision import coherent
 from team_code.context import say
 from team_code.data.outputs import read_output
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet, find_records
@@ -808,13 +807,13 @@ def _header(fig, record: Record, abbreviations, truth_idx, pred_idx, top_note: s
     fig.text(0.012, 0.002, INTENDED_USE, fontsize=8, color="#555555", ha="left", va="bottom")
 
 
-def predicted_labels(scores, thresholds, classes: Sequence[str]) -> np.ndarray:
-    """The label sets of ``scores`` ((n, c) or (c,)) as a model's thresholds give them: each
-    class at or above its threshold (a NaN score never), made :func:`coherent`."""
+def predicted_labels(scores, thresholds) -> np.ndarray:
+    """The label sets of ``scores`` ((n, c) or (c,)) as thresholds give them: each class at
+    or above its threshold (a NaN score never). A model with its own decision policy (the
+    rules' ``decision_policy``) may name others: :func:`report_outputs` shows the labels the
+    run wrote."""
     s = np.asarray(scores, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        above = np.where(np.isfinite(s), s, -np.inf) >= np.asarray(thresholds, dtype=np.float64)
-    return coherent(above, list(classes))
+    return np.where(np.isfinite(s), s, -np.inf) >= np.asarray(thresholds, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -856,11 +855,7 @@ def render_record(
     s = np.asarray(scores_row, dtype=np.float64)
     th = np.asarray(thresholds, dtype=np.float64)
     truth_idx = {classes.index(c) for c in _truth(record, classes)}
-    named = (
-        predicted_labels(s, th, classes)
-        if labels_row is None
-        else np.asarray(labels_row, dtype=bool)
-    )
+    named = predicted_labels(s, th) if labels_row is None else np.asarray(labels_row, dtype=bool)
     pred_idx = [int(j) for j in np.argsort(-np.nan_to_num(s, nan=-1)) if named[j]]
     status: dict[str, str] = {}
 
@@ -1049,9 +1044,7 @@ def write_report(
     if thresholds.shape != (len(classes),):
         raise ValueError(f"thresholds must have {len(classes)} values; got {thresholds.shape}")
     labels = (
-        predicted_labels(scores, thresholds, classes)
-        if labels is None
-        else np.asarray(labels, dtype=bool)
+        predicted_labels(scores, thresholds) if labels is None else np.asarray(labels, dtype=bool)
     )
     if labels.shape != scores.shape:
         raise ValueError(f"labels must be shaped like scores {scores.shape}; got {labels.shape}")

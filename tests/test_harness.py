@@ -178,6 +178,19 @@ def test_report_and_plots_from_the_clis(tmp_path, records_dir):
     for name in names:
         assert (tmp_path / "r" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"{name}.png" in index
+    # the report names the labels the output file holds, not the thresholds' reading of its
+    # scores (a decision policy may differ from them)
+    from team_code.report import report_outputs
+
+    first = outputs / f"{names[0]}.csv"
+    lines = first.read_text().splitlines()
+    written = read_output(first)
+    lines[2] = ",".join("1" if j == 3 else "0" for j in range(len(written.classes)))
+    first.write_text("\n".join(lines) + "\n")
+    report_outputs(model, data, outputs, tmp_path / "r2", log=lambda m: None)
+    rows = json.loads((tmp_path / "r2" / "report.json").read_text())["records"]
+    shown = {r["record"]: r["predicted"] for r in rows}
+    assert shown[names[0]] == scored_classes().abbreviation(written.classes[3])
     done = _cli(REPO / "evaluation" / "evaluate.py", data, outputs, "--plots", tmp_path / "p")
     assert done.returncode == 0, done.stderr
     for name in ("f_measure.png", "auroc.png", "roc.png", "index.html"):

@@ -284,25 +284,29 @@ def test_rule_panel_lists_every_term_for_and_against_with_tuned_and_published_li
     assert report.rule_lines(silent, 104)[0].startswith("AF 0.70 (silent)")
 
 
-def test_predicted_labels_are_the_runs_coherent_labels(challenge_dir, tmp_path):
-    """The index and page name what the run wrote: by default each class at its threshold,
-    made coherent (SB alone where Brady and SB both pass); given labels are shown as given."""
+def test_predicted_labels_are_the_labels_the_run_wrote(challenge_dir, tmp_path):
+    """The index and page name the labels given (what the run wrote, which a decision policy
+    may set apart from the thresholds); without them, each class at its threshold."""
     record = load_record(challenge_dir / "A0002.hea")
     classes = list(scored_classes().codes)
     brady, sb = classes.index("426627000"), classes.index("426177001")
     scores = np.full((1, len(classes)), 0.1)
     scores[0, [brady, sb]] = 0.9
+    scores[0, 0] = np.nan
     thresholds = np.full(len(classes), 0.5)
-    labels = report.predicted_labels(scores, thresholds, classes)
-    assert labels[0, sb] and not labels[0, brady] and labels.sum() == 1
-    abbreviation = {c: a for c, a in zip(classes, scored_classes().abbreviations)}
+    labels = report.predicted_labels(scores, thresholds)
+    assert np.flatnonzero(labels[0]).tolist() == sorted([brady, sb])
+    abbreviation = dict(zip(classes, scored_classes().abbreviations))
     out = report.write_report([record], scores, classes, thresholds, tmp_path / "a")
     row = json.loads((out.parent / "report.json").read_text())["records"][0]
-    assert row["predicted"] == abbreviation["426177001"]
+    assert set(row["predicted"].split(", ")) == {
+        abbreviation[classes[brady]],
+        abbreviation[classes[sb]],
+    }
     given = np.zeros_like(labels)
-    given[0, brady] = True
+    given[0, sb] = True
     out = report.write_report([record], scores, classes, thresholds, tmp_path / "b", labels=given)
     row = json.loads((out.parent / "report.json").read_text())["records"][0]
-    assert row["predicted"] == abbreviation["426627000"]
+    assert row["predicted"] == abbreviation[classes[sb]]
     with pytest.raises(ValueError, match="labels must be shaped like scores"):
         report.write_report([record], scores, classes, thresholds, tmp_path / "c", labels=given[0])

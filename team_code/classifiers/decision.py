@@ -73,31 +73,6 @@ SCORE_THRESHOLD_POLICIES = ("challenge", "youden")
 CALIBRATIONS = ("platt", "isotonic", "none")
 
 
-#: Scored classes that SNOMED CT places under another scored class, as ``(general, specific)``
-#: codes: bradycardia over sinus bradycardia, T-wave abnormality over T-wave inversion.
-#: :func:`coherent` names the general one only where the specific one is not named.
-SUBSUMED = (("426627000", "426177001"), ("164934002", "59931005"))
-
-
-def coherent(labels, classes: Sequence[str], subsumed=SUBSUMED) -> np.ndarray:
-    """Label sets without a general class where a class it subsumes is named (``subsumed``:
-    ``(general, specific)`` codes; pairs not both among ``classes`` are left alone).
-
-    A record's label set names each finding once, by its most specific scored code, as a
-    coder would: sinus bradycardia, not sinus bradycardia and bradycardia. The scoring table
-    gives the pair partial credit (0.5 for bradycardia and sinus bradycardia), so naming both
-    on a record labelled with one of them earns 0.75 of the record's credit, the specific one
-    alone 1 or 0.5; a bradycardia that is not sinus keeps its general code. ``labels``
-    (n, c) or (c,) bool; returns a new array of the same shape."""
-    out = np.array(labels, dtype=bool, copy=True)
-    index = {c: i for i, c in enumerate(classes)}
-    for general, specific in subsumed:
-        if general in index and specific in index:
-            g, s = index[general], index[specific]
-            out[..., g] &= ~out[..., s]
-    return out
-
-
 def _as_arrays(scores, truth=None) -> tuple[np.ndarray, np.ndarray | None]:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2:

@@ -52,7 +52,6 @@ from team_code.classifiers.decision import (
     TIES,
     DecisionPolicy,
     ThresholdPolicy,
-    coherent,
     group_masks,
     label_vocabulary,
     make_policy,
@@ -472,7 +471,7 @@ class RulesClassifier(Classifier):
         (``decision_policy``), else the operating thresholds'."""
         if self.policy_ is None:
             return super().decide(scores)
-        return coherent(self.policy_.apply(np.atleast_2d(scores)), self.classes_)
+        return self.policy_.apply(np.atleast_2d(scores))
 
     def explain(self, record: Record) -> dict:
         """A JSON-able account of one record: measurements, notes, and every rule's verdict.

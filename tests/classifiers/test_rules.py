@@ -42,10 +42,9 @@ def _fired(model, record) -> set[str]:
     ("spec", "must", "must_not"),
     [
         (dict(heart_rate_bpm=75), {"NSR"}, {"AF", "SB", "STach", "IAVB", "LAD", "RAD", "PVC|VPB"}),
-        # sinus bradycardia by its specific code alone: Brady subsumes it (decision.coherent)
-        (dict(heart_rate_bpm=48), {"SB"}, {"Brady", "NSR", "STach", "AF"}),
+        (dict(heart_rate_bpm=48), {"SB", "Brady"}, {"NSR", "STach", "AF"}),
         (dict(heart_rate_bpm=118), {"STach"}, {"NSR", "SB", "AF"}),
-        # a bradycardia that is not sinus keeps the general code
+        # a bradycardia that is not sinus: the general code, not the sinus one
         (dict(rhythm="af", heart_rate_bpm=48, rr_cv=0.2), {"AF", "Brady"}, {"SB", "NSR"}),
         (dict(pr_ms=280), {"IAVB", "LPR"}, {"AF"}),
         (dict(axis_deg=-60), {"LAD", "LAnFB"}, {"RAD"}),
