@@ -51,6 +51,8 @@ them.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -93,6 +95,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="fold and bootstrap seed")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--cache", type=Path, help="measurement cache file (JSON)")
+    parser.add_argument(
+        "--delineator-folds",
+        type=Path,
+        help="with --set rules.delineator=cnn: measure each LUDB record with the learned "
+        "delineator's fold model that never saw it (folds.json of python -m "
+        "team_code.nn.delineator folds, e.g. cache/delineator_folds)",
+    )
     parser.add_argument("--set", dest="options", action="append", default=[])
     parser.add_argument("--conventions", action="store_true", help="print the conventions table")
     parser.add_argument("--skip-af", action="store_true", help="skip the CPSC 2021 AF table")
@@ -142,24 +151,75 @@ def _measurement_key(rules_options: dict | None = None) -> str:
     return settings_digest(*measurement_key(_rules(rules_options)._feature_config()))
 
 
-def measure_all(records, cache: Path | None, rules_options: dict | None = None) -> dict:
+def delineator_fold_models(folder: Path) -> tuple[dict, str]:
+    """``(LUDB record -> its weights file, digest)`` of the learned delineator's fold models
+    in ``folder`` (``folds.json``, written by ``python -m team_code.nn.delineator folds``):
+    each LUDB record mapped to the fold model that never saw it; the digest covers the index
+    and every weights file, for the measurement cache key."""
+    index = folder / "folds.json"
+    if not index.is_file():
+        raise SystemExit(
+            f"--delineator-folds: {index} not found (python -m team_code.nn.delineator folds)"
+        )
+    folds = json.loads(index.read_text())
+    digest = hashlib.sha256(index.read_bytes())
+    held = {}
+    for weights, names in sorted(folds.items()):
+        digest.update((folder / weights).read_bytes())
+        held.update({str(name): folder / weights for name in names})
+    return held, digest.hexdigest()[:16]
+
+
+def ludb_record(name: str) -> str | None:
+    """The LUDB record of a ``ludb_challenge`` record name (``LU0008`` -> ``8``), else None."""
+    if name.startswith("LU") and name[2:].isdigit():
+        return str(int(name[2:]))
+    return None
+
+
+def measure_all(
+    records, cache: Path | None, rules_options: dict | None = None, delineator_folds=None
+) -> dict:
     """Record name -> the rules' measurement values (with ``sex``), measured once, with the
-    measurement options of ``rules_options`` (``--set rules.delineator=cnn``)."""
+    measurement options of ``rules_options`` (``--set rules.delineator=cnn``). With
+    ``delineator_folds`` (a folder of the learned delineator's fold models, and
+    ``delineator=cnn``) every LUDB record is measured by the fold model that never saw it,
+    the other records by the kit's weights (which saw no Challenge record)."""
+    from team_code.classifiers.measurements import record_measurements
+
     key = _measurement_key(rules_options)
+    rules = _rules(rules_options)
+    held = {}
+    if delineator_folds is not None:
+        if rules._feature_config().delineator != "cnn":
+            raise SystemExit("--delineator-folds needs --set rules.delineator=cnn")
+        held, digest = delineator_fold_models(Path(delineator_folds))
+        key = f"{key}-folds-{digest}"
     stored = {}
     if cache is not None and cache.exists():
         data = json.loads(cache.read_text())
         if data.get("key") == key:
             stored = data["values"]
-    rules = _rules(rules_options)
     values = {}
     for i, name in enumerate(records.names):
         if name not in stored:
-            stored[name] = rules.measure(records[i])["values"]
+            weights = held.get(ludb_record(name) or "")
+            learned = _fold_delineator(weights) if weights is not None else None
+            stored[name] = record_measurements(
+                records[i], rules._feature_config(), rules._leads(), learned=learned
+            )["values"]
         values[name] = stored[name]
     if cache is not None:
         cache.write_text(json.dumps({"key": key, "values": stored}, default=_nan_none))
     return {n: {k: (np.nan if v is None else v) for k, v in d.items()} for n, d in values.items()}
+
+
+@functools.cache
+def _fold_delineator(weights: Path):
+    """The learned delineator with the weights of one fold model."""
+    from team_code.nn.delineator import delineate_record, load
+
+    return functools.partial(delineate_record, model=load(weights))
 
 
 def _nan_none(v):
@@ -531,7 +591,7 @@ def rules_tables(args) -> dict:
     digests = signal_digests(records)
     sources = [record_source(n) for n in records.names]
     options = parse_options(args.options)
-    values = measure_all(records, args.cache, options.get("rules", {}))
+    values = measure_all(records, args.cache, options.get("rules", {}), args.delineator_folds)
     print(f"{len(records)} records from {', '.join(str(f) for f in folders)}; rules {options}")
     out = {}
     for protocol in args.protocols.split(","):

@@ -32,17 +32,20 @@ MEASUREMENT_CODE = ("team_code.dsp",)
 
 
 def record_measurements(
-    record: Record, config: FeatureConfig, leads: Sequence[str] | None = None
+    record: Record, config: FeatureConfig, leads: Sequence[str] | None = None, learned=None
 ) -> dict:
     """``{"values": {measurement: value, ..., "sex": ...}, "notes": [...]}`` of one record
     (values NaN where not measurable; ``sex`` for sex-specific limits). With ``leads``, only
     those leads are read (a reduced-lead task): limb leads that I and II determine are
-    derived, the others are missing and their measurements NaN."""
+    derived, the others are missing and their measurements NaN. ``learned`` replaces the
+    learned delineator ``config.delineator`` names (a benchmark's fold model)."""
     if leads is not None and tuple(leads) != tuple(record.leads):
         record = dataclasses.replace(
             record, signal=record.select_leads(tuple(leads)), leads=tuple(leads)
         )
-    measured = measure_record(record, config, learned_delineator(config))
+    if learned is None:
+        learned = learned_delineator(config)
+    measured = measure_record(record, config, learned)
     values = dict(measured.values)
     values["sex"] = record.sex
     return {"values": values, "notes": list(measured.notes)}
