@@ -314,12 +314,14 @@ def combine_leads(
 ) -> list[Beat]:
     """Global beats from per-lead beats.
 
-    Beats of different leads are one beat where their QRS overlap (LUDB marks each lead's own
-    R peak, and on one beat those can spread over more than 100 ms); a beat without both QRS
-    ends joins a group whose first QRS fiducial lies within ``max_sep_s`` of its own.
-    ``rule="cse"``: earliest onset and latest offset over the leads that
-    have the wave, median peak; ``rule="median"``: the median of each boundary. A wave is
-    present when any lead has it.
+    Beats are taken in the order of their QRS fiducials; a beat joins the latest group where
+    its lead is not yet in it and either its fiducial lies within ``max_sep_s`` of the
+    group's first or its QRS (both ends) overlaps the group's, earliest onset to latest
+    offset (LUDB marks each lead's own R peak, and on one beat those can spread over more
+    than 100 ms); otherwise it starts a group (so a second beat of one lead, a double
+    detection, makes a beat of its own). ``rule="cse"``: earliest onset and latest offset
+    over the leads that have the wave, median peak; ``rule="median"``: the median of each
+    boundary. A wave is present when any lead has it.
     """
     if rule not in ("cse", "median"):
         raise ValueError(f"unknown combination rule {rule!r}; known: cse, median")
@@ -337,10 +339,9 @@ def combine_leads(
         same = False
         if g and all(item[1] != o[1] for o in g):
             span = spans[-1]
-            if bounded and math.isfinite(span[0]):
-                same = on <= span[1] and off >= span[0]
-            else:
-                same = item[0] - g[0][0] <= max_sep_s * fs
+            near = item[0] - g[0][0] <= max_sep_s * fs
+            overlap = bounded and math.isfinite(span[0]) and on <= span[1] and off >= span[0]
+            same = near or overlap
         if same:
             g.append(item)
             if bounded:

@@ -139,9 +139,24 @@ def test_combine_leads_keeps_a_beat_whose_lead_peaks_spread_wide():
     beats = bench.combine_leads(leads, fs, "cse")
     assert len(beats) == 2
     assert beats[0].waves["QRS"][0] == 868.0 and beats[0].waves["QRS"][2] == 982.0
-    # beats whose QRS do not overlap stay apart, even with peaks only 60 ms apart
-    near = [[_beat(100, qrs=(-20, 0, 20))], [_beat(130, qrs=(5, 10, 20))]]
-    assert len(bench.combine_leads(near, fs, "cse")) == 2
+    # beats whose QRS do not overlap and whose peaks lie more than 100 ms apart stay apart
+    apart = [[_beat(100, qrs=(-20, 0, 20))], [_beat(160, qrs=(5, 10, 20))]]
+    assert len(bench.combine_leads(apart, fs, "cse")) == 2
+
+
+def test_combine_leads_joins_close_peaks_whatever_order_the_leads_come_in():
+    """Leads whose peaks lie within 100 ms are one beat even where a lead's QRS misses the
+    QRS of the leads sorted before it. The learned delineator gives every lead the beat's
+    one R (LUDB record 93: lead I's QRS [328, 353] ends before lead II's [357, 423] starts,
+    and V2's [325, 405] overlaps both); ecgpuwave's two leads of QTDB sel52 mark one beat's
+    QRS 16 ms apart, their peaks 96 ms apart."""
+    qrs = ((328, 353), (357, 423), (325, 405))
+    leads = [[_beat(381, qrs=(a - 381, 0, b - 381))] for a, b in qrs]
+    beats = bench.combine_leads(leads, 500.0, "cse")
+    assert len(beats) == 1
+    assert beats[0].waves["QRS"][0] == 325.0 and beats[0].waves["QRS"][2] == 423.0
+    pu = [[_beat(137738, qrs=(-14, 0, 16))], [_beat(137762, qrs=(-4, 0, 30))]]
+    assert len(bench.combine_leads(pu, 250.0, "cse")) == 1
 
 
 def test_best_lead_takes_the_closer_lead():
