@@ -69,6 +69,35 @@ def test_challenge_metric_hand_computed():
     assert cm == pytest.approx((1.75 - 1.25) / (2.0 - 1.25))
 
 
+def test_naming_bradycardia_beside_sinus_bradycardia_costs_only_on_sinus_bradycardia_alone(
+    table,
+):
+    """docs/decision.md's table of per-record credit (the union normalisation, 2020 weights):
+    sinus bradycardia (SB) alone against SB and bradycardia (Brady) as the outputs."""
+    sb, brady = table.classes.index("426177001"), table.classes.index("426627000")
+    sr = table.classes.index(N)
+    w = table.weights[sr, sb]
+    assert w == table.weights[sr, brady] == 0.45 and table.weights[sb, brady] == 0.5
+
+    def credit(labelled, named):
+        labels = np.zeros((1, len(table.classes)), dtype=bool)
+        outputs = np.zeros_like(labels)
+        labels[0, labelled], outputs[0, named] = True, True
+        a = metrics.compute_modified_confusion_matrix(labels, outputs)
+        return float(np.sum(table.weights * a))
+
+    rows = {  # the record's labels: (credit of SB, credit of SB and Brady)
+        (sb,): (1.0, 0.75),
+        (brady,): (0.25, 0.75),
+        (sb, brady): (0.75, 1.5),
+        (sb, sr): ((1 + w) / 2, 1 / 2 + 2 * w / 3),
+        (sr,): (w / 2, 2 * w / 3),
+    }
+    for labelled, expected in rows.items():
+        got = (credit(list(labelled), [sb]), credit(list(labelled), [sb, brady]))
+        assert got == pytest.approx(expected), labelled
+
+
 def test_challenge_metric_is_zero_when_correct_equals_inactive(table):
     """The official 2020 scorer returns 0.0 when the perfect and the inactive score coincide."""
     labels = np.zeros((5, len(table.classes)), dtype=bool)
