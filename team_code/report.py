@@ -1226,8 +1226,16 @@ def _lead_set_report(model, model_dir, paths, names, output_dir, report_dir, log
 
 
 def _model_report(model, paths, names, output_dir, report_dir, log) -> Path:
-    """The report of the records ``names`` served by one model, from their output files."""
+    """The report of the records ``names`` served by one model, from their output files (each
+    must list the model's classes in the model's order)."""
     outputs = [read_output(Path(output_dir) / f"{name}.csv") for name in names]
+    for name, output in zip(names, outputs):
+        if list(output.classes) != list(model.classes_):
+            raise ValueError(
+                f"output file {Path(output_dir) / f'{name}.csv'} lists other classes than the "
+                f"model's ({len(output.classes)} against {len(model.classes_)}, or another "
+                "order): it was not written by this model"
+            )
     chosen = RecordSet([paths[n] for n in names])
     scores = np.array([o.scores for o in outputs]).reshape(len(outputs), len(model.classes_))
     labels = np.array([o.labels for o in outputs]).reshape(scores.shape).astype(bool)

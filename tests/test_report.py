@@ -310,3 +310,21 @@ def test_predicted_labels_are_the_labels_the_run_wrote(challenge_dir, tmp_path):
     assert row["predicted"] == abbreviation[classes[sb]]
     with pytest.raises(ValueError, match="labels must be shaped like scores"):
         report.write_report([record], scores, classes, thresholds, tmp_path / "c", labels=given[0])
+
+
+def test_a_report_refuses_output_files_of_other_classes(tmp_path):
+    """The report reads each output file's labels and scores against the model's classes: a
+    file written for other classes (another model's, or the same classes in another order)
+    is refused with its name, not drawn under the wrong class names."""
+    from types import SimpleNamespace
+
+    from team_code.data.outputs import write_output
+
+    classes = list(scored_classes().codes)
+    model = SimpleNamespace(classes_=classes, thresholds_=np.full(len(classes), 0.5))
+    labels, scores = np.zeros(len(classes), int), np.full(len(classes), 0.1)
+    out = tmp_path / "outputs"
+    write_output(out / "A0001.csv", "A0001", classes[::-1], labels, scores)
+    paths = {"A0001": tmp_path / "A0001.hea"}
+    with pytest.raises(ValueError, match=r"A0001\.csv.*classes"):
+        report._model_report(model, paths, ["A0001"], out, tmp_path / "r", log=None)
