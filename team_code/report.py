@@ -1010,7 +1010,8 @@ def write_report(
             an unreadable record is listed in the index with its error).
         scores: (n_records, n_classes) scores in [0, 1] (the fused score for a hybrid).
         classes: the class codes of the score columns.
-        thresholds: (n_classes,) decision thresholds (label = score >= threshold).
+        thresholds: (n_classes,) decision thresholds, drawn beside the scores (the labels
+            shown are ``labels``, by default each score at or above its threshold).
         out_dir: output folder (created).
         evidence: optional ``record -> Evidence`` (a model's :meth:`Classifier.evidence` of
             one record): the rules' account (fired rules and why), member scores drawn
