@@ -723,10 +723,19 @@ class HybridClassifier(Classifier):
         for name in self.members(self.config):
             if name == "hybrid":
                 raise ValueError("the hybrid cannot contain itself")
-            reason = registry.get(name).unavailable(self._member_config(name))
+            config = self._member_config(name)
+            reason = registry.get(name).unavailable(config)
             if reason:
                 self._log(f"hybrid: {name} left out ({reason})")
                 continue
+            policy = getattr(config, "decision_policy", "thresholds")
+            if policy != "thresholds":
+                self._log(
+                    f"warning: hybrid: {name}.decision_policy={policy} is not read by the "
+                    f"hybrid, which decides on {name}'s scores with its operating thresholds; "
+                    f"the policy labels a {name} model trained on its own "
+                    f"(--classifiers {name})"
+                )
             members.append(name)
         if not members:
             raise ValueError("the hybrid has no usable members")

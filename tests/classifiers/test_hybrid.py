@@ -265,3 +265,23 @@ def test_searched_thresholds_stay_at_or_above_the_members_lowest_decision(member
         assert (model.thresholds_ >= 0.2).all()
     else:
         assert model.thresholding_ == "searched" and (model.thresholds_ < 0.2).all()
+
+
+def test_a_members_decision_policy_the_hybrid_does_not_read_is_said():
+    """The hybrid decides on the rules' scores with their operating thresholds: a
+    ``rules.decision_policy`` it would silently ignore is named in a warning."""
+    from team_code.context import RunContext
+
+    said = []
+    config = HybridConfig(
+        members=("rules", "prevalence"), member_options={"rules": {"decision_policy": "expected"}}
+    )
+    hybrid = HybridClassifier(config)
+    hybrid.ctx = RunContext(log=said.append)
+    assert hybrid._usable_members() == ["rules", "prevalence"]
+    assert any("rules.decision_policy=expected is not read by the hybrid" in m for m in said)
+    said.clear()
+    plain = HybridClassifier(HybridConfig(members=("rules",)))
+    plain.ctx = RunContext(log=said.append)
+    plain._usable_members()
+    assert not any("decision_policy" in m for m in said)
