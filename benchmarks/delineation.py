@@ -817,14 +817,15 @@ def _cnn_model(path):
     return CNN["models"][key]
 
 
-def _cnn_fold_index() -> dict[str, list[str]]:
-    """``folds.json`` of the ``cnn-5fold`` models: each weights file and the records it never
-    saw."""
-    index = Path(CNN["folds"]) / "folds.json"
+def _cnn_fold_index(folder: Path | None = None) -> dict[str, list[str]]:
+    """``folds.json`` of the fold models in ``folder`` (default: the ``cnn-5fold`` ones,
+    ``CNN["folds"]``): each weights file and the records it never saw."""
+    folder = Path(folder if folder is not None else CNN["folds"])
+    index = folder / "folds.json"
     if not index.is_file():
         raise FileNotFoundError(
-            f"cnn-5fold: {index} not found; train the fold models with "
-            f"python -m team_code.nn.delineator folds --ludb DIR --out {CNN['folds']}"
+            f"{index} not found; train the fold models with "
+            f"python -m team_code.nn.delineator folds --ludb DIR --out {folder}"
         )
     return json.loads(index.read_text())
 

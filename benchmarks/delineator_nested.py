@@ -22,7 +22,6 @@ over records (``--bootstrap N``). One torch thread.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     ludb = args.ludb or bench.default_dir("ludb")
     bench.CNN.update(folds=args.cnn_folds)
-    index = json.loads((Path(args.cnn_folds) / "folds.json").read_text())
+    index = bench._cnn_fold_index(args.cnn_folds)
     records = set(args.records or bench._records(ludb))
     folds = [[r for r in held if r in records] for held in index.values()]
     folds = [f for f in folds if f]

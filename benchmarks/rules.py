@@ -156,13 +156,13 @@ def delineator_fold_models(folder: Path) -> tuple[dict, str]:
     in ``folder`` (``folds.json``, written by ``python -m team_code.nn.delineator folds``):
     each LUDB record mapped to the fold model that never saw it; the digest covers the index
     and every weights file, for the measurement cache key."""
-    index = folder / "folds.json"
-    if not index.is_file():
-        raise SystemExit(
-            f"--delineator-folds: {index} not found (python -m team_code.nn.delineator folds)"
-        )
-    folds = json.loads(index.read_text())
-    digest = hashlib.sha256(index.read_bytes())
+    from benchmarks.delineation import _cnn_fold_index
+
+    try:
+        folds = _cnn_fold_index(folder)
+    except FileNotFoundError as error:
+        raise SystemExit(f"--delineator-folds: {error}") from None
+    digest = hashlib.sha256((folder / "folds.json").read_bytes())
     held = {}
     for weights, names in sorted(folds.items()):
         digest.update((folder / weights).read_bytes())
@@ -214,12 +214,12 @@ def measure_all(
     return {n: {k: (np.nan if v is None else v) for k, v in d.items()} for n, d in values.items()}
 
 
-@functools.cache
 def _fold_delineator(weights: Path):
-    """The learned delineator with the weights of one fold model."""
-    from team_code.nn.delineator import delineate_record, load
+    """The learned delineator with the weights of one fold model (loaded once)."""
+    from benchmarks.delineation import _cnn_model
+    from team_code.nn.delineator import delineate_record
 
-    return functools.partial(delineate_record, model=load(weights))
+    return functools.partial(delineate_record, model=_cnn_model(weights))
 
 
 def _nan_none(v):
