@@ -79,6 +79,12 @@ delineate every beat on every lead of the signal; their global boundaries per be
 from the leads by the kit's rule (``global_from_leads``), their intervals are the median
 over beats.
 
+``cnn-together-5fold`` (LUDB only; not run unless named) is one network that reads the
+twelve leads at once and labels the union of their waves, the CSE-style global waves
+(``python -m team_code.nn.delineator folds --together``; ``--cnn-together-folds DIR``), each
+record scored by the fold model that never saw it; it gives global beats only (a per-lead
+row scores them on every lead). Compared, not shipped.
+
 The cardiologists' own marks as a method
 ----------------------------------------
 ``cardiologists`` (LUDB only; not run unless named) gives each lead the cardiologist's own
@@ -123,8 +129,10 @@ Usage::
 
     python -m benchmarks.delineation [--ludb DIR] [--qtdb DIR] [--records 1 5 sel100 ...]
         [--methods project project-sv project-beatwise neurokit2-dwt neurokit2-peak ecgpuwave
-                   cnn cnn-5fold cardiologists] [--cnn-weights FILE] [--cnn-folds DIR]
-        [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead] [--json FILE]
+                   cnn cnn-5fold cnn-together-5fold cardiologists] [--cnn-weights FILE]
+        [--cnn-folds DIR] [--cnn-together-folds DIR]
+        [--combine cse median] [--ludb-reference cse|median|per-lead] [--no-best-lead]
+        [--agreement A B] [--json FILE]
 
 ``--ludb``/``--qtdb`` default to ``$ECG_KIT_DATA/{ludb,qtdb}`` or
 ``<repo>/../shared/data/{ludb,qtdb}``; ``--skip-ludb``/``--skip-qtdb`` leave one out. JSON rows:
@@ -201,16 +209,25 @@ METHODS = (
     "ecgpuwave",
     "cnn",
     "cnn-5fold",
+    "cnn-together-5fold",
     "cardiologists",
 )
 #: The methods run when ``--methods`` is not given (``cardiologists`` is a reading of the
-#: reference, not a delineator).
-DEFAULT_METHODS = tuple(m for m in METHODS if m != "cardiologists")
+#: reference, not a delineator; ``cnn-together-5fold`` a variant compared, not shipped).
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("cardiologists", "cnn-together-5fold"))
 #: Where ``cnn-5fold`` finds its fold models by default (``python -m team_code.nn.delineator
 #: folds --out``): ``folds.json`` maps each weights file to the records it never saw.
 CNN_FOLDS = REPO / "cache" / "delineator_folds"
+#: Where ``cnn-together-5fold`` finds its fold models by default (``folds --together --out``)
+CNN_TOGETHER_FOLDS = REPO / "cache" / "delineator_together_folds"
 #: The learned delineator's settings of this run (``main`` sets them from the options).
-CNN = {"weights": None, "folds": CNN_FOLDS, "models": {}, "post": None}
+CNN = {
+    "weights": None,
+    "folds": CNN_FOLDS,
+    "together_folds": CNN_TOGETHER_FOLDS,
+    "models": {},
+    "post": None,
+}
 LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 PEER_LEADS_12 = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")  # as the kit's delineation
 
@@ -577,6 +594,24 @@ class Tally:
         return float(np.std(kept, ddof=1))
 
 
+def agreement(a: Tally, b: Tally, name: str) -> dict | None:
+    """How two methods' errors of interval ``name`` go together over the records both
+    measure: their number, the correlation of the two errors, and the mean and SD of their
+    average (the error of a method that averaged the two intervals). None below 3 records."""
+    ea, eb = dict(a.interval_errors(name)), dict(b.interval_errors(name))
+    both = [k for k in ea if k in eb]
+    if len(both) < 3:
+        return None
+    x, y = np.array([ea[k] for k in both]), np.array([eb[k] for k in both])
+    mean = (x + y) / 2
+    return {
+        "n": len(both),
+        "r": float(np.corrcoef(x, y)[0, 1]),
+        "mean_ms": float(mean.mean()),
+        "sd_ms": float(np.std(mean, ddof=1)),
+    }
+
+
 def bootstrap_sd(groups, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95 % bootstrap interval of the SD of the values of ``groups`` (a sequence of arrays, one
     per record), resampling whole groups: a record's values are drawn together; NaN without
@@ -840,11 +875,13 @@ def _cnn_folds_hold(folder: Path) -> bool:
     return any(r in held for r in _records(folder))
 
 
-def _cnn_fold_weights(record: str):
-    """The fold model that did not see ``record`` (None where no fold holds it out)."""
-    for name, held in _cnn_fold_index().items():
+def _cnn_fold_weights(record: str, folder: Path | None = None):
+    """The fold model in ``folder`` (default: ``cnn-5fold``'s, ``CNN["folds"]``) that did
+    not see ``record`` (None where no fold holds it out)."""
+    folder = Path(folder if folder is not None else CNN["folds"])
+    for name, held in _cnn_fold_index(folder).items():
         if record in held:
-            return Path(CNN["folds"]) / name
+            return folder / name
     return None
 
 
@@ -866,6 +903,23 @@ def run_cnn(case: Case, out_of_fold: bool) -> Output | None:
         for row in range(case.x.shape[0])
     }
     return Output(beats=beats, intervals=beat_intervals(beats, case.fs), per_lead=per_lead)
+
+
+def run_cnn_together(case: Case) -> Output | None:
+    """``cnn-together-5fold``: the twelve-lead network's global beats (one per beat its
+    labels give), each LUDB record by the fold model that never saw it (None for a record no
+    fold holds out, or a signal without the twelve leads)."""
+    from team_code.data.records import canonical_lead
+    from team_code.nn import delineator
+
+    path = _cnn_fold_weights(case.name, CNN["together_folds"])
+    order = [canonical_lead(lead) for lead in LUDB_LEADS]
+    if path is None or not set(order) <= set(case.leads):
+        return None
+    x = case.x[[case.leads.index(lead) for lead in order]]
+    lds = delineator.delineate_together(x, case.fs, _cnn_model(path), CNN["post"])
+    beats = [_to_beat(ld.global_, ld.r_index, 1.0) for ld in lds]
+    return Output(beats=beats, intervals=beat_intervals(beats, case.fs))
 
 
 _NK_KEYS = {
@@ -1124,6 +1178,10 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
             res = run_cnn(case, name == "cnn-5fold")
             if res is not None:
                 out[name] = res
+        elif name == "cnn-together-5fold":
+            res = run_cnn_together(case)
+            if res is not None:
+                out[name] = res
         elif name == "cardiologists":
             if case.marks is None:
                 continue
@@ -1141,7 +1199,7 @@ def run_case(case: Case, methods: Sequence[str], rule: str, m=None) -> dict[str,
 
 RULE_SUFFIX = {"cse": "", "median": " lead-median"}
 #: Methods that do not need the kit's measurement of a case
-NOT_THE_KITS = ("ecgpuwave", "cnn", "cnn-5fold", "cardiologists")
+NOT_THE_KITS = ("ecgpuwave", "cnn", "cnn-5fold", "cnn-together-5fold", "cardiologists")
 
 
 def evaluate(
@@ -1337,6 +1395,20 @@ def print_tables(
     )
 
 
+def print_agreement(tallies: dict[str, Tally], a: str, b: str, database: str) -> None:
+    """Per interval, how the errors of methods ``a`` and ``b`` go together (:func:`agreement`)."""
+    missing = [m for m in (a, b) if m not in tallies]
+    if missing:
+        print(f"\n{database}: no rows of {', '.join(missing)} to compare")
+        return
+    print(f"\n== {database}: {a} and {b}, interval errors record by record")
+    print(f"{'interval':<14}{'n':>5}{'r':>7}{'average: mean':>15}{'sd':>7}")
+    for name, _, _ in INTERVALS:
+        g = agreement(tallies[a], tallies[b], name)
+        if g is not None:
+            print(f"{name:<14}{g['n']:>5}{g['r']:>7.2f}{g['mean_ms']:>15.1f}{g['sd_ms']:>7.1f}")
+
+
 def _count(text: str) -> int:
     """A count of records (0 or more) given on the command line."""
     try:
@@ -1394,6 +1466,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="folder of the 'cnn-5fold' models and their folds.json",
     )
     p.add_argument(
+        "--cnn-together-folds",
+        type=Path,
+        default=CNN_TOGETHER_FOLDS,
+        help="folder of the 'cnn-together-5fold' models and their folds.json",
+    )
+    p.add_argument(
         "--cnn-lead-shrink",
         type=float,
         default=None,
@@ -1414,6 +1492,14 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="under each interval row, a 95 %% interval of its SD over N record resamples",
     )
+    p.add_argument(
+        "--agreement",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="after the tables: per interval, the correlation of the records' errors of rows A "
+        "and B and the error of their average",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
     p.add_argument("--quiet", action="store_true", help="no per-record progress")
     return p
@@ -1428,7 +1514,12 @@ def main(args) -> int:
         from team_code.nn.delineator import PostConfig
 
         post = PostConfig(lead_shrink=args.cnn_lead_shrink)
-    CNN.update(weights=args.cnn_weights, folds=args.cnn_folds, post=post)
+    CNN.update(
+        weights=args.cnn_weights,
+        folds=args.cnn_folds,
+        together_folds=args.cnn_together_folds,
+        post=post,
+    )
     if not args.skip_ludb:
         ref = args.ludb_reference
 
@@ -1446,6 +1537,8 @@ def main(args) -> int:
         methods = [m for m in args.methods if m != "ecgpuwave" or database == "QTDB"]
         if database == "QTDB" and not _cnn_folds_hold(folder):
             methods = [m for m in methods if m != "cnn-5fold"]
+        if database == "QTDB":  # two leads: the twelve-lead network has nothing to read
+            methods = [m for m in methods if m != "cnn-together-5fold"]
         progress = None if args.quiet else (lambda n: print(f"  {n}", file=sys.stderr))
         tallies, facts = evaluate(
             cases(folder, args.records),
@@ -1456,6 +1549,8 @@ def main(args) -> int:
         )
         db_rows = [row for m, t in tallies.items() for row in tally_rows(t, m, database)]
         print_tables(db_rows, tallies, database, facts, args.worst, args.sd_ci)
+        if args.agreement:
+            print_agreement(tallies, *args.agreement, database)
         rows.extend(db_rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -18,29 +18,39 @@ it, loads torch; the modules marked "no torch" do not import it themselves:
 - :mod:`~team_code.nn.delineator.net`: :class:`SegmentNet`, :class:`NetConfig`, its weights
   file (:func:`save`, :func:`load`, :func:`weights_path`);
 - :mod:`~team_code.nn.delineator.inference`: :func:`predict_logits`,
-  :func:`predict_labels`, :func:`delineate_record`;
+  :func:`predict_labels`, :func:`delineate_record` (and :func:`delineate_together`, for a
+  network that reads the twelve leads at once: compared, not shipped);
 - :mod:`~team_code.nn.delineator.post`: :class:`PostConfig`, :func:`segments_to_beats`
   (labels to per-lead beats); no torch;
 - :mod:`~team_code.nn.delineator.data`: training data from LUDB's and QTDB's marks
-  (:func:`ludb_labels`, :func:`qtdb_labels`, :func:`load_ludb`, :func:`load_qtdb`) and
-  record folds (:func:`fold_split`); no torch;
+  (:func:`ludb_labels`, :func:`qtdb_labels`, :func:`load_ludb`, :func:`load_qtdb`; the
+  twelve leads' union, :func:`global_labels`, :func:`load_ludb_together`) and record folds
+  (:func:`fold_split`); no torch;
 - :mod:`~team_code.nn.delineator.training`: :class:`TrainConfig`, :func:`train`;
 - :mod:`~team_code.nn.delineator.cli`: ``python -m team_code.nn.delineator train|folds``.
 """
 
 from team_code.nn.delineator.cli import get_parser, main  # noqa: F401
 from team_code.nn.delineator.data import (  # noqa: F401
+    GLOBAL_MIN_LEADS,
     LUDB_LEADS,
     QTDB_SAME_BEAT_S,
     QTDB_WINDOW,
     fold_split,
+    global_labels,
     load_ludb,
+    load_ludb_together,
     load_qtdb,
     ludb_labels,
     qtdb_labels,
     read_qtdb,
 )
-from team_code.nn.delineator.inference import delineate_record, predict_labels, predict_logits
+from team_code.nn.delineator.inference import (
+    delineate_record,
+    delineate_together,
+    predict_labels,
+    predict_logits,
+)
 from team_code.nn.delineator.inputs import (  # noqa: F401
     CLASSES,
     FS,
@@ -84,6 +94,7 @@ __all__ = [
     "subsample_edges",
     "segments_to_beats",
     "delineate_record",
+    "delineate_together",
     "load",
     "save",
     "ludb_labels",

@@ -1,7 +1,9 @@
 """The learned delineator's command line, ``python -m team_code.nn.delineator train|folds``:
 ``train`` builds one model from LUDB's marks (and QTDB's, with ``--qtdb``); ``folds`` one
 model per record fold (the out-of-fold models of ``benchmarks/delineation.py``'s
-``cnn-5fold``), with ``folds.json`` naming each fold's held-out records.
+``cnn-5fold``), with ``folds.json`` naming each fold's held-out records. ``--together``
+trains a network that reads the twelve leads at once and labels the union of their waves
+(the benchmark's ``cnn-together-5fold``; compared, not shipped).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from team_code.nn.delineator.data import _folder_records, fold_split, load_ludb, load_qtdb
+from team_code.nn.delineator.data import (
+    LUDB_LEADS,
+    _folder_records,
+    fold_split,
+    load_ludb,
+    load_ludb_together,
+    load_qtdb,
+)
 from team_code.nn.delineator.net import NetConfig, save
 from team_code.nn.delineator.training import TrainConfig, train
 
@@ -48,6 +57,19 @@ def get_parser() -> argparse.ArgumentParser:
             help="QTDB folder: its records' .q1c marks join the training (folds: split as LUDB's)",
         )
         s.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+        s.add_argument("--batch", type=int, default=TrainConfig.batch)
+        s.add_argument(
+            "--together",
+            action="store_true",
+            help="one network reads the twelve leads at once and labels the union of their "
+            "waves (the CSE-style global waves; not with --qtdb)",
+        )
+        s.add_argument(
+            "--lead-dropout",
+            type=float,
+            default=TrainConfig.lead_dropout,
+            help="with --together: the chance that a training crop loses a lead",
+        )
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--widths", type=int, nargs="+", default=list(NetConfig.widths))
         s.add_argument("--kernel", type=int, default=NetConfig.kernel)
@@ -92,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     records = _folder_records(folder, args.records)
     qtdb = Path(args.qtdb) if args.qtdb else None
+    if args.together and (qtdb is not None or args.input_channels != 1):
+        print("error: --together reads LUDB's twelve leads, one channel each", file=sys.stderr)
+        return 2
+    if args.lead_dropout and not args.together:
+        print("error: --lead-dropout needs --together", file=sys.stderr)
+        return 2
     if qtdb is not None and not qtdb.is_dir():
         print(f"error: QTDB folder {qtdb} not found", file=sys.stderr)
         return 2
@@ -104,15 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         dilation=args.dilation,
         lowpass_hz=args.lowpass_hz,
         input_channels=args.input_channels,
+        leads=len(LUDB_LEADS) if args.together else 1,
     )
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, edge_weight=args.edge_weight)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch=args.batch,
+        seed=args.seed,
+        edge_weight=args.edge_weight,
+        lead_dropout=args.lead_dropout,
+    )
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     def fit(train_records: Sequence[str], out: Path, train_qtdb: Sequence[str] = ()) -> None:
         t0 = time.perf_counter()
-        inputs, labels = load_ludb(folder, train_records, net.lowpass_hz, net.input_channels)
+        if net.leads > 1:
+            inputs, labels = load_ludb_together(folder, train_records, net.lowpass_hz)
+        else:
+            inputs, labels = load_ludb(folder, train_records, net.lowpass_hz, net.input_channels)
         if train_qtdb:
             more = load_qtdb(qtdb, train_qtdb, net.lowpass_hz, net.input_channels, labels.shape[1])
             inputs, labels = np.concatenate([inputs, more[0]]), np.concatenate([labels, more[1]])
@@ -123,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "epochs": cfg.epochs,
             "seed": cfg.seed,
             "edge_weight": cfg.edge_weight,
+            "batch": cfg.batch,
+            "lead_dropout": cfg.lead_dropout,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         save(model, out, facts)

@@ -106,6 +106,38 @@ def load_ludb(
     return np.stack([v[..., :m] for v in xs]), np.stack([v[:m] for v in ys])
 
 
+#: Leads read together: a sample of the global labels is marked where at least this many of
+#: the twelve leads are (:func:`global_labels`)
+GLOBAL_MIN_LEADS = 6
+
+
+def global_labels(lead_labels: np.ndarray, min_leads: int = GLOBAL_MIN_LEADS) -> np.ndarray:
+    """The global waves of one record from its leads' labels (n_leads, n), as the
+    earliest-onset, latest-offset (CSE-style) reference takes them: per sample the union over
+    the leads of each wave, QRS over P over T where two leads' waves overlap, ``none``
+    elsewhere; :data:`IGNORE` where fewer than ``min_leads`` leads are annotated."""
+    lab = np.atleast_2d(lead_labels)
+    marked = (lab != IGNORE).sum(axis=0) >= min_leads
+    out = np.full(lab.shape[1], IGNORE, np.int64)
+    out[marked] = NONE
+    for cls in (T, P, QRS):
+        out[marked & (lab == cls).any(axis=0)] = cls
+    return out
+
+
+def load_ludb_together(
+    folder: str | Path, records: Sequence[str], lowpass_hz: float = 40.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, labels)`` of ``records`` for a network that reads the twelve leads
+    together: (n_records, 12, n) normalised leads in :data:`LUDB_LEADS` order (each as
+    :func:`load_ludb` prepares it) and their :func:`global_labels` (n_records, n)."""
+    x, y = load_ludb(folder, records, lowpass_hz)
+    k = len(LUDB_LEADS)
+    x = x.reshape(len(records), k, x.shape[-1])
+    y = y.reshape(len(records), k, y.shape[-1])
+    return x, np.stack([global_labels(r) for r in y])
+
+
 #: ``.q1c`` symbols of a wave that is not a QRS complex (any other wave symbol is a beat's QRS)
 _QTDB_NOT_QRS = {"p": P, "t": T, "u": NONE}
 QTDB_WINDOW = 2500  #: samples per QTDB training row at :data:`FS` (10 s, as a LUDB lead)

@@ -112,8 +112,19 @@ def predict_labels(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
 def predict_logits(model: SegmentNet, normalised: np.ndarray) -> np.ndarray:
     """Class logits per sample, (n_leads, len(CLASSES), n) float32, of the leads of
     ``normalised``: (n_leads, n) for a one-channel network, (n_leads, channels, n) (as
-    :func:`prepare` gives it) for any."""
-    z = _with_channels(normalised, model.config.input_channels)
+    :func:`prepare` gives it) for any; for a network that reads ``config.leads`` leads
+    together, (1, len(CLASSES), n) from those leads, (config.leads, n)."""
+    cfg = model.config
+    if cfg.leads > 1:
+        z = np.asarray(normalised)
+        if z.shape[:-1] != (cfg.leads,):
+            raise ValueError(
+                f"the network reads {cfg.leads} leads together: expected ({cfg.leads}, n); "
+                f"got {z.shape}"
+            )
+        z = z[None]
+    else:
+        z = _with_channels(normalised, cfg.input_channels)
     n = z.shape[-1]
     m = model.config.multiple
     pad = (-n) % m
@@ -148,6 +159,28 @@ def delineate_record(
         usable[:] = True
     return segments_to_beats(
         logits.argmax(axis=1), y, FS, config, float(fs) / FS, usable, logits=logits
+    )
+
+
+def delineate_together(
+    x, fs: float, model: SegmentNet, config: PostConfig | None = None
+) -> list[dl.LeadDelineation]:
+    """The beats of a network that reads the record's leads together (``model.config.leads``
+    rows of ``x``, in the order it was trained on: :data:`~team_code.nn.delineator.data.
+    LUDB_LEADS`) and labels the union of their waves: :func:`prepare`, the network, then
+    :func:`segments_to_beats` on its one row of labels (peaks on the lead of largest range).
+    Each beat's ``global_`` holds the network's global boundaries, in samples of ``x``."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if model.config.leads < 2 or x.shape[0] != model.config.leads or x.shape[-1] < 8:
+        raise ValueError(
+            f"delineate_together needs a network of several leads and ({model.config.leads}, "
+            f"n_samples) with n >= 8; got leads={model.config.leads}, x {x.shape}"
+        )
+    z, y = prepare(x, fs, model.config.lowpass_hz)
+    logits = predict_logits(model, z)
+    row = int(np.argmax(np.ptp(y, axis=-1)))
+    return segments_to_beats(
+        logits.argmax(axis=1), y[row : row + 1], FS, config, float(fs) / FS, logits=logits
     )
 
 

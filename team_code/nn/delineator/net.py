@@ -42,6 +42,8 @@ class NetConfig:
     lowpass_hz: float = 40.0  # the input's low-pass cut-off (0: none; see prepare)
     input_channels: int = 1  # 1: the lead low-passed at lowpass_hz; 2: that and the lead
     # without the low-pass (see prepare)
+    leads: int = 1  # leads read at once: 1, one lead at a time (the kit's network); 12, the
+    # twelve standard leads together, labelling the union of their waves (compared, not shipped)
 
     def __post_init__(self):
         bad = min(self.widths, default=0) < 1 or self.kernel < 1 or self.kernel % 2 == 0
@@ -50,6 +52,11 @@ class NetConfig:
                 f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
             )
         check_channels(self.input_channels, self.lowpass_hz, "NetConfig")
+        if self.leads < 1 or (self.leads > 1 and self.input_channels != 1):
+            raise ValueError(
+                f"NetConfig: leads {self.leads} with input_channels {self.input_channels} "
+                "(one lead, or several leads of one channel each)"
+            )
 
     @property
     def multiple(self) -> int:
@@ -74,8 +81,8 @@ def _block(c_in: int, c_out: int, kernel: int, n: int, dilation: int = 1) -> nn.
 
 
 class SegmentNet(nn.Module):
-    """1-D U-Net: (batch, ``config.input_channels``, n) normalised lead -> (batch, 4, n)
-    class logits.
+    """1-D U-Net: (batch, ``config.input_channels``, n) normalised lead (or (batch,
+    ``config.leads``, n) normalised leads read together) -> (batch, 4, n) class logits.
 
     ``n`` must be a multiple of ``config.multiple`` (:func:`predict_labels` pads)."""
 
@@ -84,7 +91,7 @@ class SegmentNet(nn.Module):
         self.config = cfg = config or NetConfig()
         w = cfg.widths
         self.down = nn.ModuleList()
-        c = cfg.input_channels
+        c = cfg.input_channels * cfg.leads
         for i, width in enumerate(w):
             dil = cfg.dilation if i == len(w) - 1 else 1
             self.down.append(_block(c, width, cfg.kernel, cfg.first_convs if i == 0 else 2, dil))

@@ -41,29 +41,39 @@ class TrainConfig:
     seed: int = 0
     edge_weight: float = 0.0  # extra loss weight of samples near a marked wave boundary
     edge_samples: int = 2  # "near": at most this many samples from the boundary
+    lead_dropout: float = 0.0  # leads read together (NetConfig.leads > 1): the chance that a
+    # training crop loses a lead (zeroed)
 
 
 def _augment(
-    xb: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, lowpass_hz: float = 0.0
+    xb: np.ndarray,
+    rng: np.random.Generator,
+    cfg: TrainConfig,
+    lowpass_hz: float = 0.0,
+    independent: bool = False,
 ) -> np.ndarray:
     """``xb`` (b, channels, n) with a random gain, baseline wander and white noise per row,
     the same on every channel, except that the noise of channel 0 of a two-channel input is
-    low-passed at ``lowpass_hz`` as that channel is (:func:`prepare`)."""
+    low-passed at ``lowpass_hz`` as that channel is (:func:`prepare`). ``independent``
+    (channels that are leads read together): each channel draws its own gain, wander and
+    noise, and is zeroed with probability ``cfg.lead_dropout`` (a lost lead)."""
     b, c, n = xb.shape
+    k = c if independent else 1
     t = np.arange(n) / FS
-    gain = rng.uniform(*cfg.gain, size=(b, 1))
-    wander = np.zeros((b, n))
+    gain = rng.uniform(*cfg.gain, size=(b, k, 1))
+    wander = np.zeros((b, k, n))
     for _ in range(2):
-        amp = rng.uniform(0, cfg.wander / 2, size=(b, 1))
-        hz = rng.uniform(*cfg.wander_hz, size=(b, 1))
-        phase = rng.uniform(0, 2 * np.pi, size=(b, 1))
-        wander += amp * np.sin(2 * np.pi * hz * t[None, :] + phase)
-    noise = rng.normal(size=(b, n)) * rng.uniform(0, cfg.noise, size=(b, 1))
-    if c == 1:
-        noise = noise[:, None, :]
-    else:
-        noise = np.stack([filters.remove_emg(noise, FS, lowpass_hz), noise], axis=1)
-    return (gain[:, :, None] * xb + wander[:, None, :] + noise).astype(np.float32)
+        amp = rng.uniform(0, cfg.wander / 2, size=(b, k, 1))
+        hz = rng.uniform(*cfg.wander_hz, size=(b, k, 1))
+        phase = rng.uniform(0, 2 * np.pi, size=(b, k, 1))
+        wander += amp * np.sin(2 * np.pi * hz * t + phase)
+    noise = rng.normal(size=(b, k, n)) * rng.uniform(0, cfg.noise, size=(b, k, 1))
+    if c == 2 and not independent:
+        noise = np.stack([filters.remove_emg(noise[:, 0], FS, lowpass_hz), noise[:, 0]], axis=1)
+    out = gain * xb + wander + noise
+    if independent and cfg.lead_dropout > 0:
+        out *= rng.uniform(size=(b, c, 1)) >= cfg.lead_dropout
+    return out.astype(np.float32)
 
 
 def edge_weights(labels: np.ndarray, extra: float, within: int) -> np.ndarray:
@@ -109,12 +119,15 @@ def train(
     log=None,
 ) -> SegmentNet:
     """Train a :class:`SegmentNet` on normalised leads, (n, length) for one input channel or
-    (n, channels, length) (as :func:`load_ludb` gives them for ``net``), and their (n,
+    (n, channels, length) (as :func:`load_ludb` gives them for ``net``; (n, leads, length)
+    for leads read together, as :func:`load_ludb_together` gives them), and their (n,
     length) labels (:data:`IGNORE` outside the annotated spans). Deterministic given
     ``config.seed`` on one thread."""
     cfg = config or TrainConfig()
     net = net or NetConfig()
-    inputs = _with_channels(inputs, net.input_channels)
+    inputs = _with_channels(inputs, net.input_channels * net.leads)
+    if cfg.lead_dropout and net.leads == 1:
+        raise ValueError("TrainConfig.lead_dropout needs leads read together (NetConfig.leads > 1)")
     if inputs.shape[::2] != labels.shape or labels.ndim != 2:
         raise ValueError(
             f"inputs {inputs.shape} and labels {labels.shape} must hold the same leads and samples"
@@ -141,7 +154,7 @@ def train(
             idx = order[s * cfg.batch : (s + 1) * cfg.batch]
             cols = starts[idx, None] + np.arange(crop)[None, :]
             xb = np.ascontiguousarray(inputs[idx[:, None], :, cols].transpose(0, 2, 1))
-            xb = _augment(xb, rng, cfg, net.lowpass_hz)
+            xb = _augment(xb, rng, cfg, net.lowpass_hz, independent=net.leads > 1)
             yb = labels[idx[:, None], cols]
             if (yb == IGNORE).all():
                 continue
