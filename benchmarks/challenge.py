@@ -178,8 +178,16 @@ def print_tables(protocol, results, n_tested, truth, classes):
 
 
 def load_pool(folders) -> RecordSet:
-    """The records of several folders as one lazy set, sorted by folder then name."""
-    return RecordSet([path for folder in folders for path in find_records(folder)])
+    """The records of several folders as one lazy set, sorted by folder then name; folders
+    that hold no record at all are an error that names them (a benchmark of no records
+    would print empty tables)."""
+    folders = [Path(f) for f in folders]
+    paths = [path for folder in folders for path in find_records(folder)]
+    if not paths:
+        raise FileNotFoundError(
+            f"no records (.hea headers) in {', '.join(str(f) for f in folders) or 'no folder'}"
+        )
+    return RecordSet(paths)
 
 
 def default_folders() -> list[Path]:

@@ -29,27 +29,24 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.challenge import default_folders, load_pool, ordered_sources
 from team_code.classifiers import registry
 from team_code.classifiers.thresholds import challenge_score
 from team_code.context import RunContext, Task
 from team_code.data.leads import LEAD_SETS, parse_lead_sets
-from team_code.data.records import RecordSet, find_records, record_source
+from team_code.data.records import record_source
 from team_code.harness import configure, parse_options
-
-REPO = Path(__file__).resolve().parents[1]
-
-SOURCE_ORDER = ("A", "E", "HR", "Q", "S", "LU")
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shared = REPO.parent / "shared" / "data"
     parser.add_argument(
         "--data",
         type=Path,
         action="append",
         default=None,
-        help="record folders (default: shared challenge/ and ludb_challenge/)",
+        help="record folders (default: the shared challenge/ and ludb_challenge/, in "
+        "$ECG_KIT_DATA or ../shared/data)",
     )
     parser.add_argument("--task", default="2021", help="scoring table: 2020, 2021 or a file")
     parser.add_argument("--leads", default="12,6,4,3,2", help="lead sets, by size")
@@ -66,7 +63,6 @@ def get_parser() -> argparse.ArgumentParser:
         help="write each lead set's held-out decisions here (.npz: sources, names, and per "
         "lead set <lead set>/truth, <lead set>/classes and <lead set>/<method> matrices)",
     )
-    parser.set_defaults(shared=shared)
     return parser
 
 
@@ -85,12 +81,9 @@ def bootstrap_interval(truth, binary, classes, scored, n_boot: int, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    folders = args.data or [args.shared / "challenge", args.shared / "ludb_challenge"]
-    records = RecordSet([p for folder in folders for p in find_records(folder)])
+    records = load_pool(args.data or default_folders())
     sources = np.array([record_source(n) for n in records.names])
-    order = [s for s in SOURCE_ORDER if s in set(sources)] + sorted(
-        set(sources) - set(SOURCE_ORDER)
-    )
+    order = ordered_sources(sources)
     names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
     configs = configure(["prevalence", *names], parse_options(args.options), args.preset)
     cache = str(args.cache) if args.cache else tempfile.mkdtemp(prefix="lead-sets-")

@@ -21,7 +21,9 @@ Tables printed:
 3. The AF/AFL detector of Bortolan et al. (zero crossings of the first derivative of lead II
    between QRS complexes) on the CPSC 2021 paroxysmal-AF records: AUROC over 10-s windows
    labelled AF (more than half of the window inside an ``(AFIB`` episode) or non-AF (no AF at
-   all), beside the RR irregularity and their product.
+   all), beside the RR irregularity and their product; then the AF rule on the whole
+   records (leads I and II, knowledge-base thresholds), its evidence read over the whole
+   record and in the record's most irregular 10-s window (what the rule reads).
 
 Usage::
 
@@ -696,6 +698,19 @@ def conventions_table(records, values, truth, classes, sources, data: Path) -> d
     return {"nsr_with_conduction": table, "ludb_axes": axes}
 
 
+def _af_mask(ann, n: int) -> np.ndarray:
+    """Bool per sample: inside a rhythm episode marked ``(AF...`` in a WFDB annotation."""
+    af = np.zeros(n, bool)
+    state, since = False, 0
+    for s, note in zip(ann.sample, ann.aux_note):
+        note = note.strip("\x00 ")
+        if note.startswith("("):
+            af[since:s] = state
+            state, since = note.startswith("(AF"), s
+    af[since:] = state
+    return af
+
+
 def af_table(data: Path) -> None:
     """Table 2: AF detector on CPSC 2021 10-s windows."""
     import wfdb
@@ -712,14 +727,7 @@ def af_table(data: Path) -> None:
         lead = rec.sig_name.index("II") if "II" in rec.sig_name else 0
         x = np.nan_to_num(rec.p_signal.T.astype(float))
         xf = filters.clean(x, fs)
-        af = np.zeros(n, bool)
-        state, since = False, 0
-        for s, note in zip(ann.sample, ann.aux_note):
-            note = note.strip("\x00 ")
-            if note.startswith("("):
-                af[since:s] = state
-                state, since = note.startswith("(AF"), s
-        af[since:] = state
+        af = _af_mask(ann, n)
         r_all = qrs.detect(xf, fs)
         win = int(10 * fs)
         for a in range(0, n - win + 1, win):
@@ -750,6 +758,45 @@ def af_table(data: Path) -> None:
         )
 
 
+def af_record_table(data: Path) -> dict:
+    """Table 3: the AF rule on whole CPSC 2021 records (leads I and II, the knowledge-base
+    thresholds, AF named at a score of 0.5), its evidence read over the whole record and in
+    the record's most irregular 10-s window (``features.AF_WINDOW_KEYS``, what the rule
+    reads). A record is AF where any AF episode is marked; paroxysmal where AF covers part
+    of it."""
+    import wfdb
+
+    from team_code.classifiers.rulebook import evaluate_rules
+    from team_code.dsp.features import AF_WINDOW_KEYS, measure
+
+    af_code = "164889003"
+    folder = data / "cpsc2021"
+    rows = []
+    for hea in sorted(folder.glob("*.hea")):
+        rec = wfdb.rdrecord(str(hea.with_suffix("")))
+        frac = float(_af_mask(wfdb.rdann(str(hea.with_suffix("")), "atr"), rec.sig_len).mean())
+        leads = [lead.upper() for lead in rec.sig_name]
+        v = measure(np.nan_to_num(rec.p_signal.T), float(rec.fs), leads).values
+        whole = dict(v, **{k: v[w] for k, w in AF_WINDOW_KEYS.items() if w in v})
+        scores = [evaluate_rules(d, codes=[af_code])[af_code]["score"] for d in (whole, v)]
+        kind = "non-AF" if frac == 0 else ("persistent" if frac > 0.99 else "paroxysmal")
+        rows.append((hea.stem, kind, frac, rec.sig_len / rec.fs, *scores))
+    print(f"\n## The AF rule on whole records of {folder} (I and II, knowledge-base thresholds)\n")
+    print("| record | AF marked | AF share | seconds | score, whole record | score, AF window |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, kind, frac, sec, a, b in rows:
+        print(f"| {name} | {kind} | {frac:.2f} | {sec:.0f} | {a:.2f} | {b:.2f} |")
+    counts = {}
+    for kind in ("paroxysmal", "persistent", "non-AF"):
+        sel = [r for r in rows if r[1] == kind]
+        counts[kind] = (len(sel), sum(r[4] >= 0.5 for r in sel), sum(r[5] >= 0.5 for r in sel))
+    print("\n| records | n | named AF, whole record | named AF, AF window |")
+    print("|---|---:|---:|---:|")
+    for kind, (n, a, b) in counts.items():
+        print(f"| {kind} | {n} | {a} | {b} |")
+    return counts
+
+
 def main(args: argparse.Namespace) -> int:
     """Print the tables."""
     if args.combine:
@@ -763,6 +810,7 @@ def main(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=2, default=_nan_none))
     if not args.skip_af:
         af_table(args.data)
+        af_record_table(args.data)
     return 0
 
 

@@ -86,17 +86,31 @@ _AF = {
 }
 
 
-def _p_waves(c: Context) -> float:
-    """Distinct, repeatable P waves: magnitude and beat-to-beat consistency."""
-    return c.above("p_mv", "p_min_mv") * c.above("p_consistency", "p_consistency")
+def _p_waves(c: Context, consistency: str = "p_consistency") -> float:
+    """Distinct, repeatable P waves: magnitude and beat-to-beat consistency (``consistency``:
+    the record's, or its AF window's, ``afw_p_consistency``)."""
+    return c.above("p_mv", "p_min_mv") * c.above(consistency, "p_consistency")
+
+
+def _af_of(c: Context, prefix: str) -> float:
+    """Irregularly irregular RR and (no distinct P waves or fibrillatory waves), from the
+    measurements named with ``prefix``: the whole record's (``""``) or its most irregular
+    window's (``"afw_"``, ``features.AF_WINDOW_KEYS``)."""
+    irregular = c.above(f"{prefix}rr_irregularity", "af_irregularity")
+    no_p = c.absent(lambda c: _p_waves(c, f"{prefix}p_consistency"))
+    f_waves = c.above(f"{prefix}zc_per_s", "af_zc_per_s")
+    return irregular * max(no_p, f_waves)
 
 
 def _af(c: Context) -> float:
-    """Irregularly irregular RR and (no distinct P waves or fibrillatory waves)."""
-    irregular = c.above("rr_irregularity", "af_irregularity")
-    no_p = c.absent(_p_waves)
-    f_waves = c.above("zc_per_s", "af_zc_per_s")
-    return irregular * max(no_p, f_waves)
+    """AF over the whole record (what the sinus rhythm and premature atrial complex rules
+    exclude)."""
+    return _af_of(c, "")
+
+
+def _af_window(c: Context) -> float:
+    """AF in the record's most irregular window (the AF rule: a paroxysm counts)."""
+    return _af_of(c, "afw_")
 
 
 def _sinus(c: Context) -> float:
@@ -291,10 +305,11 @@ def _build_rules() -> list[Rule]:
             "Atrial fibrillation: irregularly irregular RR intervals without distinct P waves, "
             "fibrillatory waves in the TQ segments (AHA/ACC/HRS 2014; Minnesota code 8-3-1); "
             "f waves counted as zero crossings of the first derivative of lead II between QRS "
-            "complexes (Bortolan, Christov and Simova 2020).",
+            "complexes (Bortolan, Christov and Simova 2020); read in the record's most "
+            "irregular 10-s window, so that a paroxysm counts.",
             dict(_AF, **_P),
             "af_irregularity",
-            _af,
+            _af_window,
         ),
         Rule(
             "AFL",

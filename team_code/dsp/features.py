@@ -20,7 +20,9 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
    RR statistics and premature beats (:mod:`team_code.dsp.rhythm`). Rhythm and ectopy are
    read over the whole analysed record: RR statistics, the beats' morphology (dominant or
    not, :func:`team_code.dsp.beats.average_beat` over every beat), the premature atrial and
-   ventricular beat counts, the AF evidence and pacing spikes;
+   ventricular beat counts, the AF evidence and pacing spikes; a record of at least two
+   10-s windows also gets the AF evidence of its most irregular window (``afw_*``, which
+   the AF rule reads: a paroxysm that the record's median would dilute);
 5. the robust average beat of the first ``morphology_s`` seconds (the morphology window:
    one average beat whose cost does not grow with the record; beats of a longer record add
    little to a median beat and would let a late change of morphology blur it), its
@@ -191,6 +193,11 @@ class FeatureConfig:
     af_irregularity: float = 0.15  # RR irregularity above this ...
     af_p_consistency: float = 0.85  # ... with P segments less alike than this: AF, no P wave
     flutter_organisation: float = 0.8  # atrial activity organised above this: flutter, no P
+    # AF on windows: a record holding at least two whole windows of this length gets the AF
+    # evidence of its most irregular window (afw_*; a paroxysm in a long record), a window
+    # counting from this many beats
+    af_window_s: float = 10.0
+    af_window_beats: int = 6
     # intervals and lead T amplitudes from the wavelet chain or the learned delineator
     # ("cnn"; see DELINEATORS and the module docstring)
     delineator: str = "wavelet"
@@ -482,6 +489,52 @@ def _axis(values: dict, measure: str) -> float:
     return math.degrees(math.atan2(b, a))
 
 
+#: The AF evidence read on windows (:func:`_af_window`), each with its whole-record twin
+AF_WINDOW_KEYS = {
+    "afw_rr_irregularity": "rr_irregularity",
+    "afw_zc_per_s": "zc_per_s",
+    "afw_p_consistency": "p_consistency",
+}
+
+
+def _af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config) -> dict:
+    """The AF evidence of the record's most irregular window (``afw_*``, see
+    :data:`AF_WINDOW_KEYS`): where the record holds at least two whole windows of
+    ``config.af_window_s``, each window with at least ``config.af_window_beats`` detected
+    beats gets its RR irregularity (:func:`rhythm.rr_statistics` of its beats), the derivative
+    zero crossings of lead ``lead_af`` between its beats and the P-segment consistency of its
+    dominant beats against the record's average beat (``ab_idx``, on the rows ``idx``); the
+    window with the largest irregularity gives all three (the first of equals). A shorter
+    record, or one without such a window, keeps the whole-record values: an episode of AF
+    that a long record's median dilutes is read where it is."""
+    out = {k: values.get(v, math.nan) for k, v in AF_WINDOW_KEYS.items()}
+    n_win = int(round(config.af_window_s * fs))
+    count = xf.shape[1] // n_win if n_win > 0 else 0
+    if count < 2:
+        return out
+    best = None
+    for w in range(count):
+        a, b = w * n_win, (w + 1) * n_win
+        rw = r[(r >= a) & (r < b)]
+        if rw.size < config.af_window_beats:
+            continue
+        irr = rhythm.rr_statistics(rw, fs)["rr_irregularity"]
+        if math.isfinite(irr) and (best is None or irr > best[0]):
+            best = (irr, a, b)
+    if best is None:
+        return out
+    irr, a, b = best
+    inside = (whole.r_peaks >= a) & (whole.r_peaks < b)
+    peaks = whole.r_peaks[inside] - a
+    sub = dataclasses.replace(ab_idx, r_peaks=peaks, dominant=whole.dominant[inside])
+    out.update(
+        afw_rr_irregularity=irr,
+        afw_zc_per_s=rhythm.derivative_zero_crossings(xf[lead_af, a:b], fs, peaks),
+        afw_p_consistency=_p_consistency(xf[idx, a:b], peaks, sub, d0),
+    )
+    return out
+
+
 def _p_consistency(x: np.ndarray, r: np.ndarray, ab: beats.AverageBeat, d) -> float:
     """Median correlation of each dominant beat's P segment with the average beat's."""
     if not (math.isfinite(d.p_on) and math.isfinite(d.p_off)):
@@ -670,6 +723,12 @@ def measure(
     values["p_consistency"] = _p_consistency(
         xf[idx], whole.r_peaks, dataclasses.replace(whole, beat_mv=ab.beat_mv[idx]), d0
     )
+    values.update(
+        _af_window(
+            xf, fs, r, whole, dataclasses.replace(whole, beat_mv=ab.beat_mv[idx]), idx, d0,
+            lead_af, values, config,
+        )
+    )  # fmt: skip
     values.update(rhythm.pacing_spikes(x_pl[good], fs, whole.r_peaks))
     p_present = p_waves_present(values, config)
     values["p_present"] = float(p_present)

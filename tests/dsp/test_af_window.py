@@ -1,0 +1,84 @@
+"""AF read on 10-s windows: a paroxysm that a long record's median dilutes is found in the
+record's most irregular window (``afw_*``), which only the AF rule reads; a record shorter
+than two windows keeps its whole-record values. Synthetic records, and with the shared data
+the CPSC 2021 paroxysmal-AF records."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from team_code.classifiers.rulebook import default_thresholds, evaluate_rules
+from team_code.data import synth
+from team_code.dsp.features import AF_WINDOW_KEYS, measure
+
+FS = 500
+SINUS = "426783006"
+
+
+def _af_score(values: dict, code: str = synth.AF) -> float:
+    return evaluate_rules(values, default_thresholds(), [code])[code]["score"]
+
+
+@pytest.fixture(scope="module")
+def paroxysm():
+    """60 s of regular sinus rhythm at 60 bpm, 20 s of AF at 110/min, 40 s of sinus."""
+    parts = [
+        synth.synthesize(synth.RecordSpec(heart_rate_bpm=60.0), FS, 60, seed=1)[0],
+        synth.synthesize(
+            synth.RecordSpec(rhythm="af", heart_rate_bpm=110.0, rr_cv=0.25), FS, 20, seed=3
+        )[0],
+        synth.synthesize(synth.RecordSpec(heart_rate_bpm=60.0), FS, 40, seed=4)[0],
+    ]
+    return np.concatenate(parts, axis=1)
+
+
+def test_a_paroxysm_in_a_long_record_is_read_in_its_window(paroxysm):
+    v = measure(paroxysm, FS, synth.LEADS).values
+    assert v["rr_irregularity"] < 0.08  # the whole record's median: diluted below the limit
+    assert v["afw_rr_irregularity"] > 0.15
+    assert v["afw_p_consistency"] < v["p_consistency"]
+    assert _af_score(v) > 0.5
+    # the whole record still reads as sinus rhythm to the sinus rule (its AF: whole record)
+    assert _af_score(v, SINUS) > 0.5
+    # without the window the AF rule misses it
+    whole = dict(v, **{k: v[w] for k, w in AF_WINDOW_KEYS.items()})
+    assert _af_score(whole) < 0.2
+
+
+@pytest.mark.parametrize("seconds", [10, 19])
+def test_a_record_under_two_windows_keeps_its_whole_record_values(seconds):
+    x, _ = synth.synthesize(
+        synth.RecordSpec(rhythm="af", heart_rate_bpm=100.0, rr_cv=0.2), FS, seconds, seed=5
+    )
+    v = measure(x, FS, synth.LEADS).values
+    for key, whole in AF_WINDOW_KEYS.items():
+        assert v[key] == v[whole] or (math.isnan(v[key]) and math.isnan(v[whole])), key
+
+
+def test_regular_sinus_rhythm_stays_regular_in_every_window():
+    x, _ = synth.synthesize(synth.RecordSpec(heart_rate_bpm=70.0), FS, 60, seed=6)
+    v = measure(x, FS, synth.LEADS).values
+    assert v["afw_rr_irregularity"] < 0.05
+    assert _af_score(v) < 0.1
+
+
+def test_cpsc2021_paroxysms_are_found_and_ectopy_is_not_af(shared_data):
+    """Two-lead CPSC 2021 records (I, II): paroxysmal AF records 101_6 (AF 41 % of 112 s)
+    and 92_19 (16 % of 362 s), found only in their window; non-AF record 35_6, whose
+    irregular rhythm (no AF marked) the whole-record reading took for AF."""
+    wfdb = pytest.importorskip("wfdb")
+    folder = shared_data / "cpsc2021"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    scores = {}
+    for name in ("data_101_6", "data_92_19", "data_35_6"):
+        rec = wfdb.rdrecord(str(folder / name))
+        v = measure(rec.p_signal.T, rec.fs, ["I", "II"]).values
+        whole = dict(v, **{k: v[w] for k, w in AF_WINDOW_KEYS.items()})
+        scores[name] = (_af_score(whole), _af_score(v))
+    assert scores["data_101_6"][0] < 0.5 < scores["data_101_6"][1]
+    assert scores["data_92_19"][0] < 0.5 < scores["data_92_19"][1]
+    assert scores["data_35_6"][0] > 0.5 > scores["data_35_6"][1]
