@@ -816,6 +816,15 @@ def predicted_labels(scores, thresholds) -> np.ndarray:
     return np.where(np.isfinite(s), s, -np.inf) >= np.asarray(thresholds, dtype=np.float64)
 
 
+def by_score(scores_row, named=None) -> list[int]:
+    """Class indices from the highest score to the lowest (a NaN score last, ties in class
+    order); only those ``named`` (a bool per class) where it is given: the order in which the
+    page and the index list a record's classes."""
+    s = np.asarray(scores_row, dtype=np.float64)
+    order = np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")
+    return [int(j) for j in order if named is None or named[j]]
+
+
 # --------------------------------------------------------------------------------------------
 # One page
 
@@ -856,7 +865,7 @@ def render_record(
     th = np.asarray(thresholds, dtype=np.float64)
     truth_idx = {classes.index(c) for c in _truth(record, classes)}
     named = predicted_labels(s, th) if labels_row is None else np.asarray(labels_row, dtype=bool)
-    pred_idx = [int(j) for j in np.argsort(-np.nan_to_num(s, nan=-1)) if named[j]]
+    pred_idx = by_score(s, named)
     status: dict[str, str] = {}
 
     fig = Figure(figsize=config.page_in, dpi=config.dpi)
@@ -1126,8 +1135,7 @@ def _write_pages(
             thumb_path=out / "thumbs" / f"{stem}.png",
             labels_row=labels[i],
         )
-        key = np.where(np.isfinite(row_scores), row_scores, -np.inf)
-        top = np.argsort(-key, kind="stable")[: min(3, len(classes))]
+        top = by_score(row_scores)[:3]
         truth = _truth(record, classes)
         rows.append(
             {
@@ -1135,9 +1143,7 @@ def _write_pages(
                 "file": f"{stem}.png",
                 "thumb": f"thumbs/{stem}.png",
                 "true": ", ".join(abbreviations[classes.index(c)] for c in classes if c in truth),
-                "predicted": ", ".join(
-                    abbreviations[j] for j in np.argsort(-key, kind="stable") if labels[i, j]
-                ),
+                "predicted": ", ".join(abbreviations[j] for j in by_score(row_scores, labels[i])),
                 "top": ", ".join(f"{abbreviations[j]} {row_scores[j]:.2f}" for j in top),
                 "panels": panels,
                 "seconds": round(time.perf_counter() - start, 3),

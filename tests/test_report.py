@@ -328,3 +328,11 @@ def test_a_report_refuses_output_files_of_other_classes(tmp_path):
     paths = {"A0001": tmp_path / "A0001.hea"}
     with pytest.raises(ValueError, match=r"A0001\.csv.*classes"):
         report._model_report(model, paths, ["A0001"], out, tmp_path / "r", log=None)
+
+
+def test_classes_are_listed_by_score_nan_last_ties_in_class_order():
+    from team_code.report import by_score
+
+    scores = [0.2, float("nan"), 0.9, 0.2, 0.5]
+    assert by_score(scores) == [2, 4, 0, 3, 1]
+    assert by_score(scores, [True, True, False, True, False]) == [0, 3, 1]

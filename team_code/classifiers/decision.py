@@ -140,9 +140,16 @@ def label_vocabulary(truth: np.ndarray, sources: Sequence[str] | None = None) ->
     if sources is None:
         return np.ones_like(truth)
     uses = np.zeros_like(truth)
-    for rows in group_masks(sources, len(truth)):
-        uses[rows] = truth[rows].any(axis=0)
+    for rows, used in zip(*_source_uses(truth, sources)):
+        uses[rows] = used
     return uses
+
+
+def _source_uses(truth: np.ndarray, sources) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each source's records (:func:`group_masks`) and the labels it uses, (n_sources, c)
+    bool: the classes it gives at least once."""
+    masks = group_masks(sources, len(truth))
+    return masks, np.array([np.asarray(truth, bool)[m].any(axis=0) for m in masks])
 
 
 def _most_chosen(choices: np.ndarray, preferred: np.ndarray) -> np.ndarray:
@@ -510,8 +517,7 @@ class ExpectedMetricPolicy(DecisionPolicy):
         if self.vocabulary and voters is not None:
             _check_per_record(len(scores), sources=sources, groups=groups)
             rows = label_vocabulary(truth, voters)
-            masks = group_masks(voters, len(truth))
-            self.share_ = np.mean([truth[m].any(axis=0) for m in masks], axis=0)
+            self.share_ = _source_uses(truth, voters)[1].mean(axis=0)
         self.calibrator_ = Calibrator(self.calibration).fit(scores, truth, rows)
         return self
 
