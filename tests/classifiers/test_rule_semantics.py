@@ -106,11 +106,13 @@ def test_every_threshold_is_published_inside_its_bounds_with_a_source():
 def test_a_term_against_the_diagnosis_is_marked_as_such():
     # irregular RR with a distinct, consistent P wave just above the 0.05 mV limit: the P wave
     # counts against AF (the rule reads "no distinct P waves"), not for it
-    values = {"rr_irregularity": 0.2, "p_mv": 0.0516, "p_consistency": 0.95, "zc_per_s": 3.0}
+    # (the AF rule reads the AF window's evidence, afw_*: the whole record's on a 10-s record)
+    values = {"afw_rr_irregularity": 0.2, "p_mv": 0.0516, "afw_p_consistency": 0.95}
+    values["afw_zc_per_s"] = 3.0
     af = evaluate_rules(values, codes=[CODE["AF"]])[CODE["AF"]]
     roles = {t["measure"]: t["role"] for t in af["terms"]}
-    assert roles["rr_irregularity"] == "for"
-    assert roles["p_mv"] == "against" and roles["p_consistency"] == "against"
+    assert roles["afw_rr_irregularity"] == "for"
+    assert roles["p_mv"] == "against" and roles["afw_p_consistency"] == "against"
     assert af["score"] < 0.5
     p = next(t for t in af["terms"] if t["measure"] == "p_mv")
     assert p["published"] == 0.05 and p["bounds"] == [0.02, 0.12] and p["source"]
