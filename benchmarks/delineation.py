@@ -852,15 +852,18 @@ def _cnn_model(path):
     return CNN["models"][key]
 
 
-def _cnn_fold_index(folder: Path | None = None) -> dict[str, list[str]]:
+def _cnn_fold_index(folder: Path | None = None, options: str = "") -> dict[str, list[str]]:
     """``folds.json`` of the fold models in ``folder`` (default: the ``cnn-5fold`` ones,
-    ``CNN["folds"]``): each weights file and the records it never saw."""
+    ``CNN["folds"]``): each weights file and the records it never saw. ``options``: the
+    training options of these models (``--together``), named in the error where the index
+    is missing."""
     folder = Path(folder if folder is not None else CNN["folds"])
     index = folder / "folds.json"
     if not index.is_file():
         raise FileNotFoundError(
             f"{index} not found; train the fold models with "
             f"python -m team_code.nn.delineator folds --ludb DIR --out {folder}"
+            + (f" {options}" if options else "")
         )
     return json.loads(index.read_text())
 
@@ -875,11 +878,12 @@ def _cnn_folds_hold(folder: Path) -> bool:
     return any(r in held for r in _records(folder))
 
 
-def _cnn_fold_weights(record: str, folder: Path | None = None):
+def _cnn_fold_weights(record: str, folder: Path | None = None, options: str = ""):
     """The fold model in ``folder`` (default: ``cnn-5fold``'s, ``CNN["folds"]``) that did
-    not see ``record`` (None where no fold holds it out)."""
+    not see ``record`` (None where no fold holds it out); ``options`` as for
+    :func:`_cnn_fold_index`."""
     folder = Path(folder if folder is not None else CNN["folds"])
-    for name, held in _cnn_fold_index(folder).items():
+    for name, held in _cnn_fold_index(folder, options).items():
         if record in held:
             return folder / name
     return None
@@ -912,7 +916,7 @@ def run_cnn_together(case: Case) -> Output | None:
     from team_code.data.records import canonical_lead
     from team_code.nn import delineator
 
-    path = _cnn_fold_weights(case.name, CNN["together_folds"])
+    path = _cnn_fold_weights(case.name, CNN["together_folds"], "--together")
     order = [canonical_lead(lead) for lead in LUDB_LEADS]
     if path is None or not set(order) <= set(case.leads):
         return None

@@ -150,3 +150,26 @@ def test_agreement_of_two_methods_interval_errors():
     assert g["mean_ms"] == pytest.approx(3.75)  # (4.5, 4, 3.5, 3)
     assert g["sd_ms"] == pytest.approx(np.std([4.5, 4, 3.5, 3], ddof=1))
     assert bench.agreement(a, bench.Tally(), "QT interval") is None
+
+
+def test_missing_together_models_are_named_with_the_training_that_builds_them(
+    tmp_path, monkeypatch
+):
+    """The error names ``folds --together``: without it the command it gives trains one-lead
+    models, which ``delineate_together`` then refuses."""
+    from benchmarks import delineation as bench
+
+    monkeypatch.setitem(bench.CNN, "together_folds", tmp_path)
+    case = bench.Case(
+        name="1",
+        x=np.zeros((12, 5000)),
+        fs=500.0,
+        leads=["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
+        ref=[],
+        neighbours=np.array([]),
+        absent_negative={},
+        span=None,
+        peer_rows=list(range(12)),
+    )
+    with pytest.raises(FileNotFoundError, match=rf"folds --ludb DIR --out {tmp_path} --together"):
+        bench.run_cnn_together(case)
