@@ -178,9 +178,9 @@ def print_tables(protocol, results, n_tested, truth, classes):
 
 
 def load_pool(folders) -> RecordSet:
-    """The records of several folders as one lazy set, sorted by folder then name; folders
-    that hold no record at all are an error that names them (a benchmark of no records
-    would print empty tables)."""
+    """The records of several folders as one lazy set, sorted by folder then name. Where
+    the folders hold no record at all, an error names them (a benchmark of no records would
+    print empty tables); an empty folder beside others with records is passed over."""
     folders = [Path(f) for f in folders]
     paths = [path for folder in folders for path in find_records(folder)]
     if not paths:

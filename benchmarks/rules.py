@@ -712,7 +712,7 @@ def _af_mask(ann, n: int) -> np.ndarray:
 
 
 def af_table(data: Path) -> None:
-    """Table 2: AF detector on CPSC 2021 10-s windows."""
+    """Table 3: AF detector on CPSC 2021 10-s windows."""
     import wfdb
 
     from team_code.dsp import filters, qrs, rhythm
@@ -759,15 +759,15 @@ def af_table(data: Path) -> None:
 
 
 def af_record_table(data: Path) -> dict:
-    """Table 3: the AF rule on whole CPSC 2021 records (leads I and II, the knowledge-base
-    thresholds, AF named at a score of 0.5), its evidence read over the whole record and in
-    the record's most irregular 10-s window (``features.AF_WINDOW_KEYS``, what the rule
-    reads). A record is AF where any AF episode is marked; paroxysmal where AF covers part
-    of it."""
+    """Table 3, second part: the AF rule on whole CPSC 2021 records (leads I and II, the
+    knowledge-base thresholds, AF named at a score of 0.5), its evidence read over the whole
+    record and in the record's most irregular 10-s window (``features.AF_WINDOW_KEYS``, what
+    the rule reads). A record is AF where any AF episode is marked; paroxysmal where AF
+    covers part of it."""
     import wfdb
 
     from team_code.classifiers.rulebook import evaluate_rules
-    from team_code.dsp.features import AF_WINDOW_KEYS, measure
+    from team_code.dsp.features import measure, whole_record_af
 
     af_code = "164889003"
     folder = data / "cpsc2021"
@@ -777,8 +777,9 @@ def af_record_table(data: Path) -> dict:
         frac = float(_af_mask(wfdb.rdann(str(hea.with_suffix("")), "atr"), rec.sig_len).mean())
         leads = [lead.upper() for lead in rec.sig_name]
         v = measure(np.nan_to_num(rec.p_signal.T), float(rec.fs), leads).values
-        whole = dict(v, **{k: v[w] for k, w in AF_WINDOW_KEYS.items() if w in v})
-        scores = [evaluate_rules(d, codes=[af_code])[af_code]["score"] for d in (whole, v)]
+        scores = [
+            evaluate_rules(d, codes=[af_code])[af_code]["score"] for d in (whole_record_af(v), v)
+        ]
         kind = "non-AF" if frac == 0 else ("persistent" if frac > 0.99 else "paroxysmal")
         rows.append((hea.stem, kind, frac, rec.sig_len / rec.fs, *scores))
     print(f"\n## The AF rule on whole records of {folder} (I and II, knowledge-base thresholds)\n")

@@ -497,6 +497,12 @@ AF_WINDOW_KEYS = {
 }
 
 
+def whole_record_af(values: dict) -> dict:
+    """``values`` with the AF window's evidence (``afw_*``) replaced by the whole record's:
+    what the AF rule read before it read windows (benchmarks and tests compare the two)."""
+    return dict(values, **{k: values[w] for k, w in AF_WINDOW_KEYS.items() if w in values})
+
+
 def _af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config) -> dict:
     """The AF evidence of the record's most irregular window (``afw_*``, see
     :data:`AF_WINDOW_KEYS`): where the record holds at least two whole windows of
@@ -720,15 +726,9 @@ def measure(
             xf[lead_aa], fs, whole.r_peaks, ab.beat_mv[lead_aa], ab.r_index, dominant
         )
     )
-    values["p_consistency"] = _p_consistency(
-        xf[idx], whole.r_peaks, dataclasses.replace(whole, beat_mv=ab.beat_mv[idx]), d0
-    )
-    values.update(
-        _af_window(
-            xf, fs, r, whole, dataclasses.replace(whole, beat_mv=ab.beat_mv[idx]), idx, d0,
-            lead_af, values, config,
-        )
-    )  # fmt: skip
+    ab_idx = dataclasses.replace(whole, beat_mv=ab.beat_mv[idx])  # every beat, the rows idx
+    values["p_consistency"] = _p_consistency(xf[idx], whole.r_peaks, ab_idx, d0)
+    values.update(_af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config))
     values.update(rhythm.pacing_spikes(x_pl[good], fs, whole.r_peaks))
     p_present = p_waves_present(values, config)
     values["p_present"] = float(p_present)
