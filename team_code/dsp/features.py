@@ -198,6 +198,9 @@ class FeatureConfig:
     # counting from this many beats
     af_window_s: float = 10.0
     af_window_beats: int = 6
+    # ... and where at least this share of its beats has the dominant QRS morphology (AF
+    # conducts through the normal pathway; a stretch of noise gives detections unlike it)
+    af_window_dominant: float = 0.8
     # intervals and lead T amplitudes from the wavelet chain or the learned delineator
     # ("cnn"; see DELINEATORS and the module docstring)
     delineator: str = "wavelet"
@@ -507,7 +510,9 @@ def _af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config) -> di
     """The AF evidence of the record's most irregular window (``afw_*``, see
     :data:`AF_WINDOW_KEYS`): where the record holds at least two whole windows of
     ``config.af_window_s``, each window with at least ``config.af_window_beats`` detected
-    beats gets its RR irregularity (:func:`rhythm.rr_statistics` of its beats), the derivative
+    beats, at least ``config.af_window_dominant`` of them of the dominant QRS morphology
+    (``whole.dominant``: a noisy stretch's false detections are not), gets its RR
+    irregularity (:func:`rhythm.rr_statistics` of its beats), the derivative
     zero crossings of lead ``lead_af`` between its beats and the P-segment consistency of its
     dominant beats against the record's average beat (``ab_idx``, on the rows ``idx``); the
     window with the largest irregularity gives all three (the first of equals). A shorter
@@ -523,6 +528,9 @@ def _af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config) -> di
         a, b = w * n_win, (w + 1) * n_win
         rw = r[(r >= a) & (r < b)]
         if rw.size < config.af_window_beats:
+            continue
+        mine = (whole.r_peaks >= a) & (whole.r_peaks < b)
+        if not mine.any() or whole.dominant[mine].mean() < config.af_window_dominant:
             continue
         irr = rhythm.rr_statistics(rw, fs)["rr_irregularity"]
         if math.isfinite(irr) and (best is None or irr > best[0]):

@@ -12,7 +12,7 @@ import pytest
 
 from team_code.classifiers.rulebook import default_thresholds, evaluate_rules
 from team_code.data import synth
-from team_code.dsp.features import AF_WINDOW_KEYS, measure, whole_record_af
+from team_code.dsp.features import AF_WINDOW_KEYS, FeatureConfig, measure, whole_record_af
 
 FS = 500
 SINUS = "426783006"
@@ -80,3 +80,25 @@ def test_cpsc2021_paroxysms_are_found_and_ectopy_is_not_af(shared_data):
     assert scores["data_101_6"][0] < 0.5 < scores["data_101_6"][1]
     assert scores["data_92_19"][0] < 0.5 < scores["data_92_19"][1]
     assert scores["data_35_6"][0] > 0.5 > scores["data_35_6"][1]
+
+
+@pytest.mark.parametrize("kind", ["white noise", "bursts", "motion"])
+def test_a_noisy_stretch_is_not_read_as_af(kind):
+    """10 s of noise in a 120-s sinus record: its false detections are unlike the dominant
+    QRS, so the window is not read (read, it named AF at 0.93-1.00)."""
+    x, _ = synth.synthesize(synth.RecordSpec(heart_rate_bpm=70.0), FS, 120, seed=7)
+    rng = np.random.default_rng(0)
+    a, b = 50 * FS, 60 * FS
+    if kind == "white noise":
+        x[:, a:b] += rng.normal(size=(12, b - a))  # 1 mV SD
+    elif kind == "bursts":
+        for k in range(a, b, 700):
+            x[:, k : k + 150] += 2.0 * rng.normal(size=(12, 1)) * np.hanning(150)
+    else:  # 1.3-Hz motion of up to 1.5 mV
+        t = np.arange(b - a) / FS
+        x[:, a:b] += 1.5 * np.sin(2 * np.pi * 1.3 * t)[None] * rng.normal(size=(12, 1))
+    v = measure(x, FS, synth.LEADS).values
+    assert v["afw_rr_irregularity"] < 0.08
+    assert _af_score(v) < 0.1
+    unguarded = measure(x, FS, synth.LEADS, FeatureConfig(af_window_dominant=0.0)).values
+    assert unguarded["afw_rr_irregularity"] > v["afw_rr_irregularity"]  # the noise's window
