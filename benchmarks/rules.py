@@ -711,23 +711,31 @@ def _af_mask(ann, n: int) -> np.ndarray:
     return af
 
 
-def af_table(data: Path) -> None:
-    """Table 3: AF detector on CPSC 2021 10-s windows."""
+def cpsc2021_records(data: Path) -> list[tuple[str, object, np.ndarray]]:
+    """``(name, WFDB record, AF mask per sample)`` of every CPSC 2021 record in
+    ``data/cpsc2021``, read once for both of its tables."""
     import wfdb
 
-    from team_code.dsp import filters, qrs, rhythm
-
-    folder = data / "cpsc2021"
-    rows = []
-    for hea in sorted(folder.glob("*.hea")):
+    out = []
+    for hea in sorted((data / "cpsc2021").glob("*.hea")):
         rec = wfdb.rdrecord(str(hea.with_suffix("")))
         ann = wfdb.rdann(str(hea.with_suffix("")), "atr")
+        out.append((hea.stem, rec, _af_mask(ann, rec.p_signal.shape[0])))
+    return out
+
+
+def af_table(records: list, folder: Path) -> None:
+    """Table 3: AF detector on CPSC 2021 10-s windows (``records``: :func:`cpsc2021_records`
+    of ``folder``)."""
+    from team_code.dsp import filters, qrs, rhythm
+
+    rows = []
+    for stem, rec, af in records:
         fs = float(rec.fs)
         n = rec.p_signal.shape[0]
         lead = rec.sig_name.index("II") if "II" in rec.sig_name else 0
         x = np.nan_to_num(rec.p_signal.T.astype(float))
         xf = filters.clean(x, fs)
-        af = _af_mask(ann, n)
         r_all = qrs.detect(xf, fs)
         win = int(10 * fs)
         for a in range(0, n - win + 1, win):
@@ -739,7 +747,7 @@ def af_table(data: Path) -> None:
                 continue
             zc = rhythm.derivative_zero_crossings(xf[lead, a : a + win], fs, r)
             irr = rhythm.rr_statistics(r, fs)["rr_irregularity"]
-            rows.append((hea.stem, frac > 0.5, zc, irr))
+            rows.append((stem, frac > 0.5, zc, irr))
     y = np.array([r[1] for r in rows])
     zc = np.array([r[2] for r in rows], float)
     irr = np.array([r[3] for r in rows], float)
@@ -758,30 +766,26 @@ def af_table(data: Path) -> None:
         )
 
 
-def af_record_table(data: Path) -> dict:
+def af_record_table(records: list, folder: Path) -> dict:
     """Table 3, second part: the AF rule on whole CPSC 2021 records (leads I and II, the
     knowledge-base thresholds, AF named at a score of 0.5), its evidence read over the whole
     record and in the record's most irregular 10-s window (``features.AF_WINDOW_KEYS``, what
     the rule reads). A record is AF where any AF episode is marked; paroxysmal where AF
-    covers part of it."""
-    import wfdb
-
+    covers part of it. ``records``: :func:`cpsc2021_records` of ``folder``."""
     from team_code.classifiers.rulebook import evaluate_rules
     from team_code.dsp.features import measure, whole_record_af
 
     af_code = "164889003"
-    folder = data / "cpsc2021"
     rows = []
-    for hea in sorted(folder.glob("*.hea")):
-        rec = wfdb.rdrecord(str(hea.with_suffix("")))
-        frac = float(_af_mask(wfdb.rdann(str(hea.with_suffix("")), "atr"), rec.sig_len).mean())
+    for name, rec, af in records:
+        frac = float(af.mean())
         leads = [lead.upper() for lead in rec.sig_name]
         v = measure(np.nan_to_num(rec.p_signal.T), float(rec.fs), leads).values
         scores = [
             evaluate_rules(d, codes=[af_code])[af_code]["score"] for d in (whole_record_af(v), v)
         ]
         kind = "non-AF" if frac == 0 else ("persistent" if frac > 0.99 else "paroxysmal")
-        rows.append((hea.stem, kind, frac, rec.sig_len / rec.fs, *scores))
+        rows.append((name, kind, frac, rec.sig_len / rec.fs, *scores))
     print(f"\n## The AF rule on whole records of {folder} (I and II, knowledge-base thresholds)\n")
     print("| record | AF marked | AF share | seconds | score, whole record | score, AF window |")
     print("|---|---|---:|---:|---:|---:|")
@@ -810,8 +814,9 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=_nan_none))
     if not args.skip_af:
-        af_table(args.data)
-        af_record_table(args.data)
+        records = cpsc2021_records(args.data)
+        af_table(records, args.data / "cpsc2021")
+        af_record_table(records, args.data / "cpsc2021")
     return 0
 
 

@@ -728,10 +728,8 @@ def _draw_scores(
     s = np.asarray(scores_row, dtype=np.float64)
     th = np.asarray(thresholds, dtype=np.float64)
     named = np.asarray(labels_row, dtype=bool)
-    key = np.where(np.isfinite(s), s, -np.inf)
-    order = list(np.argsort(-key, kind="stable")[:top_k])
-    predicted = [j for j in np.flatnonzero(named) if j not in order]
-    order = sorted(order + predicted, key=lambda j: -key[j])
+    ranked = by_score(s)  # the top_k classes, and every named one, in the page's order
+    order = [j for rank, j in enumerate(ranked) if rank < top_k or named[j]]
     ys = np.arange(len(order))[::-1]
     vals = np.nan_to_num(s[order], nan=0.0)
     pred = named[order]

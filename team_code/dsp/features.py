@@ -529,16 +529,15 @@ def _af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config) -> di
         rw = r[(r >= a) & (r < b)]
         if rw.size < config.af_window_beats:
             continue
-        mine = (whole.r_peaks >= a) & (whole.r_peaks < b)
-        if not mine.any() or whole.dominant[mine].mean() < config.af_window_dominant:
+        inside = (whole.r_peaks >= a) & (whole.r_peaks < b)
+        if not inside.any() or whole.dominant[inside].mean() < config.af_window_dominant:
             continue
         irr = rhythm.rr_statistics(rw, fs)["rr_irregularity"]
         if math.isfinite(irr) and (best is None or irr > best[0]):
-            best = (irr, a, b)
+            best = (irr, a, b, inside)
     if best is None:
         return out
-    irr, a, b = best
-    inside = (whole.r_peaks >= a) & (whole.r_peaks < b)
+    irr, a, b, inside = best
     peaks = whole.r_peaks[inside] - a
     sub = dataclasses.replace(ab_idx, r_peaks=peaks, dominant=whole.dominant[inside])
     out.update(
