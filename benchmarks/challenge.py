@@ -178,16 +178,17 @@ def print_tables(protocol, results, n_tested, truth, classes):
 
 
 def load_pool(folders) -> RecordSet:
-    """The records of several folders as one lazy set, sorted by folder then name. Where
-    the folders hold no record at all, an error names them (a benchmark of no records would
-    print empty tables); an empty folder beside others with records is passed over."""
+    """The records of several folders as one lazy set, sorted by folder then name. A folder
+    that holds no record (missing, empty, or a typo among several) is an error that names
+    it: a benchmark over sources would otherwise print its tables without that source."""
     folders = [Path(f) for f in folders]
-    paths = [path for folder in folders for path in find_records(folder)]
-    if not paths:
-        raise FileNotFoundError(
-            f"no records (.hea headers) in {', '.join(str(f) for f in folders) or 'no folder'}"
-        )
-    return RecordSet(paths)
+    if not folders:
+        raise FileNotFoundError("no record folder given")
+    found = {folder: find_records(folder) for folder in folders}
+    empty = [str(folder) for folder, paths in found.items() if not paths]
+    if empty:
+        raise FileNotFoundError(f"no records (.hea headers) in {', '.join(empty)}")
+    return RecordSet([path for paths in found.values() for path in paths])
 
 
 def default_folders() -> list[Path]:
