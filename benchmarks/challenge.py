@@ -211,15 +211,19 @@ def _f(y: np.ndarray, p: np.ndarray) -> float:
     return 2 * tp / denom if denom else float("nan")
 
 
-def source_report(names, truth, binary: dict, classes, n_boot: int = 1000, seed: int = 0) -> dict:
+def source_report(
+    names, truth, binary: dict, classes, n_boot: int = 1000, seed: int = 0, scored=None
+) -> dict:
     """Per source and pooled: challenge metric of each method (``prevalence`` is the floor)
     with bootstrap intervals; per class and source: predicted, labelled, both, F-measure.
 
     Args:
         names: record names (their prefixes give the sources).
         truth: (n, c) labels; binary: method -> (n, c) outputs, for the same records.
+        scored: the scoring table's classes (``Task.scored``; default the 2020 table).
     """
-    weights = scored_classes().weights
+    scored = scored_classes() if scored is None else scored
+    weights = scored.weights
     sources = np.array([record_source(n) for n in names])
     order = ordered_sources(sources.tolist())
     rows = []
@@ -235,7 +239,7 @@ def source_report(names, truth, binary: dict, classes, n_boot: int = 1000, seed:
             )
             row["methods"][method] = {"challenge": cm, "challenge_ci": ci}
         rows.append(row)
-    abbreviations = [scored_classes().abbreviation(c) for c in classes]
+    abbreviations = [scored.abbreviation(c) for c in classes]
     counts = truth.sum(axis=0)
     shown = [a for a in NAMED_CLASSES if a in abbreviations] + [
         a for j, a in enumerate(abbreviations) if counts[j] >= 8 and a not in NAMED_CLASSES

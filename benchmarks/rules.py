@@ -30,7 +30,14 @@ Usage::
     python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
         [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
         [--skip-af] [--outputs FILE.npz] [--inner-criterion pooled|sources|one-se]
+        [--task 2020|2021] [--leads 12|6|4|3|2|I,II,...]
     python -m benchmarks.rules --combine RUN.npz RUN.npz ...
+
+``--task`` and ``--leads`` give the scoring table and the leads the rules read (default: the
+2020 table, twelve leads): every protocol, the nested ones included, then fits and scores the
+rules of that task, each record measured through those leads alone, as
+``train_model.py --task 2021 --leads 2`` trains them (``benchmarks.lead_sets`` gives the same
+leave-one-source-out rows for several lead sets at once).
 
 ``--outputs`` keeps the nested protocol's decisions per record and each split's inner scores.
 ``--inner-criterion`` says how the nested protocol's inner loop scores a variant
@@ -103,6 +110,15 @@ def get_parser() -> argparse.ArgumentParser:
         help="with --set rules.delineator=cnn: measure each LUDB record with the learned "
         "delineator's fold model that never saw it (folds.json of python -m "
         "team_code.nn.delineator folds, e.g. cache/delineator_folds)",
+    )
+    parser.add_argument(
+        "--task", default="2020", help="scoring table: 2020 (default), 2021 or a weights.csv"
+    )
+    parser.add_argument(
+        "--leads",
+        default="12",
+        help="the leads the rules read (a 2021 lead set by size, 12, 6, 4, 3 or 2, or names "
+        "such as I,II): each record is measured through those leads only",
     )
     parser.add_argument("--set", dest="options", action="append", default=[])
     parser.add_argument("--conventions", action="store_true", help="print the conventions table")
@@ -180,10 +196,15 @@ def ludb_record(name: str) -> str | None:
 
 
 def measure_all(
-    records, cache: Path | None, rules_options: dict | None = None, delineator_folds=None
+    records,
+    cache: Path | None,
+    rules_options: dict | None = None,
+    delineator_folds=None,
+    leads: tuple[str, ...] | None = None,
 ) -> dict:
     """Record name -> the rules' measurement values (with ``sex``), measured once, with the
-    measurement options of ``rules_options`` (``--set rules.delineator=cnn``). With
+    measurement options of ``rules_options`` (``--set rules.delineator=cnn``), through
+    ``leads`` only (None or twelve: every lead; the cache key names a reduced set). With
     ``delineator_folds`` (a folder of the learned delineator's fold models, and
     ``delineator=cnn``) every LUDB record is measured by the fold model that never saw it,
     the other records by the kit's weights (which saw no Challenge record)."""
@@ -191,6 +212,9 @@ def measure_all(
 
     key = _measurement_key(rules_options)
     rules = _rules(rules_options)
+    leads = None if leads is None or len(leads) == 12 else tuple(leads)
+    if leads is not None:
+        key = f"{key}-leads-{'.'.join(leads)}"
     held = {}
     if delineator_folds is not None:
         if rules._feature_config().delineator != "cnn":
@@ -208,7 +232,7 @@ def measure_all(
             weights = held.get(ludb_record(name) or "")
             learned = _fold_delineator(weights) if weights is not None else None
             stored[name] = record_measurements(
-                records[i], rules._feature_config(), rules._leads(), learned=learned
+                records[i], rules._feature_config(), leads, learned=learned
             )["values"]
         values[name] = stored[name]
     if cache is not None:
@@ -232,6 +256,22 @@ def _nan_none(v):
     raise TypeError(type(v))
 
 
+def default_task():
+    """The task of the tables unless ``--task``/``--leads`` say otherwise: the 2020 table's
+    classes on twelve leads."""
+    from team_code.context import Task
+
+    return Task("2020")
+
+
+def task_of(args):
+    """The task of ``--task`` and ``--leads``."""
+    from team_code.context import Task
+    from team_code.data.leads import parse_leads
+
+    return Task(args.task, parse_leads(args.leads))
+
+
 def cached_rules(values: dict):
     """The rules classifier class with measurements read from ``values`` (by record name)."""
     from team_code.classifiers.rules import RulesClassifier
@@ -246,17 +286,19 @@ def cached_rules(values: dict):
     return CachedRules
 
 
-def cross_predict(records, values: dict, splits, options: dict, quiet: bool = False) -> dict:
+def cross_predict(
+    records, values: dict, splits, options: dict, quiet: bool = False, task=None
+) -> dict:
     """Outputs of ``prevalence`` and ``rules`` on each split's test part, trained on its
-    training part; also each split's operating thresholds."""
+    training part for ``task`` (default: the 2020 table, twelve leads); also each split's
+    operating thresholds. ``values`` must have been measured through the task's leads."""
     from team_code.classifiers.cv import take
     from team_code.classifiers.prevalence import PrevalenceClassifier
     from team_code.classifiers.rules import RulesClassifier
-    from team_code.context import Task
-    from team_code.data.labels import scored_classes
     from team_code.harness import build_config
 
-    classes = list(scored_classes().codes)
+    task = default_task() if task is None else task
+    classes = list(task.classes)
     n = len(records)
     binary = {m: np.zeros((n, len(classes)), bool) for m in ("prevalence", "rules")}
     loaded = list(records)
@@ -265,12 +307,12 @@ def cross_predict(records, values: dict, splits, options: dict, quiet: bool = Fa
     for label, train, test in splits:
         train_records = [loaded[i] for i in train]
         test_records = [loaded[i] for i in test]
-        prevalence = PrevalenceClassifier().fit(take(records, train), Task.of_classes(classes))
+        prevalence = PrevalenceClassifier().fit(take(records, train), task)
         binary["prevalence"][test] = prevalence.decide(prevalence.predict_proba(test_records))
-        model = cached_rules(values)(config).fit(train_records, Task.of_classes(classes))
+        model = cached_rules(values)(config).fit(train_records, task)
         binary["rules"][test] = model.decide(model.predict_proba(test_records))
         silent = [
-            scored_classes().abbreviation(c)
+            task.scored.abbreviation(c)
             for c, t in zip(classes, model.thresholds_, strict=True)
             if t > 1.0
         ]
@@ -369,7 +411,16 @@ def one_se_choice(outputs: dict, truth, classes) -> tuple[str, dict]:
 
 
 def nested_loso(
-    records, values, sources, digests, truth, classes, variants, options, criterion="pooled"
+    records,
+    values,
+    sources,
+    digests,
+    truth,
+    classes,
+    variants,
+    options,
+    criterion="pooled",
+    task=None,
 ) -> dict:
     """Nested leave one source out: for each held-out source, each variant is scored by a
     leave-one-source-out loop over the training sources alone (``criterion``, one of
@@ -400,6 +451,7 @@ def nested_loso(
         outer,
         inner_splits,
         criterion,
+        task,
     )
 
 
@@ -416,6 +468,7 @@ def nested_kfold(
     seed=0,
     criterion="pooled",
     folds=None,
+    task=None,
 ) -> dict:
     """Nested grouped k-fold, the estimate for new records of the training hospitals: for
     each outer fold, each variant is scored by a grouped k-fold over the other folds' records
@@ -443,6 +496,7 @@ def nested_kfold(
         outer,
         inner_splits,
         criterion,
+        task,
     )
 
 
@@ -452,14 +506,24 @@ def with_variant(options: dict, variant: dict) -> dict:
 
 
 def nested_choice(
-    records, values, sources, truth, classes, variants, options, outer, inner_splits, criterion
+    records,
+    values,
+    sources,
+    truth,
+    classes,
+    variants,
+    options,
+    outer,
+    inner_splits,
+    criterion,
+    task=None,
 ) -> dict:
     """For each outer split ``(label, train, test)``: every variant scored on
     ``inner_splits(label, train)`` (splits of the training records only) by ``criterion``,
-    the best refitted on ``train`` and scoring ``test``."""
-    from team_code.data.labels import scored_classes
-
-    weights = scored_classes().weights
+    the best refitted on ``train`` and scoring ``test`` (``task``: the scoring table and
+    leads, default the 2020 table on twelve leads)."""
+    task = default_task() if task is None else task
+    weights = task.scored.weights
     binary = np.zeros(truth.shape, bool)
     floor = np.zeros(truth.shape, bool)
     chosen = {}
@@ -469,7 +533,7 @@ def nested_choice(
         scored, margins, outputs = {}, {}, {}
         for name, variant in variants.items():
             inner_out = cross_predict(
-                records, values, inner, with_variant(options, variant), quiet=True
+                records, values, inner, with_variant(options, variant), quiet=True, task=task
             )["binary"]
             outputs[name] = inner_out["rules"][rows]
             scored[name], margins[name] = inner_score(
@@ -487,7 +551,9 @@ def nested_choice(
         else:
             best = max(scored, key=lambda name: scored[name])  # ties: the first listed
         merged = with_variant(options, variants[best])
-        result = cross_predict(records, values, [(label, train, test)], merged, quiet=True)
+        result = cross_predict(
+            records, values, [(label, train, test)], merged, quiet=True, task=task
+        )
         binary[test] = result["binary"]["rules"][test]
         floor[test] = result["binary"]["prevalence"][test]
         chosen[label] = {"chosen": best, **entry}
@@ -502,9 +568,10 @@ def nested_choice(
     return {"binary": binary, "floor": floor, "chosen": chosen, "criterion": criterion}
 
 
-def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict) -> None:
-    """The nested protocol's decisions per record, the floor's, and each split's inner scores
-    (the input of :func:`combine_nested`)."""
+def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict, task=None) -> None:
+    """The nested protocol's decisions per record, the floor's, each split's inner scores
+    and the task they were scored for (the input of :func:`combine_nested`)."""
+    task = default_task() if task is None else task
     np.savez_compressed(
         path,
         names=np.asarray(names),
@@ -515,7 +582,16 @@ def save_nested(path: Path, names, truth, classes, nested: dict, variants: dict)
         chosen=json.dumps(nested["chosen"]),
         variants=json.dumps(variants),
         criterion=nested.get("criterion", "pooled"),
+        task=json.dumps(task.to_json()),
     )
+
+
+def _task(run):
+    """The task a saved nested run was scored for (runs saved before it was recorded: the
+    2020 table on twelve leads)."""
+    from team_code.context import Task
+
+    return Task.from_json(json.loads(str(run["task"]))) if "task" in run.files else default_task()
 
 
 def _criterion(run) -> str:
@@ -540,6 +616,8 @@ def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
                 raise SystemExit(f"{path}: its {key} differ from {paths[0]}'s; not comparable")
         if _criterion(run) != _criterion(first):
             raise SystemExit(f"{path}: its inner criterion differs from {paths[0]}'s")
+        if _task(run) != _task(first):
+            raise SystemExit(f"{path}: its task differs from {paths[0]}'s")
     if _criterion(first) == "one-se":
         raise SystemExit(
             "runs of the one-se criterion are not combined: its reference variant and standard "
@@ -573,6 +651,7 @@ def combine_nested(paths, n_boot: int = 1000, seed: int = 0) -> dict:
         first["classes"].tolist(),
         n_boot=n_boot,
         seed=seed,
+        scored=_task(first).scored,
     )
     print_source_report(f"nested loso ({n_variants} variants in {len(runs)} runs)", report)
     return {"by_source": report, "picks": picks, "variants": n_variants, "binary": binary}
@@ -582,19 +661,27 @@ def rules_tables(args) -> dict:
     """Table 1: prevalence and rules per protocol, per source and per class."""
     from benchmarks.challenge import default_folders, load_pool, print_source_report, source_report
     from team_code.classifiers.cv import grouped_kfold, leave_one_source_out, signal_digests
-    from team_code.data.labels import label_matrix, scored_classes
     from team_code.data.records import record_source
     from team_code.harness import parse_options
 
     folders = [args.data / f.name for f in default_folders()]
     records = load_pool(folders)
-    classes = list(scored_classes().codes)
-    truth = label_matrix(records.labels, classes)
+    task = task_of(args)
+    classes = list(task.classes)
+    truth = task.truth(records)
     digests = signal_digests(records)
     sources = [record_source(n) for n in records.names]
     options = parse_options(args.options)
-    values = measure_all(records, args.cache, options.get("rules", {}), args.delineator_folds)
-    print(f"{len(records)} records from {', '.join(str(f) for f in folders)}; rules {options}")
+    values = measure_all(
+        records, args.cache, options.get("rules", {}), args.delineator_folds, task.leads
+    )
+    print(
+        f"{len(records)} records from {', '.join(str(f) for f in folders)}; "
+        f"{task.describe()}; rules {options}"
+    )
+    report_of = functools.partial(
+        source_report, n_boot=args.bootstrap, seed=args.seed, scored=task.scored
+    )
     out = {}
     for protocol in args.protocols.split(","):
         if protocol == "loso":
@@ -613,15 +700,13 @@ def rules_tables(args) -> dict:
             )
             common = (records, values, sources, digests, truth, classes, variants, options)
             if protocol == "nested":
-                nested = nested_loso(*common, criterion=args.inner_criterion)
+                nested = nested_loso(*common, criterion=args.inner_criterion, task=task)
             else:
                 nested = nested_kfold(
-                    *common, args.folds, args.seed, criterion=args.inner_criterion
+                    *common, args.folds, args.seed, criterion=args.inner_criterion, task=task
                 )
             binary = {"prevalence": nested["floor"], "rules (nested choice)": nested["binary"]}
-            report = source_report(
-                records.names, truth, binary, classes, n_boot=args.bootstrap, seed=args.seed
-            )
+            report = report_of(records.names, truth, binary, classes)
             name = "nested loso" if protocol == "nested" else "nested k-fold"
             print_source_report(
                 f"{name} ({len(variants)} variants, inner {args.inner_criterion})", report
@@ -633,19 +718,19 @@ def rules_tables(args) -> dict:
                 "chosen": nested["chosen"],
             }
             if args.outputs and protocol == "nested":
-                save_nested(args.outputs, records.names, truth, classes, nested, variants)
+                save_nested(args.outputs, records.names, truth, classes, nested, variants, task)
             elif args.outputs:
                 print(f"--outputs keeps the nested LOSO decisions only; {protocol} not saved")
             continue
         else:
             raise SystemExit(f"unknown protocol {protocol!r} (loso, kfold, nested, nested-kfold)")
-        result = cross_predict(records, values, splits, options)
-        report = source_report(
-            records.names, truth, result["binary"], classes, n_boot=args.bootstrap, seed=args.seed
-        )
+        result = cross_predict(records, values, splits, options, task=task)
+        report = report_of(records.names, truth, result["binary"], classes)
         print_source_report(protocol, report)
         out[protocol] = {"by_source": report, "chosen": result["chosen"]}
     if args.conventions:
+        if task != default_task():
+            raise SystemExit("--conventions reads the 2020 table on twelve leads")
         out["conventions"] = conventions_table(records, values, truth, classes, sources, args.data)
     return out
 

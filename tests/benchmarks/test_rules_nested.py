@@ -3,6 +3,8 @@ held-out source, and every split's choice is reported (records: conftest's three
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,57 @@ def test_one_se_runs_are_chosen_by_it_and_not_combined(three_sources, tmp_path):
     bench.save_nested(tmp_path / "a.npz", list(records.names), truth, classes, nested, variants)
     with pytest.raises(SystemExit, match="not combined"):
         bench.combine_nested([tmp_path / "a.npz", tmp_path / "a.npz"], n_boot=20)
+
+
+def test_a_reduced_lead_task_is_measured_and_scored_as_its_own(three_sources, tmp_path):
+    """``--task 2021 --leads 2``: the records are measured through leads I and II alone
+    (chest-lead measures absent, a cache of its own), the rules are fitted for the 2021
+    table's 26 classes and the nested choice is scored by that table; a saved run keeps its
+    task, and runs of different tasks are not combined."""
+    from evaluation.metrics import compute_challenge_metric
+    from team_code.classifiers.cv import leave_one_source_out
+    from team_code.context import Task
+
+    records, values12, sources, digests, _, task12, _ = three_sources
+    task = Task("2021", ("I", "II"))
+    cache = tmp_path / "two.json"
+    values = bench.measure_all(records, cache, leads=task.leads)
+    name = records.names[0]
+    assert np.isfinite(values[name]["I_r_mv"]) and np.isnan(values[name]["V1_r_mv"])
+    assert np.isfinite(values12[name]["V1_r_mv"])
+    again = bench.measure_all(records, cache, leads=task.leads)  # read back from the cache
+    assert json.dumps(again, sort_keys=True) == json.dumps(values, sort_keys=True)
+    assert bench.measure_all(records, cache)[name]["V1_r_mv"] == values12[name]["V1_r_mv"]
+
+    truth, classes = task.truth(records), list(task.classes)
+    assert len(classes) == 26
+    variants = {"shipped": {}, "half": {"decision": "half", "tune": "false"}}
+    nested = bench.nested_loso(
+        records, values, sources, digests, truth, classes, variants, {}, task=task
+    )
+    assert nested["binary"].shape == (len(records), 26)
+    for split in nested["chosen"].values():
+        assert split["chosen"] == max(split["inner"], key=split["inner"].get)
+    # the inner scores are the 2021 table's: refit one split's shipped variant by hand
+    label, train, _ = leave_one_source_out(sources, digests)[0]
+    inner = [
+        (f"{label}/{s}", train[tr], train[te])
+        for s, tr, te in leave_one_source_out(
+            np.asarray(sources)[train], np.asarray(digests)[train]
+        )
+    ]
+    rows = np.concatenate([te for _, _, te in inner])
+    out = bench.cross_predict(records, values, inner, {}, quiet=True, task=task)["binary"]
+    expected = compute_challenge_metric(
+        task.scored.weights, truth[rows], out["rules"][rows], classes
+    )
+    assert nested["chosen"][label]["inner"]["shipped"] == pytest.approx(expected)
+
+    names = list(records.names)
+    bench.save_nested(tmp_path / "two.npz", names, truth, classes, nested, variants, task)
+    assert bench._task(np.load(tmp_path / "two.npz")) == task
+    other = dict(np.load(tmp_path / "two.npz"))
+    other["task"] = json.dumps(task12.to_json())
+    np.savez_compressed(tmp_path / "other.npz", **other)
+    with pytest.raises(SystemExit, match="task differs"):
+        bench.combine_nested([tmp_path / "two.npz", tmp_path / "other.npz"], n_boot=20)
