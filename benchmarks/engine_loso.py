@@ -30,6 +30,7 @@ import numpy as np
 
 from team_code.classifiers import registry
 from team_code.classifiers.base import apply_options, record_labels
+from team_code.classifiers.cv import leave_one_source_out, signal_digests
 from team_code.classifiers.thresholds import challenge_score
 from team_code.context import IN_MEMORY, Task
 from team_code.data.labels import label_matrix, scored_classes
@@ -74,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     outputs = {m: np.zeros_like(truth) for m in methods}
     scores = np.zeros(truth.shape)
     rows = []
-    for source in np.unique(sources):
-        train = RecordSet([records.paths[i] for i in np.flatnonzero(sources != source)])
-        held = np.flatnonzero(sources == source)
+    # a recording released under two sources' names never trains while its twin is tested
+    for source, train_index, held in leave_one_source_out(sources, signal_digests(records)):
+        train = RecordSet([records.paths[i] for i in train_index])
         test = RecordSet([records.paths[i] for i in held])
         row = {"source": source, "n": len(held)}
         for method, (cls, config) in methods.items():

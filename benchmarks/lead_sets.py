@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.challenge import default_folders, load_pool, ordered_sources
 from team_code.classifiers import registry
+from team_code.classifiers.cv import leave_one_source_out, signal_digests
 from team_code.classifiers.thresholds import challenge_score
 from team_code.context import RunContext, Task
 from team_code.data.leads import LEAD_SETS, parse_lead_sets
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = str(args.cache) if args.cache else tempfile.mkdtemp(prefix="lead-sets-")
     ctx = RunContext(cache_dir=cache, progress=False, log=lambda message: None)
     lead_sets = parse_lead_sets(args.leads)
+    # a recording released under two sources' names never trains while its twin is tested
+    splits = leave_one_source_out(sources, signal_digests(records))
     figures: dict = {"task": args.task, "records": len(records), "lead_sets": {}}
     saved: dict[str, np.ndarray] = {"sources": sources, "names": np.asarray(records.names)}
     for leads in lead_sets:
@@ -97,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         truth = task.truth(records)
         outputs = {m: np.zeros_like(truth) for m in ["prevalence", *names]}
         start = time.perf_counter()
-        for source in order:
-            train = records.subset(np.flatnonzero(sources != source))
-            held = np.flatnonzero(sources == source)
+        for _, train_index, held in splits:
+            train = records.subset(train_index)
             test = records.subset(held)
             for method in outputs:
                 model = registry.get(method)(configs[method]).fit(train, task, ctx)
