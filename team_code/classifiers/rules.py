@@ -47,6 +47,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from team_code.classifiers.base import Classifier, Evidence
+from team_code.classifiers.cv import signal_digests, source_groups
 from team_code.classifiers.decision import (
     NAMED_POLICIES,
     TIES,
@@ -355,16 +356,24 @@ class RulesClassifier(Classifier):
         self.fit_seconds_per_record_ = (time.perf_counter() - start) / max(1, len(records))
         names = [r.name for r in records]
         # truth merged with the equivalences of the task's table (2020 or 2021)
-        return self.fit_values(all_values, self.label_matrix(records), names)
+        truth = self.label_matrix(records)
+        return self.fit_values(all_values, truth, names, signal_digests(records))
 
     def fit_values(
-        self, all_values: Sequence[dict], truth: np.ndarray, names: Sequence[str]
+        self,
+        all_values: Sequence[dict],
+        truth: np.ndarray,
+        names: Sequence[str],
+        digests: Sequence[str] | None = None,
     ) -> RulesClassifier:
-        """``fit`` on measurements already made (``names`` give the records' sources)."""
+        """``fit`` on measurements already made (``names`` give the records' sources;
+        ``digests``, the signals' (:func:`signal_digests`), keep a recording released under
+        two sources' names out of training while either copy is held out)."""
         self.rule_thresholds_ = default_thresholds()
         self.tuning_ = {}
         self.policy_ = None
         sources = [record_source(n) for n in names]
+        split_groups = sources if digests is None else source_groups(sources, digests)
         held_out = groups = None
         if self.config.tune:
             self.tune_on_values(all_values, truth, sources)
@@ -374,7 +383,7 @@ class RulesClassifier(Classifier):
             policy = ThresholdPolicy("challenge", fixed=0.5)
             self.thresholds_ = policy.fit(scores, truth, task=self.task_).thresholds_
         elif self.config.decision == "loso" and len(all_values) > 0:
-            held_out, groups = self._held_out_scores(all_values, truth, sources)
+            held_out, groups = self._held_out_scores(all_values, truth, sources, split_groups)
             policy = ThresholdPolicy(
                 self.config.decision_objective,
                 self.config.decision_min_positives,
@@ -395,16 +404,20 @@ class RulesClassifier(Classifier):
             self.thresholds_ = start
         if self.config.decision_policy != "thresholds" and len(all_values) > 0:
             if held_out is None:
-                held_out, groups = self._held_out_scores(all_values, truth, sources)
+                held_out, groups = self._held_out_scores(all_values, truth, sources, split_groups)
             self.policy_ = make_policy(self.config.decision_policy).fit(
                 held_out, truth, groups, self.task_, sources
             )
         return self
 
-    def _held_out_scores(self, all_values, truth, sources) -> tuple[np.ndarray, list[str]]:
-        """Rule scores of every training record from rules tuned without its source (or,
-        with one source, without its fold)."""
-        groups = list(sources)
+    def _held_out_scores(
+        self, all_values, truth, sources, groups=None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Rule scores of every training record from rules tuned without its group (or, with
+        one group, without its fold). ``groups`` (default ``sources``): the sources, a
+        recording released under two sources' names counted with its first copy's
+        (:func:`source_groups`), so that it is never tuned on while its twin is scored."""
+        groups = list(sources if groups is None else groups)
         if len(set(groups)) < 2:
             k = max(2, min(self.config.decision_folds, len(groups)))
             groups = [f"fold {i % k + 1}" for i in range(len(groups))]

@@ -154,3 +154,42 @@ def test_real_records(challenge_dir, model, name, code):
     assert scored_classes().abbreviation(code) in out["labels"], out["labels"]
     m = out["measurements"]
     assert 40 <= m["hr_bpm"] <= 200 and 60 <= m["qrs_ms"] <= 120
+
+
+def test_a_recording_under_two_sources_names_is_never_tuned_on_while_its_twin_is_scored(
+    monkeypatch,
+):
+    """The operating thresholds are chosen on scores of each training source from rules tuned
+    without it. A recording released under two sources' names (A0101 = Q0048 in the
+    Challenge data) stays with its first copy's source: in every inner tuning both copies are
+    in training or neither, so neither copy is scored by rules tuned on its twin."""
+    pr = {"A": (150, 230, 260, 170), "E": (160, 240, 250, 155), "Q": (165, 235, 245, 150)}
+    records = []
+    for source, values in pr.items():
+        for i, ms in enumerate(values):
+            r = _record(f"{source}{i:04d}", seed=len(records), pr_ms=ms)
+            code = "270492004" if ms > 225 else "426783006"
+            records.append(Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, (code,)))
+    twin = records[1]  # A0001, also released as Q0009
+    records.append(Record("Q0009", twin.signal, twin.fs, twin.leads, 60, "Male", twin.labels))
+    tuned_on: list[set[str]] = []
+    original = RulesClassifier.tune_on_values
+
+    def spy(self, all_values, truth, sources=None):
+        tuned_on.append({v["_name"] for v in all_values})
+        return original(self, all_values, truth, sources)
+
+    measured = RulesClassifier._measured
+
+    def named(self, records):
+        return [{**v, "_name": r.name} for r, v in zip(records, measured(self, records))]
+
+    monkeypatch.setattr(RulesClassifier, "tune_on_values", spy)
+    monkeypatch.setattr(RulesClassifier, "_measured", named)
+    model = RulesClassifier(RulesClassifier.Config(min_positives=2)).fit(
+        records, Task.of_classes(CLASSES)
+    )
+    assert len(tuned_on) == 4  # all records, then without A, without E and without Q
+    assert all(("A0001" in names) == ("Q0009" in names) for names in tuned_on)
+    assert sum("A0001" not in names for names in tuned_on) == 1  # held out with A only
+    assert sorted(model.decision_["held_out_groups"]) == ["A", "E", "Q"]
