@@ -81,8 +81,9 @@ def test_main_prints_every_row(three_sources, tmp_path, capsys, monkeypatch):
     data = tmp_path / "data"
     (data / "challenge").mkdir(parents=True)
     (data / "ludb_challenge").mkdir()
-    for path in root.glob("*/*"):
-        (data / "challenge" / path.name).symlink_to(path)
+    for path in root.glob("*/*"):  # source Q in the second folder: neither folder is empty
+        folder = "ludb_challenge" if path.parent.name == "Q" else "challenge"
+        (data / folder / path.name).symlink_to(path)
     monkeypatch.setattr(bench, "POLICIES", ("vote", "expected"))
     args = bench.get_parser().parse_args(
         ["--data", str(data), "--bootstrap", "20", "--json", str(tmp_path / "out.json")]
