@@ -34,7 +34,8 @@ the rest, one way for both:
   Youden's J per class. The held-out scores are the validation split's
   (``threshold_split="validation"``), or (``"sources"``, the CPU preset's for
   ``parallel_cnn``) out-of-source scores: each training source scored by a network trained on
-  the other sources, early-stopped on that source, a move from the floor kept only where it
+  the other sources (a recording released under two sources' names counted with its first
+  copy's), early-stopped on that source, a move from the floor kept only where it
   wins the sources' vote (``source_vote``: more sources gain than lose, or a majority gains);
   with ``source_ensemble`` those per-source networks, averaged, are the model.
 - **Long records**: a network reads one window (``parallel_cnn``: ``length`` samples at
@@ -65,7 +66,7 @@ import numpy as np
 from scipy.special import expit
 
 from team_code.classifiers.base import Classifier
-from team_code.classifiers.cv import take
+from team_code.classifiers.cv import source_groups, take
 from team_code.classifiers.decision import (
     GROUP_VOTES,
     SCORE_THRESHOLD_POLICIES,
@@ -514,14 +515,20 @@ class DeepClassifier(Classifier):
         truth = truth_all[stored.kept]
         names = record_names(records)
         sources = np.array([record_source(names[i]) for i in stored.kept])
-        train_rows, val_rows = group_split(signal_groups(stored.items), c.val_fraction, c.seed)
-        by_source = c.threshold_split == "sources" and len(np.unique(sources)) > 1
+        signals = signal_groups(stored.items)
+        train_rows, val_rows = group_split(signals, c.val_fraction, c.seed)
+        # the held-out sources: a recording released under two sources' names (A0101 =
+        # Q0048) counts with its first copy's source, so no network scores a twin of its own
+        # training records
+        held_groups = np.array(source_groups(sources.tolist(), signals.tolist()))
+        by_source = c.threshold_split == "sources" and len(np.unique(held_groups)) > 1
         self._run_key = run_key(self.name, c, task, records)
         members = []
         if by_source:  # every training source scored by a network trained on the others
             held_scores = np.zeros(truth.shape)
-            for source in np.unique(sources):
-                held, rest = np.flatnonzero(sources == source), np.flatnonzero(sources != source)
+            for source in np.unique(held_groups):
+                held = np.flatnonzero(held_groups == source)
+                rest = np.flatnonzero(held_groups != source)
                 targets = self.training_targets(truth, sources, rest)
                 part = f"source-{source}"
                 network, result = self._train(stored, truth, targets, rest, held, part)
@@ -537,7 +544,7 @@ class DeepClassifier(Classifier):
 
         if by_source:  # the floor and the search both on the out-of-source scores
             held_out = floor_rows = np.arange(len(truth))
-            scores, groups, thresholds_from = held_scores, sources, "other sources"
+            scores, groups, thresholds_from = held_scores, held_groups, "other sources"
         else:
             held_out, floor_rows = (val_rows if val_rows.size else train_rows), train_rows
             if not val_rows.size:

@@ -338,6 +338,31 @@ def test_thresholds_from_out_of_source_scores(monkeypatch):
         )
 
 
+def test_no_per_source_network_trains_on_the_twin_of_a_record_it_scores(monkeypatch):
+    """threshold_split="sources": a recording released under two sources' names (A0101 =
+    Q0048 in the Challenge data) counts with its first copy's source, so no network trained
+    for the thresholds scores the twin of one of its training records."""
+    records = three_sources(24, 6)
+    twin = dataclasses.replace(records[0], name="Q9999")  # records[0] is A0001
+    records = [*records, twin]
+    trained = []
+    original_train = ParallelCNNClassifier._train
+
+    def spy(self, stored, truth, targets, train_rows, val_rows, *args):
+        kept = [records[i].name for i in stored.kept]
+        trained.append(({kept[i] for i in train_rows}, {kept[i] for i in val_rows}, args))
+        return original_train(self, stored, truth, targets, train_rows, val_rows, *args)
+
+    monkeypatch.setattr(ParallelCNNClassifier, "_train", spy)
+    config = dataclasses.replace(SMALL, threshold_split="sources")
+    ParallelCNNClassifier(config).fit(records, Task())
+    per_source = {args[0]: train for train, held, args in trained if args}
+    assert sorted(per_source) == ["source-A", "source-E", "source-Q"]
+    assert "A0001" not in per_source["source-A"] and "Q9999" not in per_source["source-A"]
+    assert {"A0001", "Q9999"} <= per_source["source-Q"]  # the twin is scored with A
+    assert {"A0001", "Q9999"} <= per_source["source-E"]
+
+
 def test_source_ensemble_predicts_with_the_per_source_networks(tmp_path):
     from team_code.nn.layers import MeanLogits
 
