@@ -664,9 +664,11 @@ def rules_tables(args) -> dict:
     from team_code.data.records import record_source
     from team_code.harness import parse_options
 
+    task = task_of(args)
+    if args.conventions and task != default_task():  # before the protocols, not after them
+        raise SystemExit("--conventions reads the 2020 table on twelve leads")
     folders = [args.data / f.name for f in default_folders()]
     records = load_pool(folders)
-    task = task_of(args)
     classes = list(task.classes)
     truth = task.truth(records)
     digests = signal_digests(records)
@@ -729,8 +731,6 @@ def rules_tables(args) -> dict:
         print_source_report(protocol, report)
         out[protocol] = {"by_source": report, "chosen": result["chosen"]}
     if args.conventions:
-        if task != default_task():
-            raise SystemExit("--conventions reads the 2020 table on twelve leads")
         out["conventions"] = conventions_table(records, values, truth, classes, sources, args.data)
     return out
 

@@ -300,3 +300,13 @@ def test_a_reduced_lead_task_is_measured_and_scored_as_its_own(three_sources, tm
     np.savez_compressed(tmp_path / "other.npz", **other)
     with pytest.raises(SystemExit, match="task differs"):
         bench.combine_nested([tmp_path / "two.npz", tmp_path / "other.npz"], n_boot=20)
+
+
+def test_conventions_of_another_task_are_refused_before_any_record_is_read(tmp_path):
+    """``--conventions`` reads the 2020 table on twelve leads: with another task the run stops
+    at once, not after its protocols (whose tables and ``--json`` it would lose)."""
+    args = bench.get_parser().parse_args(
+        ["--data", str(tmp_path / "no-such-folder"), "--task", "2021", "--conventions"]
+    )
+    with pytest.raises(SystemExit, match="--conventions reads the 2020 table"):
+        bench.rules_tables(args)
