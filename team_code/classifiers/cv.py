@@ -13,24 +13,40 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from team_code.data.records import Record, RecordSet
 
+#: (path, size, modification time) -> digest of a signal file already hashed in this process:
+#: the hybrid's folds and every rules fit inside them ask for the same records' digests
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """The md5 of a signal file's bytes (memoised while the file is unchanged); a file that
+    cannot be read gets a digest of its own path, shared with no other record."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _FILE_DIGESTS:
+            _FILE_DIGESTS[key] = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        return _FILE_DIGESTS[key]
+    except OSError:
+        return f"unreadable:{path}"
+
 
 def signal_digests(records: Sequence[Record]) -> list[str]:
     """A digest per record's signal: equal digests mean identical recordings.
 
-    For a lazy :class:`RecordSet` the signal files' bytes are hashed (no parsing); for
-    in-memory records the float32 samples are.
+    For a lazy :class:`RecordSet` the signal files' bytes are hashed (no parsing; each file
+    once per process while it is unchanged; a file that cannot be read is a group of its
+    own, and reading it is left to whatever reads the record); for in-memory records the
+    float32 samples are.
     """
     if isinstance(records, RecordSet):
-        digests = []
-        for header in records.headers:
-            path = header.path.parent / header.signal_file
-            digests.append(hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest())
-        return digests
+        return [_file_digest(h.path.parent / h.signal_file) for h in records.headers]
     return [
         hashlib.md5(np.ascontiguousarray(r.signal).tobytes(), usedforsecurity=False).hexdigest()
         for r in records

@@ -51,3 +51,42 @@ def test_real_identical_signals_are_found_and_kept_together(challenge_dir):
     a_train = splits[0][1]
     assert "Q0048" not in {records.names[i] for i in a_train}  # the copy of A0101 stays out
     assert [r.name for r in take(records, [0, 2])] == [records.names[0], records.names[2]]
+
+
+def test_a_signal_file_is_hashed_once_while_unchanged_and_an_unreadable_one_is_its_own_group(
+    tmp_path,
+):
+    """Every rules fit inside the hybrid's folds asks for the same records' digests: a file
+    is read once while its size and time are unchanged, again once it changes; a missing
+    signal file is a group of its own and leaves the other records' digests as they were
+    (reading the record is left to what reads it, which names the record)."""
+    import os
+
+    from team_code.data.synth import generate_dataset
+
+    generate_dataset(tmp_path, 3, seed=3, prefix="A", duration_s=2)
+    records = RecordSet.from_folder(tmp_path)
+    first = signal_digests(records)
+    assert len(set(first)) == 3
+    mat = tmp_path / f"{records.names[0]}.mat"
+    reads = []
+    original = type(mat).read_bytes
+
+    def counting(self):
+        reads.append(self.name)
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(mat), "read_bytes", counting)
+        assert signal_digests(records) == first and reads == []  # memoised
+        data = bytearray(mat.read_bytes())
+        reads.clear()
+        data[-1] ^= 0xFF
+        mat.write_bytes(bytes(data))
+        stat = mat.stat()
+        os.utime(mat, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        changed = signal_digests(records)
+    assert reads == [mat.name] and changed[0] != first[0] and changed[1:] == first[1:]
+    mat.unlink()
+    missing = signal_digests(records)
+    assert missing[0] == f"unreadable:{mat}" and missing[1:] == first[1:]
