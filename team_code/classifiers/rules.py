@@ -368,7 +368,8 @@ class RulesClassifier(Classifier):
     ) -> RulesClassifier:
         """``fit`` on measurements already made (``names`` give the records' sources;
         ``digests``, the signals' (:func:`signal_digests`), keep a recording released under
-        two sources' names out of training while either copy is held out)."""
+        two sources' names, or twice in one source, out of training while either copy is held
+        out)."""
         self.rule_thresholds_ = default_thresholds()
         self.tuning_ = {}
         self.policy_ = None
@@ -383,7 +384,9 @@ class RulesClassifier(Classifier):
             policy = ThresholdPolicy("challenge", fixed=0.5)
             self.thresholds_ = policy.fit(scores, truth, task=self.task_).thresholds_
         elif self.config.decision == "loso" and len(all_values) > 0:
-            held_out, groups = self._held_out_scores(all_values, truth, sources, split_groups)
+            held_out, groups = self._held_out_scores(
+                all_values, truth, sources, split_groups, digests
+            )
             policy = ThresholdPolicy(
                 self.config.decision_objective,
                 self.config.decision_min_positives,
@@ -404,23 +407,28 @@ class RulesClassifier(Classifier):
             self.thresholds_ = start
         if self.config.decision_policy != "thresholds" and len(all_values) > 0:
             if held_out is None:
-                held_out, groups = self._held_out_scores(all_values, truth, sources, split_groups)
+                held_out, groups = self._held_out_scores(
+                    all_values, truth, sources, split_groups, digests
+                )
             self.policy_ = make_policy(self.config.decision_policy).fit(
                 held_out, truth, groups, self.task_, sources
             )
         return self
 
     def _held_out_scores(
-        self, all_values, truth, sources, groups=None
+        self, all_values, truth, sources, groups=None, digests=None
     ) -> tuple[np.ndarray, list[str]]:
         """Rule scores of every training record from rules tuned without its group (or, with
         one group, without its fold). ``groups`` (default ``sources``): the sources, a
         recording released under two sources' names counted with its first copy's
-        (:func:`source_groups`), so that it is never tuned on while its twin is scored."""
+        (:func:`source_groups`), so that it is never tuned on while its twin is scored; the
+        folds of one group keep identical recordings (equal ``digests``) in one fold."""
         groups = list(sources if groups is None else groups)
         if len(set(groups)) < 2:
             k = max(2, min(self.config.decision_folds, len(groups)))
-            groups = [f"fold {i % k + 1}" for i in range(len(groups))]
+            ids = range(len(groups)) if digests is None else digests
+            rank = {d: r for r, d in enumerate(dict.fromkeys(ids))}
+            groups = [f"fold {rank[d] % k + 1}" for d in ids]
         groups_arr = np.asarray(groups)
         scores = np.zeros((len(all_values), len(self.classes_)))
         for group in sorted(set(groups)):

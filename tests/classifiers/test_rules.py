@@ -193,3 +193,35 @@ def test_a_recording_under_two_sources_names_is_never_tuned_on_while_its_twin_is
     assert all(("A0001" in names) == ("Q0009" in names) for names in tuned_on)
     assert sum("A0001" not in names for names in tuned_on) == 1  # held out with A only
     assert sorted(model.decision_["held_out_groups"]) == ["A", "E", "Q"]
+
+
+def test_one_sources_folds_keep_a_recording_given_twice_in_one_fold(monkeypatch):
+    """With one training source the held-out scores come from folds of its records; a
+    recording released twice in that source (E07509 = E07510 in the Challenge data) falls in
+    one fold, so neither copy is scored by rules tuned on the other."""
+    records = []
+    for i, ms in enumerate((150, 230, 260, 170, 240, 160, 250, 155)):
+        r = _record(f"E{i:05d}", seed=i, pr_ms=ms)
+        code = "270492004" if ms > 225 else "426783006"
+        records.append(Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, (code,)))
+    twin = records[1]
+    records.insert(2, Record("E09999", twin.signal, twin.fs, twin.leads, 60, "Male", twin.labels))
+    tuned_on: list[set[str]] = []
+    original = RulesClassifier.tune_on_values
+
+    def spy(self, all_values, truth, sources=None):
+        tuned_on.append({v["_name"] for v in all_values})
+        return original(self, all_values, truth, sources)
+
+    measured = RulesClassifier._measured
+
+    def named(self, records):
+        return [{**v, "_name": r.name} for r, v in zip(records, measured(self, records))]
+
+    monkeypatch.setattr(RulesClassifier, "tune_on_values", spy)
+    monkeypatch.setattr(RulesClassifier, "_measured", named)
+    config = RulesClassifier.Config(min_positives=2, decision_folds=3)
+    model = RulesClassifier(config).fit(records, Task.of_classes(CLASSES))
+    assert sorted(model.decision_["held_out_groups"]) == ["fold 1", "fold 2", "fold 3"]
+    assert len(tuned_on) == 4  # all records, then without each fold
+    assert all(("E00001" in names) == ("E09999" in names) for names in tuned_on)
