@@ -295,6 +295,11 @@ def test_a_reduced_lead_task_is_measured_and_scored_as_its_own(three_sources, tm
     names = list(records.names)
     bench.save_nested(tmp_path / "two.npz", names, truth, classes, nested, variants, task)
     assert bench._task(np.load(tmp_path / "two.npz")) == task
+    combined = bench.combine_nested([tmp_path / "two.npz", tmp_path / "two.npz"], n_boot=20)
+    np.testing.assert_array_equal(combined["binary"], nested["binary"])
+    pooled = next(r for r in combined["by_source"]["rows"] if r["source"] == "pooled")
+    expected = compute_challenge_metric(task.scored.weights, truth, nested["binary"], classes)
+    assert pooled["methods"]["rules (nested choice)"]["challenge"] == pytest.approx(expected)
     other = dict(np.load(tmp_path / "two.npz"))
     other["task"] = json.dumps(task12.to_json())
     np.savez_compressed(tmp_path / "other.npz", **other)
