@@ -374,7 +374,6 @@ class RulesClassifier(Classifier):
         self.tuning_ = {}
         self.policy_ = None
         sources = [record_source(n) for n in names]
-        split_groups = sources if digests is None else source_groups(sources, digests)
         held_out = groups = None
         if self.config.tune:
             self.tune_on_values(all_values, truth, sources)
@@ -384,9 +383,7 @@ class RulesClassifier(Classifier):
             policy = ThresholdPolicy("challenge", fixed=0.5)
             self.thresholds_ = policy.fit(scores, truth, task=self.task_).thresholds_
         elif self.config.decision == "loso" and len(all_values) > 0:
-            held_out, groups = self._held_out_scores(
-                all_values, truth, sources, split_groups, digests
-            )
+            held_out, groups = self._held_out_scores(all_values, truth, sources, digests)
             policy = ThresholdPolicy(
                 self.config.decision_objective,
                 self.config.decision_min_positives,
@@ -407,23 +404,21 @@ class RulesClassifier(Classifier):
             self.thresholds_ = start
         if self.config.decision_policy != "thresholds" and len(all_values) > 0:
             if held_out is None:
-                held_out, groups = self._held_out_scores(
-                    all_values, truth, sources, split_groups, digests
-                )
+                held_out, groups = self._held_out_scores(all_values, truth, sources, digests)
             self.policy_ = make_policy(self.config.decision_policy).fit(
                 held_out, truth, groups, self.task_, sources
             )
         return self
 
     def _held_out_scores(
-        self, all_values, truth, sources, groups=None, digests=None
+        self, all_values, truth, sources, digests=None
     ) -> tuple[np.ndarray, list[str]]:
         """Rule scores of every training record from rules tuned without its group (or, with
-        one group, without its fold). ``groups`` (default ``sources``): the sources, a
-        recording released under two sources' names counted with its first copy's
+        one group, without its fold). The groups are the sources, a recording released under
+        two sources' names (equal ``digests``) counted with its first copy's
         (:func:`source_groups`), so that it is never tuned on while its twin is scored; the
-        folds of one group keep identical recordings (equal ``digests``) in one fold."""
-        groups = list(sources if groups is None else groups)
+        folds of one group keep identical recordings in one fold."""
+        groups = list(sources) if digests is None else source_groups(sources, digests)
         if len(set(groups)) < 2:
             k = max(2, min(self.config.decision_folds, len(groups)))
             ids = range(len(groups)) if digests is None else digests
