@@ -156,22 +156,20 @@ def test_real_records(challenge_dir, model, name, code):
     assert 40 <= m["hr_bpm"] <= 200 and 60 <= m["qrs_ms"] <= 120
 
 
-def test_a_recording_under_two_sources_names_is_never_tuned_on_while_its_twin_is_scored(
-    monkeypatch,
-):
-    """The operating thresholds are chosen on scores of each training source from rules tuned
-    without it. A recording released under two sources' names (A0101 = Q0048 in the
-    Challenge data) stays with its first copy's source: in every inner tuning both copies are
-    in training or neither, so neither copy is scored by rules tuned on its twin."""
-    pr = {"A": (150, 230, 260, 170), "E": (160, 240, 250, 155), "Q": (165, 235, 245, 150)}
-    records = []
-    for source, values in pr.items():
-        for i, ms in enumerate(values):
-            r = _record(f"{source}{i:04d}", seed=len(records), pr_ms=ms)
-            code = "270492004" if ms > 225 else "426783006"
-            records.append(Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, (code,)))
-    twin = records[1]  # A0001, also released as Q0009
-    records.append(Record("Q0009", twin.signal, twin.fs, twin.leads, 60, "Male", twin.labels))
+def _pr_record(name: str, seed: int, pr_ms: float) -> Record:
+    """A synthetic record with PR ``pr_ms``, labelled IAVB above 225 ms, else sinus rhythm."""
+    r = _record(name, seed=seed, pr_ms=pr_ms)
+    code = "270492004" if pr_ms > 225 else "426783006"
+    return Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, (code,))
+
+
+def _twin(record: Record, name: str) -> Record:
+    """The same recording released again under ``name``."""
+    return Record(name, record.signal, record.fs, record.leads, 60, "Male", record.labels)
+
+
+def _record_tunings(monkeypatch) -> list[set[str]]:
+    """The record names of every rule tuning (the fit's own, then each held-out group's)."""
     tuned_on: list[set[str]] = []
     original = RulesClassifier.tune_on_values
 
@@ -186,6 +184,24 @@ def test_a_recording_under_two_sources_names_is_never_tuned_on_while_its_twin_is
 
     monkeypatch.setattr(RulesClassifier, "tune_on_values", spy)
     monkeypatch.setattr(RulesClassifier, "_measured", named)
+    return tuned_on
+
+
+def test_a_recording_under_two_sources_names_is_never_tuned_on_while_its_twin_is_scored(
+    monkeypatch,
+):
+    """The operating thresholds are chosen on scores of each training source from rules tuned
+    without it. A recording released under two sources' names (A0101 = Q0048 in the
+    Challenge data) stays with its first copy's source: in every inner tuning both copies are
+    in training or neither, so neither copy is scored by rules tuned on its twin."""
+    pr = {"A": (150, 230, 260, 170), "E": (160, 240, 250, 155), "Q": (165, 235, 245, 150)}
+    records = [
+        _pr_record(f"{source}{i:04d}", seed=4 * k + i, pr_ms=ms)
+        for k, (source, values) in enumerate(pr.items())
+        for i, ms in enumerate(values)
+    ]
+    records.append(_twin(records[1], "Q0009"))  # A0001, also released as Q0009
+    tuned_on = _record_tunings(monkeypatch)
     model = RulesClassifier(RulesClassifier.Config(min_positives=2)).fit(
         records, Task.of_classes(CLASSES)
     )
@@ -199,27 +215,12 @@ def test_one_sources_folds_keep_a_recording_given_twice_in_one_fold(monkeypatch)
     """With one training source the held-out scores come from folds of its records; a
     recording released twice in that source (E07509 = E07510 in the Challenge data) falls in
     one fold, so neither copy is scored by rules tuned on the other."""
-    records = []
-    for i, ms in enumerate((150, 230, 260, 170, 240, 160, 250, 155)):
-        r = _record(f"E{i:05d}", seed=i, pr_ms=ms)
-        code = "270492004" if ms > 225 else "426783006"
-        records.append(Record(r.name, r.signal, r.fs, r.leads, r.age, r.sex, (code,)))
-    twin = records[1]
-    records.insert(2, Record("E09999", twin.signal, twin.fs, twin.leads, 60, "Male", twin.labels))
-    tuned_on: list[set[str]] = []
-    original = RulesClassifier.tune_on_values
-
-    def spy(self, all_values, truth, sources=None):
-        tuned_on.append({v["_name"] for v in all_values})
-        return original(self, all_values, truth, sources)
-
-    measured = RulesClassifier._measured
-
-    def named(self, records):
-        return [{**v, "_name": r.name} for r, v in zip(records, measured(self, records))]
-
-    monkeypatch.setattr(RulesClassifier, "tune_on_values", spy)
-    monkeypatch.setattr(RulesClassifier, "_measured", named)
+    records = [
+        _pr_record(f"E{i:05d}", seed=i, pr_ms=ms)
+        for i, ms in enumerate((150, 230, 260, 170, 240, 160, 250, 155))
+    ]
+    records.insert(2, _twin(records[1], "E09999"))
+    tuned_on = _record_tunings(monkeypatch)
     config = RulesClassifier.Config(min_positives=2, decision_folds=3)
     model = RulesClassifier(config).fit(records, Task.of_classes(CLASSES))
     assert sorted(model.decision_["held_out_groups"]) == ["fold 1", "fold 2", "fold 3"]
