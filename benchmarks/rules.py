@@ -65,6 +65,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -429,6 +430,15 @@ def nested_loso(
     held-out source takes no part in the choice. Returns the outer outputs (``binary``), each
     split's choice, the inner scores of every variant and their margins over the floor per
     inner source."""
+    sources = np.asarray(sources)
+    outer, inner_splits = loso_splits(sources, digests)
+    data = (records, values, sources, truth, classes, variants, options)
+    return nested_choice(*data, outer, inner_splits, criterion, task)
+
+
+def loso_splits(sources, digests) -> tuple[list, Callable]:
+    """The outer splits of nested leave one source out, ``(label, train, test)``, and the
+    inner splits of a training part: leave one of its sources out (twins kept together)."""
     from team_code.classifiers.cv import leave_one_source_out
 
     sources, digests = np.asarray(sources), np.asarray(digests)
@@ -439,20 +449,7 @@ def nested_loso(
             for s, tr, te in leave_one_source_out(sources[train], digests[train])
         ]
 
-    outer = leave_one_source_out(sources, digests)
-    return nested_choice(
-        records,
-        values,
-        sources,
-        truth,
-        classes,
-        variants,
-        options,
-        outer,
-        inner_splits,
-        criterion,
-        task,
-    )
+    return leave_one_source_out(sources, digests), inner_splits
 
 
 def nested_kfold(
@@ -475,29 +472,24 @@ def nested_kfold(
     alone, the best is refitted on them and scores the outer fold (as :func:`nested_loso`).
     ``folds``: the outer ``(train, test)`` pairs (default: :func:`grouped_kfold` of ``truth``,
     whose fold assignment reads every record's labels, as a stratified split does)."""
+    outer, inner_splits = kfold_splits(truth, digests, n_folds, seed, folds)
+    data = (records, values, np.asarray(sources), truth, classes, variants, options)
+    return nested_choice(*data, outer, inner_splits, criterion, task)
+
+
+def kfold_splits(truth, digests, n_folds=5, seed=0, folds=None) -> tuple[list, Callable]:
+    """The outer folds of nested grouped k-fold, ``(label, train, test)``, and the inner
+    folds of a training part (a grouped k-fold of its records, seed ``seed + 1``)."""
     from team_code.classifiers.cv import grouped_kfold
 
     digests = np.asarray(digests)
 
     def inner_splits(label, train):
-        folds = grouped_kfold(truth[train], digests[train], n_folds, seed + 1)
-        return [(f"{label}/{k + 1}", train[tr], train[te]) for k, (tr, te) in enumerate(folds)]
+        inner = grouped_kfold(truth[train], digests[train], n_folds, seed + 1)
+        return [(f"{label}/{k + 1}", train[tr], train[te]) for k, (tr, te) in enumerate(inner)]
 
     folds = grouped_kfold(truth, digests, n_folds, seed) if folds is None else folds
-    outer = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
-    return nested_choice(
-        records,
-        values,
-        np.asarray(sources),
-        truth,
-        classes,
-        variants,
-        options,
-        outer,
-        inner_splits,
-        criterion,
-        task,
-    )
+    return [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)], inner_splits
 
 
 def with_variant(options: dict, variant: dict) -> dict:
