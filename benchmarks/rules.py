@@ -209,11 +209,11 @@ def measure_all(
     ``delineator_folds`` (a folder of the learned delineator's fold models, and
     ``delineator=cnn``) every LUDB record is measured by the fold model that never saw it,
     the other records by the kit's weights (which saw no Challenge record)."""
-    from team_code.classifiers.measurements import record_measurements
+    from team_code.classifiers.measurements import measured_leads, record_measurements
 
     key = _measurement_key(rules_options)
     rules = _rules(rules_options)
-    leads = None if leads is None or len(leads) == 12 else tuple(leads)
+    leads = measured_leads(leads)
     if leads is not None:
         key = f"{key}-leads-{'.'.join(leads)}"
     held = {}

@@ -31,6 +31,12 @@ MEASUREMENTS_VERSION = "rules-measurements/1"
 MEASUREMENT_CODE = ("team_code.dsp",)
 
 
+def measured_leads(leads: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The leads a task's measurements read: None (each record's own leads) for no set or all
+    twelve, else the reduced set, whose measurements and cache keys differ."""
+    return None if leads is None or len(leads) == 12 else tuple(leads)
+
+
 def record_measurements(
     record: Record, config: FeatureConfig, leads: Sequence[str] | None = None, learned=None
 ) -> dict:

@@ -58,7 +58,7 @@ from team_code.classifiers.decision import (
     make_policy,
     policy_from_json,
 )
-from team_code.classifiers.measurements import measure_all, record_measurements
+from team_code.classifiers.measurements import measure_all, measured_leads, record_measurements
 from team_code.classifiers.rule_language import Rule, Threshold
 from team_code.classifiers.rulebook import (
     RULES,
@@ -303,8 +303,7 @@ class RulesClassifier(Classifier):
 
     def _leads(self) -> tuple[str, ...] | None:
         """The task's leads when it reads fewer than twelve (None: the record's own)."""
-        leads = tuple(self.task_.leads)
-        return None if len(leads) == 12 else leads
+        return measured_leads(self.task_.leads)
 
     def measure(self, record: Record) -> dict:
         """Measurements of one record plus its sex (for sex-specific limits) and notes."""
@@ -357,7 +356,14 @@ class RulesClassifier(Classifier):
         names = [r.name for r in records]
         # truth merged with the equivalences of the task's table (2020 or 2021)
         truth = self.label_matrix(records)
-        return self.fit_values(all_values, truth, names, signal_digests(records))
+        # the signals' digests group twins in the held-out scores, which only some decisions read
+        digests = signal_digests(records) if self._reads_held_out() else None
+        return self.fit_values(all_values, truth, names, digests)
+
+    def _reads_held_out(self) -> bool:
+        """Whether fitting scores the training records by rules tuned without them (the
+        operating thresholds' input, or a decision policy's)."""
+        return self.config.decision == "loso" or self.config.decision_policy != "thresholds"
 
     def fit_values(
         self,

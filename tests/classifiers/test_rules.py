@@ -226,3 +226,37 @@ def test_one_sources_folds_keep_a_recording_given_twice_in_one_fold(monkeypatch)
     assert sorted(model.decision_["held_out_groups"]) == ["fold 1", "fold 2", "fold 3"]
     assert len(tuned_on) == 4  # all records, then without each fold
     assert all(("E00001" in names) == ("E09999" in names) for names in tuned_on)
+
+
+@pytest.mark.parametrize(
+    "options, reads",
+    [
+        ({}, True),  # the vote over held-out sources
+        ({"decision": "challenge"}, False),
+        ({"decision": "challenge", "decision_policy": "expected"}, True),
+        ({"decision": "half", "tune": True}, False),
+    ],
+)
+def test_signal_digests_are_computed_only_for_decisions_that_read_held_out_scores(
+    monkeypatch, options, reads
+):
+    """Grouping twins needs every training file's digest (a full read of each file the first
+    time); a fit whose decision reads no held-out scores does not ask for them."""
+    import team_code.classifiers.rules as rules_module
+
+    asked = []
+    original = rules_module.signal_digests
+
+    def spy(records):
+        asked.append(len(records))
+        return original(records)
+
+    monkeypatch.setattr(rules_module, "signal_digests", spy)
+    records = [
+        _pr_record(f"{source}{i:04d}", seed=3 * k + i, pr_ms=ms)
+        for k, source in enumerate("AEQ")
+        for i, ms in enumerate((150, 240, 170))
+    ]
+    config = RulesClassifier.Config(min_positives=2, **options)
+    RulesClassifier(config).fit(records, Task.of_classes(CLASSES))
+    assert asked == ([len(records)] if reads else [])
