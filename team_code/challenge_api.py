@@ -21,7 +21,8 @@
   lead set whose leads they have, as ``run_model.py`` chooses);
 - :func:`run_model` returns ``(classes, labels, probabilities)`` of one record from its header
   text and its ``val`` matrix, and raises, naming the record and the problem, for a record the
-  kit refuses (``test_model.py`` then writes an empty output).
+  kit refuses, with the reason on stderr (``test_model.py`` then writes an empty output
+  and prints only that the record failed).
 
 Records are classified by :func:`team_code.inference.decide`, the code ``run_model.py`` uses,
 from a :class:`~team_code.data.records.Record` built by the kit's own header parser and
@@ -171,6 +172,12 @@ def load_model(model_directory: str | os.PathLike, leads: Sequence[str]):
 
 def run_model(model, header: str, recording) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(classes, labels, probabilities)`` of the record whose header text is ``header``
-    and whose ``val`` is ``recording``; raises, naming the record, for one the kit refuses."""
-    scores, labels = classify(model, challenge_record(header, recording))
+    and whose ``val`` is ``recording``; raises, naming the record, for one the kit refuses.
+    The reason also goes to stderr first: the 2021 ``test_model.py`` catches every exception
+    with a bare ``except`` and prints only that the record failed."""
+    try:
+        scores, labels = classify(model, challenge_record(header, recording))
+    except Exception as error:
+        say(f"error: {_problem(error, header_record_name(header))}")
+        raise
     return list(model.classes_), labels, scores

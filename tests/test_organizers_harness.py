@@ -229,7 +229,7 @@ def test_2021_load_model_serves_the_set_asked_for(models):
 
 
 def test_2021_refused_record_is_written_empty_by_test_model_and_negative_by_the_kit(
-    records, models, tmp_path
+    records, models, tmp_path, capsys
 ):
     kit = _kit_outputs(models["2021"], records["1"], tmp_path / "kit")
     _test_model_2021(models["2021"], records["1"], tmp_path / "test_model")
@@ -240,8 +240,11 @@ def test_2021_refused_record_is_written_empty_by_test_model_and_negative_by_the_
     header = next(records["1"].glob("*.hea"))
     model = challenge_api.load_model(models["2021"], ("II",))
     val = loadmat(header.with_suffix(".mat"))["val"]
+    capsys.readouterr()
     with pytest.raises(RecordError, match=rf"record {header.stem}: has leads II: fewer than"):
         challenge_api.run_model(model, header.read_text(), val)
+    # test_model.py's bare except hides the exception: the reason is on stderr already
+    assert f"error: record {header.stem}: has leads II: fewer than" in capsys.readouterr().err
 
 
 def test_2021_training_is_the_kits_default_with_every_lead_set(monkeypatch, tmp_path):
