@@ -15,8 +15,10 @@ Training (``fit``):
    on the 12-lead training records; every other class scores its training prevalence;
 5. thresholds: coordinate ascent on the challenge metric over the training records.
 
-``evidence(records)`` returns the (n_records, n_features) matrix, named by ``evidence_names_``,
-that a hybrid classifier can use. ``beat_data`` is required: without it ``fit`` raises.
+``stack_features(records)`` returns that evidence as an (n_records, n_features) matrix, named
+by ``stack_feature_names_``, which the hybrid's stacking reads beside the members' scores
+(``evidence``, the per-record report's, is the base class's: nothing shown without the
+network). ``beat_data`` is required: without it ``fit`` raises.
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ class BeatsClassifier(Classifier):
         if self.config.mi and hasattr(self.model_, "prepare_transfer"):
             self._fit_mi(records, mi_dirs, ptb)
 
-        features = self.evidence(records)
+        features = self.stack_features(records)
         truth = self.label_matrix(records)
         self.prevalence_ = truth.mean(axis=0)
         self.logistic_ = {}
@@ -332,12 +334,12 @@ class BeatsClassifier(Classifier):
         return beats, r_used
 
     @property
-    def evidence_names_(self) -> tuple[str, ...]:
-        """Column names of :meth:`evidence`."""
+    def stack_feature_names_(self) -> tuple[str, ...]:
+        """Column names of :meth:`stack_features`."""
         return EVIDENCE_NAMES
 
-    def evidence(self, records: Sequence[Record]) -> np.ndarray:
-        """(n_records, len(evidence_names_)) beat evidence of each record's lead II."""
+    def stack_features(self, records: Sequence[Record]) -> np.ndarray:
+        """(n_records, len(stack_feature_names_)) beat evidence of each record's lead II."""
         from team_code.beats import extract
         from team_code.beats.train import predict_proba
 
@@ -378,7 +380,7 @@ class BeatsClassifier(Classifier):
         return scores
 
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:
-        return self._scores(self.evidence(records))
+        return self._scores(self.stack_features(records))
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:

@@ -6,7 +6,7 @@ Training (``fit``):
    (``fold_groups="source"``);
 2. every member (``rules``, ``parallel_cnn``, ``cwt_googlenet``, ``beats``) is trained on k-1
    folds and predicts the held-out fold, giving out-of-fold (OOF) scores for every record;
-   a member with an ``evidence(records)`` method (``beats``: fractions of V and S beats,
+   a member with a ``stack_features(records)`` method (``beats``: fractions of V and S beats,
    the MI probability) adds those features too;
 3. three fusions, each with two ways of setting thresholds, are compared on records that
    neither the fuser nor the thresholds saw (fusers fitted on k-1 folds of the OOF scores;
@@ -771,12 +771,12 @@ class HybridClassifier(Classifier):
         non-finite scores or evidence) is reported and gets NaN rows: the fusion leaves it
         out of that member's part (:func:`_pick`, :class:`_Stacker`), not out of the fit.
         """
-        n_evidence = len(getattr(model, "evidence_names_", ())) if hasattr(model, "evidence") else 0
+        n_evidence = len(getattr(model, "stack_feature_names_", ()))
 
         def outputs(batch):
             scores = np.asarray(model.predict_proba(batch), dtype=float)
             evidence = (
-                np.asarray(model.evidence(batch), dtype=float)
+                np.asarray(model.stack_features(batch), dtype=float)
                 if n_evidence
                 else np.zeros((len(batch), 0))
             )

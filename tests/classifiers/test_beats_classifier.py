@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from team_code.classifiers import registry
-from team_code.classifiers.base import coerce_option
+from team_code.classifiers.base import Evidence, coerce_option
 from team_code.classifiers.beats import EVIDENCE_NAMES, BeatsClassifier
 from team_code.context import RunContext, Task
 from team_code.data.records import RecordSet
@@ -61,10 +61,10 @@ def test_beat_data_option_takes_a_comma_list():
     assert value == ("/a/mitdb", "/b/ptbdb")
 
 
-def test_evidence_and_scores(fitted, records):
-    evidence = fitted.evidence(records)
+def test_stack_features_and_scores(fitted, records):
+    evidence = fitted.stack_features(records)
     assert evidence.shape == (len(SUBSET), len(EVIDENCE_NAMES))
-    assert fitted.evidence_names_ == EVIDENCE_NAMES
+    assert fitted.stack_feature_names_ == EVIDENCE_NAMES
     col = {n: i for i, n in enumerate(EVIDENCE_NAMES)}
     # 10-s records at 50-150 bpm have 8-25 beats; the fractions of classes sum to 1
     a0002 = evidence[0]
@@ -101,7 +101,7 @@ def _without_beats(record):
 def test_a_record_without_beats_has_finite_neutral_evidence(fitted, records):
     from team_code.classifiers.beats import NEUTRAL_MI_PROB
 
-    evidence = fitted.evidence([records[0], _without_beats(records[0])])
+    evidence = fitted.stack_features([records[0], _without_beats(records[0])])
     assert np.isfinite(evidence).all()
     col = {n: i for i, n in enumerate(EVIDENCE_NAMES)}
     assert evidence[1, col["n_beats"]] == 0 and evidence[1, col["frac_V"]] == 0
@@ -131,3 +131,13 @@ def test_a_hybrid_with_beats_trains_and_predicts_a_record_without_beats(
     assert "cannot process" not in capsys.readouterr().err  # the flat record's evidence is used
     scores = model.predict_proba(training[-2:])
     assert np.isfinite(scores).all() and scores.shape == (2, 24)
+
+
+def test_report_evidence_keeps_the_base_contract_so_an_ensemble_can_gather_it(fitted, records):
+    """The per-record report asks every member for one Evidence per record (the hybrid gathers
+    them); the beat features are the stacking's, under another name."""
+    few = records.subset([0, 1])
+    shown = fitted.evidence(few)
+    assert len(shown) == 2 and all(isinstance(e, Evidence) for e in shown)
+    gathered = Evidence.gather({"beats": shown}, 2, len(fitted.classes_))
+    assert len(gathered) == 2

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from team_code.classifiers import registry
-from team_code.classifiers.base import RUN_OPTIONS, Classifier
+from team_code.classifiers.base import RUN_OPTIONS, Classifier, Evidence
 from team_code.context import RunContext, Task
 from team_code.data.labels import scored_classes
 from team_code.data.records import STANDARD_LEADS, Record, RecordSet
@@ -85,6 +85,10 @@ def test_classifier_contract(name, training_records, request, tmp_path):
     assert scores.shape == (4, len(classes))
     assert np.all(np.isfinite(scores)) and scores.min() >= 0 and scores.max() <= 1
     np.testing.assert_array_equal(model.predict(few), scores >= model.thresholds_)
+    # The per-record report's evidence: one Evidence per record from every family, which an
+    # ensemble gathers from its members (a family's own feature matrix goes by another name).
+    shown = model.evidence(few)
+    assert len(shown) == 4 and all(isinstance(e, Evidence) for e in shown)
 
     model.save(tmp_path / name)
     for path in (tmp_path / name).rglob("*"):
