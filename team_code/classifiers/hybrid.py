@@ -106,9 +106,10 @@ class HybridConfig:
     # out-of-fold evidence supports, and members that serve no class are not shipped;
     # "auto": "per_class" with members=auto (the default), "global" with named members.
     choice: str = "auto"
-    # Per-class choice only: after this many folds, a member with the best out-of-fold
-    # average precision in no class (among classes with selection_min_positives positives in
-    # those folds) is dropped from the other folds and the refit (0: never).
+    # Per-class choice only: after this many folds, a member that leads no class (the best
+    # out-of-fold ROC AUC, LEAD_Z standard errors above chance, among classes with
+    # selection_min_positives positives in those folds) is dropped from the other folds and
+    # the refit (0: never). Not nested: the validation names such drops under "not_nested".
     early_drop_folds: int = 1
     # Folds of the out-of-fold predictions (records with identical signals share a fold).
     n_folds: int = 5
@@ -837,6 +838,9 @@ class HybridClassifier(Classifier):
         )
         n, c = truth.shape
         self.dropped_: dict[str, str] = {}
+        # Members dropped early, on the labels of the first folds, which the validation then
+        # scores as outer folds: that step is not nested (docs/hybrid.md).
+        self.early_dropped_: list[str] = []
         # Per member: out-of-fold scores, the own thresholds of the fold model that made each
         # score, and evidence.
         outputs = {name: [np.zeros((n, c)), np.zeros((n, c)), None] for name in members}
@@ -864,6 +868,7 @@ class HybridClassifier(Classifier):
                 leaders = _leading_members(scores, truth[done], self.config.selection_min_positives)
                 for m, name in enumerate(list(active)):
                     if m not in leaders:
+                        self.early_dropped_.append(name)
                         self._drop(
                             name,
                             active,
@@ -1073,6 +1078,14 @@ class HybridClassifier(Classifier):
             # simplest candidate there.
             "nested": len(nested.parts) >= 3,
         }
+        if getattr(self, "early_dropped_", None):
+            # chosen on the labels of the first folds, outer folds of this validation as well
+            self.validation_["not_nested"] = {
+                "early_drop": {
+                    "after_folds": self.config.early_drop_folds,
+                    "members": list(self.early_dropped_),
+                }
+            }
         self.class_choice_ = report
         scores = {**self.member_scores_, **self.fusion_scores_}
         self._log(

@@ -205,6 +205,10 @@ def test_per_class_fit_keeps_what_serves_drops_the_rest_and_survives_a_failure(
     assert summary["classes"]["164889003"]["served_by"] == model.choice_[af]
     assert "AF (22 positives): oracle_test/" in log
     assert summary["validation"]["grouping"] == "record"
+    # the early drop read fold 1's labels, which the validation scores: said, not hidden
+    assert summary["validation"]["not_nested"] == {
+        "early_drop": {"after_folds": 1, "members": ["noise_test"]}
+    }
     assert summary["validation"]["challenge_metric"] > summary["validation"]["prevalence"]
     # Saved and read back: the same outputs, from the one member shipped.
     model.save(tmp_path / "h")
