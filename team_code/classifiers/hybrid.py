@@ -128,11 +128,11 @@ class HybridConfig:
     # Among the candidates ("auto"), the simplest is kept unless a more complex one scores
     # higher by more than this many standard errors (0: the highest score wins).
     tolerance_se: float = 1.0
-    # The per-class choice: a class leaves the floor's decision only for a candidate whose
-    # gain over the floor on that class exceeds this many standard errors of the paired
-    # per-record difference (with k records changed alike, about sqrt(k): 3 asks for nine
-    # or more records' worth of consistent evidence; a high bar, as every class tries every
-    # candidate); among those, tolerance_se applies.
+    # The per-class choice: a class leaves its current candidate (the start, or the floor)
+    # only for a candidate whose gain over it on that class exceeds this many standard errors
+    # of the paired per-record difference (with k records changed alike, about sqrt(k): 3
+    # asks for nine or more records' worth of consistent evidence; a high bar, as every class
+    # tries every candidate); among those, tolerance_se applies.
     class_tolerance_se: float = 3.0
     # ... and by at least this much of the challenge metric: a member's inference is not
     # shipped for a gain that small.
@@ -1111,10 +1111,13 @@ class HybridClassifier(Classifier):
     def _choose(self, decisions: dict[str, np.ndarray], truth: np.ndarray) -> tuple[list, dict]:
         """A candidate per class from their out-of-fold ``decisions`` on records with
         ``truth``, and (per class) why: the global choice takes for every class the simplest
-        candidate within ``tolerance_se`` of the best challenge metric; the per-class choice
-        starts from the floor everywhere and, class by class, takes the simplest candidate
-        whose decisions for that class (the others' as chosen so far) are within
-        ``tolerance_se`` of the best."""
+        candidate within ``tolerance_se`` of the best challenge metric. The per-class choice
+        starts every class with positives from the simplest engine (or the stack) within
+        ``tolerance_se`` of the best over all classes, or from the floor where that does not
+        beat the floor; then, class by class (the others' decisions as chosen so far), a class
+        moves only to candidates that beat its current one by more than ``class_tolerance_se``
+        standard errors and ``class_min_gain``, taking the simplest of those within
+        ``tolerance_se`` of their best (:func:`_class_pick`), until no class moves."""
         classes = self.classes_
         if self._choice_mode() == "global":
             contributions = {
