@@ -10,7 +10,8 @@ Training (``fit``):
    the MI probability) adds those features too;
 3. three fusions, each with two ways of setting thresholds, are compared on records that
    neither the fuser nor the thresholds saw (fusers fitted on k-1 folds of the OOF scores;
-   searched thresholds taken from the other folds' fused scores):
+   searched thresholds taken from the other folds' fused scores, a stack's from stacks
+   fitted without each record's fold, a selection's from the member it chose there):
    - ``single``: the one member with the best mean average precision (fusion that does not
      pay on a small training set must not cost the best engine's score);
    - ``selection``: per class, the member with the best OOF average precision (classes
@@ -447,10 +448,12 @@ class _Selector:
         self.min_positives = min_positives
         self.first = first
 
-    @property
-    def learns_from_labels(self) -> bool:
-        """Whether its scores depend on the labels it was fitted on (which member serves)."""
-        return self.first is None
+    #: Its scores are one member's out-of-fold scores, not fitted to the labels (only the
+    #: choice of the member reads them), so thresholds are searched on the scores of the
+    #: member it chose on all the records it saw. Scores of fusers fitted without each fold
+    #: would mix members of different scales (the rules' graded scores, a network's
+    #: probabilities) wherever the folds' choices differ.
+    learns_from_labels = False
 
     def fit(
         self, scores: np.ndarray, own: np.ndarray, evidence: np.ndarray, truth: np.ndarray
@@ -572,8 +575,8 @@ class _Nested:
 
     def inner(self, kind: str, subset: frozenset) -> np.ndarray | None:
         """Scores of the subset's records, each fold's from ``kind`` fitted on the subset's
-        other folds (None with one fold); a fuser that learns nothing from labels scores them
-        itself."""
+        other folds (None with one fold); a fuser whose scores are not fitted to the labels
+        (a selector: one member's out-of-fold scores) scores them itself."""
         key = (kind, subset)
         if key not in self._inner:
             rows = self.rows(subset)

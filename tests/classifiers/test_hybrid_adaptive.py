@@ -20,6 +20,7 @@ from team_code.classifiers.hybrid import (
     HybridClassifier,
     HybridConfig,
     _leading_members,
+    _Nested,
     _record_contributions,
 )
 from team_code.classifiers.prevalence import PrevalenceClassifier
@@ -364,3 +365,34 @@ def test_an_engine_that_beats_the_floor_overall_starts_every_class():
     assert 0 < difference.sum() <= np.sqrt(len(difference)) * difference.std(ddof=1)
     choice, _ = _model(choice="per_class", members=("m",))._choose(decisions, truth)
     assert choice[k] == "m/own"
+
+
+def test_a_selections_thresholds_are_searched_on_one_members_scores():
+    """Two members on different scales (graded rules-like scores near 0, network-like ones near
+    1), each perfect on two of four folds and noise on the others: fitted without one fold, a
+    selection takes a different member than without another. Its thresholds are searched on
+    the scores of the member it chose on all the records it saw, never on a mixture of the
+    two members' scales."""
+    rng = np.random.default_rng(3)
+    n, c = 400, len(Task().classes)
+    truth = np.zeros((n, c), bool)
+    j = list(Task().classes).index("164889003")  # AF
+    truth[:, j] = rng.random(n) < 0.3
+    parts = [np.arange(k, n, 4) for k in range(4)]
+    scores = rng.random((n, 2, c))
+    for m, (good, scale) in enumerate((((0, 1), (0.0, 0.1)), ((2, 3), (0.9, 1.0)))):
+        lo, hi = scale
+        for k in range(4):
+            rows = parts[k]
+            signal = truth[rows, j] if k in good else rng.random(len(rows)) < 0.3
+            noise = rng.normal(0, 0.05, len(rows))
+            scores[rows, m, j] = lo + (hi - lo) * (0.25 + 0.5 * signal + noise)
+    own = np.full((n, 2, c), 0.5)
+    folds = [(np.setdiff1d(np.arange(n), p), p) for p in parts]
+    evidence = np.zeros((n, 0))
+    chooser = _Nested(_model(), ["a", "b"], truth, folds, scores, own, evidence, ["selection"])
+    without = [chooser.fuser("selection", chooser.everything - {k}).choice_[j] for k in range(4)]
+    assert len(set(without)) == 2  # the folds' fusers disagree
+    inner = chooser.inner("selection", chooser.everything)
+    member = chooser.fuser("selection", chooser.everything).choice_[j]
+    np.testing.assert_array_equal(inner[:, j], scores[np.sort(np.concatenate(parts)), member, j])
