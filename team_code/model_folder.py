@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,23 @@ def _aside_folder(target: Path) -> Path:
     return target.parent / f".{target.name}.old-{os.getpid()}"
 
 
+#: What every model format of this kit names in its manifest's ``format`` (``ecg-kit-model/1``,
+#: ``/2``, ...): a folder whose manifest.json says anything else is not one of its models.
+FORMAT_FAMILY = FORMAT.split("/")[0] + "/"
+
+
+def _is_kit_manifest(path: Path) -> bool:
+    """Whether ``path`` is a manifest this kit wrote, in any of its model formats (another
+    program's manifest.json makes its folder no model to replace)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(
+        FORMAT_FAMILY
+    )
+
+
 def check_writable(target: str | os.PathLike) -> None:
     """Raise unless ``target`` may be replaced by a new model: it does not exist, or it is a
     folder holding a model (a manifest), run state (``.work``, ``.cache``) or nothing."""
@@ -92,7 +110,7 @@ def check_writable(target: str | os.PathLike) -> None:
         return
     if not target.is_dir():
         raise ModelFolderError(f"MODEL {target} exists and is not a folder")
-    if (target / MANIFEST).is_file():
+    if (target / MANIFEST).is_file() and _is_kit_manifest(target / MANIFEST):
         return
     others = sorted(p.name for p in target.iterdir() if p.name not in RUN_STATE)
     if others:
@@ -323,11 +341,21 @@ def _signature(folder: Path, stats: dict[str, os.stat_result]) -> tuple:
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of ``folder``; a missing one raises ``FileNotFoundError``."""
+    """The manifest of ``folder``; a missing one raises ``FileNotFoundError``, one that is
+    not a JSON object :class:`ModelFolderError`."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a model folder: {MANIFEST} is missing")
-    return load_json(path)
+    try:
+        manifest = load_json(path)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ModelFolderError(f"{path} is not a model manifest: {error}") from error
+    if not isinstance(manifest, dict):
+        raise ModelFolderError(
+            f"{path} is not a model manifest: it holds a JSON {type(manifest).__name__}, "
+            "not an object"
+        )
+    return manifest
 
 
 # --------------------------------------------------------------------------------------------

@@ -166,6 +166,30 @@ def test_a_folder_that_is_not_a_model_is_never_replaced(data, tmp_path, capsys):
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 
+def test_another_programs_manifest_does_not_make_a_folder_a_model(data, tmp_path, capsys):
+    """A folder counts as a model to replace only by a manifest this kit wrote: another
+    program's manifest.json (a web app's, a dataset's) leaves its folder untouched."""
+    theirs = tmp_path / "app"
+    (theirs / "photos").mkdir(parents=True)
+    (theirs / "manifest.json").write_text('{"name": "my-app"}')
+    (theirs / "photos" / "a.jpg").write_bytes(b"a photo")
+    status = train_model.main([str(data), str(theirs), "--classifiers", "prevalence"])
+    assert status == 2
+    assert "is not a model folder (it holds manifest.json, photos)" in capsys.readouterr().err
+    assert (theirs / "photos" / "a.jpg").read_bytes() == b"a photo"
+    assert json.loads((theirs / "manifest.json").read_text()) == {"name": "my-app"}
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "not json", '"a string"'])
+def test_a_manifest_that_is_not_a_json_object_is_refused_with_exit_2(data, tmp_path, capsys, text):
+    model = tmp_path / "model"
+    harness.train(data, model, ["prevalence"], log=_quiet, progress=False)
+    (model / "manifest.json").write_text(text)
+    status = run_model.main([str(model), str(data), str(tmp_path / "out")])
+    assert status == 2
+    assert "is not a model manifest" in capsys.readouterr().err
+
+
 def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path, failing):
     model = tmp_path / "model"
     harness.train(data, model, ["prevalence"], log=_quiet, progress=False)
