@@ -97,9 +97,7 @@ def _is_kit_manifest(path: Path) -> bool:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(
-        FORMAT_FAMILY
-    )
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(FORMAT_FAMILY)
 
 
 def check_writable(target: str | os.PathLike) -> None:

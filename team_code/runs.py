@@ -42,6 +42,12 @@ class TrainingDiverged(RuntimeError):
         )
         super().__init__(f"{engine} ({part}) diverged at epoch {self.epoch}: {reason}; {hint}")
 
+    def within(self, where: str) -> TrainingDiverged:
+        """The same divergence, its part placed ``where`` (an ensemble's fold or refit): a
+        network of all the records it was given there is named by ``where`` alone."""
+        part = where if self.part == "all records" else f"{where}, {self.part}"
+        return TrainingDiverged(self.engine, part, self.epoch, self.reason, self.hint)
+
 
 #: Content digests of record files already read by this process, by (path, size, mtime, inode):
 #: the digest is of the bytes, the stat only spares reading a file twice in one run.

@@ -79,7 +79,7 @@ from team_code.classifiers.thresholds import (
 from team_code.context import RunContext, Task, record_names
 from team_code.data.records import Record, record_source
 from team_code.fileio import load_arrays, load_json, save_arrays, save_json
-from team_code.runs import run_key
+from team_code.runs import TrainingDiverged, run_key
 
 FUSIONS = ("single", "selection", "stacking")  # simplest first: ties keep the simpler
 #: The shipped default's members (see HybridConfig.members).
@@ -854,6 +854,8 @@ class HybridClassifier(Classifier):
                     scores, evidence, own = self._fold_outputs(
                         name, k, len(folds), take(records, train_index), take(records, test_index)
                     )
+                except TrainingDiverged as error:  # stops the training (exit 3), as alone
+                    raise error.within(f"hybrid fold {k + 1}/{len(folds)}") from error
                 except Exception as error:  # a candidate that fails is dropped, not the fit
                     if not per_class:
                         raise
@@ -895,6 +897,8 @@ class HybridClassifier(Classifier):
                     continue
                 try:
                     refitted[name] = self._refit(name, records)
+                except TrainingDiverged as error:
+                    raise error.within("hybrid refit on all records") from error
                 except Exception as error:
                     if not per_class:
                         raise
