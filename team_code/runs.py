@@ -3,7 +3,8 @@
 - :func:`run_key`: the key of one training (or one part of it: a fold, a source's network):
   the records by the identity of their contents (each record's header text and signal file
   bytes; for records in memory, their samples, rate, leads and facts), their labels, the
-  options, the task and the kit's version. A checkpoint carries the key of the run that wrote
+  options and the files they name (weights, beat data), the task with its scoring weights and
+  the kit's version. A checkpoint carries the key of the run that wrote
   it, and ``--resume`` continues only a checkpoint whose key matches
   (:func:`team_code.nn.training.fit`, the hybrid's parts): other records, relabelled headers,
   another learning rate or another version of the kit start afresh.
@@ -96,6 +97,61 @@ def _labels(records: Sequence[Record]) -> list[list[str]]:
     return [sorted(labels) for labels in record_labels(records)]
 
 
+#: Environment variables that name a file an option stands for (the modules that read them
+#: import torch; tests/test_resume.py checks these names against theirs).
+GOOGLENET_WEIGHTS_ENV = "ECG_KIT_GOOGLENET_WEIGHTS"
+DELINEATOR_WEIGHTS_ENV = "ECG_KIT_DELINEATOR_WEIGHTS"
+DELINEATOR_WEIGHTS = Path(__file__).parent / "nn" / "delineator.safetensors"
+
+
+def _folder_digest(folder: Path) -> str:
+    """A digest of every file under ``folder``: relative names and contents."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}:{_file_digest(path)};".encode())
+    return digest.hexdigest()
+
+
+def input_files(options) -> dict[str, str]:
+    """Digests of the files and folders that ``options`` (nested dicts, as a hybrid's member
+    options are) make a training read besides its records, by the option's dotted name: an
+    option whose value names an existing file or folder (``beat_data``, ``pretrained_weights``),
+    the ImageNet weights ``$ECG_KIT_GOOGLENET_WEIGHTS`` names where ``pretrained_weights`` is
+    empty, and the learned delineator's weights where ``delineator`` is ``cnn``. A file that
+    is named but missing counts by its absence."""
+    import os
+
+    found: dict[str, str] = {}
+
+    def add(label: str, path: Path) -> None:
+        path = path.expanduser()
+        if path.is_file():
+            found[label] = _file_digest(path)
+        elif path.is_dir():
+            found[label] = _folder_digest(path)
+        else:
+            found[label] = f"missing:{path}"
+
+    def walk(label: str, key: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{label}.{k}" if label else str(k), str(k), v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{label}[{i}]", key, v)
+        elif isinstance(value, str):
+            if key == "pretrained_weights" and not value and os.environ.get(GOOGLENET_WEIGHTS_ENV):
+                add(f"{label} (${GOOGLENET_WEIGHTS_ENV})", Path(os.environ[GOOGLENET_WEIGHTS_ENV]))
+            elif key == "delineator" and value == "cnn":
+                named = os.environ.get(DELINEATOR_WEIGHTS_ENV, "")
+                add(f"{label} weights", Path(named) if named else DELINEATOR_WEIGHTS)
+            elif ("/" in value or Path(value).suffix) and Path(value).expanduser().exists():
+                add(label, Path(value))
+
+    walk("", "", options)
+    return found
+
+
 def run_key(
     name: str,
     config,
@@ -105,7 +161,9 @@ def run_key(
 ) -> str:
     """The key of training ``name`` with ``config`` (a dataclass) for ``task`` on ``records``
     (and, for a fold, scoring ``held_out``): a SHA-256 over the records' names, contents and
-    labels on each side, the options, the task, its classes and the kit's version."""
+    labels on each side, the options and the files they make the training read
+    (:func:`input_files`), the task, its classes and scoring weights (a custom table edited in
+    place changes the key) and the kit's version."""
     from team_code import __version__
     from team_code.context import record_names
 
@@ -113,12 +171,14 @@ def run_key(
         [record_names(side), record_digests(side), _labels(side)] for side in (records, held_out)
     ]
     options = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    weights = np.asarray(task.scored.weights, dtype=float).round(12).tolist()
+    inputs = input_files(options)
     text = json.dumps(
-        [name, options, task.to_json(), list(task.classes), sides, __version__],
+        [name, options, inputs, task.to_json(), list(task.classes), weights, sides, __version__],
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-__all__ = ["TrainingDiverged", "record_digests", "run_key"]
+__all__ = ["TrainingDiverged", "input_files", "record_digests", "run_key"]

@@ -365,3 +365,62 @@ def test_run_key_follows_the_records_contents_not_their_paths_or_times(tmp_path)
         Task(),
         [dataclasses.replace(in_memory[0], labels=("164889003",)), *in_memory[1:]],
     )
+
+
+def test_run_key_follows_the_files_options_name_and_the_tables_weights(tmp_path, monkeypatch):
+    """A resume must not continue a run whose beat data, ImageNet weights ($-named as well),
+    learned delineator weights or edited custom scoring table differ: each is in the key."""
+    import dataclasses
+
+    from team_code import runs
+    from team_code.classifiers.beats import BeatsClassifier
+    from team_code.classifiers.cwt_googlenet import CWTGoogLeNetClassifier
+    from team_code.classifiers.rules import RulesClassifier
+    from team_code.data import labels
+    from team_code.nn import googlenet
+    from team_code.nn.delineator import net
+
+    assert runs.GOOGLENET_WEIGHTS_ENV == googlenet.WEIGHTS_ENV
+    assert runs.DELINEATOR_WEIGHTS_ENV == net.WEIGHTS_ENV
+    assert runs.DELINEATOR_WEIGHTS == net.WEIGHTS
+    records = _synthetic_records(tmp_path / "data", n=2)
+
+    beat_data = tmp_path / "mitdb"
+    beat_data.mkdir()
+    (beat_data / "100.dat").write_bytes(b"beats")
+    beats = dataclasses.replace(BeatsClassifier.quick_config(), beat_data=(str(beat_data),))
+    key = runs.run_key("beats", beats, Task(), records)
+    (beat_data / "100.dat").write_bytes(b"other beats")
+    assert runs.run_key("beats", beats, Task(), records) != key
+
+    weights = tmp_path / "imagenet.pth"
+    weights.write_bytes(b"weights")
+    monkeypatch.setenv(runs.GOOGLENET_WEIGHTS_ENV, str(weights))
+    cwt = dataclasses.replace(CWTGoogLeNetClassifier.quick_config(), pretrained_weights="")
+    key = runs.run_key("cwt_googlenet", cwt, Task(), records)
+    weights.write_bytes(b"other weights")
+    assert runs.run_key("cwt_googlenet", cwt, Task(), records) != key
+    monkeypatch.delenv(runs.GOOGLENET_WEIGHTS_ENV)
+    assert runs.run_key("cwt_googlenet", cwt, Task(), records) != key
+
+    delineator = tmp_path / "delineator.safetensors"
+    delineator.write_bytes(b"network")
+    monkeypatch.setenv(runs.DELINEATOR_WEIGHTS_ENV, str(delineator))
+    rules = dataclasses.replace(RulesClassifier.Config(), delineator="cnn")
+    key = runs.run_key("rules", rules, Task(), records)
+    delineator.write_bytes(b"retrained network")
+    assert runs.run_key("rules", rules, Task(), records) != key
+
+    table = tmp_path / "weights.csv"
+    task = Task("2020")
+    classes = ",".join(task.scored.codes)
+    rows = [
+        ",".join([code] + ["1" if i == j else "0" for j in range(len(task.scored.codes))])
+        for i, code in enumerate(task.scored.codes)
+    ]
+    table.write_text("\n".join([f",{classes}", *rows]) + "\n")
+    plain = runs.run_key("rules", RulesClassifier.Config(), Task(str(table)), records)
+    rows[0] = rows[0].replace(",0", ",0.5", 1)
+    table.write_text("\n".join([f",{classes}", *rows]) + "\n")
+    labels._scored_classes.cache_clear()  # a resume is a new process: it reads the file again
+    assert runs.run_key("rules", RulesClassifier.Config(), Task(str(table)), records) != plain
