@@ -385,31 +385,26 @@ def test_run_key_follows_the_files_options_name_and_the_tables_weights(tmp_path,
     assert runs.DELINEATOR_WEIGHTS == net.WEIGHTS
     records = _synthetic_records(tmp_path / "data", n=2)
 
+    def moves_with(path: Path, name: str, config, env: str = "") -> str:
+        """The key before and after ``path`` (named by ``$env`` where given) changes."""
+        path.write_bytes(b"first")
+        if env:
+            monkeypatch.setenv(env, str(path))
+        key = runs.run_key(name, config, Task(), records)
+        path.write_bytes(b"second")
+        assert runs.run_key(name, config, Task(), records) != key
+        return key
+
     beat_data = tmp_path / "mitdb"
     beat_data.mkdir()
-    (beat_data / "100.dat").write_bytes(b"beats")
     beats = dataclasses.replace(BeatsClassifier.quick_config(), beat_data=(str(beat_data),))
-    key = runs.run_key("beats", beats, Task(), records)
-    (beat_data / "100.dat").write_bytes(b"other beats")
-    assert runs.run_key("beats", beats, Task(), records) != key
-
-    weights = tmp_path / "imagenet.pth"
-    weights.write_bytes(b"weights")
-    monkeypatch.setenv(runs.GOOGLENET_WEIGHTS_ENV, str(weights))
+    moves_with(beat_data / "100.dat", "beats", beats)
     cwt = dataclasses.replace(CWTGoogLeNetClassifier.quick_config(), pretrained_weights="")
-    key = runs.run_key("cwt_googlenet", cwt, Task(), records)
-    weights.write_bytes(b"other weights")
-    assert runs.run_key("cwt_googlenet", cwt, Task(), records) != key
+    key = moves_with(tmp_path / "imagenet.pth", "cwt_googlenet", cwt, runs.GOOGLENET_WEIGHTS_ENV)
     monkeypatch.delenv(runs.GOOGLENET_WEIGHTS_ENV)
     assert runs.run_key("cwt_googlenet", cwt, Task(), records) != key
-
-    delineator = tmp_path / "delineator.safetensors"
-    delineator.write_bytes(b"network")
-    monkeypatch.setenv(runs.DELINEATOR_WEIGHTS_ENV, str(delineator))
     rules = dataclasses.replace(RulesClassifier.Config(), delineator="cnn")
-    key = runs.run_key("rules", rules, Task(), records)
-    delineator.write_bytes(b"retrained network")
-    assert runs.run_key("rules", rules, Task(), records) != key
+    moves_with(tmp_path / "delineator.safetensors", "rules", rules, runs.DELINEATOR_WEIGHTS_ENV)
 
     table = tmp_path / "weights.csv"
     task = Task("2020")
