@@ -71,10 +71,18 @@ def measurement_key(config: FeatureConfig) -> tuple[dict, tuple[str, ...]]:
     settings = {"kind": MEASUREMENTS_VERSION, "features": dataclasses.asdict(config)}
     if config.delineator == "wavelet":
         return settings, MEASUREMENT_CODE
+    settings["delineator_weights"] = delineator_weights_digest(config)[:16]
+    return settings, (*MEASUREMENT_CODE, "team_code.nn.delineator")
+
+
+def delineator_weights_digest(config: FeatureConfig) -> str | None:
+    """The SHA-256 of the learned delineator's weights that ``config`` measures with (None
+    for the wavelet chain); missing weights raise, naming the file and how to build it."""
+    if config.delineator == "wavelet":
+        return None
     from team_code.nn.delineator import weights_path
 
-    settings["delineator_weights"] = hashlib.sha256(weights_path().read_bytes()).hexdigest()[:16]
-    return settings, (*MEASUREMENT_CODE, "team_code.nn.delineator")
+    return hashlib.sha256(weights_path().read_bytes()).hexdigest()
 
 
 def measure_all(

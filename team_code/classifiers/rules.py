@@ -58,7 +58,12 @@ from team_code.classifiers.decision import (
     make_policy,
     policy_from_json,
 )
-from team_code.classifiers.measurements import measure_all, measured_leads, record_measurements
+from team_code.classifiers.measurements import (
+    delineator_weights_digest,
+    measure_all,
+    measured_leads,
+    record_measurements,
+)
 from team_code.classifiers.rule_language import Rule, Threshold
 from team_code.classifiers.rulebook import (
     RULES,
@@ -344,6 +349,8 @@ class RulesClassifier(Classifier):
         self.tuning_ = {}
         self.thresholds_ = np.full(len(self.classes_), 0.5)
         self.policy_ = None
+        # the learned delineator's weights are read at run time too: the model keeps their digest
+        self.delineator_weights_ = delineator_weights_digest(self._feature_config())
         if (
             not self.config.tune
             and self.config.decision == "half"
@@ -590,6 +597,7 @@ class RulesClassifier(Classifier):
                 "thresholds": self.rule_thresholds_,
                 "tuning": self.tuning_,
                 "decision_policy": None if policy is None else policy.to_json(),
+                "delineator_weights_sha256": getattr(self, "delineator_weights_", None),
             },
         )
 
@@ -603,6 +611,26 @@ class RulesClassifier(Classifier):
         self.tuning_ = state.get("tuning", {})
         policy = state.get("decision_policy")
         self.policy_ = None if policy is None else policy_from_json(policy)
+        self.delineator_weights_ = state.get("delineator_weights_sha256")
+        self._check_delineator_weights(folder)
+
+    def _check_delineator_weights(self, folder) -> None:
+        """Refuse a model that measures with the learned delineator when its weights, which
+        live outside the model folder, are not the ones it was trained with."""
+        from team_code.model_folder import ModelFolderError
+
+        if self.config.delineator == "wavelet":
+            return
+        try:
+            now = delineator_weights_digest(self._feature_config())
+        except FileNotFoundError as error:
+            raise ModelFolderError(f"{folder}: rules.delineator=cnn: {error}") from None
+        if self.delineator_weights_ is not None and now != self.delineator_weights_:
+            raise ModelFolderError(
+                f"{folder}: rules.delineator=cnn: the learned delineator's weights "
+                f"(sha256 {now[:12]}...) are not those the model was trained with "
+                f"({self.delineator_weights_[:12]}...): restore them, or retrain the model"
+            )
 
     def summary(self) -> dict:
         """Config, tuned thresholds and the classes covered by a rule."""

@@ -106,3 +106,28 @@ def test_the_rules_benchmark_keys_its_measurement_cache_by_the_delineator(deline
     assert benchmark_key() == benchmark_key({}) == benchmark_key({"delineator": "wavelet"})
     assert benchmark_key({"delineator": "cnn"}) != benchmark_key()
     assert benchmark_key({"morphology_s": "10"}) != benchmark_key()  # every measurement option
+
+
+def test_a_model_refuses_delineator_weights_it_was_not_trained_with(tmp_path, monkeypatch):
+    """With rules.delineator=cnn the model reads the delineator's weights at run time, from
+    outside its folder: it keeps their SHA-256 and is refused (exit 2 at load) when they
+    changed or are gone, instead of silently measuring with another network."""
+    from team_code.context import Task
+    from team_code.model_folder import ModelFolderError
+    from team_code.nn.delineator import WEIGHTS_ENV
+
+    weights = tmp_path / "delineator.safetensors"
+    weights.write_bytes(b"the network it was trained with")
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    options = {"delineator": "cnn", "tune": "false", "decision": "half"}  # fits unmeasured
+    signal, _ = synth.synthesize(synth.RecordSpec(), 500, 10, seed=0)
+    records = [Record(signal=signal, fs=500.0, leads=synth.LEADS, name="X0001")]
+    model = RulesClassifier(build_config(RulesClassifier, options)).fit(records, Task())
+    model.save(tmp_path / "model")
+    assert RulesClassifier.load(tmp_path / "model").delineator_weights_ == model.delineator_weights_
+    weights.write_bytes(b"a network trained again")
+    with pytest.raises(ModelFolderError, match="not those the model was trained with"):
+        RulesClassifier.load(tmp_path / "model")
+    weights.unlink()
+    with pytest.raises(ModelFolderError, match="delineator weights not found"):
+        RulesClassifier.load(tmp_path / "model")
