@@ -60,6 +60,12 @@ MAX_FS_HZ = 20_000.0
 _GAIN_RE = re.compile(r"^(?P<gain>[^(/]+)(?:\((?P<baseline>[^)]*)\))?(?:/(?P<units>.+))?$")
 
 
+#: The largest magnitude a lead may reach in millivolts after the header's gain and baseline:
+#: ECG amplifiers span about +-5 to +-40 mV; more means a wrong gain or baseline (an ADC
+#: offset of 1e9 read as 1e6 mV), never a heart.
+MAX_ABS_MV = 1000.0
+
+
 class RecordError(ValueError):
     """A record that cannot be read; the message names the record and the problem."""
 
@@ -400,15 +406,37 @@ def record_from_digital(header: Header, digital: np.ndarray) -> Record:
             f"header declares {header.n_samples} samples but the signal file has "
             f"{digital.shape[1]} (truncated or mismatched file)",
         )
-    if not np.issubdtype(digital.dtype, np.number):
-        raise RecordError(record, f"signal has non-numeric type {digital.dtype}")
+    kind = digital.dtype
+    if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
+        raise RecordError(record, f"signal has non-numeric or complex type {kind}")
+    if np.issubdtype(kind, np.unsignedinteger):
+        # ADC samples are signed: an unsigned array has its negative samples wrapped around
+        raise RecordError(record, f"signal has unsigned type {kind}; ADC samples are signed")
     digital = digital.astype(np.float64, copy=False)
     if not np.isfinite(digital).all():
         bad = int(np.count_nonzero(~np.isfinite(digital)))
         raise RecordError(record, f"signal has {bad} NaN or infinite samples")
+    if not np.array_equal(digital, np.round(digital)):
+        # samples already in physical units under a digital gain would read 1000 times small
+        raise RecordError(
+            record,
+            "signal holds non-integer samples; the .mat must hold ADC units (digital "
+            "samples), which the header's gain converts to millivolts",
+        )
     gains = np.asarray(header.gains)[:, np.newaxis]
     baselines = np.asarray(header.baselines)[:, np.newaxis]
-    signal_mv = ((digital - baselines) / gains).astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow is refused just below, with the record
+        signal_mv = (digital - baselines) / gains
+    if not np.isfinite(signal_mv).all():
+        raise RecordError(record, "signal is not finite in millivolts (a gain too small)")
+    largest = float(np.max(np.abs(signal_mv)))
+    if largest > MAX_ABS_MV:
+        raise RecordError(
+            record,
+            f"signal reaches {largest:.3g} mV (more than {MAX_ABS_MV:g} mV): a wrong gain or "
+            "baseline in the header",
+        )
+    signal_mv = signal_mv.astype(np.float32)
     return Record(
         name=record,
         signal=signal_mv,

@@ -238,6 +238,28 @@ def test_nan_and_inf_samples(tmp_path):
         load_record(_broken(tmp_path, val=val))
 
 
+@pytest.mark.parametrize(
+    "val, problem",
+    [
+        # samples already in millivolts under a digital gain: 1000 times too small
+        (_val(n_leads=2).astype(np.float64) / 1000.0, "non-integer samples"),
+        (_val(n_leads=2).astype(np.complex128), "complex type"),
+        (_val(n_leads=2).astype(np.uint16), "unsigned type uint16"),
+        # an ADC offset of 1e9 read as 1e6 mV
+        (_val(n_leads=2).astype(np.float64) + 1e9, r"reaches 1e\+06 mV"),
+    ],
+)
+def test_samples_that_cannot_be_adc_units_are_refused(tmp_path, val, problem):
+    with pytest.raises(RecordError, match=rf"record B: signal .*{problem}"):
+        load_record(_broken(tmp_path, val=val))
+
+
+def test_a_gain_that_overflows_millivolts_is_refused(tmp_path):
+    lines = [GOOD[0]] + [line.replace("1000/mV", "1e-310/mV") for line in GOOD[1:]]
+    with pytest.raises(RecordError, match=r"record B: signal is not finite in millivolts"):
+        load_record(_broken(tmp_path, lines=lines))
+
+
 def test_empty_signal(tmp_path):
     lines = ["B 2 500 0", *GOOD[1:]]
     with pytest.raises(RecordError, match=r"record B: signal is empty"):
