@@ -75,10 +75,27 @@ class RecordError(ValueError):
         self.problem = problem
 
 
+#: A leading word "lead" (``Lead I``, ``LEAD_II``, ``lead-V1``), and the first word of a
+#: description followed only by a comment, a parenthesis or stray non-ASCII bytes (``V6 #
+#: chest``, ``II (rhythm)``, ``V6`` and a byte of another encoding); ``aVR inverted`` or
+#: ``V1-V2`` say something else and stay as they are.
+_LEAD_PREFIX = re.compile(r"^lead[\s_\-:.]*")
+_FIRST_WORD = re.compile(r"^([a-z0-9]+)(?:\s*$|\s*#.*$|\s*\(.*\)\s*$|[^\x00-\x7f].*$)")
+
+
 def canonical_lead(name: str) -> str:
-    """Return the canonical spelling of a lead name (``avr`` -> ``aVR``, ``DII`` -> ``II``);
-    others unchanged."""
-    return _CANONICAL.get(name.strip().lower(), name.strip())
+    """Return the canonical spelling of a lead name (``avr`` -> ``aVR``, ``DII`` -> ``II``,
+    ``Lead I`` -> ``I``, ``V6 # chest`` -> ``V6``); others unchanged. A name that begins with
+    anything but a letter or digit stays as it is (``-aVR``, Cabrera's inverted aVR, is not
+    aVR), and so does one whose words go on (``aVR inverted``)."""
+    text = name.strip()
+    key = text.lower()
+    if key in _CANONICAL:
+        return _CANONICAL[key]
+    word = _FIRST_WORD.match(_LEAD_PREFIX.sub("", key))
+    if word and word.group(1) in _CANONICAL:
+        return _CANONICAL[word.group(1)]
+    return text
 
 
 @dataclass(frozen=True)

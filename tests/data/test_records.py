@@ -294,3 +294,31 @@ def test_a_lead_named_twice_is_refused(tmp_path, second):
     lines = [GOOD[0], GOOD[1], GOOD[2].replace(" II", f" {second}")]
     with pytest.raises(RecordError, match=r"record B: header names lead\(s\) I more than once"):
         read_header(_broken(tmp_path, lines=lines))
+
+
+@pytest.mark.parametrize(
+    "name, canonical",
+    [
+        ("Lead I", "I"),
+        ("LEAD_II", "II"),
+        ("lead-V1", "V1"),
+        ("V6 # chest", "V6"),
+        ("V6\ufffd", "V6"),  # a byte of another encoding after the name
+        ("II (rhythm)", "II"),
+        ("Lead III ", "III"),
+        ("-aVR", "-aVR"),  # Cabrera's inverted aVR is not aVR
+        ("aVR inverted", "aVR inverted"),
+        ("V1-V2", "V1-V2"),
+        ("lead1", "lead1"),  # the reader's name for a lead without one
+        ("vx", "vx"),
+    ],
+)
+def test_lead_names_with_a_prefix_or_a_comment_are_found(name, canonical):
+    from team_code.data.records import canonical_lead
+
+    assert canonical_lead(name) == canonical
+
+
+def test_a_header_naming_its_leads_lead_i_and_lead_ii_reads_the_standard_leads(tmp_path):
+    lines = [GOOD[0], GOOD[1].replace(" I", " Lead I"), GOOD[2].replace(" II", " Lead II")]
+    assert load_record(_broken(tmp_path, lines=lines)).leads == ("I", "II")
