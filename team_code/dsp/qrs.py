@@ -208,6 +208,15 @@ def _threshold_detect(y: np.ndarray, fs: float, config: Christov2004Config) -> n
     n_blk = max(1, head.size // n_sec)
     blocks = head[: n_blk * n_sec].reshape(n_blk, -1) if head.size >= n_sec else head[None, :]
     m0 = config.m_fraction * float(np.median(blocks.max(axis=1)))
+    if not m0 > 0:
+        # A flat start (a lead off, an amplifier settling) gives no maxima there: a threshold
+        # of 0 would fire at every refractory end. Start from the record's own 1-s maxima.
+        n_all = max(1, n // n_sec)
+        whole = y[: n_all * n_sec].reshape(n_all, -1) if n >= n_sec else y[None, :]
+        maxima = whole.max(axis=1)
+        # the seconds that hold signal: not the flat ones, nor their rounding residue
+        live = maxima[maxima > 0.01 * maxima.max()] if maxima.max() > 0 else maxima
+        m0 = config.m_fraction * float(np.median(live))
     mm = deque([m0] * config.m_buffer, maxlen=config.m_buffer)
     rr: deque[int] = deque(maxlen=config.rr_buffer)
     detections: list[int] = []
@@ -240,7 +249,9 @@ def _threshold_detect(y: np.ndarray, fs: float, config: Christov2004Config) -> n
             stop = min(n, start + chunk)
             if start < sb_end:
                 stop = min(stop, sb_end)
-            hits = np.flatnonzero(y[start:stop] >= threshold(start, stop))
+            # strictly above: where the signal and the threshold are both 0 (a flat stretch of
+            # a record that never rose) nothing is a beat
+            hits = np.flatnonzero(y[start:stop] > threshold(start, stop))
             if hits.size:
                 found = start + int(hits[0])
                 break

@@ -75,6 +75,25 @@ def test_flat_and_empty_input_give_no_peaks():
     assert qrs.detect(np.zeros((12, 0)), 500).size == 0
 
 
+@pytest.mark.parametrize("flat", ["zero", "constant"])
+def test_a_flat_start_invents_no_beats(flat):
+    """The first seconds flat (a lead off, an amplifier settling): the starting threshold
+    comes from the seconds that hold signal, not 0, which fired at every refractory end."""
+    fs = 500.0
+    x, r = synthetic_ecg(fs, seconds=30.0, n_leads=12, seed=3)
+    start = int(6 * fs)
+    x[:, :start] = 0.0 if flat == "zero" else x[:, start : start + 1]
+    peaks = qrs.detect(x, fs)
+    assert np.count_nonzero(peaks < start - 0.1 * fs) == 0
+    _check_planted(peaks[peaks >= start], r[r >= start + 0.05 * fs], fs)
+
+
+def test_one_spike_in_a_flat_record_is_not_a_rhythm():
+    x = np.zeros((12, 5000))
+    x[:, 2500] = 1.0
+    assert qrs.detect(x, 500.0).size <= 1
+
+
 def test_unknown_method_and_bad_input_raise():
     with pytest.raises(ValueError, match="christov2004"):
         qrs.detect(np.zeros(100), 360, method="nope")
