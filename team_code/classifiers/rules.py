@@ -615,18 +615,17 @@ class RulesClassifier(Classifier):
         self._check_delineator_weights(folder)
 
     def _check_delineator_weights(self, folder) -> None:
-        """Refuse a model that measures with the learned delineator when its weights, which
-        live outside the model folder, are not the ones it was trained with."""
-        from team_code.model_folder import ModelFolderError
-
+        """Refuse (``ValueError``: a model that cannot be loaded, exit 2) a model that measures
+        with the learned delineator when its weights, which live outside the model folder, are
+        not the ones it was trained with."""
         if self.config.delineator == "wavelet":
             return
         try:
             now = delineator_weights_digest(self._feature_config())
         except FileNotFoundError as error:
-            raise ModelFolderError(f"{folder}: rules.delineator=cnn: {error}") from None
+            raise ValueError(f"{folder}: rules.delineator=cnn: {error}") from None
         if self.delineator_weights_ is not None and now != self.delineator_weights_:
-            raise ModelFolderError(
+            raise ValueError(
                 f"{folder}: rules.delineator=cnn: the learned delineator's weights "
                 f"(sha256 {now[:12]}...) are not those the model was trained with "
                 f"({self.delineator_weights_[:12]}...): restore them, or retrain the model"

@@ -113,7 +113,6 @@ def test_a_model_refuses_delineator_weights_it_was_not_trained_with(tmp_path, mo
     outside its folder: it keeps their SHA-256 and is refused (exit 2 at load) when they
     changed or are gone, instead of silently measuring with another network."""
     from team_code.context import Task
-    from team_code.model_folder import ModelFolderError
     from team_code.nn.delineator import WEIGHTS_ENV
 
     weights = tmp_path / "delineator.safetensors"
@@ -126,8 +125,8 @@ def test_a_model_refuses_delineator_weights_it_was_not_trained_with(tmp_path, mo
     model.save(tmp_path / "model")
     assert RulesClassifier.load(tmp_path / "model").delineator_weights_ == model.delineator_weights_
     weights.write_bytes(b"a network trained again")
-    with pytest.raises(ModelFolderError, match="not those the model was trained with"):
+    with pytest.raises(ValueError, match="not those the model was trained with"):
         RulesClassifier.load(tmp_path / "model")
     weights.unlink()
-    with pytest.raises(ModelFolderError, match="delineator weights not found"):
+    with pytest.raises(ValueError, match="delineator weights not found"):
         RulesClassifier.load(tmp_path / "model")
