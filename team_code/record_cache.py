@@ -10,16 +10,17 @@ per record::
     CACHE/<kind>-<digest>/failures.json            records that gave no entry, and why
     CACHE/<kind>-<digest>/<record>-<stamp>.npy     one entry per record (.json for dicts)
 
-``<digest>`` covers the settings and the source of the code that computes the entries, so
-changed settings or code make a new folder; ``<stamp>`` is a digest of the record's header and
-signal files (resolved path, size, modification time), so a changed record file gets a new
-entry. Any subset of the records (a fold, the refit, another member with the same settings, a
-later training) reads the entries already there: a hybrid over N records stores N entries of
-each kind whatever its number of folds, about N times one record's entry in bytes (a ``.npy``
-adds a 128-byte header). Entries are written whole (a temporary file renamed into place), so
-an interrupted training leaves only whole entries, which the next one reuses. A record that
-cannot be processed is reported, left out, and remembered in ``failures.json`` (not retried
-while its files are unchanged).
+``<digest>`` covers the settings, the kit's version and the source of the code that computes
+the entries, the record reader's included, so changed settings or code make a new folder (and
+a record that failed under the old code is tried again); ``<stamp>`` is a digest of the
+record's header and signal files (resolved path, size, modification time), so a changed record
+file gets a new entry. Any subset of the records (a fold, the refit, another member with the
+same settings, a later training) reads the entries already there: a hybrid over N records
+stores N entries of each kind whatever its number of folds, about N times one record's entry
+in bytes (a ``.npy`` adds a 128-byte header). Entries are written whole (a temporary file
+renamed into place), so an interrupted training leaves only whole entries, which the next one
+reuses. A record that cannot be processed is reported, left out, and remembered in
+``failures.json`` (not retried while its files are unchanged).
 
 Where: the ``cache_dir`` argument (``train_model.py`` gives ``MODEL/.cache``, or
 ``$ECG_KIT_CACHE`` when set); ``"auto"`` or ``""``: ``$ECG_KIT_CACHE``, else none; ``"none"``:
@@ -91,11 +92,20 @@ def _source_files(module: str) -> list[Path]:
     return [origin]
 
 
+#: Code every entry depends on whatever computes it: the reader, which turns the files into the
+#: record every cached value is computed from (its lead names, units and refusals).
+READER_CODE = ("team_code.data.records",)
+
+
 def settings_digest(settings: Mapping, code: Sequence[str] = ()) -> str:
-    """A digest of ``settings`` and of the source of the modules (or packages) in ``code``."""
+    """A digest of ``settings``, of the kit's version and of the source of the reader and of
+    the modules (or packages) in ``code``."""
+    from team_code import __version__
+
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, dict(settings)], sort_keys=True, default=str).encode())
-    for module in code:
+    version = [CACHE_FORMAT, __version__, dict(settings)]
+    digest.update(json.dumps(version, sort_keys=True, default=str).encode())
+    for module in (*READER_CODE, *code):
         for path in _source_files(module):
             digest.update(path.name.encode())
             digest.update(path.read_bytes())

@@ -182,7 +182,13 @@ def image_settings(config: CWTGoogLeNetConfig) -> dict:
 
 
 #: Modules whose source the mosaics are computed with (part of the cache key).
-IMAGE_CODE = ("team_code.dsp",)
+#: The code its cached images and scalogram components come from.
+IMAGE_CODE = (
+    "team_code.dsp",
+    "team_code.classifiers.deep",
+    "team_code.classifiers.cwt_googlenet",
+    "team_code.nn.cwt_torch",
+)
 
 
 def components_settings(config: CWTGoogLeNetConfig) -> dict:

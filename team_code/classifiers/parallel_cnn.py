@@ -80,7 +80,14 @@ PREPROCESS_VERSION = "parallel_cnn/1"
 #: (all leads) or of each lead (:class:`~team_code.nn.layers.AmplitudeScale`).
 INPUT_SCALES = ("none", "record", "lead")
 #: Modules whose source the preprocessing runs (part of the cache key).
-PREPROCESS_CODE = ("team_code.dsp.resample", "team_code.dsp.filters")
+#: The code its cached inputs come from: the filters and resampling, the input assembly
+#: (``deep.record_input``) and its own preprocessing (``preprocess_signal``, ``fix_length``).
+PREPROCESS_CODE = (
+    "team_code.dsp.resample",
+    "team_code.dsp.filters",
+    "team_code.classifiers.deep",
+    "team_code.classifiers.parallel_cnn",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -149,6 +149,39 @@ def test_code_is_part_of_the_key():
         settings_digest({}, code=("team_code.no_such_module",))
 
 
+def test_the_reader_and_the_kit_version_are_part_of_every_key(monkeypatch, tmp_path):
+    """Every cached value is computed from a record the reader made: a changed reader (its
+    lead names, units, refusals) or kit version makes new folders, also for settings that name
+    no code, so a record read 1000 times too small by an old reader is never reused."""
+    import team_code
+    from team_code import record_cache
+
+    before = settings_digest({"a": 1}, code=("team_code.dsp.qrs",))
+    monkeypatch.setattr(team_code, "__version__", "0.0.0-other")
+    assert settings_digest({"a": 1}, code=("team_code.dsp.qrs",)) != before
+    monkeypatch.undo()
+    reader = record_cache._source_files("team_code.data.records")[0]
+    changed = tmp_path / reader.name
+    changed.write_text(reader.read_text() + "\n# a change\n")
+    original = record_cache._source_files
+
+    def with_changed_reader(module):
+        return [changed] if module == "team_code.data.records" else original(module)
+
+    monkeypatch.setattr(record_cache, "_source_files", with_changed_reader)
+    assert settings_digest({"a": 1}, code=("team_code.dsp.qrs",)) != before
+
+
+def test_every_engine_keys_its_inputs_by_its_own_preprocessing_code():
+    from team_code.classifiers.cwt_googlenet import IMAGE_CODE
+    from team_code.classifiers.parallel_cnn import PREPROCESS_CODE
+
+    assert {"team_code.classifiers.deep", "team_code.classifiers.parallel_cnn"} <= set(
+        PREPROCESS_CODE
+    )
+    assert {"team_code.classifiers.cwt_googlenet", "team_code.nn.cwt_torch"} <= set(IMAGE_CODE)
+
+
 def test_json_entries_keep_nan_and_numpy_numbers(synthetic, tmp_path):
     def mean_and_nan(record):
         return {"mean": float(record.signal.mean()), "gap": float("nan"), "n": np.int64(3)}
