@@ -545,15 +545,22 @@ class DeepClassifier(Classifier):
         if by_source:  # the floor and the search both on the out-of-source scores
             held_out = floor_rows = np.arange(len(truth))
             scores, groups, thresholds_from = held_scores, held_groups, "other sources"
-        else:
-            held_out, floor_rows = (val_rows if val_rows.size else train_rows), train_rows
-            if not val_rows.size:
-                self.ctx.log(f"{self.name}: no validation split; thresholds on the training set")
+        elif val_rows.size:
+            held_out, floor_rows = val_rows, train_rows
             scores = self._held_out_scores(records, stored, held_out, network)
-            groups, thresholds_from = None, "validation" if val_rows.size else "training"
-        self.thresholds_ = self.choose_thresholds(
-            truth[held_out], scores, truth[floor_rows], groups
-        )
+            groups, thresholds_from = None, "validation"
+        else:
+            # no held-out records (val_fraction 0, or too few distinct signals to split):
+            # thresholds searched on the training records' own scores would be read off the
+            # scores they were fitted to, so every class keeps the network's 0.5
+            self.ctx.log(f"{self.name}: no validation split; thresholds 0.5 (nothing held out)")
+            thresholds_from = "none held out (0.5)"
+        if thresholds_from.startswith("none"):
+            self.thresholds_ = np.full(len(self.classes_), 0.5)
+        else:
+            self.thresholds_ = self.choose_thresholds(
+                truth[held_out], scores, truth[floor_rows], groups
+            )
         self.fit_summary_ = json_safe(
             {
                 "n_records": len(records),

@@ -158,7 +158,9 @@ def test_imagenet_weights_are_loaded_and_reported(records, tmp_path):
     assert pretrained["source"] == "imagenet"
     assert pretrained["replaced_heads"] == ["aux1.fc2", "aux2.fc2", "fc"]
     assert model.network_.net.transform_input
-    assert model.summary()["training"]["thresholds_from"] == "training"
+    # nothing held out: no threshold is read off the training records' own scores
+    assert model.summary()["training"]["thresholds_from"] == "none held out (0.5)"
+    assert (model.thresholds_ == 0.5).all()
     model.save(tmp_path / "model")
     again = CWTGoogLeNetClassifier.load(tmp_path / "model")
     assert again.network_.net.transform_input
