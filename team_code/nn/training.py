@@ -620,7 +620,9 @@ def fit(
         module.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        if checkpoint["scaler"] and scaler.is_enabled():
+            # a checkpoint of a CPU or bf16 run holds no scaler state; an fp16 card starts one
+            scaler.load_state_dict(checkpoint["scaler"])
         best_state = checkpoint["best_state"]
         best_loss, best_epoch = float(checkpoint["best_loss"]), int(checkpoint["best_epoch"])
         bad_epochs, start_epoch = int(checkpoint["bad_epochs"]), int(checkpoint["epoch"])

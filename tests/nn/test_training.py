@@ -254,3 +254,34 @@ def test_a_checkpoint_resumes_only_under_its_own_key(tmp_path):
         text = "\n".join(lines)
         assert ("resuming from" in text) == resumed, (key, text)
         assert ("is of another run" in text) == (not resumed), (key, text)
+
+
+def test_a_cpu_checkpoint_resumes_where_the_scaler_is_on(tmp_path, monkeypatch):
+    """A checkpoint written on a CPU or a bf16 card holds no GradScaler state; resumed where
+    fp16 turns the scaler on (a V100, a T4), the empty state is not loaded into it (torch
+    refuses an empty state for an enabled scaler)."""
+    import team_code.nn.training as training
+
+    data, config = planted_data(32), TrainConfig(epochs=2, batch_size=8, progress=False)
+    fit(small_model(), data, None, nn.BCEWithLogitsLoss(), config, workdir=tmp_path, log=None)
+    assert not load_checkpoint(tmp_path)["scaler"]
+
+    class EnabledScaler(torch.amp.GradScaler):
+        """Enabled as on an fp16 card; steps as a disabled one, so that the CPU can train."""
+
+        def is_enabled(self):
+            return True
+
+        def load_state_dict(self, state):
+            if not state:
+                raise RuntimeError("The source state dict is empty")
+            super().load_state_dict(state)
+
+    monkeypatch.setattr(training.torch.amp, "GradScaler", EnabledScaler)
+    longer = TrainConfig(epochs=3, batch_size=8, progress=False)
+    lines: list[str] = []
+    fit(
+        small_model(), data, None, nn.BCEWithLogitsLoss(), longer, workdir=tmp_path,
+        resume=tmp_path, log=lines.append,
+    )  # fmt: skip
+    assert any("resuming from" in line and "after epoch 2" in line for line in lines), lines
