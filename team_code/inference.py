@@ -22,7 +22,13 @@ import numpy as np
 from team_code.classifiers.base import Classifier
 from team_code.context import RunContext, say
 from team_code.data.outputs import write_output
-from team_code.data.records import Record, RecordError, find_records, load_record
+from team_code.data.records import (
+    STANDARD_LEADS,
+    Record,
+    RecordError,
+    find_records,
+    load_record,
+)
 from team_code.model_folder import LeadSetModels, load_manifest, load_model, served_lead_sets
 from team_code.threads import apply_threads, choose_threads, requested_threads
 
@@ -43,13 +49,22 @@ def decide(model, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
 def _check_leads(wanted: Sequence[str], records: Sequence[Record]) -> None:
     """Refuse the first record that has none of the ``wanted`` leads (a header without lead
     names, whose leads the reader calls ``lead1``, ``lead2``, ...); a record with some of them
-    is served with what it has."""
+    is served with what it has, with a note on stderr where it also names leads the reader
+    did not recognise (``V6-chest``): one of them may be a missing lead under another name."""
     for record in records:
         if not set(record.leads) & set(wanted):
             raise RecordError(
                 record.name,
                 f"has none of the leads the model reads ({', '.join(wanted)}); "
                 f"its leads: {', '.join(record.leads)}",
+            )
+        missing = [lead for lead in wanted if lead not in record.leads]
+        unknown = [lead for lead in record.leads if lead not in STANDARD_LEADS]
+        if missing and unknown:
+            say(
+                f"note: record {record.name}: no lead named {', '.join(missing)}, and leads "
+                f"named {', '.join(unknown)}, which are not standard names; classified "
+                "without the missing ones"
             )
 
 

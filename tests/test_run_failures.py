@@ -342,3 +342,27 @@ def test_a_model_that_cannot_be_loaded_is_a_usage_error(
     assert f"cannot load the model in {model}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not outputs.exists()  # nothing is made before the model has loaded
+
+
+def test_a_record_naming_a_lead_otherwise_is_classified_with_a_note(
+    prevalence_model, records_dir, capsys
+):
+    """A lead under a name the reader does not know (``V6-chest``) leaves the model's V6
+    missing: the record is classified with the leads it has, and stderr says why."""
+    import dataclasses
+
+    from team_code.data.records import RecordSet
+    from team_code.model_folder import load_model
+
+    record = RecordSet.from_folder(records_dir)[0]
+    renamed = dataclasses.replace(
+        record, leads=tuple("V6-chest" if lead == "V6" else lead for lead in record.leads)
+    )
+    model = load_model(prevalence_model)
+    capsys.readouterr()
+    scores, _ = inference.decide(model, [renamed])
+    assert scores.shape == (1, len(model.classes_))
+    note = capsys.readouterr().err
+    assert f"note: record {record.name}: no lead named V6, and leads named V6-chest" in note
+    inference.decide(model, [record])
+    assert "note:" not in capsys.readouterr().err  # the standard names: nothing to say

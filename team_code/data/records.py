@@ -274,7 +274,9 @@ def parse_header(text: str, record: str, path: Path) -> Header:
         raise RecordError(record, "header is empty")
     fields = body[0].split()
     if len(fields) < 3:
-        raise RecordError(record, f"record line {body[0]!r} lacks the number of signals and fs")
+        lacks = "the sampling frequency" if len(fields) == 2 else "the number of signals and fs"
+        # (WFDB would assume 250 Hz; an ECG read at a guessed rate is refused instead)
+        raise RecordError(record, f"record line {body[0]!r} lacks {lacks}")
     try:
         n_leads = int(fields[1])
     except ValueError:

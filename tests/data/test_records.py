@@ -260,6 +260,14 @@ def test_a_gain_that_overflows_millivolts_is_refused(tmp_path):
         load_record(_broken(tmp_path, lines=lines))
 
 
+@pytest.mark.parametrize(
+    "line, lacks", [("B 2", "the sampling frequency"), ("B", "the number of signals and fs")]
+)
+def test_a_record_line_without_fs_is_refused_saying_what_it_lacks(tmp_path, line, lacks):
+    with pytest.raises(RecordError, match=rf"record B: record line '{line}' lacks {lacks}"):
+        load_record(_broken(tmp_path, lines=[line, *GOOD[1:]]))
+
+
 def test_empty_signal(tmp_path):
     lines = ["B 2 500 0", *GOOD[1:]]
     with pytest.raises(RecordError, match=r"record B: signal is empty"):
