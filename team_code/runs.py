@@ -50,17 +50,26 @@ class TrainingDiverged(RuntimeError):
         return TrainingDiverged(self.engine, part, self.epoch, self.reason, self.hint)
 
 
-#: Content digests of record files already read by this process, by (path, size, mtime, inode):
-#: the digest is of the bytes, the stat only spares reading a file twice in one run.
+#: Content digests of files already read by this process, by (path, size, mtime, inode,
+#: algorithm): the digest is of the bytes, the stat only spares reading a file twice in one run.
 _FILE_DIGESTS: dict[tuple, str] = {}
 
+#: The digests :func:`file_digest` computes: blake2b for run keys, md5 for the signal groups of
+#: :func:`team_code.classifiers.cv.signal_digests` (whose values order the grouped folds).
+_DIGESTS = {
+    "blake2b": lambda: hashlib.blake2b(digest_size=16),
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+}
 
-def _file_digest(path: Path) -> str:
+
+def file_digest(path: Path, algorithm: str = "blake2b") -> str:
+    """The digest of a file's bytes, read once per process while the file is unchanged;
+    ``OSError`` where it cannot be read."""
     stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, algorithm)
     if memo not in _FILE_DIGESTS:
-        digest = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as file:
+        digest = _DIGESTS[algorithm]()
+        with path.open("rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
         _FILE_DIGESTS[memo] = digest.hexdigest()
@@ -85,7 +94,7 @@ def record_digests(records: Sequence[Record]) -> list[str]:
     for header in records.headers:
         try:
             files = (header.path, header.path.parent / header.signal_file)
-            digests.append(":".join(_file_digest(f) for f in files))
+            digests.append(":".join(file_digest(f) for f in files))
         except OSError as error:
             raise ValueError(f"record {header.name}: cannot be read ({error})") from None
     return digests
@@ -108,7 +117,7 @@ def _folder_digest(folder: Path) -> str:
     """A digest of every file under ``folder``: relative names and contents."""
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder)}:{_file_digest(path)};".encode())
+        digest.update(f"{path.relative_to(folder)}:{file_digest(path)};".encode())
     return digest.hexdigest()
 
 
@@ -126,7 +135,7 @@ def input_files(options) -> dict[str, str]:
     def add(label: str, path: Path) -> None:
         path = path.expanduser()
         if path.is_file():
-            found[label] = _file_digest(path)
+            found[label] = file_digest(path)
         elif path.is_dir():
             found[label] = _folder_digest(path)
         else:
@@ -181,4 +190,4 @@ def run_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-__all__ = ["TrainingDiverged", "input_files", "record_digests", "run_key"]
+__all__ = ["TrainingDiverged", "file_digest", "input_files", "record_digests", "run_key"]

@@ -18,21 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from team_code.data.records import Record, RecordSet
-
-#: (path, size, modification time) -> digest of a signal file already hashed in this process:
-#: the hybrid's folds and every rules fit inside them ask for the same records' digests
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+from team_code.runs import file_digest
 
 
-def _file_digest(path: Path) -> str:
-    """The md5 of a signal file's bytes (memoised while the file is unchanged); a file that
-    cannot be read gets a digest of its own path, shared with no other record."""
+def _signal_file_digest(path: Path) -> str:
+    """The md5 of a signal file's bytes (:func:`team_code.runs.file_digest`: read once per
+    process while the file is unchanged, as the hybrid's folds and every rules fit inside them
+    ask for the same records' digests); a file that cannot be read gets a digest of its own
+    path, shared with no other record."""
     try:
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in _FILE_DIGESTS:
-            _FILE_DIGESTS[key] = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-        return _FILE_DIGESTS[key]
+        return file_digest(path, "md5")
     except OSError:
         return f"unreadable:{path}"
 
@@ -46,7 +41,7 @@ def signal_digests(records: Sequence[Record]) -> list[str]:
     float32 samples are.
     """
     if isinstance(records, RecordSet):
-        return [_file_digest(h.path.parent / h.signal_file) for h in records.headers]
+        return [_signal_file_digest(h.path.parent / h.signal_file) for h in records.headers]
     return [
         hashlib.md5(np.ascontiguousarray(r.signal).tobytes(), usedforsecurity=False).hexdigest()
         for r in records
