@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,8 +129,6 @@ def input_files(options) -> dict[str, str]:
     the ImageNet weights ``$ECG_KIT_GOOGLENET_WEIGHTS`` names where ``pretrained_weights`` is
     empty, and the learned delineator's weights where ``delineator`` is ``cnn``. A file that
     is named but missing counts by its absence."""
-    import os
-
     found: dict[str, str] = {}
 
     def add(label: str, path: Path) -> None:

@@ -554,13 +554,12 @@ class DeepClassifier(Classifier):
             # thresholds searched on the training records' own scores would be read off the
             # scores they were fitted to, so every class keeps the network's 0.5
             self.ctx.log(f"{self.name}: no validation split; thresholds 0.5 (nothing held out)")
-            thresholds_from = "none held out (0.5)"
-        if thresholds_from.startswith("none"):
-            self.thresholds_ = np.full(len(self.classes_), 0.5)
-        else:
-            self.thresholds_ = self.choose_thresholds(
-                truth[held_out], scores, truth[floor_rows], groups
-            )
+            held_out, thresholds_from = None, "none held out (0.5)"
+        self.thresholds_ = (
+            np.full(len(self.classes_), 0.5)
+            if held_out is None
+            else self.choose_thresholds(truth[held_out], scores, truth[floor_rows], groups)
+        )
         self.fit_summary_ = json_safe(
             {
                 "n_records": len(records),

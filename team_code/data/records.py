@@ -435,7 +435,7 @@ def record_from_digital(header: Header, digital: np.ndarray) -> Record:
     if not np.isfinite(digital).all():
         bad = int(np.count_nonzero(~np.isfinite(digital)))
         raise RecordError(record, f"signal has {bad} NaN or infinite samples")
-    if not np.array_equal(digital, np.round(digital)):
+    if not np.issubdtype(kind, np.integer) and not np.array_equal(digital, np.round(digital)):
         # samples already in physical units under a digital gain would read 1000 times small
         raise RecordError(
             record,
