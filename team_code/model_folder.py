@@ -2,10 +2,13 @@
 
 Writing: a training builds its model in a temporary sibling of MODEL (``.MODEL.tmp-<pid>``,
 same parent, so the same file system) and :func:`commit` moves it into place once every file
-and the manifest are written. Where MODEL already exists it is renamed aside
-(``.MODEL.old-<pid>``), the new folder renamed into place and the old one removed: a reader
-sees the old model or the new one, never half of each, and an interrupted training leaves the
-previous model as it was. The run state of a training lives in the live MODEL folder, not in
+and the manifest are written. Where MODEL already exists the two folders are exchanged in one
+step (Linux ``renameat2`` with ``RENAME_EXCHANGE``) and the old model, now in the temporary
+folder, removed: a reader finds the old model or the new one at MODEL at every moment, never
+half of each and never none. Where the system cannot exchange (another kernel, a file system
+without it) MODEL is renamed aside (``.MODEL.old-<pid>``) and the new folder renamed into
+place, which leaves MODEL missing between the two renames. An interrupted training leaves
+the previous model as it was. The run state of a training lives in the live MODEL folder, not in
 the temporary one: ``MODEL/.work`` (checkpoints and finished parts, for ``--resume``) and
 ``MODEL/.cache`` (per-record caches). An interrupted training leaves them there for the next
 ``--resume``; :func:`commit` carries them into the new folder.
@@ -35,11 +38,14 @@ Layout::
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -210,14 +216,48 @@ def commit(staging: str | os.PathLike, target: str | os.PathLike) -> None:
     if not target.exists():
         os.rename(staging, target)
         return
-    aside = _aside_folder(target)
-    shutil.rmtree(aside, ignore_errors=True)
-    os.rename(target, aside)
-    os.rename(staging, target)
+    if exchange(staging, target):
+        aside = staging  # the replaced model
+    else:
+        aside = _aside_folder(target)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(target, aside)
+        os.rename(staging, target)
     for name in RUN_STATE:
         if (aside / name).exists():
             os.rename(aside / name, target / name)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap the paths ``a`` and ``b`` (both existing) in one atomic step; True where done,
+    False where this system cannot or will not (not Linux, no ``renameat2`` in its C library,
+    a file system without ``RENAME_EXCHANGE``, a sandbox that forbids the call), with nothing
+    changed: the caller's plain renames then meet any real fault. Other failures raise."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV, errno.EPERM):
+        return False  # not here (a seccomp filter may answer EPERM): the renames decide
+    raise OSError(code, os.strerror(code), os.fspath(a), None, os.fspath(b))
 
 
 def discard(staging: str | os.PathLike) -> None:

@@ -208,6 +208,49 @@ def test_a_leftover_of_a_killed_commit_is_put_back(data, tmp_path, failing):
     assert _files(model) == before and _siblings(model) == []
 
 
+def test_a_retraining_never_leaves_the_model_path_empty(data, tmp_path, monkeypatch):
+    """The new model takes the old one's place in one step: no rename ever moves MODEL away
+    (a reader at that instant would find no model)."""
+    model = tmp_path / "model"
+    harness.train(data, model, ["prevalence"], log=_quiet, progress=False)
+    (model / ".work").mkdir()
+    (model / ".work" / "state").write_bytes(b"run state")
+    rename = os.rename
+
+    def guarded(src, dst, *args, **kwargs):
+        assert Path(src) != model, "MODEL was renamed away"
+        return rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", guarded)
+    harness.train(data, model, ["prevalence", "rules"], log=_quiet, progress=False)
+    assert sorted(harness.load_manifest(model)["classifiers"]) == ["prevalence", "rules"]
+    assert (model / ".work" / "state").read_bytes() == b"run state"
+    assert _siblings(model) == []
+
+
+def test_without_an_atomic_exchange_the_commit_renames_aside(data, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    harness.train(data, model, ["prevalence"], log=_quiet, progress=False)
+    (model / ".work").mkdir()
+    monkeypatch.setattr(model_folder, "exchange", lambda a, b: False)
+    harness.train(data, model, ["prevalence", "rules"], log=_quiet, progress=False)
+    assert sorted(harness.load_manifest(model)["classifiers"]) == ["prevalence", "rules"]
+    assert (model / ".work").is_dir() and _siblings(model) == []
+
+
+def test_exchange_swaps_two_folders(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("in a")
+    (b / "y").write_text("in b")
+    if not model_folder.exchange(a, b):
+        pytest.skip("this system cannot exchange two paths atomically")
+    assert (a / "y").read_text() == "in b" and (b / "x").read_text() == "in a"
+    with pytest.raises(FileNotFoundError):
+        model_folder.exchange(a, tmp_path / "missing")
+
+
 def test_a_relative_model_path_is_built_beside_it(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     harness.train(data, "model", ["prevalence"], log=_quiet, progress=False)
