@@ -41,6 +41,7 @@ def decide(model, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(model, LeadSetModels):
         return _decide_by_lead_set(model, records)
     _check_leads(model.task_.leads, records)
+    _check_amplitude(model.task_.leads, records)
     scores = np.asarray(model.predict_proba(records), dtype=float)
     _check_scores(scores, len(records), len(model.classes_))
     return scores, model.decide(scores)
@@ -65,6 +66,41 @@ def _check_leads(wanted: Sequence[str], records: Sequence[Record]) -> None:
                 f"note: record {record.name}: no lead named {', '.join(missing)}, and leads "
                 f"named {', '.join(unknown)}, which are not standard names; classified "
                 "without the missing ones"
+            )
+
+
+#: Below this range (mV, between the 0.5th and 99.5th percentiles) on every lead a record is
+#: flat: no ECG, or samples written in millivolts under a gain of ADC units per millivolt.
+FLAT_RANGE_MV = 0.02
+#: Above this range on the median lead a record is no surface ECG in millivolts (the 331
+#: shared records: 0.12-6.4 mV): most likely a gain of 1 for samples in microvolts.
+LARGE_RANGE_MV = 50.0
+
+
+def _check_amplitude(wanted: Sequence[str], records: Sequence[Record]) -> None:
+    """A note on stderr for a record whose leads are all flat or whose typical lead spans an
+    implausible range: a wrong gain in the header, which the reader cannot tell from a real
+    signal. The record is classified all the same (a flat one as having no finding)."""
+    for record in records:
+        rows = [i for i, lead in enumerate(record.leads) if lead in wanted]
+        x = np.asarray(record.signal[rows], dtype=float)
+        step = max(1, x.shape[1] // 60_000)  # a long record: every step-th sample is enough
+        x = x[:, ::step]
+        if not x.size or not np.isfinite(x).all():
+            continue
+        lo, hi = np.percentile(x, [0.5, 99.5], axis=1)
+        spans = hi - lo
+        if spans.max() < FLAT_RANGE_MV:
+            say(
+                f"note: record {record.name}: every lead is flat (largest range "
+                f"{spans.max():.4f} mV); classified as having no finding. If it holds an ECG, "
+                "check the header's gain (ADC units per mV) and the samples' units"
+            )
+        elif np.median(spans) > LARGE_RANGE_MV:
+            say(
+                f"note: record {record.name}: its typical lead spans {np.median(spans):.0f} mV, "
+                "beyond any surface ECG; check the header's gain (ADC units per mV): samples "
+                "in microvolts under a gain of 1 read 1000 times too large"
             )
 
 

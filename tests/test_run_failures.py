@@ -366,3 +366,31 @@ def test_a_record_naming_a_lead_otherwise_is_classified_with_a_note(
     assert f"note: record {record.name}: no lead named V6, and leads named V6-chest" in note
     inference.decide(model, [record])
     assert "note:" not in capsys.readouterr().err  # the standard names: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("scale", "says"),
+    [(1e-4, "every lead is flat"), (400.0, "its typical lead spans"), (1.0, None)],
+)
+def test_a_record_with_an_implausible_amplitude_is_classified_with_a_note(
+    prevalence_model, records_dir, capsys, scale, says
+):
+    """Samples whose header gain is wrong by a factor of 1000 either way read as a flat
+    record or as hundreds of millivolts: the record is classified, and stderr says why its
+    outputs may be wrong."""
+    import dataclasses
+
+    from team_code.data.records import RecordSet
+    from team_code.model_folder import load_model
+
+    record = RecordSet.from_folder(records_dir)[0]
+    scaled = dataclasses.replace(record, signal=(record.signal * scale).astype(np.float32))
+    model = load_model(prevalence_model)
+    capsys.readouterr()
+    scores, _ = inference.decide(model, [scaled])
+    assert scores.shape == (1, len(model.classes_))
+    err = capsys.readouterr().err
+    if says is None:
+        assert "note:" not in err
+    else:
+        assert f"note: record {record.name}: {says}" in err and "gain" in err
