@@ -13,14 +13,16 @@ holds several). One page shows, clinically laid out:
   :func:`team_code.dsp.filters.clean`, with the QRS complexes found by
   :func:`team_code.dsp.qrs.detect` marked and the RR intervals written on the rhythm strip;
 - the median (robust average) beat of each lead (:func:`team_code.dsp.features.measure`) in
-  the same layout and scale, with the global delineation (P on/off, QRS on/off, T end);
+  the same layout and scale, with the global delineation (P on/off, QRS on/off, T end: the
+  earliest onset and latest offset over the leads, as the interval standards define them);
 - the QRS and T loops of the synthesised X/Y/Z leads (:mod:`team_code.dsp.vcg`, Kors) in the
   frontal, horizontal and (left) sagittal planes;
 - the scalogram mosaic that the ``cwt_googlenet`` engine classifies
   (:func:`team_code.classifiers.cwt_googlenet.record_image`), drawn with the model's settings
   where its evidence gives them;
-- the key measurements (HR, PR, QRS, QT/QTc, axes) and the rules that fired with their
-  reasons (the rules' account in the model's evidence);
+- the key measurements (HR; PR, P, QRS, QT and QTc, global as above, and the leads-together
+  values the rules read; axes) and the rules that fired with their reasons (the rules'
+  account in the model's evidence);
 - the top scores as horizontal bars with threshold marks, predicted and true labels, and the
   scores of the member engines when given.
 
@@ -362,16 +364,26 @@ def _draw_ecg(ax, prep: _Prepared, config: ReportConfig) -> str:
     return "ok"
 
 
+def _global_delineation(m):
+    """The boundaries the beat panel marks: the global ones of the interval standards (from
+    the leads, ``m.leads.global_``), else the leads-together ones where no lead was
+    delineated on its own."""
+    if m.leads is not None and math.isfinite(m.leads.global_.qrs_on):
+        return m.leads.global_
+    return m.delineation
+
+
 def _draw_beats(ax, prep: _Prepared, config: ReportConfig) -> tuple[str, np.ndarray | None]:
     """Median beats in the standard layout; returns (status, beat referred to PR level)."""
-    title = "Median beats with delineation"
+    title = "Median beats with global delineation"
     m = prep.measurements
     if m is None:
         return _not_available(ax, prep.measure_error, title), None
     if m.beat is None:
         reason = m.notes[-1] if m.notes else "no average beat"
         return _not_available(ax, reason, title), None
-    ab, d, fs = m.beat, m.delineation, m.fs
+    ab, fs = m.beat, m.fs
+    d = _global_delineation(m)
     beat = ab.beat_mv
     if d is not None and math.isfinite(d.qrs_on):
         on = int(d.qrs_on)
@@ -426,7 +438,9 @@ def _draw_beats(ax, prep: _Prepared, config: ReportConfig) -> tuple[str, np.ndar
             ncol=len(handles),
             frameon=False,
         )
-    missing = [names[k] for k in marks if not marks[k]]
+    # No P marks where the rhythm has no P waves (fibrillation, flutter, pacing) is no gap.
+    no_p = m.values.get("p_present") == 0
+    missing = [names[k] for k in marks if not marks[k] and not (k == "P" and no_p)]
     ax.set_title(
         f"{title} ({ab.n_kept} beats averaged, {10 * gain:g} mm/mV)",
         fontsize=9,
@@ -570,16 +584,26 @@ def _draw_scalogram(ax, record: Record, cwt_config) -> str:
 
 
 def _measurement_lines(prep: _Prepared) -> list[str]:
+    """The record's key measurements. Intervals are the global ones of the interval
+    standards (the earliest onset and the latest offset of a wave over the leads,
+    ``global_*``); the leads-together values the rules read (``qrs_ms`` ...) follow on a line
+    of their own, since they name a typical lead and read shorter."""
+    from team_code.dsp import delineation
+
     v = prep.measurements.values
     rr = v.get("rr_median_s", math.nan)
+    qt = v.get("global_qt_ms", math.nan)
+    fridericia = delineation.qtc(qt, rr, "fridericia1920")
     lines = [
         f"HR        {_fmt(v.get('hr_bpm'), ' bpm')}   (RR {_fmt(rr, ' s', 2)},"
         f" SDNN {_fmt(v.get('sdnn_ms'), ' ms')})",
-        f"PR        {_fmt(v.get('pr_ms'), ' ms')}     P {_fmt(v.get('p_ms'), ' ms')}",
-        f"QRS       {_fmt(v.get('qrs_ms'), ' ms')}",
-        f"QT        {_fmt(v.get('qt_ms'), ' ms')}",
-        f"QTc       {_fmt(v.get('qtc_bazett_ms'), ' ms')} Bazett, "
-        f"{_fmt(v.get('qtc_fridericia_ms'), ' ms')} Fridericia",
+        "Intervals, global (first onset to last offset over the leads):",
+        f"PR        {_fmt(v.get('global_pr_ms'), ' ms')}   P {_fmt(v.get('global_p_ms'), ' ms')}"
+        f"   QRS {_fmt(v.get('global_qrs_ms'), ' ms')}   QT {_fmt(qt, ' ms')}",
+        f"QTc       {_fmt(v.get('global_qtc_bazett_ms'), ' ms')} Bazett, "
+        f"{_fmt(fridericia, ' ms')} Fridericia",
+        f"Rules read (leads together): PR {_fmt(v.get('pr_ms'), '')}, P {_fmt(v.get('p_ms'), '')},"
+        f" QRS {_fmt(v.get('qrs_ms'), '')}, QT {_fmt(v.get('qt_ms'), '')} ms",
         f"Axis      P {_fmt(v.get('p_axis_deg'), '°')}  QRS {_fmt(v.get('qrs_axis_deg'), '°')}"
         f"  T {_fmt(v.get('t_axis_deg'), '°')}",
         f"Beats     {v.get('n_beats', '—')} detected, "

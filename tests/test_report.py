@@ -336,3 +336,30 @@ def test_classes_are_listed_by_score_nan_last_ties_in_class_order():
     scores = [0.2, float("nan"), 0.9, 0.2, 0.5]
     assert by_score(scores) == [2, 4, 0, 3, 1]
     assert by_score(scores, [True, True, False, True, False]) == [0, 3, 1]
+
+
+def test_measurements_and_beat_marks_are_the_global_intervals(challenge_dir):
+    """The page gives the intervals as the interval standards define them (first onset to
+    last offset over the leads) and marks those boundaries on the median beats; the
+    leads-together values the rules read stand on a line of their own."""
+    record = load_record(challenge_dir / "A0002.hea")
+    prep = report._prepare(record, report.ReportConfig())
+    m = prep.measurements
+    v = m.values
+    assert v["global_qrs_ms"] != v["qrs_ms"]  # the two differ on this record
+    text = "\n".join(report._measurement_lines(prep))
+    assert f"QRS {v['global_qrs_ms']:.0f} ms" in text and f"QT {v['global_qt_ms']:.0f} ms" in text
+    assert f"PR        {v['global_pr_ms']:.0f} ms" in text
+    assert f"Rules read (leads together): PR {v['pr_ms']:.0f}" in text
+    assert f"QRS {v['qrs_ms']:.0f}," in text
+    assert report._global_delineation(m) is m.leads.global_
+
+
+def test_no_p_wave_is_marked_where_the_rhythm_has_none(challenge_dir):
+    """Atrial fibrillation (A0003): the global delineation gives no P wave, and the beat
+    panel marks none without calling the panel partial."""
+    record = load_record(challenge_dir / "A0003.hea")
+    prep = report._prepare(record, report.ReportConfig())
+    assert prep.measurements.values["p_present"] == 0
+    d = report._global_delineation(prep.measurements)
+    assert not np.isfinite(d.p_on) and not np.isfinite(d.p_off)
