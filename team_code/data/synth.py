@@ -22,8 +22,9 @@ Goldberger's relations (III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = I
 to float precision, noise included.
 
 Planted exactly (see :func:`synthesize`'s truth dict): heart rate and R-peak samples, PR, QRS
-width, the frontal QRS axis ``atan2(area_aVF, area_I)`` of the net QRS areas (the QRS loop is
-rotated in the frontal plane until it lands on ``axis_deg``), the QRS voltage relative to the
+width, the frontal QRS axis, the angle of the net QRS area vector in the frontal plane
+(``atan2(area_aVF / (sqrt(3)/2), area_I)`` from the leads; the QRS loop is rotated in the
+frontal plane until it lands on ``axis_deg``), the QRS voltage relative to the
 low-voltage criterion (``qrs_scale`` < 1 <=> every limb lead < 0.5 mV and every chest lead
 < 1 mV peak to peak), PVC positions.
 
@@ -184,7 +185,7 @@ class RecordSpec:
     pr_ms: float = 160.0  # P onset to QRS onset (sinus beats; unused in AF)
     p_ms: float = 100.0  # P-wave duration
     qrs_ms: float = 90.0  # QRS duration of supraventricular beats
-    axis_deg: float = 60.0  # frontal QRS axis, atan2(net area aVF, net area I), -180..180
+    axis_deg: float = 60.0  # frontal QRS axis: the net area vector's angle, -180..180
     qrs_scale: float = 2.0  # QRS voltage / low-voltage limit: max(limb p2p/0.5, chest p2p/1)
     qtc_ms: float = 410.0  # Bazett-corrected QT (QT = QTc * sqrt(RR))
     p_amp_mv: float = 0.12  # peak of the atrial dipole (P in lead II about 0.6-0.9 of it)
@@ -313,12 +314,10 @@ def _sinus_qrs(spec: RecordSpec, fs: float) -> tuple[list[Lobe], np.ndarray]:
         (0.45 * q, 0.27 * q, 0.25 * q, 1.0 * _unit(0.75, 0.6, -0.4)),  # main
         (0.80 * q, 0.20 * q, 0.20 * q, 0.22 * _unit(-0.6, -0.5, -0.6)),  # terminal
     ]
-    # Net area in aVF is sqrt(3)/2 * A_y and in I A_x: rotate the loop so that
-    # atan2(sqrt(3)/2 * A_y, A_x) equals the planted axis exactly.
+    # Rotate the loop so that its net area vector (A_x, A_y) points at the planted axis
+    # (net area in I is A_x, in aVF sqrt(3)/2 * A_y).
     area = _lobe_area(canonical)
-    phi = math.radians(spec.axis_deg)
-    target = math.atan2(math.sin(phi) / _SQRT3_2, math.cos(phi))
-    rot = _rotation_z(target - math.atan2(area[1], area[0]))
+    rot = _rotation_z(math.radians(spec.axis_deg) - math.atan2(area[1], area[0]))
     lobes = [(c, a, b, rot @ v) for c, a, b, v in canonical]
     p2p = _p2p_per_lead(lobes, q, fs)
     k = spec.qrs_scale / _voltage_ratio(p2p)

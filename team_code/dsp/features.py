@@ -485,11 +485,18 @@ def _morphology_beat(
     return ab
 
 
+#: aVF's lead vector is sqrt(3)/2 as long as lead I's (Einthoven's triangle with Goldberger's
+#: augmented leads: I = E cos(a), aVF = (II + III) / 2 = sqrt(3)/2 E sin(a)).
+_AVF_GAIN = math.sqrt(3.0) / 2.0
+
+
 def _axis(values: dict, measure: str) -> float:
+    """The frontal-plane angle of the mean vector whose projections on leads I and aVF are
+    the record's ``I_<measure>`` and ``aVF_<measure>``, in degrees (-180..180)."""
     a, b = values.get(f"I_{measure}", math.nan), values.get(f"aVF_{measure}", math.nan)
     if not (math.isfinite(a) and math.isfinite(b)) or (a == 0 and b == 0):
         return math.nan
-    return math.degrees(math.atan2(b, a))
+    return math.degrees(math.atan2(b / _AVF_GAIN, a))
 
 
 #: The AF evidence read on windows (:func:`_af_window`), each with its whole-record twin
