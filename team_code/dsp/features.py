@@ -36,7 +36,9 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
    ``global_pr_ms``, ``global_qrs_ms``, ``global_qt_ms``, ``global_qtc_bazett_ms``. Where
    the rhythm has no P waves (paced beats, atrial fibrillation: irregular RR with
    inconsistent P segments, flutter: organised atrial activity, or P segments that disagree
-   across beats; see :func:`p_waves_present`) no P wave is given on any lead nor globally;
+   across beats; see :func:`p_waves_present`) no P wave is given on any lead nor globally,
+   and the leads-together P intervals (``p_ms``, ``pr_ms``) are NaN as well (the P
+   amplitudes, ``p_mv`` and ``<lead>_p_mv``, stay: the rhythm rules weigh them as evidence);
 6. per-lead amplitudes on the average beat, the frontal QRS/P/T axes, QTc (Bazett,
    Fridericia), X/Y/Z loops (:mod:`team_code.dsp.vcg`, Kors), AF evidence (derivative zero
    crossings in lead II, atrial frequency after QRST cancellation in V1, P-wave consistency
@@ -763,6 +765,9 @@ def measure(
     result.leads = ld
     result.lead_names = tuple(STANDARD_LEADS[r] for r in rows)
     values.update(d.as_dict())
+    if not p_present:  # no P wave, so no P interval (the P amplitudes stay rhythm evidence)
+        for key in ("p_ms", "pr_ms", "p_on_ms_from_r", "p_off_ms_from_r"):
+            values[key] = nan
     gl = ld.global_
     values.update(
         {
