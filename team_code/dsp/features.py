@@ -803,8 +803,10 @@ def measure(
     values["t_axis_deg"] = _axis(values, "t_mv")
     limb = [values[f"{lead}_qrs_pp_mv"] for lead in STANDARD_LEADS[:6]]
     chest = [values[f"{lead}_qrs_pp_mv"] for lead in STANDARD_LEADS[6:]]
-    values["limb_qrs_max_mv"] = float(np.nanmax(limb)) if np.isfinite(limb).any() else nan
-    values["chest_qrs_max_mv"] = float(np.nanmax(chest)) if np.isfinite(chest).any() else nan
+    # "Every limb (precordial) lead below ...": only where every one of them was measured (a
+    # three-lead record's V2 alone says nothing of V1-V6; neither does a flat lead)
+    values["limb_qrs_max_mv"] = float(np.max(limb)) if np.isfinite(limb).all() else nan
+    values["chest_qrs_max_mv"] = float(np.max(chest)) if np.isfinite(chest).all() else nan
     # ---- ectopic beats: premature and/or of another QRS morphology
     premature = rhythm.premature_beats(whole.r_peaks, fs, config.prematurity)
     other = ~dominant & np.isfinite(whole.qrs_corr)
