@@ -113,6 +113,10 @@ class Rule:
     thresholds: dict  # name -> Threshold
     primary: str  # the threshold that learning tunes, within its bounds
     logic: Callable[[Context], float]  # graded score from a context
+    # thresholds that move with another (rule code, threshold name) when tuning moves it,
+    # keeping their published distance from it within their own bounds: the female QTc limit
+    # 10 ms above the male one, incomplete RBBB's upper width at complete RBBB's lower one
+    follows: dict = dataclasses.field(default_factory=dict)
 
 
 def score_rule(rule: Rule, values: dict, thresholds: dict[str, float]) -> dict:

@@ -374,6 +374,7 @@ def _build_rules() -> list[Rule]:
                 * _rbbb_width(c, "<", "irbbb_qrs_hi_ms")
                 * _rbbb_shape(c)
             ),
+            follows={"irbbb_qrs_hi_ms": ("713427006", "rbbb_qrs_ms")},
         ),
         Rule(
             "LAnFB",
@@ -548,6 +549,7 @@ def _build_rules() -> list[Rule]:
             },
             "lqt_qtc_male_ms",
             _lqt,
+            follows={"lqt_qtc_female_ms": ("111975006", "lqt_qtc_male_ms")},
         ),
         Rule(
             "QAb",
@@ -686,6 +688,17 @@ def rule_for_class(code: str, scored: ScoredClasses) -> Rule | None:
         names = ", ".join(f"{r.abbreviation} {r.code}" for r in found)
         raise ValueError(f"class {code} is served by more than one rule: {names}")
     return found[0] if found else None
+
+
+def apply_follows(thresholds: dict[str, dict[str, float]]) -> None:
+    """Move, in place, every threshold that follows another (:attr:`Rule.follows`) to the
+    leader's value plus their published distance, within the follower's bounds."""
+    table = rule_table()
+    for code, rule in table.items():
+        for name, (lead_code, lead_name) in rule.follows.items():
+            own, lead = rule.thresholds[name], table[lead_code].thresholds[lead_name]
+            value = thresholds[lead_code][lead_name] + (own.value - lead.value)
+            thresholds.setdefault(code, {})[name] = float(min(own.hi, max(own.lo, value)))
 
 
 def default_thresholds() -> dict[str, dict[str, float]]:

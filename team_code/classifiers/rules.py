@@ -67,6 +67,7 @@ from team_code.classifiers.measurements import (
 from team_code.classifiers.rule_language import Rule, Threshold
 from team_code.classifiers.rulebook import (
     RULES,
+    apply_follows,
     class_codes,
     default_thresholds,
     evaluate_rules,
@@ -458,7 +459,8 @@ class RulesClassifier(Classifier):
     ) -> None:
         """Per-rule 1-D grid search of the primary threshold maximising the class's F1 on the
         records of the sources that use the class's label (all records without ``sources``;
-        see :func:`label_vocabulary`)."""
+        see :func:`label_vocabulary`); then the thresholds that follow a tuned one move with
+        it (:func:`~team_code.classifiers.rulebook.apply_follows`)."""
         scored = self.task_.scored
         uses = label_vocabulary(truth, sources)
         for j, code in enumerate(self.classes_):
@@ -489,6 +491,7 @@ class RulesClassifier(Classifier):
                 "knowledge_base": spec.value,
                 "train_f1": best_f1,
             }
+        apply_follows(self.rule_thresholds_)
 
     # -- inference -----------------------------------------------------------------------
     def predict_proba(self, records: Sequence[Record]) -> np.ndarray:

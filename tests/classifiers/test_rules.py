@@ -260,3 +260,41 @@ def test_signal_digests_are_computed_only_for_decisions_that_read_held_out_score
     config = RulesClassifier.Config(min_positives=2, **options)
     RulesClassifier(config).fit(records, Task.of_classes(CLASSES))
     assert asked == ([len(records)] if reads else [])
+
+
+def test_a_threshold_that_follows_another_keeps_its_published_distance():
+    """Tuning moves one threshold of a rule; the female QTc limit stays 10 ms above the
+    male one (within its bounds), and incomplete RBBB's upper width stays at complete RBBB's
+    lower one, so the two blocks never overlap."""
+    from team_code.classifiers.rulebook import apply_follows
+
+    th = default_thresholds()
+    th["111975006"]["lqt_qtc_male_ms"] = 470.0
+    th["713427006"]["rbbb_qrs_ms"] = 113.75
+    apply_follows(th)
+    assert th["111975006"]["lqt_qtc_female_ms"] == 480.0
+    assert th["713426002"]["irbbb_qrs_hi_ms"] == 113.75
+    th["111975006"]["lqt_qtc_male_ms"] = 495.8
+    apply_follows(th)
+    assert th["111975006"]["lqt_qtc_female_ms"] == 500.0  # its upper bound
+    untouched = default_thresholds()
+    apply_follows(untouched)
+    assert untouched == default_thresholds()
+
+
+def test_tuning_the_male_qtc_limit_moves_the_female_one():
+    """Men labelled long QT from QTc 470 ms on: the male limit tunes up, and the female
+    limit follows it instead of staying at 460 ms below it."""
+    lqt, nsr = "111975006", "426783006"
+    qtcs = [430, 440, 455, 462, 466, 472, 480, 490, 500, 445]
+    values = [{"qtc_bazett_ms": q, "sex": "Male"} for q in qtcs]
+    truth = np.array([[q >= 470, q < 470] for q in qtcs])
+    model = RulesClassifier(RulesClassifier.Config(min_positives=2))
+    model.task_ = Task.of_classes([lqt, nsr])
+    model.classes_ = [lqt, nsr]
+    model.rule_thresholds_ = default_thresholds()
+    model.tuning_ = {}
+    model.tune_on_values(values, truth)
+    male = model.rule_thresholds_[lqt]["lqt_qtc_male_ms"]
+    assert 466 < male <= 472
+    assert model.rule_thresholds_[lqt]["lqt_qtc_female_ms"] == pytest.approx(male + 10)
