@@ -245,8 +245,13 @@ def _lqt(c: Context) -> float:
 
 
 def _bbb(c: Context) -> float:
-    """Wide QRS with the morphology of either complete bundle branch block."""
-    return c.above("qrs_ms", "bbb_qrs_ms") * max(_rbbb_shape(c), _lbbb_shape(c))
+    """Wide QRS with the morphology of either complete bundle branch block, each width read
+    as that block's rule reads it (the right block's to the end of V1-V2's terminal
+    deflection), so that the parent holds wherever either child does."""
+    return max(
+        _rbbb_width(c, ">", "bbb_qrs_ms") * _rbbb_shape(c),
+        c.above("qrs_ms", "bbb_qrs_ms") * _lbbb_shape(c),
+    )
 
 
 #: Poor R wave progression. Zema and Kligfield (ECG poor R-wave progression: review and

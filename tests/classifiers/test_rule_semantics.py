@@ -239,3 +239,22 @@ def test_ties_go_to_silence_by_default_and_keep_the_rule_with_keep(objective):
         operating_thresholds(truth, scores, classes, 3, sources, objective=objective, ties="x")
     with pytest.raises(ValueError, match="decision_ties"):
         RulesClassifier.Config(decision_ties="never")
+
+
+def test_bundle_branch_block_of_unstated_type_holds_wherever_complete_rbbb_does(shared_data):
+    """Q0077 (CRBBB): the common QRS offset falls on V1's broad terminal R' (qrs_ms 80 ms),
+    the width to the end of V1-V2's terminal deflection is 130 ms. The 2021 parent class
+    (6374002) reads the right block's width as the CRBBB rule does, so it holds there too."""
+    from evaluation.tables import task_weights_path
+    from team_code.classifiers.rulebook import evaluate_rules
+    from team_code.data.labels import scored_classes
+    from team_code.data.records import load_record
+    from team_code.dsp import features
+
+    table = scored_classes(task_weights_path("2021"))
+    values = features.measure_record(load_record(shared_data / "challenge" / "Q0077.hea")).values
+    assert values["qrs_ms"] < 110 <= 120 <= values["qrs_terminal_ms"]
+    crbbb = next(c for c in table.codes if "713427006" in c.split("|"))
+    result = evaluate_rules(values, None, [crbbb, "6374002"], table)
+    assert result[crbbb]["score"] >= 0.5
+    assert result["6374002"]["score"] >= result[crbbb]["score"]
