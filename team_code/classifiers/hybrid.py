@@ -186,11 +186,10 @@ def _record_contributions(truth: np.ndarray, binary: np.ndarray, classes, scored
     task's table): its observed score over the span between the correct and the inactive
     scores, so that the sums of two sets of outputs differ exactly as their metrics do."""
     from evaluation.metrics import record_challenge_contributions
-    from team_code.classifiers.thresholds import challenge_weights
-    from team_code.data.labels import NORMAL_CLASS
+    from team_code.classifiers.thresholds import challenge_weights, normal_index
 
     observed, correct, inactive = record_challenge_contributions(
-        challenge_weights(classes, scored), truth, binary, list(classes).index(NORMAL_CLASS)
+        challenge_weights(classes, scored), truth, binary, normal_index(classes)
     )
     span = correct.sum() - inactive.sum()
     return observed / span if span else np.zeros_like(observed)

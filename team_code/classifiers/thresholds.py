@@ -48,12 +48,27 @@ def challenge_weights(classes, scored: ScoredClasses | None = None) -> np.ndarra
     return scored.weights[np.ix_(index, index)]
 
 
+def normal_index(classes) -> int:
+    """The column of sinus rhythm among ``classes``: the challenge metric measures every
+    output against the "inactive" one that names sinus rhythm alone, so a class set without
+    it has no such metric (a clear error, not a failed lookup)."""
+    classes = list(classes)
+    if NORMAL_CLASS not in classes:
+        raise ValueError(
+            f"the challenge metric needs sinus rhythm ({NORMAL_CLASS}) among the classes: it "
+            "measures every output against the one that names sinus rhythm alone; add it to "
+            "the class subset, or choose thresholds without the metric"
+        )
+    return classes.index(NORMAL_CLASS)
+
+
 def challenge_score(
     labels: np.ndarray, binary: np.ndarray, classes, scored: ScoredClasses | None = None
 ) -> float:
     """The normalised challenge metric of binary outputs, by the project's scorer."""
     from evaluation.metrics import compute_challenge_metric
 
+    normal_index(classes)
     return compute_challenge_metric(
         challenge_weights(classes, scored), labels, binary, list(classes), NORMAL_CLASS
     )
@@ -74,7 +89,7 @@ class RecordMetric:
 
         self.labels = np.asarray(labels, dtype=bool)
         weights = np.nan_to_num(challenge_weights(classes, scored), nan=0.0)
-        self.normal = list(classes).index(NORMAL_CLASS)
+        self.normal = normal_index(classes)
         _, self.correct, self.inactive = record_challenge_contributions(
             weights, self.labels, self.labels, self.normal
         )
@@ -134,7 +149,7 @@ def challenge_thresholds(
     weights = challenge_weights(classes, scored)
     thresholds = youden_thresholds(labels, scores) if start is None else np.array(start, float)
     binary = scores >= thresholds
-    _, correct, inactive = challenge_scores(weights, labels, binary, classes.index(NORMAL_CLASS))
+    _, correct, inactive = challenge_scores(weights, labels, binary, normal_index(classes))
     if correct == inactive:  # nothing to gain: the metric is 0 whatever the outputs
         return thresholds
     label_weights = labels.astype(float) @ weights  # (n, c): LW
@@ -195,7 +210,7 @@ class GroupVotes:
         self.names, index = np.unique(groups, return_inverse=True)
         self.onehot = np.zeros((len(self.names), len(groups)))
         self.onehot[index, np.arange(len(groups))] = 1.0
-        normal = list(classes).index(NORMAL_CLASS)
+        normal = normal_index(classes)
         spans = []
         for g in range(len(self.names)):
             rows = index == g

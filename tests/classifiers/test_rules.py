@@ -298,3 +298,12 @@ def test_tuning_the_male_qtc_limit_moves_the_female_one():
     male = model.rule_thresholds_[lqt]["lqt_qtc_male_ms"]
     assert 466 < male <= 472
     assert model.rule_thresholds_[lqt]["lqt_qtc_female_ms"] == pytest.approx(male + 10)
+
+
+def test_a_class_subset_without_sinus_rhythm_is_refused_with_a_clear_error():
+    """The operating thresholds are chosen by the challenge metric, which needs sinus rhythm
+    among the classes: a subset without it says so instead of failing a list lookup."""
+    records = [_record(f"s{i}", seed=i, pr_ms=pr) for i, pr in enumerate((150, 240, 170, 260))]
+    task = Task("2020", subset=("164889003", "713427006"))
+    with pytest.raises(ValueError, match=r"needs sinus rhythm \(426783006\) among the classes"):
+        RulesClassifier().fit(records, task)
