@@ -431,12 +431,13 @@ class RulesClassifier(Classifier):
         one group, without its fold). The groups are the sources, a recording released under
         two sources' names (equal ``digests``) counted with its first copy's
         (:func:`source_groups`), so that it is never tuned on while its twin is scored; the
-        folds of one group keep identical recordings in one fold."""
+        folds of one group keep identical recordings in one fold and are drawn by the digests'
+        order, not the records'."""
         groups = list(sources) if digests is None else source_groups(sources, digests)
         if len(set(groups)) < 2:
             k = max(2, min(self.config.decision_folds, len(groups)))
             ids = range(len(groups)) if digests is None else digests
-            rank = {d: r for r, d in enumerate(dict.fromkeys(ids))}
+            rank = {d: r for r, d in enumerate(sorted(set(ids)))}  # not the records' order
             groups = [f"fold {rank[d] % k + 1}" for d in ids]
         groups_arr = np.asarray(groups)
         scores = np.zeros((len(all_values), len(self.classes_)))

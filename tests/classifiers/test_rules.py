@@ -228,6 +228,22 @@ def test_one_sources_folds_keep_a_recording_given_twice_in_one_fold(monkeypatch)
     assert all(("E00001" in names) == ("E09999" in names) for names in tuned_on)
 
 
+def test_one_sources_folds_do_not_depend_on_the_order_of_the_records(monkeypatch):
+    """The folds of one source are drawn by the recordings' digests, not by their position:
+    the same records given in another order are tuned on in the same folds."""
+    records = [
+        _pr_record(f"E{i:05d}", seed=i, pr_ms=ms)
+        for i, ms in enumerate((150, 230, 260, 170, 240, 160, 250, 155))
+    ]
+    config = RulesClassifier.Config(min_positives=2, decision_folds=3)
+    folds = []
+    for order in (records, records[::-1], records[3:] + records[:3]):
+        tuned_on = _record_tunings(monkeypatch)
+        RulesClassifier(config).fit(order, Task.of_classes(CLASSES))
+        folds.append(sorted(sorted(names) for names in tuned_on))
+    assert folds[0] == folds[1] == folds[2]
+
+
 @pytest.mark.parametrize(
     "options, reads",
     [
