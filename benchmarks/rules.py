@@ -363,10 +363,10 @@ def parse_variants(items) -> dict[str, dict[str, str]]:
 #: most); ``sources``: the mean over the inner held-out sources of at least
 #: :data:`MIN_SOURCE_RECORDS` records of the variant's margin over that source's prevalence
 #: floor (every such source weighs the same: a decision that holds across sources wins over
-#: one that pays on the largest); ``one-se``: scored as ``pooled``, the first variant in the
-#: listed order (by default the shipped options first) within one standard error of the best
-#: taken (:func:`one_se_choice`, the hybrid's own one-standard-error rule: a choice among
-#: near-equal variants does not follow noise).
+#: one that pays on the largest); ``one-se``: scored as ``pooled``, the first listed variant
+#: (the shipped options) kept where it is within one standard error of the best, else the
+#: best (:func:`one_se_choice`, the one-standard-error rule: a choice among near-equal
+#: variants does not follow noise).
 INNER_CRITERIA = ("pooled", "sources", "one-se")
 MIN_SOURCE_RECORDS = 20
 
@@ -390,25 +390,25 @@ def inner_score(criterion, weights, truth, rules, floor, sources, classes) -> tu
     return float(np.mean([margins[s] for s in large])), margins
 
 
-def one_se_choice(outputs: dict, truth, classes) -> tuple[str, dict]:
-    """The ``one-se`` choice among variants, by the hybrid's own one-standard-error rule
-    (``hybrid._simplest_within_tolerance``, 1 SE): the first variant in the order of
-    ``outputs`` (by default the shipped options first) whose inner score is within one
-    standard error of the best one's, the standard error taken of the paired per-record
-    difference of the records' contributions to the normalised challenge metric.
+def one_se_choice(outputs: dict, truth, classes, scored=None) -> tuple[str, dict]:
+    """The ``one-se`` choice among variants: the first variant of ``outputs`` (the shipped
+    options, listed first) where its inner score is within one standard error of the best
+    one's, else the best, the standard error taken of the paired per-record difference of
+    the records' contributions to the normalised challenge metric (the one-standard-error
+    rule the hybrid applies to its fusions). The other variants' order plays no part.
     ``outputs[name]``: the variant's decisions on the inner held-out records, ``truth`` their
-    labels. Returns the choice and each variant's standard error against the best (the
-    best's: 0)."""
-    from team_code.classifiers.hybrid import (
-        _paired_se,
-        _record_contributions,
-        _simplest_within_tolerance,
-    )
+    labels, ``scored`` the task's table (None: the shipped table of ``classes``). Returns the
+    choice and each variant's standard error against the best (the best's: 0)."""
+    from team_code.classifiers.hybrid import _paired_se, _record_contributions
 
-    contributions = {n: _record_contributions(truth, b, classes, None) for n, b in outputs.items()}
-    best = max(contributions, key=lambda n: contributions[n].sum())
+    contributions = {
+        n: _record_contributions(truth, b, classes, scored) for n, b in outputs.items()
+    }
+    totals = {n: float(c.sum()) for n, c in contributions.items()}
+    best = max(totals, key=totals.get)  # ties: the first listed
     se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
-    return _simplest_within_tolerance(contributions, 1.0), se
+    first = next(iter(outputs))
+    return (first if totals[best] - totals[first] <= se[first] else best), se
 
 
 def nested_loso(
@@ -539,7 +539,7 @@ def nested_choice(
             )
         entry = {"inner": scored, "margins": margins}
         if criterion == "one-se":
-            best, entry["se"] = one_se_choice(outputs, truth[rows], list(classes))
+            best, entry["se"] = one_se_choice(outputs, truth[rows], list(classes), task.scored)
         else:
             best = max(scored, key=lambda name: scored[name])  # ties: the first listed
         merged = with_variant(options, variants[best])
