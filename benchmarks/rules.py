@@ -492,6 +492,20 @@ def kfold_splits(truth, digests, n_folds=5, seed=0, folds=None) -> tuple[list, C
     return [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)], inner_splits
 
 
+def check_variants_measure_alike(variants: dict, options: dict) -> None:
+    """Refuse (``SystemExit``) a variant that changes how records are measured: the
+    measurements are made once, with ``--set``'s options, and every variant is fitted on
+    them, so such a variant would be scored on measurements it does not make."""
+    base = _measurement_key(options.get("rules"))
+    for name, variant in variants.items():
+        if _measurement_key(with_variant(options, variant)["rules"]) != base:
+            raise SystemExit(
+                f"--variant {name} changes the measurements ({', '.join(sorted(variant))}); "
+                "every variant is fitted on one set of measurements: compare measurement "
+                "options in runs of their own (--set rules.OPTION=VALUE)"
+            )
+
+
 def with_variant(options: dict, variant: dict) -> dict:
     """``options`` with a variant's rules options over its own."""
     return {**options, "rules": {**options.get("rules", {}), **variant}}
@@ -687,6 +701,7 @@ def rules_tables(args) -> dict:
             splits = [(f"fold {k + 1}", tr, te) for k, (tr, te) in enumerate(folds)]
         elif protocol in ("nested", "nested-kfold"):
             variants = parse_variants(args.variants)
+            check_variants_measure_alike(variants, options)
             print(
                 f"\n{'nested LOSO' if protocol == 'nested' else 'nested k-fold'} over "
                 f"{len(variants)} variants: "

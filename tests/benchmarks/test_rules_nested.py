@@ -340,3 +340,14 @@ def test_one_se_weighs_with_the_tasks_table(monkeypatch):
     monkeypatch.setattr(hybrid, "_record_contributions", spy)
     bench.one_se_choice({"a": truth, "b": ~truth}, truth, classes, table)
     assert seen == [table, table]
+
+
+def test_a_variant_that_changes_the_measurements_is_refused():
+    """Every variant is fitted on the one set of measurements the run makes: a variant of a
+    measurement option would be scored on measurements it does not make."""
+    fit_only = bench.parse_variants(["shipped=", "half=decision=half"])
+    bench.check_variants_measure_alike(fit_only, {})
+    with pytest.raises(SystemExit, match="--variant short changes the measurements"):
+        bench.check_variants_measure_alike(
+            bench.parse_variants(["shipped=", "short=max_duration_s=10,morphology_s=10"]), {}
+        )
