@@ -229,16 +229,27 @@ def measure_all(
             stored = data["values"]
     values = {}
     for i, name in enumerate(records.names):
-        if name not in stored:
+        entry = _entry_key(records, i)
+        if entry not in stored:
             weights = held.get(ludb_record(name) or "")
             learned = _fold_delineator(weights) if weights is not None else None
-            stored[name] = record_measurements(
+            stored[entry] = record_measurements(
                 records[i], rules._feature_config(), leads, learned=learned
             )["values"]
-        values[name] = stored[name]
+        values[name] = stored[entry]
     if cache is not None:
         cache.write_text(json.dumps({"key": key, "values": stored}, default=_nan_none))
     return {n: {k: (np.nan if v is None else v) for k, v in d.items()} for n, d in values.items()}
+
+
+def _entry_key(records, i: int) -> str:
+    """A cache entry's key: the record's name and the digests of its header and signal file,
+    so that a file replaced under the same name (or another data folder) is measured again."""
+    from team_code.runs import file_digest
+
+    header = records.headers[i]
+    files = (records.paths[i], header.path.parent / header.signal_file)
+    return ":".join([records.names[i], *(file_digest(f, "md5")[:16] for f in files)])
 
 
 def _fold_delineator(weights: Path):

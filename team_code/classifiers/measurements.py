@@ -27,8 +27,9 @@ from team_code.threads import worker_processes
 
 #: Bump when what :func:`record_measurements` returns changes beyond the dsp code.
 MEASUREMENTS_VERSION = "rules-measurements/1"
-#: Packages whose source the measurements are computed with (part of the cache key).
-MEASUREMENT_CODE = ("team_code.dsp",)
+#: Packages and modules whose source the measurements are computed with (part of the cache
+#: key): the signal processing, the limb leads derived from I and II, and this module.
+MEASUREMENT_CODE = ("team_code.dsp", "team_code.data.leads", "team_code.classifiers.measurements")
 
 
 def measured_leads(leads: Sequence[str] | None) -> tuple[str, ...] | None:

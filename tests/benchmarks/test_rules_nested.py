@@ -351,3 +351,23 @@ def test_a_variant_that_changes_the_measurements_is_refused():
         bench.check_variants_measure_alike(
             bench.parse_variants(["shipped=", "short=max_duration_s=10,morphology_s=10"]), {}
         )
+
+
+def test_the_measurement_cache_measures_a_replaced_file_again(challenge_dir, tmp_path):
+    """``--cache FILE`` keeps each record's values under its name and its files' digests: a
+    record whose signal was replaced under the same name is measured again, not served the
+    old record's values."""
+    import shutil
+
+    from team_code.data.records import RecordSet
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("A0002", "A0003"):
+        for ext in (".hea", ".mat"):
+            shutil.copy(challenge_dir / f"{name}{ext}", data / f"{name}{ext}")
+    cache = tmp_path / "cache.json"
+    first = bench.measure_all(RecordSet.from_folder(data), cache)
+    shutil.copy(challenge_dir / "A0003.mat", data / "A0002.mat")  # A0002 now holds A0003's signal
+    again = bench.measure_all(RecordSet.from_folder(data), cache)
+    assert again["A0002"]["hr_bpm"] == first["A0003"]["hr_bpm"] != first["A0002"]["hr_bpm"]
