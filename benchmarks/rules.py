@@ -222,6 +222,14 @@ def measure_all(
             raise SystemExit("--delineator-folds needs --set rules.delineator=cnn")
         held, digest = delineator_fold_models(Path(delineator_folds))
         key = f"{key}-folds-{digest}"
+    elif rules._feature_config().delineator == "cnn" and any(map(ludb_record, records.names)):
+        print(
+            "warning: LUDB records measured with the learned delineator's own weights, which "
+            "were trained on the shared LUDB records: their figures are in-sample for the "
+            "delineator (--delineator-folds DIR measures each with the fold model that never "
+            "saw it)",
+            file=sys.stderr,
+        )
     stored = {}
     if cache is not None and cache.exists():
         data = json.loads(cache.read_text())

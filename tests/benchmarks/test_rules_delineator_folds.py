@@ -62,3 +62,17 @@ def test_the_fold_model_that_never_saw_a_ludb_record_measures_it(
         bench.measure_all(records, None, {}, fold)
     with pytest.raises(SystemExit, match=r"folds\.json not found"):
         bench.delineator_fold_models(tmp_path)
+
+
+def test_ludb_records_measured_by_the_kits_own_weights_are_called_in_sample(
+    shared_data, delineator_weights, capsys
+):
+    """The kit's delineator weights were trained on the shared LUDB records: measuring those
+    with them (no --delineator-folds) says so on stderr."""
+    records = RecordSet([shared_data / "ludb_challenge" / "LU0008.hea"])
+    bench.measure_all(records, None, {"delineator": "cnn"})
+    assert "in-sample for the delineator" in capsys.readouterr().err
+    bench.measure_all(
+        RecordSet([shared_data / "challenge" / "A0002.hea"]), None, {"delineator": "cnn"}
+    )
+    assert "in-sample" not in capsys.readouterr().err
