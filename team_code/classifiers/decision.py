@@ -167,7 +167,8 @@ class ThresholdPolicy(DecisionPolicy):
     """A threshold per class: a class is labelled where its score reaches its threshold.
 
     ``min_positives``: classes with fewer positives among the scores given to ``fit`` keep
-    their start (``"challenge"``) or stay silent (``"vote"``, ``"pooled"``); None: the
+    their start (``"challenge"``) or choose between 0.5 and silence only (``"vote"``,
+    ``"pooled"``: no graded level is searched on a few positives); None: the
     method's default (:data:`DEFAULT_MIN_POSITIVES`: 3, and 0 for ``"challenge"``, which
     searches every class). ``start`` (``"challenge"``): the thresholds the search starts from,
     one per class (None: ``fixed`` everywhere); ``fit`` without records returns them.

@@ -324,8 +324,8 @@ def _build_rules() -> list[Rule]:
             "QRST-cancelled V1 and its spectral organisation.",
             {
                 "afl_organisation": T(0.5, 0.05, 0.35, 0.7),
-                "afl_freq_lo_hz": T(3.8, 0.2, 3.0, 4.5, "Hz", "240/min = 4 Hz (Minnesota 8-3-2)"),
-                "afl_freq_hi_hz": T(6.2, 0.2, 5.5, 7.0, "Hz", "340/min = 5.7 Hz (Minnesota 8-3-2)"),
+                "afl_freq_lo_hz": T(4.0, 0.2, 3.0, 4.5, "Hz", "240/min = 4 Hz (Minnesota 8-3-2)"),
+                "afl_freq_hi_hz": T(5.7, 0.2, 5.5, 7.0, "Hz", "340/min = 5.7 Hz (Minnesota 8-3-2)"),
                 **_P,
             },
             "afl_organisation",

@@ -258,3 +258,13 @@ def test_bundle_branch_block_of_unstated_type_holds_wherever_complete_rbbb_does(
     result = evaluate_rules(values, None, [crbbb, "6374002"], table)
     assert result[crbbb]["score"] >= 0.5
     assert result["6374002"]["score"] >= result[crbbb]["score"]
+
+
+def test_atrial_flutter_rates_are_the_published_240_to_340_per_minute():
+    """The flutter band's published values are 240 and 340/min (Minnesota 8-3-2), which
+    ``explain`` reports as published: 4.0 and 5.7 Hz."""
+    from team_code.classifiers.rulebook import rule_table
+
+    th = rule_table()["164890007"].thresholds
+    assert th["afl_freq_lo_hz"].value == pytest.approx(240 / 60)
+    assert th["afl_freq_hi_hz"].value == pytest.approx(340 / 60, abs=0.05)
