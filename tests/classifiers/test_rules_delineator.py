@@ -57,7 +57,12 @@ def test_the_rules_option_reaches_the_measurements_and_their_cache_key(delineato
     assert RulesClassifier(RulesClassifier.Config())._feature_config().delineator == "wavelet"
     wavelet_key, wavelet_code = measurement_key(FeatureConfig())
     cnn_key, cnn_code = measurement_key(CNN)
-    assert "delineator_weights" not in wavelet_key and wavelet_code == ("team_code.dsp",)
+    assert "delineator_weights" not in wavelet_key
+    assert wavelet_code == (
+        "team_code.dsp",
+        "team_code.data.leads",
+        "team_code.classifiers.measurements",
+    )
     assert cnn_key["delineator_weights"] and "team_code.nn.delineator" in cnn_code
 
 
