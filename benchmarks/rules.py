@@ -210,6 +210,7 @@ def measure_all(
     ``delineator=cnn``) every LUDB record is measured by the fold model that never saw it,
     the other records by the kit's weights (which saw no Challenge record)."""
     from team_code.classifiers.measurements import measured_leads, record_measurements
+    from team_code.runs import record_digests
 
     key = _measurement_key(rules_options)
     rules = _rules(rules_options)
@@ -236,8 +237,11 @@ def measure_all(
         if data.get("key") == key:
             stored = data["values"]
     values = {}
+    # each entry under the record's name and the digest of its header and signal files, so
+    # that a file replaced under the same name (or another data folder) is measured again
+    contents = record_digests(records)
     for i, name in enumerate(records.names):
-        entry = _entry_key(records, i)
+        entry = f"{name}:{contents[i]}"
         if entry not in stored:
             weights = held.get(ludb_record(name) or "")
             learned = _fold_delineator(weights) if weights is not None else None
@@ -248,16 +252,6 @@ def measure_all(
     if cache is not None:
         cache.write_text(json.dumps({"key": key, "values": stored}, default=_nan_none))
     return {n: {k: (np.nan if v is None else v) for k, v in d.items()} for n, d in values.items()}
-
-
-def _entry_key(records, i: int) -> str:
-    """A cache entry's key: the record's name and the digests of its header and signal file,
-    so that a file replaced under the same name (or another data folder) is measured again."""
-    from team_code.runs import file_digest
-
-    header = records.headers[i]
-    files = (records.paths[i], header.path.parent / header.signal_file)
-    return ":".join([records.names[i], *(file_digest(f, "md5")[:16] for f in files)])
 
 
 def _fold_delineator(weights: Path):

@@ -42,7 +42,6 @@ import ctypes
 import errno
 import glob
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -96,14 +95,14 @@ def _aside_folder(target: Path) -> Path:
 FORMAT_FAMILY = FORMAT.split("/")[0] + "/"
 
 
-def _is_kit_manifest(path: Path) -> bool:
-    """Whether ``path`` is a manifest this kit wrote, in any of its model formats (another
-    program's manifest.json makes its folder no model to replace)."""
+def _is_kit_manifest(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest this kit wrote, in any of its model formats
+    (another program's manifest.json makes its folder no model to replace)."""
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = read_manifest(folder)
+    except (OSError, ModelFolderError):
         return False
-    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(FORMAT_FAMILY)
+    return str(manifest.get("format", "")).startswith(FORMAT_FAMILY)
 
 
 def check_writable(target: str | os.PathLike) -> None:
@@ -114,7 +113,7 @@ def check_writable(target: str | os.PathLike) -> None:
         return
     if not target.is_dir():
         raise ModelFolderError(f"MODEL {target} exists and is not a folder")
-    if (target / MANIFEST).is_file() and _is_kit_manifest(target / MANIFEST):
+    if _is_kit_manifest(target):
         return
     others = sorted(p.name for p in target.iterdir() if p.name not in RUN_STATE)
     if others:
