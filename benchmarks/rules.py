@@ -334,9 +334,18 @@ def cross_predict(
             "thresholds": [float(t) for t in model.thresholds_],
             "silent": silent,
             "rule_thresholds": getattr(model, "rule_thresholds_", {}),
+            "decision_selection": model.decision_selection_,
         }
         if not quiet:
-            print(f"[{label}] silent: {', '.join(silent) or 'none'}", flush=True)
+            selection = model.decision_selection_
+            picked = (
+                ""
+                if selection is None
+                else f"; decision {selection['chosen']} ("
+                + ", ".join(f"{n} {v:.3f}" for n, v in selection["inner"].items())
+                + ")"
+            )
+            print(f"[{label}] silent: {', '.join(silent) or 'none'}{picked}", flush=True)
     return {"binary": binary, "chosen": chosen}
 
 
@@ -404,24 +413,13 @@ def inner_score(criterion, weights, truth, rules, floor, sources, classes) -> tu
 
 
 def one_se_choice(outputs: dict, truth, classes, scored=None) -> tuple[str, dict]:
-    """The ``one-se`` choice among variants: the first variant of ``outputs`` (the shipped
-    options, listed first) where its inner score is within one standard error of the best
-    one's, else the best, the standard error taken of the paired per-record difference of
-    the records' contributions to the normalised challenge metric (the one-standard-error
-    rule the hybrid applies to its fusions). The other variants' order plays no part.
-    ``outputs[name]``: the variant's decisions on the inner held-out records, ``truth`` their
-    labels, ``scored`` the task's table (None: the shipped table of ``classes``). Returns the
-    choice and each variant's standard error against the best (the best's: 0)."""
-    from team_code.classifiers.hybrid import _paired_se, _record_contributions
+    """The ``one-se`` choice among variants: the first listed (the shipped options) within one
+    standard error of the best, else the best; the kit's own rule
+    (:func:`team_code.classifiers.hybrid.first_within_one_se`, which ``rules.decision_select``
+    applies when the rules choose their decision variant in training)."""
+    from team_code.classifiers.hybrid import first_within_one_se
 
-    contributions = {
-        n: _record_contributions(truth, b, classes, scored) for n, b in outputs.items()
-    }
-    totals = {n: float(c.sum()) for n, c in contributions.items()}
-    best = max(totals, key=totals.get)  # ties: the first listed
-    se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
-    first = next(iter(outputs))
-    return (first if totals[best] - totals[first] <= se[first] else best), se
+    return first_within_one_se(outputs, truth, classes, scored)
 
 
 def nested_loso(

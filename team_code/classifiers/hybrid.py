@@ -201,6 +201,24 @@ def _paired_se(difference: np.ndarray) -> float:
     return float(np.sqrt(n) * difference.std(ddof=1)) if n > 1 else 0.0
 
 
+def first_within_one_se(outputs: dict, truth, classes, scored=None) -> tuple[str, dict]:
+    """The one-standard-error choice among variants: the first variant of ``outputs`` where
+    its score is within one standard error of the best one's, else the best, the standard
+    error taken of the paired per-record difference of the records' contributions to the
+    normalised challenge metric. The other variants' order plays no part. ``outputs[name]``:
+    the variant's decisions on the same records, ``truth`` their labels, ``scored`` the task's
+    table (None: the shipped table of ``classes``). Returns the choice and each variant's
+    standard error against the best (the best's: 0)."""
+    contributions = {
+        n: _record_contributions(truth, b, classes, scored) for n, b in outputs.items()
+    }
+    totals = {n: float(c.sum()) for n, c in contributions.items()}
+    best = max(totals, key=totals.get)  # ties: the first listed
+    se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
+    first = next(iter(outputs))
+    return (first if totals[best] - totals[first] <= se[first] else best), se
+
+
 def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tuple:
     """The first (simplest) candidate whose cross-validated score is within ``tolerance_se``
     standard errors of the best one's, the standard error taken of the paired per-record

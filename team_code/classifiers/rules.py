@@ -104,6 +104,21 @@ OBJECTIVES = ("vote", "pooled")
 #: rule's condition met by a margin of about one transition width either way, or just met.
 OPERATING_LEVELS: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
 
+#: Decision variants ``decision_select`` may name, each as the options it sets over the
+#: configured ones: ``configured`` (the options as given: by default the source vote),
+#: ``pooled-8`` (the pooled objective, graded levels for classes of 8 or more positives),
+#: ``vote-vocabulary`` (each class judged on the sources that use its label), ``half`` (0.5
+#: everywhere) and ``bagged-15`` (thresholds most of 15 bootstrap resamples choose). These are
+#: the five variants of the nested protocol of ``benchmarks/rules.py``, under its names
+#: (``configured`` is its ``shipped``).
+DECISION_VARIANTS: dict[str, dict] = {
+    "configured": {},
+    "pooled-8": {"decision_objective": "pooled", "decision_min_positives": 8},
+    "vote-vocabulary": {"decision_vocabulary": True},
+    "half": {"decision": "half"},
+    "bagged-15": {"decision_bagging": 15},
+}
+
 
 def operating_thresholds(
     truth: np.ndarray,
@@ -216,6 +231,10 @@ class RulesClassifier(Classifier):
     lowest_decision = min(OPERATING_LEVELS)
     #: The fitted decision policy where ``decision_policy`` names one (None: thresholds).
     policy_: DecisionPolicy | None = None
+    #: The training records' choice among ``decision_select``'s variants (None: no choice):
+    #: ``chosen``, ``groups``, each variant's pooled challenge metric on the groups' decisions
+    #: (``inner``) and its standard error against the best (``se``).
+    decision_selection_: dict | None = None
 
     @dataclasses.dataclass(frozen=True)
     class Config:
@@ -263,8 +282,20 @@ class RulesClassifier(Classifier):
         # held-out training-source scores ("expected": the label set with the highest
         # expected challenge metric, from Platt-calibrated scores).
         decision_policy: str = "thresholds"
+        # Names of DECISION_VARIANTS, comma-separated: the training records choose among
+        # them (each source decided by every variant fitted without it; the first listed
+        # kept within one standard error of the best, else the best), and the chosen one
+        # decides. Empty: the configured decision options, unchosen.
+        decision_select: str = ""
 
         def __post_init__(self):
+            names = [n.strip() for n in self.decision_select.split(",") if n.strip()]
+            unknown = [n for n in names if n not in DECISION_VARIANTS]
+            if unknown or len(set(names)) != len(names):
+                raise ValueError(
+                    "rules: decision_select must name distinct variants of "
+                    f"{', '.join(DECISION_VARIANTS)}, not {self.decision_select!r}"
+                )
             if self.delineator not in DELINEATORS:
                 raise ValueError(
                     f"rules: delineator must be one of {', '.join(DELINEATORS)}, "
@@ -329,11 +360,14 @@ class RulesClassifier(Classifier):
         )
         return [m["values"] for m in measured]
 
-    def _scores_from_values(self, all_values: Sequence[dict]) -> np.ndarray:
+    def _scores_from_values(self, all_values: Sequence[dict], thresholds=None) -> np.ndarray:
+        """Rule scores of measured records under the model's rule thresholds (or
+        ``thresholds``)."""
+        thresholds = self.rule_thresholds_ if thresholds is None else thresholds
         scores = np.zeros((len(all_values), len(self.classes_)))
         scored = self.task_.scored
         for i, values in enumerate(all_values):
-            result = evaluate_rules(values, self.rule_thresholds_, self.classes_, scored)
+            result = evaluate_rules(values, thresholds, self.classes_, scored)
             for j, code in enumerate(self.classes_):
                 if code in result:
                     scores[i, j] = result[code]["score"]
@@ -356,6 +390,7 @@ class RulesClassifier(Classifier):
             not self.config.tune
             and self.config.decision == "half"
             and self.config.decision_policy == "thresholds"
+            and len(self._candidates()) == 1
         ):
             return self
         start = time.perf_counter()
@@ -371,7 +406,11 @@ class RulesClassifier(Classifier):
     def _reads_held_out(self) -> bool:
         """Whether fitting scores the training records by rules tuned without them (the
         operating thresholds' input, or a decision policy's)."""
-        return self.config.decision == "loso" or self.config.decision_policy != "thresholds"
+        return (
+            self.config.decision == "loso"
+            or self.config.decision_policy != "thresholds"
+            or len(self._candidates()) > 1
+        )
 
     def fit_values(
         self,
@@ -383,77 +422,64 @@ class RulesClassifier(Classifier):
         """``fit`` on measurements already made (``names`` give the records' sources;
         ``digests``, the signals' (:func:`signal_digests`), keep a recording released under
         two sources' names, or twice in one source, out of training while either copy is held
-        out)."""
-        self.rule_thresholds_ = default_thresholds()
-        self.tuning_ = {}
+        out). With ``decision_select``, the decision variant is chosen first
+        (:meth:`_select_decision`)."""
         self.policy_ = None
+        self.decision_selection_ = None
         sources = [record_source(n) for n in names]
-        held_out = groups = None
-        if self.config.tune:
-            self.tune_on_values(all_values, truth, sources)
-        start = np.full(len(self.classes_), 0.5)
-        if self.config.decision == "challenge":
-            scores = self._scores_from_values(all_values)
-            policy = ThresholdPolicy("challenge", fixed=0.5)
-            self.thresholds_ = policy.fit(scores, truth, task=self.task_).thresholds_
-        elif self.config.decision == "loso" and len(all_values) > 0:
-            held_out, groups = self._held_out_scores(all_values, truth, sources, digests)
-            policy = ThresholdPolicy(
-                self.config.decision_objective,
-                self.config.decision_min_positives,
-                self.config.decision_vocabulary,
-                bagging=self.config.decision_bagging,
-                ties=self.config.decision_ties,
-            )
-            self.thresholds_ = policy.fit(held_out, truth, groups, self.task_, sources).thresholds_
-            self.decision_ = {
-                "held_out_groups": sorted(set(groups)),
-                "silent": [
-                    self.task_.abbreviation(c)
-                    for c, t in zip(self.classes_, self.thresholds_, strict=True)
-                    if t >= NEVER
-                ],
-            }
-        else:
-            self.thresholds_ = start
-        if self.config.decision_policy != "thresholds" and len(all_values) > 0:
-            if held_out is None:
-                held_out, groups = self._held_out_scores(all_values, truth, sources, digests)
-            self.policy_ = make_policy(self.config.decision_policy).fit(
-                held_out, truth, groups, self.task_, sources
-            )
+        fit = _GroupFit(self, all_values, truth, sources, digests)
+        config = self.config
+        if len(self._candidates()) > 1 and len(all_values) > 0:
+            config = self._select_decision(fit)
+        self.rule_thresholds_, self.tuning_ = fit.tuned(frozenset())
+        self.thresholds_, self.policy_, self.decision_ = fit.decision(config, frozenset())
         return self
 
-    def _held_out_scores(
-        self, all_values, truth, sources, digests=None
-    ) -> tuple[np.ndarray, list[str]]:
-        """Rule scores of every training record from rules tuned without its group (or, with
-        one group, without its fold). The groups are the sources, a recording released under
-        two sources' names (equal ``digests``) counted with its first copy's
-        (:func:`source_groups`), so that it is never tuned on while its twin is scored; the
-        folds of one group keep identical recordings in one fold and are drawn by the digests'
-        order, not the records'."""
-        groups = list(sources) if digests is None else source_groups(sources, digests)
-        if len(set(groups)) < 2:
-            k = max(2, min(self.config.decision_folds, len(groups)))
-            ids = range(len(groups)) if digests is None else digests
-            rank = {d: r for r, d in enumerate(sorted(set(ids)))}  # not the records' order
-            groups = [f"fold {rank[d] % k + 1}" for d in ids]
-        groups_arr = np.asarray(groups)
-        scores = np.zeros((len(all_values), len(self.classes_)))
-        for group in sorted(set(groups)):
-            test = groups_arr == group
-            inner = RulesClassifier(self.config)
-            inner.task_, inner.classes_ = self.task_, self.classes_
-            inner.rule_thresholds_ = default_thresholds()
-            inner.tuning_ = {}
-            if self.config.tune:
-                train = np.flatnonzero(~test)
-                inner.tune_on_values(
-                    [all_values[i] for i in train], truth[train], [sources[i] for i in train]
+    def _candidates(self) -> dict[str, Config]:
+        """The decision variants ``decision_select`` names, as configs (the configured options
+        with each variant's over them); without it, the configured options alone."""
+        names = [n.strip() for n in self.config.decision_select.split(",") if n.strip()]
+        if not names:
+            return {"configured": self.config}
+        return {
+            n: dataclasses.replace(self.config, decision_select="", **DECISION_VARIANTS[n])
+            for n in names
+        }
+
+    def _select_decision(self, fit: _GroupFit) -> Config:
+        """The decision variant of ``decision_select`` that the training records themselves
+        choose: each group (source; see :meth:`_held_out_groups`) is decided by every variant
+        fitted without it (its rules tuned, and its held-out scores made, on the other groups
+        alone), and the first variant listed is kept where its pooled challenge metric on
+        those decisions is within one standard error of the best variant's, else the best
+        (:func:`team_code.classifiers.hybrid.first_within_one_se`)."""
+        from team_code.classifiers.hybrid import first_within_one_se
+
+        candidates = self._candidates()
+        outputs = {name: np.zeros(fit.truth.shape, bool) for name in candidates}
+        for group in fit.names:
+            test = fit.groups == group
+            excluded = frozenset([group])
+            scores = fit.scores(excluded, test)
+            for name, config in candidates.items():
+                thresholds, policy, _ = fit.decision(config, excluded)
+                outputs[name][test] = (
+                    np.clip(scores, 0.0, 1.0) >= thresholds
+                    if policy is None
+                    else policy.apply(scores)
                 )
-            scores[test] = inner._scores_from_values([all_values[i] for i in np.flatnonzero(test)])
-        return scores, groups
+        chosen, se = first_within_one_se(outputs, fit.truth, self.classes_, self.task_.scored)
+        metric = RecordMetric(fit.truth, self.classes_, self.task_.scored)
+        everyone = np.ones(len(fit.truth), bool)
+        self.decision_selection_ = {
+            "chosen": chosen,
+            "groups": list(fit.names),
+            "inner": {
+                n: float(metric.score(metric.observed(b), everyone)) for n, b in outputs.items()
+            },
+            "se": {n: float(v) for n, v in se.items()},
+        }
+        return candidates[chosen]
 
     def tune_on_values(
         self, all_values: Sequence[dict], truth: np.ndarray, sources: Sequence[str] | None = None
@@ -601,6 +627,7 @@ class RulesClassifier(Classifier):
                 "thresholds": self.rule_thresholds_,
                 "tuning": self.tuning_,
                 "decision_policy": None if policy is None else policy.to_json(),
+                "decision_selection": self.decision_selection_,
                 "delineator_weights_sha256": getattr(self, "delineator_weights_", None),
             },
         )
@@ -615,6 +642,7 @@ class RulesClassifier(Classifier):
         self.tuning_ = state.get("tuning", {})
         policy = state.get("decision_policy")
         self.policy_ = None if policy is None else policy_from_json(policy)
+        self.decision_selection_ = state.get("decision_selection")
         self.delineator_weights_ = state.get("delineator_weights_sha256")
         self._check_delineator_weights(folder)
 
@@ -643,4 +671,116 @@ class RulesClassifier(Classifier):
             "config": dataclasses.asdict(self.config),
             "rules": [self.task_.abbreviation(c) for c in covered],
             "tuning": self.tuning_,
+            "decision_selection": self.decision_selection_,
         }
+
+
+class _GroupFit:
+    """The parts of a rules fit on measured records, each computed once: the rules tuned
+    without some groups of the records (memoised by the set left out), their scores, and the
+    held-out scores a decision is chosen on. The groups are the records' sources, a recording
+    released under two sources' names counted with its first copy's
+    (:func:`~team_code.classifiers.cv.source_groups`); with one source, ``decision_folds``
+    folds drawn by the signals' digests (not the records' order) stand in for them.
+
+    A fit without the groups ``excluded`` tunes on the other groups' records and chooses its
+    decision on their held-out scores (each such group scored by rules tuned without it too),
+    so that choosing among decision variants group by group (:meth:`RulesClassifier.
+    _select_decision`) reuses every tuning: with ``g`` groups, ``1 + g + g(g-1)/2`` tunings
+    in all."""
+
+    def __init__(self, model: RulesClassifier, all_values, truth, sources, digests=None):
+        self.model = model
+        self.values = list(all_values)
+        self.truth = np.asarray(truth, bool)
+        self.sources = list(sources)
+        groups = list(sources) if digests is None else source_groups(sources, digests)
+        if len(set(groups)) < 2:
+            k = max(2, min(model.config.decision_folds, len(groups)))
+            ids = range(len(groups)) if digests is None else digests
+            rank = {d: r for r, d in enumerate(sorted(set(ids)))}  # not the records' order
+            groups = [f"fold {rank[d] % k + 1}" for d in ids]
+        self.groups = np.asarray(groups)
+        self.names = sorted(set(groups))
+        self._tuned: dict[frozenset, tuple[dict, dict]] = {}
+        self._held: dict[frozenset, np.ndarray] = {}
+
+    def rows(self, excluded: frozenset) -> np.ndarray:
+        """Whether each record lies outside the groups ``excluded``."""
+        return ~np.isin(self.groups, sorted(excluded))
+
+    def tuned(self, excluded: frozenset) -> tuple[dict, dict]:
+        """The rule thresholds and tuning account of rules tuned without ``excluded``."""
+        if excluded not in self._tuned:
+            model = self.model
+            inner = RulesClassifier(model.config)
+            inner.task_, inner.classes_ = model.task_, model.classes_
+            inner.rule_thresholds_ = default_thresholds()
+            inner.tuning_ = {}
+            if model.config.tune and len(self.values):
+                train = np.flatnonzero(self.rows(excluded))
+                inner.tune_on_values(
+                    [self.values[i] for i in train],
+                    self.truth[train],
+                    [self.sources[i] for i in train],
+                )
+            self._tuned[excluded] = (inner.rule_thresholds_, inner.tuning_)
+        return self._tuned[excluded]
+
+    def scores(self, excluded: frozenset, rows: np.ndarray) -> np.ndarray:
+        """Rule scores of the records ``rows`` (a mask) by rules tuned without ``excluded``."""
+        thresholds, _ = self.tuned(excluded)
+        values = [self.values[i] for i in np.flatnonzero(rows)]
+        return self.model._scores_from_values(values, thresholds)
+
+    def held_out(self, excluded: frozenset) -> np.ndarray:
+        """Scores of the records outside ``excluded``, each by rules tuned without its group
+        too (the scores a decision is chosen on)."""
+        if excluded not in self._held:
+            train = self.rows(excluded)
+            held = np.zeros((int(train.sum()), len(self.model.classes_)))
+            groups = self.groups[train]
+            for group in sorted(set(groups.tolist())):
+                part = groups == group
+                held[part] = self.scores(excluded | {group}, train & (self.groups == group))
+            self._held[excluded] = held
+        return self._held[excluded]
+
+    def decision(self, config, excluded: frozenset) -> tuple[np.ndarray, object, dict | None]:
+        """The operating thresholds, decision policy (None: the thresholds decide) and an
+        account of the decision (None unless ``decision="loso"``) that ``config``'s decision
+        options choose on the records outside ``excluded``."""
+        model = self.model
+        train = self.rows(excluded)
+        truth = self.truth[train]
+        groups = self.groups[train].tolist()
+        sources = [s for s, keep in zip(self.sources, train, strict=True) if keep]
+        thresholds = np.full(len(model.classes_), 0.5)
+        policy = account = None
+        if config.decision == "challenge" and train.any():
+            scores = self.scores(excluded, train)
+            chooser = ThresholdPolicy("challenge", fixed=0.5)
+            thresholds = chooser.fit(scores, truth, task=model.task_).thresholds_
+        elif config.decision == "loso" and train.any():
+            chooser = ThresholdPolicy(
+                config.decision_objective,
+                config.decision_min_positives,
+                config.decision_vocabulary,
+                bagging=config.decision_bagging,
+                ties=config.decision_ties,
+            )
+            held = self.held_out(excluded)
+            thresholds = chooser.fit(held, truth, groups, model.task_, sources).thresholds_
+            account = {
+                "held_out_groups": sorted(set(groups)),
+                "silent": [
+                    model.task_.abbreviation(c)
+                    for c, t in zip(model.classes_, thresholds, strict=True)
+                    if t >= NEVER
+                ],
+            }
+        if config.decision_policy != "thresholds" and train.any():
+            policy = make_policy(config.decision_policy).fit(
+                self.held_out(excluded), truth, groups, model.task_, sources
+            )
+        return thresholds, policy, account
