@@ -445,19 +445,20 @@ def p_waves_present(values: dict, config: FeatureConfig | None = None) -> bool:
 
 
 def _lead_boundary_measures(
-    ld: delineation.LeadDelineation, rows: Sequence[int], values: dict
+    ld: delineation.LeadDelineation, rows: Sequence[int], values: dict, qrs_on: float
 ) -> dict:
     """``<lead>_<measure>`` of :data:`LEAD_BOUNDARY_MEASURES` for every standard lead (NaN
     for leads not in ``rows``), and the median over leads of the lead durations; ``values``
-    holds the leads' ``q_ms`` from the global QRS onset."""
+    holds the leads' ``q_ms`` counted from ``qrs_on`` (the leads-together QRS onset, the
+    origin :func:`_lead_measures` reads them from)."""
     out = {f"{lead}_{m}": math.nan for lead in STANDARD_LEADS for m in LEAD_BOUNDARY_MEASURES}
     for k, row in enumerate(rows):
         lead = STANDARD_LEADS[row]
         lead_on = ld.points[k, delineation.LEAD_POINTS.index("qrs_on")]
-        late_ms = ld.global_._ms(ld.global_.qrs_on, lead_on)
+        late_ms = ld.global_._ms(qrs_on, lead_on)
         q_ms = values.get(f"{lead}_q_ms", math.nan)
         if math.isfinite(late_ms) and math.isfinite(q_ms):
-            # a lead starting before the global onset (an outlier the rule left out) counts 0
+            # a lead starting before that onset counts 0
             out[f"{lead}_lead_q_ms"] = max(0.0, q_ms - max(0.0, late_ms)) if q_ms > 0 else 0.0
         out[f"{lead}_lead_qrs_ms"] = ld.ms(k, "qrs_on", "qrs_off")
         out[f"{lead}_lead_qt_ms"] = ld.ms(k, "qrs_on", "t_end")
@@ -792,7 +793,7 @@ def measure(
             for m in LEAD_MEASURES:
                 lm[f"{lead}_{m}"] = nan
     values.update(lm)
-    values.update(_lead_boundary_measures(ld, rows, values))
+    values.update(_lead_boundary_measures(ld, rows, values, d.qrs_on))
     if config.delineator != "wavelet":
         values.update(
             _learned_measures(x, fs, whole, rows, rr_s, p_present, learned, config, notes)

@@ -185,8 +185,9 @@ def test_lead_q_and_t_measures_read_each_lead():
     v = m.values
     col = delineation.LEAD_POINTS.index("qrs_on")
     for k, lead in enumerate(m.lead_names):
-        # a lead rejected as an outlier may start before the global onset: lateness 0
-        late_ms = max(0.0, (m.leads.points[k, col] - m.leads.global_.qrs_on) * 1e3 / m.fs)
+        # q_ms counts from the leads-together onset: the lead's lateness is measured from it
+        # (a lead starting before it counts 0)
+        late_ms = max(0.0, (m.leads.points[k, col] - m.delineation.qrs_on) * 1e3 / m.fs)
         # the Q wave counted from the lead's own onset: q_ms less the lead's lateness
         want = max(0.0, v[f"{lead}_q_ms"] - late_ms) if v[f"{lead}_q_ms"] > 0 else 0.0
         assert v[f"{lead}_lead_q_ms"] == pytest.approx(want)
@@ -195,6 +196,18 @@ def test_lead_q_and_t_measures_read_each_lead():
         assert np.sign(v[f"{lead}_lead_t_mv"]) == np.sign(v[f"{lead}_t_mv"]) or (
             abs(v[f"{lead}_t_mv"]) < 0.05
         )
+
+
+def test_a_real_leads_q_wave_is_counted_from_its_own_onset(challenge_dir):
+    """A0003, lead III: its QRS starts with the leads-together onset, 6 samples after the
+    global one, and its Q wave recrosses zero 18 samples (36 ms) later. Counting the lead's
+    lateness from the global onset read the Q as 24 ms, under the 30-ms limit of abnormal Q
+    waves."""
+    m = features.measure_record(load_record(challenge_dir / "A0003.hea"))
+    k = m.lead_names.index("III")
+    lead_on = m.leads.points[k, delineation.LEAD_POINTS.index("qrs_on")]
+    assert lead_on == m.delineation.qrs_on > m.leads.global_.qrs_on
+    assert m.values["III_lead_q_ms"] == pytest.approx(36.0)
 
 
 def _beat_with_t(fs: float, t_end_ms: float) -> tuple[np.ndarray, int]:
