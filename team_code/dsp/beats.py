@@ -17,6 +17,8 @@ import dataclasses
 
 import numpy as np
 
+from team_code.dsp.rhythm import premature_beats
+
 __all__ = ["AverageBeatConfig", "AverageBeat", "segment", "average_beat", "qrs_correlation"]
 
 
@@ -140,11 +142,16 @@ def average_beat(
     n_pre = int(round(config.pre_s * fs))
     qrs = beats[:, :, n_pre - n_half : n_pre + n_half + 1]
     n_beats = beats.shape[0]
-    # dominant morphology: the beat with most look-alikes seeds the cluster
+    # dominant morphology: the beat with most look-alikes that come on time seeds the cluster
+    # (then most look-alikes, then the highest mean correlation). In ventricular bigeminy the
+    # ectopic beats are as many as the conducted ones, and more alike: counting every
+    # look-alike made them the dominant morphology.
     flat = _normalised_rows(qrs.reshape(n_beats, -1))
     corr = flat @ flat.T
     similar = corr >= config.same_morphology
-    seed = int(np.argmax(similar.sum(axis=1) + 1e-3 * corr.mean(axis=1)))
+    on_time = ~premature_beats(r, fs)[inside]
+    rank = similar[:, on_time].sum(axis=1) * (n_beats + 1.0) + similar.sum(axis=1)
+    seed = int(np.argmax(rank + 1e-3 * corr.mean(axis=1)))
     dominant = similar[seed]
     template_qrs = np.median(qrs[dominant], axis=0)
     qrs_corr = qrs_correlation(qrs, template_qrs)
