@@ -26,6 +26,7 @@ import math
 import numpy as np
 import scipy.ndimage
 import scipy.signal
+import scipy.stats
 
 __all__ = [
     "rr_statistics",
@@ -44,7 +45,10 @@ def rr_statistics(r_peaks, fs) -> dict:
         fs: sampling frequency in Hz.
 
     Returns:
-        JSON-able dict: ``n_beats``, ``hr_bpm`` (60 / median RR), ``rr_median_s``,
+        JSON-able dict: ``n_beats``, ``hr_bpm`` (the ventricular rate: 60 / the mean RR
+        without its shortest and longest tenth, so that a missed or extra beat does not move
+        it; in an alternating rhythm such as bigeminy it is the rate of all the beats, where
+        the median RR is the more frequent of the two intervals), ``rr_median_s``,
         ``rr_min_s``, ``rr_max_s``, ``rr_range_s`` (max - min), ``sdnn_ms``, ``rmssd_ms``,
         ``rr_cv`` (SD / mean), ``rr_irregularity`` (median |successive difference| / median
         RR); NaN where fewer than 2 (or 3) beats exist.
@@ -67,7 +71,7 @@ def rr_statistics(r_peaks, fs) -> dict:
     if rr.size >= 1:
         med = float(np.median(rr))
         out.update(
-            hr_bpm=60.0 / med,
+            hr_bpm=60.0 / float(scipy.stats.trim_mean(rr, 0.1)),
             rr_median_s=med,
             rr_min_s=float(rr.min()),
             rr_max_s=float(rr.max()),

@@ -24,6 +24,25 @@ def test_rr_statistics_planted():
     assert empty["n_beats"] == 1 and math.isnan(empty["hr_bpm"])
 
 
+@pytest.mark.parametrize("n_rr", [16, 17, 18])
+def test_the_rate_of_an_alternating_rhythm_counts_every_beat(n_rr):
+    """Bigeminy, RR 0.65 / 1.10 s: 68.6 beats a minute whatever the count of intervals (with
+    an odd count the median RR is the more frequent of the two: 92/min here, and 55.5/min,
+    bradycardia, where the long intervals are one more)."""
+    fs = 500.0
+    rr = np.resize([0.65, 1.10], n_rr)
+    s = rhythm.rr_statistics(np.r_[0.0, np.cumsum(rr)] * fs, fs)
+    assert s["hr_bpm"] == pytest.approx(60.0 / 0.875, abs=2.0)
+
+
+def test_a_missed_beat_does_not_move_the_rate():
+    """Twelve intervals of 0.8 s and one of 1.6 s (a beat the detector missed): 75/min."""
+    fs = 500.0
+    rr = np.r_[np.full(6, 0.8), 1.6, np.full(6, 0.8)]
+    s = rhythm.rr_statistics(np.r_[0.0, np.cumsum(rr)] * fs, fs)
+    assert s["hr_bpm"] == pytest.approx(75.0)
+
+
 def test_premature_beats():
     r = np.cumsum([0, 100, 100, 100, 70, 130, 100, 100, 100])
     premature = rhythm.premature_beats(r, 100.0)
