@@ -685,6 +685,9 @@ def measure(
     if bad.any():
         notes.append(f"{int(bad.sum())} non-finite samples set to 0")
         x = np.where(bad, 0.0, x)
+    # pacemaker spikes last a millisecond or two: searched at the record's own rate, before
+    # resampling keeps or spreads them by their phase
+    x_native, fs_native = x, fs
     if fs != config.fs_analysis:
         x = resample(x, fs, config.fs_analysis)
         fs = config.fs_analysis
@@ -746,7 +749,11 @@ def measure(
     ab_idx = dataclasses.replace(whole, beat_mv=ab.beat_mv[idx])  # every beat, the rows idx
     values["p_consistency"] = _p_consistency(xf[idx], whole.r_peaks, ab_idx, d0)
     values.update(_af_window(xf, fs, r, whole, ab_idx, idx, d0, lead_af, values, config))
-    values.update(rhythm.pacing_spikes(x_pl[good], fs, whole.r_peaks))
+    r_native = np.round(whole.r_peaks * (fs_native / fs)).astype(np.int64)
+    x_native_pl = (
+        x_pl[good] if fs_native == fs else filters.remove_powerline(x_native[good], fs_native)
+    )
+    values.update(rhythm.pacing_spikes(x_native_pl, fs_native, r_native))
     p_present = p_waves_present(values, config)
     values["p_present"] = float(p_present)
     # ---- every usable lead on its own, and the global boundaries from the leads

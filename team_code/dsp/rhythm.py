@@ -229,8 +229,10 @@ def pacing_spikes(
         fs: sampling frequency in Hz.
         r_peaks: R-peak sample indices.
         window_s: search window (before, after) each R peak, seconds.
-        min_spike_mv: spike residual (signal minus its 3-sample median, max over leads) above
-            which a beat counts as paced.
+        min_spike_mv: spike residual (signal minus its running median over about 6 ms, at
+            least 3 samples: 3 at 500 Hz, 7 at 1000 Hz; max over leads) above which a beat
+            counts as paced. Give the record at its own sampling rate: resampling keeps or
+            spreads a spike of a millisecond or two by its phase.
 
     Returns:
         ``{"paced_fraction", "spike_mv"}``: fraction of beats with a spike and the median
@@ -240,7 +242,8 @@ def pacing_spikes(
     r = np.asarray(r_peaks, dtype=np.int64).ravel()
     if r.size == 0 or x.shape[-1] < 5:
         return {"paced_fraction": math.nan, "spike_mv": math.nan}
-    resid = np.abs(x - scipy.ndimage.median_filter(x, size=(1, 3), mode="nearest")).max(axis=0)
+    size = max(3, 2 * int(0.003 * float(fs)) + 1)
+    resid = np.abs(x - scipy.ndimage.median_filter(x, size=(1, size), mode="nearest")).max(axis=0)
     # a spike is a lone sample: discount residuals where the neighbours are large as well
     pre, post = int(window_s[0] * fs), int(window_s[1] * fs)
     spikes = []

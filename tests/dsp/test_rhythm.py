@@ -121,3 +121,20 @@ def test_pacing_spikes_found_before_qrs():
     plain = rhythm.pacing_spikes(x, 500, t["r_peaks"])
     assert paced["paced_fraction"] >= 0.9
     assert plain["paced_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("fs", [257.0, 500.0, 1000.0])
+def test_pacing_spikes_are_found_at_the_records_own_rate(fs):
+    """The same one-sample, 2-mV stimulus 40 ms before every QRS is found in every beat at
+    257, 500 and 1000 Hz: resampled to 500 Hz first, about half the spikes were lost at 257 Hz
+    (spread over two samples) and at 1000 Hz (kept by their phase)."""
+    from team_code.dsp import features
+
+    x, truth = synth.synthesize(synth.RecordSpec(heart_rate_bpm=70), fs, 10, seed=1)
+    x = x.astype(float)
+    for onset in truth["qrs_onsets"]:
+        k = int(onset - round(0.04 * fs))
+        if k >= 0:
+            x[:, k] += 2.0
+    v = features.measure(x, fs, synth.LEADS).values
+    assert v["paced_fraction"] >= 0.9
