@@ -360,6 +360,12 @@ def rprime_mv(w: np.ndarray) -> float:
     return best
 
 
+#: A lead's QRS whose largest positive deflection stays under this is a QS complex (no R
+#: wave): its negative deflection is read as a Q wave (Minnesota code 1's QS pattern), which
+#: it is whether its trough comes early or late.
+QS_MAX_R_MV = 0.025
+
+
 def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> dict:
     """Per-lead amplitudes on the average beat (see the module docstring)."""
     out: dict = {}
@@ -379,7 +385,8 @@ def _lead_measures(beat: np.ndarray, fs: float, d: delineation.Delineation) -> d
         w = q[i]
         k_max = int(np.argmax(w))
         r_mv = max(0.0, float(w[k_max]))
-        before = w[: k_max + 1]
+        # a QS complex (no R wave: none above QS_MAX_R_MV) is a Q wave: all of it comes first
+        before = w[: k_max + 1] if r_mv >= QS_MAX_R_MV else w
         q_mv = min(0.0, float(before.min())) if before.size else 0.0
         q_ms = 0.0
         if q_mv < 0:  # Q: from QRS onset to where the initial negative deflection recrosses 0

@@ -289,3 +289,24 @@ def test_nanmedian_gives_numpys_values():
         np.testing.assert_array_equal(delineation.nanmedian(a, axis), expected)
     assert delineation.nanmedian(np.zeros((3, 0)), 1).shape == (3,)
     assert np.isnan(delineation.nanmedian(np.zeros((3, 0)), 1)).all()
+
+
+@pytest.mark.parametrize("skew", [0.3, 0.5, 0.7])
+def test_a_qs_complex_is_a_q_wave(skew):
+    """A lead whose QRS is one negative deflection of 1 mV over 80 ms (a QS complex, no R
+    wave), its trough early, central or late, has a Q wave 1 mV deep lasting the whole QRS.
+    With its largest value at the QRS onset, the QS read as an S wave and no Q."""
+    fs = 500.0
+    n, r = int(1.1 * fs), int(0.45 * fs)
+    on, off = r - 20, r + 20
+    k = np.arange(on, off + 1)
+    u = (k - on) / (off - on)
+    phase = np.where(u < skew, 0.5 * u / skew, 0.5 + 0.5 * (u - skew) / (1 - skew))
+    y = np.zeros(n)
+    y[k] = -np.sin(np.pi * phase)
+    beat = np.tile(y, (12, 1))
+    nan = math.nan
+    d = delineation.Delineation(fs, r, nan, nan, nan, float(on), float(off), nan, nan, nan)
+    m = features._lead_measures(beat, fs, d)
+    assert m["V2_q_mv"] == pytest.approx(-1.0, abs=0.01)
+    assert m["V2_q_ms"] == pytest.approx(80.0, abs=4.0)
