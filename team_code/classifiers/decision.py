@@ -168,7 +168,8 @@ class ThresholdPolicy(DecisionPolicy):
 
     ``min_positives``: classes with fewer positives among the scores given to ``fit`` keep
     their start (``"challenge"``) or choose between 0.5 and silence only (``"vote"``,
-    ``"pooled"``: no graded level is searched on a few positives); None: the
+    ``"pooled"``: no graded level is searched on a few positives, and with ``bagging`` the
+    positives are counted once, on the records as given, not in each resample); None: the
     method's default (:data:`DEFAULT_MIN_POSITIVES`: 3, and 0 for ``"challenge"``, which
     searches every class). ``start`` (``"challenge"``): the thresholds the search starts from,
     one per class (None: ``fixed`` everywhere); ``fit`` without records returns them.
@@ -224,6 +225,7 @@ class ThresholdPolicy(DecisionPolicy):
             )
         self.bagging = int(bagging)
         self.seed = int(seed)
+        # NaN (no bound) is saved as None (JSON has no NaN) and None read back as NaN
         self.lowest = None if lowest is None else np.asarray(lowest, dtype=float).tolist()
         if ties not in TIES:
             raise ValueError(f"decision: ties must be one of {', '.join(TIES)}, not {ties!r}")
@@ -241,7 +243,7 @@ class ThresholdPolicy(DecisionPolicy):
             "vote": self.vote,
             "bagging": self.bagging,
             "seed": self.seed,
-            "lowest": self.lowest,
+            "lowest": _nan_as_none(self.lowest),
             "ties": self.ties,
         }
 
@@ -289,6 +291,10 @@ class ThresholdPolicy(DecisionPolicy):
         from team_code.classifiers.rules import operating_thresholds
 
         _check_per_record(len(scores), sources=sources, groups=groups)
+        # which classes may search the graded levels: decided once, on the records as given,
+        # and held in every resample (a resample that repeats a rare class's few positives
+        # does not make it searchable)
+        graded = truth.sum(axis=0) >= self._min_positives()
 
         def choose(rows: np.ndarray) -> np.ndarray:
             def part(values):
@@ -305,6 +311,7 @@ class ThresholdPolicy(DecisionPolicy):
                 self.method,
                 part(groups),
                 ties=self.ties,
+                graded=graded,
             )
 
         everything = np.arange(len(scores))
@@ -330,6 +337,15 @@ class ThresholdPolicy(DecisionPolicy):
 
     def _set_state(self, state: dict) -> None:
         self.thresholds_ = np.asarray(state["thresholds"], dtype=float)
+
+
+def _nan_as_none(values):
+    """``values`` (a number or a list of them) with NaN written as None, for strict JSON."""
+    if isinstance(values, list):
+        return [_nan_as_none(v) for v in values]
+    if isinstance(values, float) and np.isnan(values):
+        return None
+    return values
 
 
 def _check_per_record(n: int, **given) -> None:
@@ -511,6 +527,12 @@ class ExpectedMetricPolicy(DecisionPolicy):
 
     def fit(self, scores, truth, groups=None, task=None, sources=None) -> ExpectedMetricPolicy:
         scores, truth = _as_arrays(scores, truth)
+        if len(scores) == 0:
+            raise ValueError(
+                "decision: the expected-metric policy cannot be fitted on no records (its "
+                "calibration would give every class the same made-up probability: Platt 0.5, "
+                "isotonic 0); fit it on held-out scores of at least one record"
+            )
         task = _task(task, scores.shape[1])
         self.weights_ = challenge_weights(list(task.classes), task.scored)
         voters = sources if sources is not None else groups
@@ -549,8 +571,10 @@ def expected_observed(probabilities, candidates, weights, n_samples=1000, seed=0
     """Expected challenge-metric contribution of each candidate label set of one record:
     ``E[sum_{j in L, k in S} W[j, k] / |L union S|]`` over label sets ``L`` drawn with
     independent class ``probabilities`` (c,), for each row ``S`` of ``candidates`` (T, c)
-    bool; ``n_samples`` fixed draws (``seed``). Returns (T,)."""
+    bool; ``n_samples`` fixed draws (``seed``). Returns (T,). A NaN weight (a cell of a custom
+    table that is not a number) counts as 0, as the scorer's ``nansum`` counts it."""
     p = np.asarray(probabilities, dtype=float)
+    weights = np.nan_to_num(np.asarray(weights, dtype=float), nan=0.0)
     uniforms = np.random.default_rng(seed).random((n_samples, p.size))
     drawn = (uniforms < p).astype(float)  # (M, c)
     o = np.asarray(candidates, dtype=float)  # (T, c)
@@ -646,9 +670,17 @@ def out_of_group_labels(name: str, scores, truth, groups, task=None) -> dict:
     """Each group's labels from the named policy fitted on the other groups' records only.
 
     Returns ``{"labels": (n, c) bool, "policies": {group: the policy that decided it}}``.
+    A single group leaves no other group's records to fit on: a ``ValueError``.
     """
     scores, truth = _as_arrays(scores, truth)
     groups = np.asarray(groups)
+    _check_per_record(len(scores), groups=groups)
+    if len(set(groups.tolist())) < 2:
+        raise ValueError(
+            f"decision: out-of-group labels need at least two groups (given "
+            f"{len(set(groups.tolist()))}): each group is decided by the policy fitted on the "
+            "other groups' records, and with one group there are none"
+        )
     labels = np.zeros(scores.shape, dtype=bool)
     policies = {}
     for group in sorted(set(groups.tolist())):

@@ -131,6 +131,7 @@ def operating_thresholds(
     objective: str = "pooled",
     groups: Sequence[str] | None = None,
     ties: str = "silence",
+    graded: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """Each class's threshold on held-out rule scores, or silence (:data:`NEVER`), for the
     challenge metric: coordinate ascent over classes from 0.5 everywhere.
@@ -146,7 +147,10 @@ def operating_thresholds(
     Classes with ``min_positives`` or more positives try 0.5, silence and the graded-score
     levels 0.2, 0.35, 0.65 and 0.8 (the rule's condition met by a margin of about one
     transition width either way); rarer classes try 0.5 and silence only (a threshold searched
-    on a few positives mostly learns which records they were). With ``sources``, a class is
+    on a few positives mostly learns which records they were). ``graded`` (one bool per
+    class) says instead which classes try the graded levels (None: those with
+    ``min_positives`` positives in ``truth``), e.g. decided once on the records as given
+    and held in each bootstrap resample of them. With ``sources``, a class is
     judged on the records of the sources that use its label (:func:`label_vocabulary`); a
     class that no source uses is silent. The metric weighs with ``scored`` (when None, the
     shipped table of ``classes``: :func:`team_code.data.labels.table_for`).
@@ -192,7 +196,7 @@ def operating_thresholds(
                 continue
             best = value(rows, binary)
             candidates = [NEVER, 0.5]
-            if truth[:, j].sum() >= min_positives:
+            if (truth[:, j].sum() >= min_positives) if graded is None else graded[j]:
                 candidates += [t for t in OPERATING_LEVELS if t != 0.5]
             for t in candidates:
                 if t == thresholds[j]:

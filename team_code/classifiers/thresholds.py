@@ -42,10 +42,14 @@ def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def challenge_weights(classes, scored: ScoredClasses | None = None) -> np.ndarray:
     """The challenge-metric weights restricted to ``classes`` (representative codes) of the
-    table ``scored`` (by default the shipped table that holds them all: 2020, else 2021)."""
+    table ``scored`` (by default the shipped table that holds them all: 2020, else 2021).
+
+    A cell of a custom table that is not a number (read as NaN, as the official scorer's
+    ``load_table`` reads it) weighs 0: the scorer sums with ``nansum``, so the pair earns
+    nothing, and every search and decision built on these weights agrees with it."""
     scored = scored or table_for(classes)
     index = [scored.codes.index(c) for c in classes]
-    return scored.weights[np.ix_(index, index)]
+    return np.nan_to_num(scored.weights[np.ix_(index, index)], nan=0.0)
 
 
 def normal_index(classes) -> int:

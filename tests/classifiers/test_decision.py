@@ -451,3 +451,87 @@ def test_the_vote_names_groups_or_sources_of_the_wrong_length(held_out):
             ThresholdPolicy(method).fit(scores, truth, groups, task, [*groups, "A"])
     # a method that does not read the groups is not stopped by them
     ThresholdPolicy("challenge").fit(scores, truth, groups[:-1], task)
+
+
+def test_bagging_keeps_a_rare_class_to_half_or_silence_in_every_resample(monkeypatch):
+    """A class with fewer than ``min_positives`` positives in the records as given chooses
+    between 0.5 and silence only, in every resample too: a resample that duplicates its
+    positives does not search graded levels for it (nor may the most-chosen rule adopt one)."""
+    from team_code.classifiers import rules
+    from team_code.classifiers.thresholds import NEVER
+
+    classes = list(scored_classes().codes)
+    task = Task.of_classes(classes)
+    j, nsr = classes.index("164889003"), classes.index("426783006")  # AF: 2 positives
+    n = 60
+    truth = np.zeros((n, len(classes)), bool)
+    truth[:, nsr] = True
+    truth[:2, j], truth[:2, nsr] = True, False
+    scores = np.zeros(truth.shape)
+    scores[:, nsr] = 0.9
+    scores[:2, nsr] = 0.1
+    scores[:2, j] = 0.4  # reached by the graded levels 0.35 and 0.2, not by 0.5
+    groups = np.array(["A"] * n)
+    fits: list[tuple[int, float]] = []
+    original = rules.operating_thresholds
+
+    def recorded(truth_, *args, **kwargs):
+        out = original(truth_, *args, **kwargs)
+        fits.append((int(np.asarray(truth_)[:, j].sum()), float(out[j])))
+        return out
+
+    monkeypatch.setattr(rules, "operating_thresholds", recorded)
+    for method in ("pooled", "vote"):
+        for seed in (23, 25, 27):
+            fits.clear()
+            policy = ThresholdPolicy(method, bagging=15, seed=seed)
+            chosen = policy.fit(scores, truth, groups, task, groups).thresholds_[j]
+            assert chosen in (0.5, NEVER), (method, seed, chosen)
+            assert {t for _, t in fits} <= {0.5, NEVER}, (method, seed, fits)
+            assert max(p for p, _ in fits) >= 3  # a resample had enough positives to search
+    # a class with enough positives as given still searches the graded levels in resamples
+    truth[2:4, j], truth[2:4, nsr] = True, False
+    scores[2:4, j], scores[2:4, nsr] = 0.4, 0.1
+    policy = ThresholdPolicy("pooled", bagging=5, seed=0).fit(scores, truth, groups, task)
+    assert policy.thresholds_[j] in (0.2, 0.35)
+
+
+@pytest.mark.parametrize("name", ["expected", "expected-isotonic", "expected-raw"])
+def test_expected_policy_refuses_to_fit_on_no_records(held_out, name):
+    """Fitted on no records, Platt gave every class 0.5 (every record took six classes) and
+    isotonic gave nothing: an empty fit is refused with a clear message."""
+    scores, truth, groups, task = held_out
+    with pytest.raises(ValueError, match="no records"):
+        make_policy(name).fit(scores[:0], truth[:0], groups[:0], task)
+
+
+@pytest.mark.parametrize("name", ["expected", "vote", "half"])
+def test_out_of_group_labels_needs_another_group(held_out, name):
+    """With a single group there are no other groups' records to fit on: a clear error."""
+    scores, truth, _, task = held_out
+    with pytest.raises(ValueError, match="at least two groups"):
+        decision.out_of_group_labels(name, scores[:5], truth[:5], ["A"] * 5, task)
+
+
+@pytest.mark.parametrize(
+    "lowest", [float("nan"), [float("nan")] * 24, [0.2, float("nan")] * 12, 0.2, None]
+)
+def test_lowest_with_nan_saves_as_null_and_reads_back(held_out, tmp_path, lowest):
+    """``lowest`` NaN (no bound) is written as null in the strict JSON the model is saved in,
+    and read back as NaN: the restored policy searches and decides alike."""
+    from team_code.fileio import load_json, save_json
+
+    scores, truth, groups, task = held_out
+    policy = ThresholdPolicy("challenge", lowest=lowest).fit(scores, truth, groups, task)
+    save_json(tmp_path / "policy.json", policy.to_json())
+    saved = load_json(tmp_path / "policy.json")
+    if lowest is not None and np.isnan(lowest).any():
+        assert None in np.ravel(np.asarray(saved["options"]["lowest"], dtype=object)).tolist()
+    restored = policy_from_json(saved)
+    if lowest is None:
+        assert restored.lowest is None
+    else:
+        np.testing.assert_array_equal(np.asarray(restored.lowest, float), np.asarray(lowest, float))
+    np.testing.assert_array_equal(restored.thresholds_, policy.thresholds_)
+    refit = ThresholdPolicy(**restored.options()).fit(scores, truth, groups, task)
+    np.testing.assert_array_equal(refit.thresholds_, policy.thresholds_)

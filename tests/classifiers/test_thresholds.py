@@ -161,3 +161,66 @@ def test_the_rules_scores_carry_their_lowest_operating_level():
     assert Classifier.lowest_decision is None
     saved = {"kind": "thresholds", "options": ThresholdPolicy("challenge", lowest=0.2).options()}
     assert policy_from_json(saved | {"state": {"thresholds": [0.5]}}).lowest == 0.2
+
+
+def _table_with_unreadable_cells(folder) -> tuple[list[str], object]:
+    """A custom weights.csv with two cells that are not numbers (the table reader, like the
+    official 2021 ``load_table``, reads them as NaN; the scorer's ``nansum`` gives the pair
+    nothing)."""
+    classes = ["426783006", "164889003", "426177001", "427084000", "284470004"]
+    rows = [",".join(["", *classes])]
+    for i, code in enumerate(classes):
+        cells = ["1.0" if i == j else "0.1" for j in range(len(classes))]
+        if i == 1:
+            cells[2] = "NaN"
+        if i == 2:
+            cells[1] = "n/a"
+        rows.append(",".join([code, *cells]))
+    (folder / "weights.csv").write_text("\n".join(rows) + "\n")
+    return classes, scored_classes(folder / "weights.csv")
+
+
+def test_a_weight_that_is_not_a_number_counts_as_zero_as_in_the_scorer(tmp_path):
+    """NaN weights are read as 0 where the kit builds its weight matrix: the threshold search
+    moves as it does on the table with 0 in those cells, and the expected-metric policy labels
+    records (a NaN weight made every candidate's expectation NaN: nothing labelled)."""
+    from team_code.classifiers.decision import (
+        ExpectedMetricPolicy,
+        expected_metric_labels,
+        expected_observed,
+    )
+    from team_code.context import Task
+
+    classes, table = _table_with_unreadable_cells(tmp_path)
+    assert np.isnan(table.weights).sum() == 2
+    zeroed = np.nan_to_num(table.weights, nan=0.0)
+    np.testing.assert_array_equal(challenge_weights(classes, table), zeroed)
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((400, 5)) < [0.4, 0.2, 0.2, 0.2, 0.2]
+    scores = 1 / (1 + np.exp(-(2 * (truth * 2 - 1) + rng.normal(0, 1, (400, 5)))))
+    start = np.full(5, 0.5)
+    searched = challenge_thresholds(truth, scores, classes, start=start, scored=table)
+    zero_table = type(table)(
+        table.codes, table.abbreviations, table.all_codes, table.representative, zeroed
+    )
+    expected = challenge_thresholds(truth, scores, classes, start=start, scored=zero_table)
+    np.testing.assert_array_equal(searched, expected)
+    assert not np.array_equal(searched, start)
+    assert challenge_score(truth, scores >= searched, classes, table) > challenge_score(
+        truth, scores >= start, classes, table
+    )
+
+    p = np.array([0.9, 0.8, 0.7, 0.1, 0.1])
+    candidates = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
+    values = expected_observed(p, candidates, table.weights, 500)
+    np.testing.assert_array_equal(values, expected_observed(p, candidates, zeroed, 500))
+    assert np.isfinite(values).all()
+    labels = expected_metric_labels(p[None], table.weights, 5, 500)
+    np.testing.assert_array_equal(labels, expected_metric_labels(p[None], zeroed, 5, 500))
+    assert labels.any()
+
+    task = Task(str(tmp_path / "weights.csv"))
+    policy = ExpectedMetricPolicy(n_samples=300).fit(scores, truth, None, task)
+    assert np.isfinite(policy.weights_).all()
+    assert policy.apply(scores).sum(axis=1).min() >= 1  # every record gets a label set
