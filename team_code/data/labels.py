@@ -102,10 +102,19 @@ def label_matrix(
 
     ``labels`` holds each record's raw #Dx codes; ``classes`` are representative codes of
     ``scored`` (a table's classes: the 2020 table's 24 by default; a task passes its own).
-    Equivalent codes are OR-ed into their representative; unscored codes ignored.
+    Without ``scored``, the table is the shipped one that holds ``classes``
+    (:func:`table_for`: 2020, else 2021), or 2020 without ``classes``. Equivalent codes are
+    OR-ed into their representative; unscored codes ignored. A class that is not a
+    representative code of the table (an equivalent such as 59118001, whose labels go to
+    713427006; an unscored code) would get a column no label sets: a ``ValueError`` names it.
     """
-    scored = scored or scored_classes()
-    classes = list(classes) if classes is not None else list(scored.codes)
+    if classes is not None:
+        classes = list(classes)
+    if scored is None:
+        scored = _default_table(classes)
+    if classes is None:
+        classes = list(scored.codes)
+    _check_representatives(classes, scored)
     column = {code: j for j, code in enumerate(classes)}
     matrix = np.zeros((len(labels), len(classes)), dtype=bool)
     for i, codes in enumerate(labels):
@@ -114,3 +123,38 @@ def label_matrix(
             if j is not None:
                 matrix[i, j] = True
     return matrix
+
+
+def _default_table(classes: Sequence[str] | None) -> ScoredClasses:
+    """The table :func:`label_matrix` merges with when none is given: the shipped table that
+    holds all of ``classes``; where none does, the one holding most of them (2020 first), for
+    :func:`_check_representatives` to name the rest."""
+    if classes is None:
+        return scored_classes()
+    try:
+        return table_for(classes)
+    except KeyError:
+        from evaluation.tables import TASKS
+
+        tables = [scored_classes(TABLE_DIRS[task] / "weights.csv") for task in TASKS]
+        return max(tables, key=lambda table: len(set(classes) & set(table.codes)))
+
+
+def _check_representatives(classes: Sequence[str], scored: ScoredClasses) -> None:
+    """Refuse classes that are not representative codes of ``scored``, naming each (and the
+    representative its labels go to, where it is an equivalent code)."""
+    codes = set(scored.codes)
+    bad = [code for code in classes if code not in codes]
+    if not bad:
+        return
+    names = []
+    for code in bad:
+        if code in scored.representative:
+            names.append(f"{code} (an equivalent of {scored.representative[code]}, its class)")
+        else:
+            names.append(f"{code} (not a scored code of the table)")
+    raise ValueError(
+        f"label_matrix: class(es) {', '.join(names)} are not representative codes of the "
+        f"scoring table of {len(scored.codes)} classes: no label could set their columns; "
+        "give the representative codes (the table's classes)"
+    )

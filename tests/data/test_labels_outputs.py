@@ -102,3 +102,45 @@ def test_scored_classes_of_the_2021_table():
     table = tables.load_task_table("2021")
     assert scored.codes == table.classes
     np.testing.assert_array_equal(scored.weights, table.weights)
+
+
+def test_label_matrix_defaults_to_the_table_that_holds_the_classes():
+    """Without ``scored``, the classes' own table merges the labels: 2021 classes are merged by
+    the 2021 table (CLBBB, BBB and PRWP filled, LBBB merged into CLBBB), not by the 2020 one."""
+    from team_code.data.labels import table_for
+
+    s2021 = scored_classes(TABLES_DIR / "2021" / "weights.csv")
+    classes = list(s2021.codes)
+    assert table_for(classes) is s2021
+    labels = [
+        ("164909002",),
+        ("733534002",),
+        ("6374002",),
+        ("365413008",),
+        ("59118001", "713427006"),
+        ("63593006",),
+    ]
+    default = label_matrix(labels, classes)
+    np.testing.assert_array_equal(default, label_matrix(labels, classes, s2021))
+    assert default.sum(axis=1).tolist() == [1, 1, 1, 1, 1, 1]
+    assert default[0, classes.index("733534002")]  # LBBB -> CLBBB in 2021
+    # 2020 classes (and no classes at all) still default to the 2020 table
+    assert label_matrix([("164909002",)], ["164909002"]).tolist() == [[True]]
+    assert label_matrix([("164909002",)]).shape == (1, 24)
+
+
+@pytest.mark.parametrize(
+    ("classes", "scored", "code"),
+    [
+        (["426783006", "59118001"], None, "59118001"),  # RBBB: 713427006 represents it
+        (["426783006", "164909002"], "2021", "164909002"),  # LBBB: CLBBB in 2021
+        (["426783006", "17338001"], None, "17338001"),  # VEB: not a representative code
+        (["426783006", "55930002"], None, "55930002"),  # unscored
+    ],
+)
+def test_label_matrix_refuses_a_class_that_is_not_a_representative(classes, scored, code):
+    """A class that is not a representative code of the table would get a column no label can
+    ever set: refused, naming the code."""
+    table = None if scored is None else scored_classes(TABLES_DIR / scored / "weights.csv")
+    with pytest.raises(ValueError, match=code):
+        label_matrix([("59118001",), ("713427006",)], classes, table)
