@@ -16,7 +16,8 @@ pacemaker spikes.
   index (share of 3-12 Hz power within +-0.5 Hz of the peak and its harmonic); flutter is
   organised at 3.5-6.5 Hz, fibrillation disorganised at 4-10 Hz.
 - :func:`pacing_spikes`: fraction of beats preceded by a narrow high-slope spike (pacemaker
-  stimulus artefact), from the residual of a 3-sample median filter of the unfiltered leads.
+  stimulus artefact), from the residual of a running median over about 6 ms (3 samples at
+  500 Hz) of the unfiltered leads, at the record's own sampling rate.
 """
 
 from __future__ import annotations
