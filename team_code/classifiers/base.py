@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from team_code.classifiers.thresholds import at_thresholds
 from team_code.context import RunContext, Task, record_labels
 from team_code.data.records import Record
 from team_code.fileio import load_json, save_json
@@ -226,7 +227,7 @@ class Classifier:
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """(n, n_classes) bool labels of scores (n, n_classes): each class at or above its
         threshold. A family with its own decision policy overrides this."""
-        return np.clip(np.asarray(scores, dtype=float), 0.0, 1.0) >= self.thresholds_
+        return at_thresholds(scores, self.thresholds_)
 
     def evidence(self, records: Sequence[Record]) -> list[Evidence]:
         """What the model can show of how it scored each of ``records``, one

@@ -46,6 +46,7 @@ import numpy as np
 from scipy.special import expit
 
 from team_code.classifiers.thresholds import (
+    at_thresholds,
     challenge_thresholds,
     challenge_weights,
     youden_thresholds,
@@ -330,7 +331,7 @@ class ThresholdPolicy(DecisionPolicy):
 
     def apply(self, scores) -> np.ndarray:
         scores, _ = _as_arrays(scores)
-        return np.clip(scores, 0.0, 1.0) >= self.thresholds_
+        return at_thresholds(scores, self.thresholds_)
 
     def _state(self) -> dict:
         return {"thresholds": [float(t) for t in self.thresholds_]}

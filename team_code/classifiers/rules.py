@@ -74,7 +74,7 @@ from team_code.classifiers.rulebook import (
     rule_for_class,
     rule_table,
 )
-from team_code.classifiers.thresholds import NEVER, RecordMetric
+from team_code.classifiers.thresholds import NEVER, RecordMetric, at_thresholds
 from team_code.context import RunContext, Task
 from team_code.data.labels import ScoredClasses, table_for
 from team_code.data.records import Record, record_source
@@ -118,6 +118,19 @@ DECISION_VARIANTS: dict[str, dict] = {
     "half": {"decision": "half"},
     "bagged-15": {"decision_bagging": 15},
 }
+
+
+def _variant_names(text: str) -> list[str]:
+    """The names of ``decision_select`` (comma-separated, blanks ignored)."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _labels(scores, thresholds, policy) -> np.ndarray:
+    """Labels of score vectors: the decision policy's where there is one, else each class at
+    its operating threshold."""
+    if policy is None:
+        return at_thresholds(scores, thresholds)
+    return policy.apply(np.atleast_2d(scores))
 
 
 def operating_thresholds(
@@ -293,7 +306,7 @@ class RulesClassifier(Classifier):
         decision_select: str = ""
 
         def __post_init__(self):
-            names = [n.strip() for n in self.decision_select.split(",") if n.strip()]
+            names = _variant_names(self.decision_select)
             unknown = [n for n in names if n not in DECISION_VARIANTS]
             if unknown or len(set(names)) != len(names):
                 raise ValueError(
@@ -442,7 +455,7 @@ class RulesClassifier(Classifier):
     def _candidates(self) -> dict[str, Config]:
         """The decision variants ``decision_select`` names, as configs (the configured options
         with each variant's over them); without it, the configured options alone."""
-        names = [n.strip() for n in self.config.decision_select.split(",") if n.strip()]
+        names = _variant_names(self.config.decision_select)
         if not names:
             return {"configured": self.config}
         return {
@@ -452,7 +465,7 @@ class RulesClassifier(Classifier):
 
     def _select_decision(self, fit: _GroupFit) -> Config:
         """The decision variant of ``decision_select`` that the training records themselves
-        choose: each group (source; see :meth:`_held_out_groups`) is decided by every variant
+        choose: each group (source; see :class:`_GroupFit`) is decided by every variant
         fitted without it (its rules tuned, and its held-out scores made, on the other groups
         alone), and the first variant listed is kept where its pooled challenge metric on
         those decisions is within one standard error of the best variant's, else the best
@@ -467,11 +480,7 @@ class RulesClassifier(Classifier):
             scores = fit.scores(excluded, test)
             for name, config in candidates.items():
                 thresholds, policy, _ = fit.decision(config, excluded)
-                outputs[name][test] = (
-                    np.clip(scores, 0.0, 1.0) >= thresholds
-                    if policy is None
-                    else policy.apply(scores)
-                )
+                outputs[name][test] = _labels(scores, thresholds, policy)
         chosen, se = first_within_one_se(outputs, fit.truth, self.classes_, self.task_.scored)
         metric = RecordMetric(fit.truth, self.classes_, self.task_.scored)
         everyone = np.ones(len(fit.truth), bool)
@@ -532,9 +541,7 @@ class RulesClassifier(Classifier):
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Labels of score vectors: the decision policy's where one is fitted
         (``decision_policy``), else the operating thresholds'."""
-        if self.policy_ is None:
-            return super().decide(scores)
-        return self.policy_.apply(np.atleast_2d(scores))
+        return _labels(scores, self.thresholds_, self.policy_)
 
     def explain(self, record: Record) -> dict:
         """A JSON-able account of one record: measurements, notes, and every rule's verdict.

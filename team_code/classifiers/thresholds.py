@@ -40,6 +40,12 @@ def youden_thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return thresholds
 
 
+def at_thresholds(scores, thresholds) -> np.ndarray:
+    """(n, c) bool labels of scores (n, c): each class at or above its threshold, the scores
+    clipped to [0, 1] first (a threshold above 1 keeps the class silent)."""
+    return np.clip(np.asarray(scores, dtype=float), 0.0, 1.0) >= thresholds
+
+
 def challenge_weights(classes, scored: ScoredClasses | None = None) -> np.ndarray:
     """The challenge-metric weights restricted to ``classes`` (representative codes) of the
     table ``scored`` (by default the shipped table that holds them all: 2020, else 2021).
