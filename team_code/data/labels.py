@@ -79,15 +79,19 @@ def _scored_classes(path: Path) -> ScoredClasses:
     )
 
 
+def _shipped_tables() -> list[ScoredClasses]:
+    """The shipped scoring tables, 2020 first."""
+    from evaluation.tables import TASKS
+
+    return [scored_classes(TABLE_DIRS[task] / "weights.csv") for task in TASKS]
+
+
 def table_for(classes: Sequence[str]) -> ScoredClasses:
     """The shipped table whose scored classes include all of ``classes`` (2020 first, then
     2021): for code that is handed classes without their table. A task knows its table
     (``Task.scored``) and passes it."""
-    from evaluation.tables import TASKS
-
     wanted = set(classes)
-    for task in TASKS:
-        table = scored_classes(TABLE_DIRS[task] / "weights.csv")
+    for table in _shipped_tables():
         if wanted <= set(table.codes):
             return table
     raise KeyError(f"no shipped scoring table has all of the classes {sorted(wanted)}")
@@ -131,13 +135,8 @@ def _default_table(classes: Sequence[str] | None) -> ScoredClasses:
     :func:`_check_representatives` to name the rest."""
     if classes is None:
         return scored_classes()
-    try:
-        return table_for(classes)
-    except KeyError:
-        from evaluation.tables import TASKS
-
-        tables = [scored_classes(TABLE_DIRS[task] / "weights.csv") for task in TASKS]
-        return max(tables, key=lambda table: len(set(classes) & set(table.codes)))
+    # a table that holds them all holds the most; ties go to the first (2020), as table_for's
+    return max(_shipped_tables(), key=lambda table: len(set(classes) & set(table.codes)))
 
 
 def _check_representatives(classes: Sequence[str], scored: ScoredClasses) -> None:
