@@ -51,6 +51,7 @@ __all__ = [
     "LEAD_POINTS",
     "LEAD_METHODS",
     "GLOBAL_RULES",
+    "global_boundary",
     "T_END_METHODS",
     "delineate_leads",
     "global_from_leads",
@@ -553,7 +554,14 @@ def _mad_extreme(values: np.ndarray, latest: bool, fs: float, outlier_ms: float)
     return float(keep.max() if latest else keep.min())
 
 
-def _rule_extreme(values: np.ndarray, latest: bool, fs: float, cfg: LeadDelineationConfig) -> float:
+def global_boundary(
+    values, latest: bool, fs: float, config: LeadDelineationConfig | None = None
+) -> float:
+    """One global onset (``latest=False``) or offset (``latest=True``) from the leads' values
+    of it (samples at ``fs``, NaN where a lead has none) by ``config.global_rule``
+    (:data:`GLOBAL_RULES`; default the kit's ``mad``); NaN where no lead has one."""
+    cfg = config or LeadDelineationConfig()
+    values = np.asarray(values, dtype=np.float64)
     rule = cfg.global_rule
     if rule == "earliest":
         return _kth(values, 1, latest)
@@ -600,7 +608,7 @@ def global_from_leads(
     def pick(name: str, latest: bool, fallback: float) -> float:
         if not math.isfinite(fallback):
             return math.nan
-        v = _rule_extreme(points[:, _COL[name]], latest, fs, cfg)
+        v = global_boundary(points[:, _COL[name]], latest, fs, cfg)
         if not math.isfinite(v):
             return fallback
         if name.startswith("qrs"):  # never inside the spatial-velocity QRS of all leads

@@ -129,6 +129,19 @@ def test_combine_leads_cse_and_median():
         bench.combine_leads([[a]], FS, "mean")
 
 
+def test_combine_leads_robust_rule_leaves_out_one_leads_outlying_mark():
+    """``robust`` is the kit's own global rule: the earliest onset and latest offset of the
+    leads within 3 MAD (at least 12 ms) of their median; ``cse`` takes the stray lead's."""
+    leads = [[_beat(100, p=(-60 + d, -45, -30 + d), qrs=(-20 + d, 0, 24 + d))] for d in range(5)]
+    leads.append([_beat(101, p=(-90, -45, -28), qrs=(-21, 0, 50))])  # one lead's marks stray
+    cse = bench.combine_leads(leads, FS, "cse")[0]
+    robust = bench.combine_leads(leads, FS, "robust")[0]
+    assert cse.waves["P"][0] == 11.0 and cse.waves["QRS"][2] == 151.0  # the stray lead's
+    assert robust.waves["P"][0] == 40.0 and robust.waves["QRS"][2] == 128.0  # the others'
+    assert robust.waves["QRS"][0] == 80.0  # the stray lead's onset is the others': kept
+    assert robust.waves["P"][2] == 74.0
+
+
 def test_combine_leads_keeps_a_beat_whose_lead_peaks_spread_wide():
     """LUDB marks each lead's own R peak: in record 13 they spread over 108 ms on one beat
     (V2 at sample 898, III at 952, at 500 Hz). Leads whose QRS overlap are one beat, however
@@ -223,7 +236,7 @@ def test_the_cardiologists_marks_score_their_own_reference_exactly(ludb_dir, tmp
     out = tmp_path / "rows.json"
     argv = [
         *("--ludb", str(ludb_dir), "--skip-qtdb", "--records", "13", "83", "106"),
-        *("--methods", "cardiologists", "--combine", "cse", "median"),
+        *("--methods", "cardiologists", "--combine", "cse", "median", "robust"),
         *("--json", str(out), "--quiet"),
     ]
     assert bench.main(bench.get_parser().parse_args(argv)) == 0
@@ -237,6 +250,15 @@ def test_the_cardiologists_marks_score_their_own_reference_exactly(ludb_dir, tmp
     assert rows[("cardiologists lead-median", "QRS duration")]["mean_ms"] < -10
     assert rows[("cardiologists lead-median", "QRS onset")]["mean_ms"] > 0
     assert "cardiologists" not in bench.get_parser().parse_args([]).methods
+    # without one lead's outlying marks the global QRS is no wider than the CSE-style one
+    robust = rows[("cardiologists robust", "QRS duration")]["mean_ms"]
+    assert rows[("cardiologists lead-median", "QRS duration")]["mean_ms"] < robust <= 0
+    # and the robust reference is the same rule on the same marks: they score it exactly
+    case = bench.load_ludb(ludb_dir, "13", "robust")
+    beats = bench.combine_leads(case.marks, case.fs, "robust")
+    assert [b.waves["QRS"].tolist() for b in case.ref] == [
+        b.waves["QRS"].tolist() for b in beats if "QRS" in b.waves
+    ]
 
 
 def test_neurokit_peer_runs_on_one_qtdb_window(qtdb_dir):

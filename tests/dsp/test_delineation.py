@@ -167,6 +167,12 @@ def test_global_rules_and_one_stray_lead():
     assert delineation.global_from_leads(pts, wide).qrs_on == 170.0
     assert delineation.global_from_leads(pts, wide).qrs_off == 240.0
     assert rules["mad"].p_on == g.p_on  # no per-lead P: the global P stays
+    # one boundary at a time, as the benchmark combines a cardiologist's marks
+    assert delineation.global_boundary(pts[:, 3], False, 500.0) == 180.0
+    assert delineation.global_boundary(pts[:, 5], True, 500.0) == 233.0
+    earliest = delineation.LeadDelineationConfig(global_rule="earliest")
+    assert delineation.global_boundary(pts[:, 3], False, 500.0, earliest) == 160.0
+    assert math.isnan(delineation.global_boundary([np.nan, np.nan], True, 500.0))
     with pytest.raises(ValueError, match="unknown global rule"):
         delineation.LeadDelineationConfig(global_rule="latest")
     with pytest.raises(ValueError, match="unknown per-lead delineation method"):
