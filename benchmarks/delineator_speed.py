@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     net = model.config
 
     def prepare(x, fs):  # the preprocessing the weights were trained with
-        return d.prepare(x, fs, net.lowpass_hz, net.input_channels)
+        return d.prepare(x, fs, net.lowpass_hz, net.input_channels, net.second_channel)
 
     for name, x, fs in _records(args):
         z, y = prepare(x, fs)

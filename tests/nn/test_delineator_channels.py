@@ -140,3 +140,51 @@ def test_speed_benchmark_prepares_the_input_of_the_weights(tmp_path, capsys, one
     assert delineator_speed.main([*args, "--runs", "1"]) == 0  # synthetic records
     out = capsys.readouterr().out
     assert "2 input channel(s)" in out and "median (ms)" in out
+
+
+def test_context_channel_is_the_records_rms_over_its_leads_on_every_lead():
+    fs = 500.0
+    t = np.arange(5000) / fs
+    x = np.stack([np.sin(2 * np.pi * 5.0 * t), np.zeros_like(t), 0.5 * np.sin(2 * np.pi * 3 * t)])
+    z1, y1 = d.prepare(x, fs)
+    z2, y2 = d.prepare(x, fs, input_channels=2, second="context")
+    assert z2.shape == (3, 2, 2500) and z2.dtype == np.float32
+    np.testing.assert_array_equal(z2[:, 0], z1)  # channel 0: the one-channel input
+    np.testing.assert_array_equal(y2, y1)
+    rms = np.sqrt(np.mean(z1.astype(np.float64) ** 2, axis=0))
+    for lead in range(3):  # the flat lead reads the others' context too
+        np.testing.assert_allclose(z2[lead, 1], rms, rtol=1e-6, atol=1e-7)
+    # no low-pass is needed for it, an unknown second channel is refused
+    assert d.prepare(x, fs, lowpass_hz=0.0, input_channels=2, second="context")[0].shape[1] == 2
+    assert d.NetConfig(input_channels=2, lowpass_hz=0.0, second_channel="context")
+    with pytest.raises(ValueError, match="second channel"):
+        d.prepare(x, fs, input_channels=2, second="other")
+    with pytest.raises(ValueError, match="second channel"):
+        d.NetConfig(input_channels=2, second_channel="other")
+
+
+def test_augmentation_leaves_the_context_channel_and_augments_the_lead_as_one_channel():
+    xb = np.random.default_rng(2).normal(size=(4, 2, 1024)).astype(np.float32)
+    cfg = d.TrainConfig()
+    got = _augment(xb, np.random.default_rng(1), cfg, 40.0, second="context")
+    np.testing.assert_array_equal(got[:, 1], xb[:, 1])
+    one = _augment(xb[:, :1], np.random.default_rng(1), cfg, 40.0)
+    np.testing.assert_array_equal(got[:, 0], one[:, 0])  # the same draws as one channel
+
+
+def test_context_network_saves_loads_and_delineates_a_record(tmp_path, one_thread):
+    from team_code.data.synth import RecordSpec, synthesize
+
+    x, y = _toy(2)
+    net = d.NetConfig(widths=(4, 8), kernel=3, input_channels=2, second_channel="context")
+    model = d.train(x, y, net, d.TrainConfig(epochs=1, batch=4, crop=128, seed=3))
+    path = tmp_path / "context.safetensors"
+    d.save(model, path)
+    loaded = d.load(path)
+    assert loaded.config == net
+    rec, _ = synthesize(RecordSpec(heart_rate_bpm=72.0), fs=500, duration_s=10, seed=1)
+    z, _ = d.prepare(rec, 500.0, 40.0, 2, "context")
+    direct = d.predict_labels(loaded, z)
+    assert direct.shape == (rec.shape[0], 2500)
+    out = d.delineate_record(rec, 500.0, loaded)  # prepares the context from the file alone
+    assert all(ld.points.shape[0] == rec.shape[0] for ld in out)

@@ -26,6 +26,7 @@ from team_code.nn.delineator.data import (
     load_ludb_together,
     load_qtdb,
 )
+from team_code.nn.delineator.inputs import SECOND_CHANNELS
 from team_code.nn.delineator.net import NetConfig, save
 from team_code.nn.delineator.training import TrainConfig, train
 
@@ -84,7 +85,14 @@ def get_parser() -> argparse.ArgumentParser:
             type=int,
             choices=(1, 2),
             default=NetConfig.input_channels,
-            help="1: the low-passed lead; 2: also the lead without the low-pass",
+            help="1: the low-passed lead; 2: also a second channel (--second-channel)",
+        )
+        s.add_argument(
+            "--second-channel",
+            choices=SECOND_CHANNELS,
+            default=NetConfig.second_channel,
+            help="with --input-channels 2: the lead without the low-pass (wide) or the root "
+            "mean square of the record's leads (context)",
         )
         s.add_argument(
             "--dilation",
@@ -132,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dilation=args.dilation,
         lowpass_hz=args.lowpass_hz,
         input_channels=args.input_channels,
+        second_channel=args.second_channel,
         leads=len(LUDB_LEADS) if args.together else 1,
     )
     cfg = TrainConfig(
@@ -150,9 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if net.leads > 1:
             inputs, labels = load_ludb_together(folder, train_records, net.lowpass_hz)
         else:
-            inputs, labels = load_ludb(folder, train_records, net.lowpass_hz, net.input_channels)
+            inputs, labels = load_ludb(
+                folder, train_records, net.lowpass_hz, net.input_channels, net.second_channel
+            )
         if train_qtdb:
-            more = load_qtdb(qtdb, train_qtdb, net.lowpass_hz, net.input_channels, labels.shape[1])
+            more = load_qtdb(
+                qtdb,
+                train_qtdb,
+                net.lowpass_hz,
+                net.input_channels,
+                labels.shape[1],
+                net.second_channel,
+            )
             inputs, labels = np.concatenate([inputs, more[0]]), np.concatenate([labels, more[1]])
         model = train(inputs, labels, net, cfg, log=log)
         facts = {

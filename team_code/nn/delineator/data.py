@@ -74,10 +74,15 @@ def ludb_labels(samples, symbols, n: int, factor: int = 2) -> np.ndarray:
 
 
 def load_ludb(
-    folder: str | Path, records: Sequence[str], lowpass_hz: float = 40.0, input_channels: int = 1
+    folder: str | Path,
+    records: Sequence[str],
+    lowpass_hz: float = 40.0,
+    input_channels: int = 1,
+    second: str = "wide",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, labels)`` of every lead of ``records``: (n_records * 12, n) normalised
-    leads at :data:`FS` ((n_records * 12, 2, n) with two input channels; :func:`prepare`) and
+    leads at :data:`FS` ((n_records * 12, 2, n) with two input channels, the second
+    ``second``; :func:`prepare`) and
     their per-sample labels (:func:`ludb_labels`). Digital samples at 1000 units/mV (LUDB's
     header gains are wrong)."""
     import wfdb
@@ -93,7 +98,7 @@ def load_ludb(
             raise ValueError(f"LUDB record {rec}: sampling rate {r.fs} Hz, expected 500")
         names = [s.lower() for s in r.sig_name]
         x = r.d_signal.T.astype(np.float64) / 1000.0
-        z, _ = prepare(x, r.fs, lowpass_hz, input_channels)
+        z, _ = prepare(x, r.fs, lowpass_hz, input_channels, second)
         for lead in LUDB_LEADS:
             if lead not in names:
                 raise ValueError(f"LUDB record {rec}: lead {lead} missing ({names})")
@@ -250,6 +255,7 @@ def load_qtdb(
     lowpass_hz: float = 40.0,
     input_channels: int = 1,
     length: int = QTDB_WINDOW,
+    second: str = "wide",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, labels)`` of QTDB ``records`` in rows of ``length`` samples, as
     :func:`load_ludb` gives LUDB leads: each annotated run (:func:`qtdb_labels`) is cut into
@@ -268,7 +274,7 @@ def load_qtdb(
             a = min(max(0, start), x.shape[1] - length)
             seg = lab[a : a + length]
             if (seg != IGNORE).any():
-                z, _ = prepare(x[:, a : a + length], FS, lowpass_hz, input_channels)
+                z, _ = prepare(x[:, a : a + length], FS, lowpass_hz, input_channels, second)
                 for lead in range(x.shape[0]):
                     xs.append(z[lead])
                     ys.append(seg.copy())

@@ -152,7 +152,8 @@ def delineate_record(
     if x.ndim != 2 or x.shape[-1] < 8:
         raise ValueError(f"delineate_record needs (n_leads, n_samples) with n >= 8; got {x.shape}")
     model = model if model is not None else _shipped()
-    z, y = prepare(x, fs, model.config.lowpass_hz, model.config.input_channels)
+    cfg = model.config
+    z, y = prepare(x, fs, cfg.lowpass_hz, cfg.input_channels, cfg.second_channel)
     logits = predict_logits(model, z)
     usable = np.ptp(y, axis=-1) >= 0.05  # a flat lead does not vote
     if not usable.any():

@@ -40,8 +40,9 @@ class NetConfig:
     first_convs: int = 1  # convolutions in the finest level (encoder and decoder)
     dilation: int = 1  # dilation of the coarsest level's second convolution
     lowpass_hz: float = 40.0  # the input's low-pass cut-off (0: none; see prepare)
-    input_channels: int = 1  # 1: the lead low-passed at lowpass_hz; 2: that and the lead
-    # without the low-pass (see prepare)
+    input_channels: int = 1  # 1: the lead low-passed at lowpass_hz; 2: that and a second
+    second_channel: str = "wide"  # with 2 channels: "wide", the lead without the low-pass;
+    # "context", the root mean square of the record's leads (see prepare)
     leads: int = 1  # leads read at once: 1, one lead at a time (the kit's network); 12, the
     # twelve standard leads together, labelling the union of their waves (compared, not shipped)
 
@@ -51,7 +52,7 @@ class NetConfig:
             raise ValueError(
                 f"NetConfig needs at least two positive widths and an odd kernel; got {self}"
             )
-        check_channels(self.input_channels, self.lowpass_hz, "NetConfig")
+        check_channels(self.input_channels, self.lowpass_hz, "NetConfig", self.second_channel)
         if self.leads < 1 or (self.leads > 1 and self.input_channels != 1):
             raise ValueError(
                 f"NetConfig: leads {self.leads} with input_channels {self.input_channels} "

@@ -5,9 +5,9 @@ random time shift of the crop); training is deterministic given the seed on one 
 Options compared and not shipped (their defaults keep the shipped recipe): extra loss weight
 near marked boundaries (``TrainConfig.edge_weight``), a dilated bottleneck
 (``NetConfig.dilation``), no input low-pass (``NetConfig.lowpass_hz``, kept with the
-weights), two input channels, the lead with and without the low-pass
-(``NetConfig.input_channels``, kept with the weights; a file without the field holds a
-one-channel network).
+weights), two input channels, the lead with and without the low-pass or the lead and the
+record's context (``NetConfig.input_channels`` and ``second_channel``, kept with the weights;
+a file without the fields holds a one-channel network).
 """
 
 from __future__ import annotations
@@ -51,10 +51,13 @@ def _augment(
     cfg: TrainConfig,
     lowpass_hz: float = 0.0,
     independent: bool = False,
+    second: str = "wide",
 ) -> np.ndarray:
     """``xb`` (b, channels, n) with a random gain, baseline wander and white noise per row,
     the same on every channel, except that the noise of channel 0 of a two-channel input is
-    low-passed at ``lowpass_hz`` as that channel is (:func:`prepare`). ``independent``
+    low-passed at ``lowpass_hz`` as that channel is (:func:`prepare`); a second channel that
+    holds the record's context (``second="context"``, the other leads) stays as it is.
+    ``independent``
     (channels that are leads read together): each channel draws its own gain, wander and
     noise, and is zeroed with probability ``cfg.lead_dropout`` (a lost lead)."""
     b, c, n = xb.shape
@@ -68,9 +71,12 @@ def _augment(
         phase = rng.uniform(0, 2 * np.pi, size=(b, k, 1))
         wander += amp * np.sin(2 * np.pi * hz * t + phase)
     noise = rng.normal(size=(b, k, n)) * rng.uniform(0, cfg.noise, size=(b, k, 1))
-    if c == 2 and not independent:
+    context = c == 2 and not independent and second == "context"
+    if c == 2 and not independent and not context:
         noise = np.stack([filters.remove_emg(noise[:, 0], FS, lowpass_hz), noise[:, 0]], axis=1)
     out = gain * xb + wander + noise
+    if context:
+        out[:, 1] = xb[:, 1]
     if independent and cfg.lead_dropout > 0:
         out *= rng.uniform(size=(b, c, 1)) >= cfg.lead_dropout
     return out.astype(np.float32)
@@ -154,7 +160,9 @@ def train(
             idx = order[s * cfg.batch : (s + 1) * cfg.batch]
             cols = starts[idx, None] + np.arange(crop)[None, :]
             xb = np.ascontiguousarray(inputs[idx[:, None], :, cols].transpose(0, 2, 1))
-            xb = _augment(xb, rng, cfg, net.lowpass_hz, independent=net.leads > 1)
+            xb = _augment(
+                xb, rng, cfg, net.lowpass_hz, independent=net.leads > 1, second=net.second_channel
+            )
             yb = labels[idx[:, None], cols]
             if (yb == IGNORE).all():
                 continue
