@@ -41,11 +41,12 @@ from team_code.classifiers.decision import (
 from team_code.classifiers.thresholds import NEVER, youden_thresholds
 from team_code.context import RunContext, Task
 from team_code.data.records import Record
+from team_code.dsp.rhythm import rr_statistics
 
 #: Names of the evidence features, in column order.
 EVIDENCE_NAMES: tuple[str, ...] = (
     "n_beats",  # R peaks detected in the record
-    "heart_rate_bpm",  # 60 / median RR (0 with fewer than two beats)
+    "heart_rate_bpm",  # 60 / trimmed mean RR, as rhythm.rr_statistics (0 with fewer than 2 beats)
     "rr_cv",  # RR standard deviation / mean (irregularity)
     "hr_outside_60_100",  # bpm below 60 or above 100 (0 inside the band)
     "frac_N",  # fraction of classified beats in each AAMI class
@@ -437,8 +438,8 @@ def _summarise(probs: np.ndarray, mi: np.ndarray, r_all: np.ndarray, fs: float) 
     row["n_beats"] = float(len(r_all))
     if len(r_all) >= 2:
         rr_s = np.diff(r_all) / fs
-        hr = 60.0 / float(np.median(rr_s))
-        row["heart_rate_bpm"] = hr
+        hr = rr_statistics(r_all, fs)["hr_bpm"]  # the rules' rate: an alternating rhythm's
+        row["heart_rate_bpm"] = hr  # is that of all its beats, not its more frequent interval
         row["rr_cv"] = float(np.std(rr_s) / np.mean(rr_s))
         row["hr_outside_60_100"] = max(0.0, 60.0 - hr, hr - 100.0)
     if len(probs):

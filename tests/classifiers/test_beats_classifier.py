@@ -141,3 +141,20 @@ def test_report_evidence_keeps_the_base_contract_so_an_ensemble_can_gather_it(fi
     assert len(shown) == 2 and all(isinstance(e, Evidence) for e in shown)
     gathered = Evidence.gather({"beats": shown}, 2, len(fitted.classes_))
     assert len(gathered) == 2
+
+
+def test_heart_rate_evidence_of_an_alternating_rhythm_is_that_of_all_its_beats():
+    """Bigeminy, RR 0.6 s and 1.4 s alternating (mean 1.0 s): 60 beats/min, as the rules
+    read it (``rhythm.rr_statistics``); 60 / the median RR gave 100 or 43 by one interval
+    more of either kind."""
+    from team_code.classifiers.beats import _summarise
+
+    fs = 500.0
+    col = {name: i for i, name in enumerate(EVIDENCE_NAMES)}
+    for first in (0.6, 1.4):
+        for extra, tol in (([], 0.01), ([first], 3.0)):  # 10 intervals; 11, 6 of one kind
+            rr = np.array([first, 2.0 - first] * 5 + extra)
+            r_all = np.round(np.concatenate([[0.0], np.cumsum(rr)]) * fs)
+            row = _summarise(np.zeros((0, 5)), np.zeros(0), r_all, fs)
+            assert row[col["heart_rate_bpm"]] == pytest.approx(60.0, abs=tol), (first, extra)
+            assert row[col["hr_outside_60_100"]] <= tol
