@@ -42,10 +42,10 @@ beats; ecgpuwave's ``.pu0``/``.pu1`` come with their own beats. Their per-lead b
 global ones by the CSE rule (``--combine cse``, the plain method name) and/or by the median
 over leads (``--combine median``: ``<method> lead-median``), which spares them the outliers
 an earliest/latest rule picks up, and/or by the kit's own rule (``--combine robust``:
-``<method> robust``; the earliest onset and latest offset of the leads within 3 MAD of their
-median). On QTDB the convention usually behind published
-single-lead figures (e.g. Martinez et al. 2004) is also reported as ``<method> best-lead``:
-for each marked boundary, the lead whose boundary is closer to the cardiologist's (optimistic
+``<method> robust``; the earliest onset and latest offset of the leads within 3 scaled MADs
+of their median). On QTDB the convention usually behind published single-lead figures
+(e.g. Martinez et al. 2004) is also reported as ``<method> best-lead``: for each marked
+boundary, the lead whose boundary is closer to the cardiologist's (optimistic
 by construction; no interval rows).
 
 The kit's average beat on per-beat annotations
@@ -348,7 +348,7 @@ def combine_leads(
     detection, makes a beat of its own). ``rule="cse"``: earliest onset and latest offset
     over the leads that have the wave, median peak; ``rule="median"``: the median of each
     boundary; ``rule="robust"``: the kit's own rule (``delineation.global_boundary``: the
-    earliest onset and latest offset among the leads within 3 MAD, at least 12 ms, of the
+    earliest onset and latest offset among the leads within 3 scaled MADs, at least 12 ms, of the
     leads' median, so that one stray lead does not set them). A wave is present when any
     lead has it.
     """
@@ -1056,8 +1056,9 @@ def load_ludb(folder: Path, record: str, reference: str = "cse") -> Case:
 
     ``reference="cse"``: earliest onset / latest offset over the 12 leads' annotations;
     ``"median"``: the median over the leads that mark the wave; ``"robust"``: the kit's own
-    global rule on the marks (the earliest onset and latest offset of the leads within 3 MAD,
-    at least 12 ms, of their median: the CSE definition robust to one lead's outlying mark);
+    global rule on the marks (the earliest onset and latest offset of the leads within 3
+    scaled MADs, at least 12 ms, of their median: the CSE definition robust to one lead's
+    outlying mark);
     ``"per-lead"``: each lead's
     own marks (``Case.ref_leads``; ``Case.ref`` is then the CSE reference, which only gives
     the beats' positions).

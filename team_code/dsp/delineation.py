@@ -561,7 +561,7 @@ def global_boundary(
     of it (samples at ``fs``, NaN where a lead has none) by ``config.global_rule``
     (:data:`GLOBAL_RULES`; default the kit's ``mad``); NaN where no lead has one."""
     cfg = config or LeadDelineationConfig()
-    values = np.asarray(values, dtype=np.float64)
+    values = np.atleast_1d(np.asarray(values, dtype=np.float64))
     rule = cfg.global_rule
     if rule == "earliest":
         return _kth(values, 1, latest)

@@ -173,6 +173,9 @@ def test_global_rules_and_one_stray_lead():
     earliest = delineation.LeadDelineationConfig(global_rule="earliest")
     assert delineation.global_boundary(pts[:, 3], False, 500.0, earliest) == 160.0
     assert math.isnan(delineation.global_boundary([np.nan, np.nan], True, 500.0))
+    for rule in delineation.GLOBAL_RULES:  # one lead's value, as a scalar too
+        cfg = delineation.LeadDelineationConfig(global_rule=rule)
+        assert delineation.global_boundary(181.0, False, 500.0, cfg) == 181.0
     with pytest.raises(ValueError, match="unknown global rule"):
         delineation.LeadDelineationConfig(global_rule="latest")
     with pytest.raises(ValueError, match="unknown per-lead delineation method"):

@@ -172,7 +172,7 @@ def test_augmentation_leaves_the_context_channel_and_augments_the_lead_as_one_ch
     np.testing.assert_array_equal(got[:, 0], one[:, 0])  # the same draws as one channel
 
 
-def test_context_network_saves_loads_and_delineates_a_record(tmp_path, one_thread):
+def test_context_network_saves_loads_and_delineates_a_record(tmp_path, one_thread, monkeypatch):
     from team_code.data.synth import RecordSpec, synthesize
 
     x, y = _toy(2)
@@ -186,5 +186,17 @@ def test_context_network_saves_loads_and_delineates_a_record(tmp_path, one_threa
     z, _ = d.prepare(rec, 500.0, 40.0, 2, "context")
     direct = d.predict_labels(loaded, z)
     assert direct.shape == (rec.shape[0], 2500)
+    from team_code.nn.delineator import inference
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs.get("second"))
+        return d.prepare(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "prepare", spy)
     out = d.delineate_record(rec, 500.0, loaded)  # prepares the context from the file alone
+    assert seen == ["context"]
     assert all(ld.points.shape[0] == rec.shape[0] for ld in out)
+    with pytest.raises(ValueError, match="needs input_channels 2"):
+        d.NetConfig(second_channel="context")  # one channel: no second to hold it

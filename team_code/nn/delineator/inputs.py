@@ -36,6 +36,10 @@ def check_channels(
     low-pass (``second="wide"``) where there is no low-pass, or an unknown ``second``."""
     if second not in SECOND_CHANNELS:
         raise ValueError(f"{where}: second channel {second!r}; known: {', '.join(SECOND_CHANNELS)}")
+    if second != "wide" and input_channels != 2:
+        raise ValueError(
+            f"{where}: second channel {second!r} needs input_channels 2; got {input_channels}"
+        )
     wide = input_channels == 2 and second == "wide"
     if input_channels not in (1, 2) or (wide and not lowpass_hz > 0):
         raise ValueError(
