@@ -15,6 +15,12 @@ Tables printed:
    by leave one source out over the training sources alone, the best one is refitted on them
    and scores the held-out source. The table gives the nested figure, the count of variants
    and what each split chose; a variant's own LOSO row is in-sample for the choice.
+   ``--vote CLASS`` (an abbreviation, e.g. ``LAD``) adds, per leave-one-source-out split,
+   what the operating-threshold step saw for that class: the challenge metric of each
+   training source's held-out records (:func:`vote_table`) with the class silent and at
+   each threshold it may take (the other classes at their chosen thresholds), the number
+   of records it fires on, and the held-out source's own metric at each: why the vote
+   named or silenced the class, and what that did to the unseen source.
 2. Label conventions per source (``--conventions``): how often each source gives sinus rhythm
    (NSR) to a record with a conduction label, and the measured frontal QRS axis of the LUDB
    records against LUDB's own axis words (left, normal, horizontal, vertical, right).
@@ -30,7 +36,7 @@ Usage::
     python -m benchmarks.rules [--data DIR] [--protocols loso,kfold,nested] [--cache FILE]
         [--set rules.OPTION=VALUE ...] [--variant NAME=OPTION=VALUE,...] [--conventions]
         [--skip-af] [--outputs FILE.npz] [--inner-criterion pooled|sources|one-se]
-        [--task 2020|2021] [--leads 12|6|4|3|2|I,II,...]
+        [--task 2020|2021] [--leads 12|6|4|3|2|I,II,...] [--vote CLASS]
     python -m benchmarks.rules --combine RUN.npz RUN.npz ...
 
 ``--task`` and ``--leads`` give the scoring table and the leads the rules read (default: the
@@ -123,6 +129,13 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--set", dest="options", action="append", default=[])
     parser.add_argument("--conventions", action="store_true", help="print the conventions table")
+    parser.add_argument(
+        "--vote",
+        metavar="CLASS",
+        help="leave one source out: the operating-threshold vote on this class (abbreviation), "
+        "per split: each training source's held-out metric and the held-out source's at each "
+        "threshold",
+    )
     parser.add_argument("--skip-af", action="store_true", help="skip the CPSC 2021 AF table")
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument(
@@ -358,6 +371,80 @@ NESTED_VARIANTS: dict[str, dict[str, str]] = {
     "vote-vocabulary": {"decision_vocabulary": "true"},
     "half": {"decision": "half"},
 }
+
+
+def vote_table(records, values, sources, digests, truth, task, options: dict, abbr: str) -> dict:
+    """Per leave-one-source-out split, what the rules' operating-threshold step weighed for
+    class ``abbr``: the rules fitted on the training sources as ``cross_predict`` fits them;
+    then, with every other class at its chosen threshold and this class silent or at each
+    level it may take, the challenge metric of each training source's held-out records
+    (scored by rules tuned without that source: the records the vote reads) and of the
+    held-out source (the rules fitted on all training sources), and the records it fires on.
+    Returns ``{held-out source: {"chosen": threshold, "rows": [{"threshold", "inner":
+    {source: metric}, "inner_fires": {source: n}, "held_out": metric, "fires": n}]}}``."""
+    from team_code.classifiers.cv import leave_one_source_out
+    from team_code.classifiers.rules import NEVER, OPERATING_LEVELS, RulesClassifier, _GroupFit
+    from team_code.classifiers.thresholds import RecordMetric
+    from team_code.harness import build_config
+
+    classes = list(task.classes)
+    names = [task.scored.abbreviation(c) for c in classes]
+    if abbr not in names:
+        raise SystemExit(f"--vote: no class {abbr!r} in this task; known: {', '.join(names)}")
+    j = names.index(abbr)
+    config = build_config(RulesClassifier, options.get("rules", {}))
+    loaded = list(records)
+    out = {}
+    for source, train, test in leave_one_source_out(sources, digests):
+        model = cached_rules(values)(config).fit([loaded[i] for i in train], task)
+        fit = _GroupFit(
+            model,
+            [values[loaded[i].name] for i in train],
+            truth[train],
+            [sources[i] for i in train],
+            [digests[i] for i in train],
+        )
+        inner_scores = fit.held_out(frozenset())
+        inner = RecordMetric(truth[train], classes, task.scored)
+        test_scores = model.predict_proba([loaded[i] for i in test])
+        held = RecordMetric(truth[test], classes, task.scored)
+        everyone = np.ones(len(test), bool)
+        rows = []
+        for t in (NEVER, *OPERATING_LEVELS):
+            th = np.array(model.thresholds_, float)
+            th[j] = t
+            b_inner, b_test = inner_scores >= th, test_scores >= th
+            observed = inner.observed(b_inner)
+            rows.append(
+                {
+                    "threshold": float(t),
+                    "inner": {g: inner.score(observed, fit.groups == g) for g in fit.names},
+                    "inner_fires": {g: int(b_inner[fit.groups == g, j].sum()) for g in fit.names},
+                    "held_out": held.score(held.observed(b_test), everyone),
+                    "fires": int(b_test[:, j].sum()),
+                }
+            )
+        out[source] = {"chosen": float(model.thresholds_[j]), "rows": rows}
+    return out
+
+
+def print_vote_table(table: dict, abbr: str) -> None:
+    """The vote table of :func:`vote_table`, one block per held-out source."""
+    print(f"\n### the operating-threshold vote on {abbr}, leave one source out")
+    for source, split in table.items():
+        chosen = "silent" if split["chosen"] >= 1.0 else f"{split['chosen']:g}"
+        groups = list(split["rows"][0]["inner"])
+        print(f"\nheld out {source} (chosen: {chosen})")
+        print(
+            "| threshold | "
+            + " | ".join(f"{g} (inner)" for g in groups)
+            + f" | {source} (held out) |"
+        )
+        print("|---|" + "---:|" * (len(groups) + 1))
+        for row in split["rows"]:
+            t = "silent" if row["threshold"] >= 1.0 else f"{row['threshold']:g}"
+            cells = [f"{row['inner'][g]:.3f} ({row['inner_fires'][g]})" for g in groups]
+            print(f"| {t} | " + " | ".join(cells) + f" | {row['held_out']:.3f} ({row['fires']}) |")
 
 
 def parse_variants(items) -> dict[str, dict[str, str]]:
@@ -750,6 +837,9 @@ def rules_tables(args) -> dict:
         out[protocol] = {"by_source": report, "chosen": result["chosen"]}
     if args.conventions:
         out["conventions"] = conventions_table(records, values, truth, classes, sources, args.data)
+    if args.vote:
+        out["vote"] = vote_table(records, values, sources, digests, truth, task, options, args.vote)
+        print_vote_table(out["vote"], args.vote)
     return out
 
 

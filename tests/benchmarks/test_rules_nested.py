@@ -371,3 +371,39 @@ def test_the_measurement_cache_measures_a_replaced_file_again(challenge_dir, tmp
     shutil.copy(challenge_dir / "A0003.mat", data / "A0002.mat")  # A0002 now holds A0003's signal
     again = bench.measure_all(RecordSet.from_folder(data), cache)
     assert again["A0002"]["hr_bpm"] == first["A0003"]["hr_bpm"] != first["A0002"]["hr_bpm"]
+
+
+def test_vote_table_reproduces_each_splits_choice_and_held_out_score(three_sources):
+    """``--vote CLASS``: per held-out source, the class's threshold as the leave-one-source-
+    out fit chose it, and at that threshold the held-out source's metric as the LOSO table
+    scores it; the other thresholds move the class's detections only."""
+    from team_code.classifiers.cv import leave_one_source_out
+    from team_code.classifiers.thresholds import RecordMetric
+
+    records, values, sources, digests, truth, task, _ = three_sources
+    classes = list(task.classes)
+    names = [task.scored.abbreviation(c) for c in classes]
+    abbr = names[int(np.argmax(truth.sum(axis=0)))]  # the commonest class of these records
+    j = names.index(abbr)
+    table = bench.vote_table(records, values, sources, digests, truth, task, {}, abbr)
+    splits = [(f"source {s}", tr, te) for s, tr, te in leave_one_source_out(sources, digests)]
+    loso = bench.cross_predict(records, values, splits, {}, quiet=True, task=task)
+    assert set(table) == {"A", "E", "Q"}
+    for source, split in table.items():
+        test = np.array(sources) == source
+        chosen = loso["chosen"][f"source {source}"]["thresholds"][j]
+        assert split["chosen"] == pytest.approx(chosen)
+        metric = RecordMetric(truth[test], classes, task.scored)
+        expected = metric.score(
+            metric.observed(loso["binary"]["rules"][test]), np.ones(test.sum(), bool)
+        )
+        at_chosen = [r for r in split["rows"] if r["threshold"] == pytest.approx(chosen)]
+        assert len(at_chosen) == 1 and at_chosen[0]["held_out"] == pytest.approx(expected)
+        assert at_chosen[0]["fires"] == int(loso["binary"]["rules"][test, j].sum())
+        silent = split["rows"][0]
+        assert silent["fires"] == 0 and set(silent["inner_fires"].values()) == {0}
+        assert set(silent["inner"]) == {"A", "E", "Q"} - {source}
+        fires = [r["fires"] for r in split["rows"][1:]]  # thresholds rising: fewer detections
+        assert fires == sorted(fires, reverse=True)
+    with pytest.raises(SystemExit, match="no class"):
+        bench.vote_table(records, values, sources, digests, truth, task, {}, "NOPE")
