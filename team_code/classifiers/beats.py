@@ -43,6 +43,10 @@ from team_code.context import RunContext, Task
 from team_code.data.records import Record
 from team_code.dsp.rhythm import rr_statistics
 
+#: The definition of the evidence, saved with a model and checked on loading: 2 since the
+#: heart rate became ``rhythm.rr_statistics``'s (60 / the trimmed mean RR; 1: 60 / median RR)
+EVIDENCE_VERSION = 2
+
 #: Names of the evidence features, in column order.
 EVIDENCE_NAMES: tuple[str, ...] = (
     "n_beats",  # R peaks detected in the record
@@ -401,6 +405,7 @@ class BeatsClassifier(Classifier):
                 "mitdb_counts": self.mitdb_counts_,
                 "mi_counts": self.mi_counts_,
                 "evidence_names": list(EVIDENCE_NAMES),
+                "evidence_version": EVIDENCE_VERSION,
             },
         )
 
@@ -411,6 +416,13 @@ class BeatsClassifier(Classifier):
         state = load_json(folder / "beats.json")
         if tuple(state["evidence_names"]) != EVIDENCE_NAMES:
             raise ValueError(f"{folder}: saved evidence features differ from this version's")
+        saved = state.get("evidence_version", 1)
+        if saved != EVIDENCE_VERSION:
+            raise ValueError(
+                f"{folder}: the beat model was fitted on evidence of definition {saved}, this "
+                f"version computes definition {EVIDENCE_VERSION} (the heart rate from the "
+                "trimmed mean RR); train the model again"
+            )
         self.method_ = state["method"]
         self.model_ = _load_model(models, state["model_spec"], folder / "beat_model.safetensors")
         self.mi_model_ = (

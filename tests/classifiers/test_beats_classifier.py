@@ -90,6 +90,12 @@ def test_save_load_round_trip_without_pickle(fitted, records, tmp_path):
     assert np.array_equal(again.thresholds_, fitted.thresholds_)
     few = records.subset([0, 12, 17])
     assert np.allclose(again.predict_proba(few), fitted.predict_proba(few), atol=1e-6)
+    # a model fitted on another definition of the evidence is refused, not run
+    state = json.loads((tmp_path / "beats.json").read_text())
+    del state["evidence_version"]  # as saved before the heart rate's definition changed
+    (tmp_path / "beats.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"definition 1.*train the model again"):
+        BeatsClassifier.load(tmp_path)
 
 
 def _without_beats(record):
