@@ -449,10 +449,12 @@ def _summarise(probs: np.ndarray, mi: np.ndarray, r_all: np.ndarray, fs: float) 
     row = dict.fromkeys(EVIDENCE_NAMES, 0.0)
     row["n_beats"] = float(len(r_all))
     if len(r_all) >= 2:
-        rr_s = np.diff(r_all) / fs
-        hr = rr_statistics(r_all, fs)["hr_bpm"]  # the rules' rate: an alternating rhythm's
-        row["heart_rate_bpm"] = hr  # is that of all its beats, not its more frequent interval
-        row["rr_cv"] = float(np.std(rr_s) / np.mean(rr_s))
+        # the rules' statistics: an alternating rhythm's rate is that of all its beats, not
+        # of its more frequent interval
+        rr = rr_statistics(r_all, fs)
+        hr = rr["hr_bpm"]
+        row["heart_rate_bpm"] = hr
+        row["rr_cv"] = rr["rr_cv"]
         row["hr_outside_60_100"] = max(0.0, 60.0 - hr, hr - 100.0)
     if len(probs):
         predicted = probs.argmax(axis=1)

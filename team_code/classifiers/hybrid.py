@@ -212,11 +212,12 @@ def first_within_one_se(outputs: dict, truth, classes, scored=None) -> tuple[str
     contributions = {
         n: _record_contributions(truth, b, classes, scored) for n, b in outputs.items()
     }
-    totals = {n: float(c.sum()) for n, c in contributions.items()}
-    best = max(totals, key=totals.get)  # ties: the first listed
+    best = max(contributions, key=lambda n: float(contributions[n].sum()))  # ties: first listed
     se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
     first = next(iter(outputs))
-    return (first if totals[best] - totals[first] <= se[first] else best), se
+    # the hybrid's one-standard-error rule between the first listed and the best
+    pair = {n: contributions[n] for n in (first, best)}
+    return _simplest_within_tolerance(pair, 1.0), se
 
 
 def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tuple:
