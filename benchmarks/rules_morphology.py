@@ -1,11 +1,15 @@
-"""How separable the morphology classes are on the shared records, by rule score and measure.
+"""How separable the morphology and axis classes are, by rule score and measure.
 
-For each of IRBBB, CRBBB|RBBB, LBBB, TAb, TInv and QAb: the positives per source, and the
-AUROC (pooled and per source) of the rule's graded score at the book's published thresholds
-and of the measurements its criteria read; the records whose score reaches 0.5. A class the
-measurements cannot separate cannot be found on an unseen source whatever its thresholds; a
-class they separate but that stays silent under leave one source out is silenced by the
-operating thresholds (``python -m benchmarks.rules --protocols loso`` prints those).
+On the shared records, for each of IRBBB, CRBBB|RBBB, LBBB, TAb, TInv, QAb, LAD and RAD: the
+positives per source, and the AUROC (pooled and per source) of the rule's graded score at the
+book's published thresholds and of the measurements its criteria read; the records whose
+score reaches 0.5. A class the measurements cannot separate cannot be found on an unseen
+source whatever its thresholds; a class they separate but that stays silent under leave one
+source out is silenced by the operating thresholds (``python -m benchmarks.rules --protocols
+loso`` prints those). For the axis classes, also the labelled and unlabelled records of each
+source by band of the measured frontal QRS axis (:data:`AXIS_BANDS`): where a source draws
+its label's line (one gives LAD from about 0 degrees, another from -30) is a convention of
+its readers, which no threshold learned on the other sources can know.
 
 Usage::
 
@@ -46,7 +50,35 @@ KEYS = {
     "TAb": ("leads with T < 0.1 mV", "-lowest T"),
     "TInv": ("leads with T < 0.1 mV", "-lowest T"),
     "QAb": ("longest Q of two contiguous leads", "deepest Q of two contiguous leads"),
+    "LAD": ("-qrs_axis_deg",),
+    "RAD": ("qrs_axis_deg",),
 }
+#: Bands of the frontal QRS axis (degrees; lower bound inclusive) for the axis classes' table:
+#: the published left and right axis deviation cut-offs (-30, +90) and 0 and +30, where
+#: other conventions draw them.
+AXIS_BANDS: tuple[tuple[float, float], ...] = (
+    (-180.0, -30.0),
+    (-30.0, 0.0),
+    (0.0, 30.0),
+    (30.0, 90.0),
+    (90.0, 180.01),
+)
+
+
+def axis_band_counts(axis_deg, positive, sources, order) -> list[tuple[str, list, list]]:
+    """Per source: the labelled and the unlabelled records in each of :data:`AXIS_BANDS`
+    (and those without a measured axis last): ``[(source, [labelled...], [unlabelled...])]``."""
+    axis = np.asarray(axis_deg, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    sources = np.asarray(sources)
+    out = []
+    for s in order:
+        m = sources == s
+        bands = [(axis >= lo) & (axis < hi) for lo, hi in AXIS_BANDS] + [~np.isfinite(axis)]
+        out.append(
+            (s, [int((b & m & y).sum()) for b in bands], [int((b & m & ~y).sum()) for b in bands])
+        )
+    return out
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -144,7 +176,19 @@ def main(args: argparse.Namespace) -> int:
             + ", ".join(f"{s} {int((fired & ~y & (sources == s)).sum())}" for s in order)
             + ")"
         )
+        if "qrs_axis_deg" in {k.lstrip("-") for k in keys}:
+            _print_axis_bands(name, column("qrs_axis_deg"), y, sources, order)
     return 0
+
+
+def _print_axis_bands(name, axis, y, sources, order) -> None:
+    heads = [f"[{lo:+.0f}, {hi:+.0f})" for lo, hi in AXIS_BANDS] + ["not measured"]
+    heads[len(AXIS_BANDS) - 1] = f"[{AXIS_BANDS[-1][0]:+.0f}, +180]"
+    print(f"\nmeasured QRS axis (degrees): records labelled {name} / not labelled, per source\n")
+    print("| source | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(heads))
+    for s, pos, neg in axis_band_counts(axis, y, sources, order):
+        print(f"| {s} | " + " | ".join(f"{p} / {n}" for p, n in zip(pos, neg)) + " |")
 
 
 if __name__ == "__main__":
