@@ -14,6 +14,7 @@ once from ``fs``.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -46,6 +47,9 @@ class AverageBeat:
     dominant: np.ndarray  # bool per beat: QRS morphology of the dominant cluster
     kept: np.ndarray  # bool per beat: used in the average (dominant, in window, not noisy)
     qrs_corr: np.ndarray  # per beat: QRS correlation with the dominant template (NaN if cut)
+    # share of the beats (whole window inside the record) whose QRS has a look-alike among the
+    # others (correlation >= same_morphology): low where noise leaves no two beats alike
+    alike_fraction: float = math.nan
 
     @property
     def n_kept(self) -> int:
@@ -149,6 +153,7 @@ def average_beat(
     flat = _normalised_rows(qrs.reshape(n_beats, -1))
     corr = flat @ flat.T
     similar = corr >= config.same_morphology
+    alike = (similar.sum(axis=1) - 1) > 0 if n_beats > 1 else np.zeros(1, bool)
     on_time = ~premature_beats(r, fs)[inside]
     rank = similar[:, on_time].sum(axis=1) * (n_beats + 1.0) + similar.sum(axis=1)
     seed = int(np.argmax(rank + 1e-3 * corr.mean(axis=1)))
@@ -188,4 +193,5 @@ def average_beat(
         dominant=dom_all,
         kept=kept_all,
         qrs_corr=corr_all,
+        alike_fraction=float(alike.mean()) if n_beats > 1 else math.nan,
     )

@@ -22,7 +22,11 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
    not, :func:`team_code.dsp.beats.average_beat` over every beat), the premature atrial and
    ventricular beat counts, the AF evidence and pacing spikes; a record of at least two
    10-s windows also gets the AF evidence of its most irregular window (``afw_*``, which
-   the AF rule reads: a paroxysm that the record's median would dilute);
+   the AF rule reads: a paroxysm that the record's median would dilute). Where under
+   ``min_alike_fraction`` of the beats have a look-alike (``alike_fraction``: QRS correlation
+   at the average beat's same-morphology level with another beat) the beats do not repeat:
+   noise, whose "average beat" is a few noisy beats; a note says that what is read on it is
+   unreliable (the measurements are still made: the rules read them as they are);
 5. the robust average beat of the first ``morphology_s`` seconds (the morphology window:
    one average beat whose cost does not grow with the record; beats of a longer record add
    little to a median beat and would let a late change of morphology blur it), its
@@ -186,6 +190,9 @@ class FeatureConfig:
     qrs_method: str = "christov2004"  # QRS detector, see team_code.dsp.qrs.METHODS
     xyz_method: str = "kors1990"  # 12-lead to X/Y/Z transform, see team_code.dsp.vcg.MATRICES
     min_beats: int = 3  # fewer detected beats: no average beat, interval measurements NaN
+    # beats do not repeat where fewer than this share of them has a look-alike at the average
+    # beat's same-morphology correlation: noise, not a heart's beats (a note says so)
+    min_alike_fraction: float = 0.5
     prematurity: float = 0.85  # a beat earlier than this x local RR is premature
     ectopic_qrs_ms: float = 20.0  # a non-dominant beat wider than dominant + this is ventricular
     lead_method: str = "laguna1994"  # per-lead delineation, see delineation.LEAD_METHODS
@@ -733,6 +740,14 @@ def measure(
     if whole is None:
         notes.append("no beat with a full window inside the record: no average beat")
         return result
+    values["alike_fraction"] = whole.alike_fraction
+    if whole.alike_fraction < config.min_alike_fraction:
+        notes.append(
+            f"beats do not repeat: {whole.alike_fraction:.0%} of them have a look-alike "
+            f"(QRS correlation >= {beats.AverageBeatConfig().same_morphology:g}): noise; the "
+            "average beat, the morphology and intervals read on it and the ectopic-beat "
+            "types are unreliable"
+        )
     ab = _morphology_beat(xf, fs, whole, config, notes)
     result.beat = ab
     idx = [

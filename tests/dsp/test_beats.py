@@ -107,3 +107,32 @@ def test_no_full_window_gives_none_and_bad_fs_raises():
     assert beats.average_beat(x, FS, [150]) is None
     with pytest.raises(ValueError, match="fs"):
         beats.average_beat(x, 0.0, [150])
+
+
+def test_beats_that_do_not_repeat_are_told_from_a_heart_s_beats():
+    """Repeating beats (sinus, and bigeminy's two morphologies) have look-alikes; windows of
+    noise at the same instants do not (alike_fraction)."""
+    clean, _ = _record(heart_rate_bpm=70)
+    assert beats.average_beat(clean, FS, qrs.detect(clean, FS)).alike_fraction == 1.0
+    x, r = _bigeminy()
+    assert beats.average_beat(x, FS, r).alike_fraction == 1.0
+    rng = np.random.default_rng(0)
+    noise = filters.clean(np.cumsum(rng.normal(0, 0.05, (12, 5000)), axis=1), FS)
+    ab = beats.average_beat(noise, FS, np.arange(400, 4600, 400))
+    assert ab.alike_fraction < 0.5
+
+
+def test_a_record_whose_beats_do_not_repeat_is_noted(challenge_dir):
+    """A0115: motion artefact of several millivolts on the chest leads, below 40 Hz (no lead
+    reads noisy), so that 3 of its 48 beats form the 'dominant morphology' and every
+    morphology rule reads that average of noise. Its beats do not repeat, and a note says
+    that what is read on the average beat is unreliable; a clean record has no such note."""
+    from team_code.data.records import load_record
+    from team_code.dsp import features
+
+    m = features.measure_record(load_record(challenge_dir / "A0115.hea"))
+    assert m.values["alike_fraction"] < 0.5
+    assert any("beats do not repeat" in n for n in m.notes)
+    m = features.measure_record(load_record(challenge_dir / "A0012.hea"))
+    assert m.values["alike_fraction"] >= 0.5 and m.values["n_pvc"] == 9
+    assert not any("beats do not repeat" in n for n in m.notes)
