@@ -97,11 +97,20 @@ class ScoreBank:
     """Rule scores of every record from rules tuned on a training set, each set tuned once.
 
     ``values`` holds each record's measurements (in record order), ``names`` the record names
-    (a cache written for other records or measurements is not reused)."""
+    (a cache written for other records or measurements is not reused), ``digests`` the
+    signals' digests: a recording released under two sources' names is held out with its
+    first copy's source where the training records are scored source by source
+    (:func:`~team_code.classifiers.cv.source_groups`, as ``RulesClassifier`` groups them;
+    without digests, each record's own source)."""
 
-    def __init__(self, values: Sequence[dict], names, truth, sources, task, path=None, key=""):
+    def __init__(
+        self, values: Sequence[dict], names, truth, sources, task, path=None, key="", digests=None
+    ):
+        from team_code.classifiers.cv import source_groups
+
         self.values, self.truth, self.task = list(values), truth, task
         self.sources = list(sources)
+        self.groups = self.sources if digests is None else source_groups(self.sources, digests)
         self.path = Path(path) if path is not None else None
         names_digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         self.key = f"{key}-{_rules_key()}-{names_digest}"
@@ -141,9 +150,10 @@ class ScoreBank:
 
 def out_of_source(bank: ScoreBank, train: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Scores of the ``train`` records, each source's from rules tuned on the other training
-    sources (as ``RulesClassifier`` obtains held-out scores for its operating thresholds);
-    returns the scores and each record's source."""
-    groups = [bank.sources[i] for i in train]
+    sources (as ``RulesClassifier`` obtains held-out scores for its operating thresholds; a
+    recording under two sources' names with its first copy's, ``bank.groups``); returns the
+    scores and each record's group."""
+    groups = [bank.groups[i] for i in train]
     scores = np.zeros((len(train), len(bank.task.classes)))
     for group in sorted(set(groups)):
         test = np.array([g == group for g in groups])
@@ -368,6 +378,7 @@ def main(args: argparse.Namespace) -> int:
         task,
         args.scores,
         _measurement_key(),
+        digests,
     )
     print(f"{len(records)} records from {', '.join(str(f) for f in folders)}")
     print(f"nested choice among {len(policies)} policies: {', '.join(policies)}")

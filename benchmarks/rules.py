@@ -48,9 +48,9 @@ leave-one-source-out rows for several lead sets at once).
 ``--outputs`` keeps the nested protocol's decisions per record and each split's inner scores.
 ``--inner-criterion`` says how the nested protocol's inner loop scores a variant
 (:data:`INNER_CRITERIA`): its held-out records pooled, or each training source of 20 records
-or more counted alike by its margin over that source's floor, or pooled with the first
-variant in the listed order (by default the shipped options first) whose score is within one
-standard error of the best taken (``one-se``, the hybrid's own rule).
+or more counted alike by its margin over that source's floor, or pooled with the first listed
+variant (by default the shipped options) taken where its score is within one standard error
+of the best, else the best (``one-se``, the hybrid's own rule).
 ``--combine`` makes one nested choice across such runs, made by different versions of the
 code (a measurement or rule book change is a variant that options cannot express): for each
 held-out source the run whose chosen variant scored best on the inner leave one source out
@@ -103,7 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
         choices=INNER_CRITERIA,
         default="one-se",
         help="nested protocol: one-se (default): the inner loop's held-out records pooled, the "
-        "first variant listed within one standard error of the best taken; pooled: the best "
+        "first variant listed if within one standard error of the best, else the best; "
+        "pooled: the best "
         f"pooled; sources: the best mean margin over the floor of its {MIN_SOURCE_RECORDS}+ "
         "record sources",
     )

@@ -205,19 +205,26 @@ def first_within_one_se(outputs: dict, truth, classes, scored=None) -> tuple[str
     """The one-standard-error choice among variants: the first variant of ``outputs`` where
     its score is within one standard error of the best one's, else the best, the standard
     error taken of the paired per-record difference of the records' contributions to the
-    normalised challenge metric. The other variants' order plays no part. ``outputs[name]``:
-    the variant's decisions on the same records, ``truth`` their labels, ``scored`` the task's
+    normalised challenge metric. Where several variants tie for the best, the first is kept
+    if it is within one standard error of any of them, else the first listed of them is
+    chosen; the order of the other variants plays no other part. ``outputs[name]``: the
+    variant's decisions on the same records, ``truth`` their labels, ``scored`` the task's
     table (None: the shipped table of ``classes``). Returns the choice and each variant's
-    standard error against the best (the best's: 0)."""
+    standard error against the best (the first listed of tied best; the best's: 0)."""
     contributions = {
         n: _record_contributions(truth, b, classes, scored) for n, b in outputs.items()
     }
-    best = max(contributions, key=lambda n: float(contributions[n].sum()))  # ties: first listed
-    se = {n: _paired_se(contributions[best] - c) for n, c in contributions.items()}
+    totals = {n: float(c.sum()) for n, c in contributions.items()}
+    top = max(totals.values())
+    tied = [n for n in outputs if totals[n] == top]
+    se = {n: _paired_se(contributions[tied[0]] - c) for n, c in contributions.items()}
     first = next(iter(outputs))
-    # the hybrid's one-standard-error rule between the first listed and the best
-    pair = {n: contributions[n] for n in (first, best)}
-    return _simplest_within_tolerance(pair, 1.0), se
+    # the hybrid's one-standard-error rule between the first listed and each best
+    for best in tied:
+        pair = {n: contributions[n] for n in (first, best)}
+        if _simplest_within_tolerance(pair, 1.0) == first:
+            return first, se
+    return tied[0], se
 
 
 def _simplest_within_tolerance(contributions: dict, tolerance_se: float) -> tuple:

@@ -276,8 +276,8 @@ class RulesClassifier(Classifier):
         # folds stand in for the sources.
         decision_folds: int = 3
         # "loso": judge each class only on the sources that use its label (tuning always is:
-        # see label_vocabulary); off, a class's detections must pay on every held-out source,
-        # as an unseen hospital's vocabulary is unknown.
+        # see label_vocabulary); off, a class's detections are judged on every held-out
+        # source, as an unseen hospital's vocabulary is unknown.
         decision_vocabulary: bool = False
         # "loso": with B > 0, each class takes the threshold (or silence) that most of B
         # bootstrap resamples of the held-out records (within each source) and the records

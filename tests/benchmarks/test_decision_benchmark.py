@@ -61,6 +61,25 @@ def test_the_held_out_source_takes_no_part_in_its_choice(three_sources, tmp_path
         np.testing.assert_array_equal(second["labels"][name][q], first["labels"][name][q])
 
 
+def test_a_recording_under_two_sources_is_scored_by_rules_tuned_without_its_copy(three_sources):
+    """A Q record whose signal is an A record's (A0101 = Q0048 in the shared data) is held out
+    with A's records where the training records are scored source by source, as
+    RulesClassifier groups them: never by rules tuned on its own copy."""
+    records, values, sources, digests, truth, task, _ = three_sources
+    a, q = sources.index("A"), sources.index("Q")
+    twins = list(digests)
+    twins[q] = twins[a]
+    bank = bench.ScoreBank(
+        [values[n] for n in records.names], records.names, truth, sources, task, None, "k", twins
+    )
+    train = np.arange(len(sources))
+    scores, groups = bench.out_of_source(bank, train)
+    assert groups[q] == "A" and groups[a] == "A"
+    without_a = train[np.array(groups) != "A"]
+    assert a not in without_a and q not in without_a
+    np.testing.assert_array_equal(scores[q], bank.scores(without_a)[q])
+
+
 def test_reliability_table_bins_and_errors(three_sources):
     _records, _values, _sources, digests, truth, task, _ = three_sources
     probabilities = bench.held_out_probabilities(_bank(three_sources), digests)

@@ -113,3 +113,26 @@ def test_the_choice_is_saved_with_the_model(tmp_path, measured):
     np.testing.assert_array_equal(
         loaded.decide(loaded.predict_proba(records)), model.decide(model.predict_proba(records))
     )
+
+
+def test_the_one_se_choice_does_not_hang_on_the_order_of_tied_best_variants():
+    """B and C tie for the best with different records; the first listed variant F is within
+    one standard error of B (its 10 detections are among B's 12) though not of C: F is kept
+    whichever of B and C is listed first."""
+    task = Task("2020")
+    classes = list(task.classes)
+    af = classes.index("164889003")
+    n = 20
+    truth = np.zeros((n, len(classes)), bool)
+    truth[:, af] = True
+
+    def found(rows):
+        b = np.zeros_like(truth)
+        b[list(rows), af] = True
+        return b
+
+    variants = {"F": found(range(10)), "B": found(range(12)), "C": found([*range(10, 20), 0, 1])}
+    for order in (("F", "B", "C"), ("F", "C", "B")):
+        chosen, se = first_within_one_se({k: variants[k] for k in order}, truth, classes)
+        assert chosen == "F", order
+        assert se[order[1]] == 0.0  # the standard errors are against the first listed best
