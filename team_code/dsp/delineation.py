@@ -325,7 +325,8 @@ class LeadDelineationConfig:
     p_margin_ms: float = 80.0  # a lead's P is searched this far outside the global one
     min_p_mv: float = 0.015  # a lead with a smaller P takes the global P boundaries
     global_rule: str = "mad"  # how leads give the global boundaries, see GLOBAL_RULES
-    outlier_ms: float = 12.0  # "mad": a lead this far (or 3 MAD) from the median is an outlier
+    # "mad": a lead further than this (and than 3 x 1.4826 x MAD) from the median is an outlier
+    outlier_ms: float = 12.0
 
     def __post_init__(self):
         if self.global_rule not in GLOBAL_RULES:
@@ -590,7 +591,8 @@ def nanmedian(a: np.ndarray, axis: int = -1) -> np.ndarray:
 #: How per-lead boundaries make the global ones: ``earliest`` (earliest onset, latest
 #: offset: the CSE definition), ``second`` (the second-earliest onset and second-latest
 #: offset, robust to one stray lead; the earliest with fewer than 4 leads), ``mad`` (the
-#: earliest/latest of the leads within 3 MAD, at least ``outlier_ms``, of the median),
+#: earliest/latest of the leads within 3 scaled MADs, 3 x 1.4826 x MAD, and at least
+#: ``outlier_ms``, of the median),
 #: ``median`` (a typical lead).
 GLOBAL_RULES: tuple[str, ...] = ("earliest", "second", "mad", "median")
 

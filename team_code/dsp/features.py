@@ -10,7 +10,8 @@ Chain (all windows in seconds or ms; see :class:`FeatureConfig`):
 1. the 12 standard leads in standard order (a missing lead becomes a flat row and a note);
    at most the first ``max_duration_s`` seconds (by default the whole of any Challenge
    record; the cap bounds the cost of Holter-length records); resampled to ``fs_analysis``
-   Hz; non-finite samples set to 0 (noted);
+   Hz; non-finite samples bridged by straight lines (noted;
+   :func:`team_code.dsp.filters.fill_nonfinite`);
 2. power-line notch (kept for the pacemaker-spike search), then baseline and EMG filters
    (:func:`team_code.dsp.filters.clean`);
 3. flat leads (peak-to-peak below ``flat_mv``) are left out of everything (their measures are
@@ -695,10 +696,9 @@ def measure(
             f"rhythm read over the first {config.max_duration_s:g} s of {x.shape[1] / fs:.1f} s"
         )
         x = x[:, :n_max]
-    bad = ~np.isfinite(x)
-    if bad.any():
-        notes.append(f"{int(bad.sum())} non-finite samples set to 0")
-        x = np.where(bad, 0.0, x)
+    x, n_bad = filters.fill_nonfinite(x)
+    if n_bad:
+        notes.append(f"{n_bad} non-finite samples bridged by straight lines")
     # pacemaker spikes last a millisecond or two: searched at the record's own rate, before
     # resampling keeps or spreads them by their phase
     x_native, fs_native = x, fs

@@ -26,6 +26,7 @@ import scipy.ndimage
 import scipy.signal
 
 __all__ = [
+    "fill_nonfinite",
     "remove_powerline",
     "remove_baseline",
     "remove_emg",
@@ -40,6 +41,24 @@ _NOTCH_NYQUIST_MARGIN_HZ = 1.0
 # Butterworth orders (each applied twice by sosfiltfilt, so the magnitude is squared).
 _HIGHPASS_ORDER = 2
 _LOWPASS_ORDER = 4
+
+
+def fill_nonfinite(signal_mv) -> tuple[np.ndarray, int]:
+    """Non-finite samples (a gap in a recording) bridged, lead by lead, by a straight line
+    between the finite samples on either side (held flat before the first and after the
+    last; a lead with none: 0). Zeros instead would put a step of the lead's level at each
+    end of the gap, which the high-pass turns into QRS-like deflections. Returns the
+    (n_leads, n) float array and the number of samples filled."""
+    x = np.atleast_2d(np.array(signal_mv, dtype=np.float64))
+    bad = ~np.isfinite(x)
+    for row in np.flatnonzero(bad.any(axis=-1)):
+        ok = ~bad[row]
+        if ok.any():
+            at = np.flatnonzero(ok)
+            x[row, bad[row]] = np.interp(np.flatnonzero(bad[row]), at, x[row, at])
+        else:
+            x[row] = 0.0
+    return x, int(bad.sum())
 
 
 def _as_float(signal_mv) -> tuple[np.ndarray, np.dtype]:

@@ -126,3 +126,35 @@ def test_bad_inputs_raise():
         filters.clean(np.zeros(100), 0)
     with pytest.raises(ValueError, match="1-D"):
         filters.clean(np.zeros((2, 2, 2)), 360)
+
+
+def test_non_finite_samples_are_bridged_lead_by_lead():
+    x = np.array(
+        [
+            [1.0, np.nan, np.nan, 4.0, 5.0],
+            [np.nan, 2.0, np.inf, 2.0, np.nan],
+            [np.nan] * 5,
+        ]
+    )
+    y, n = filters.fill_nonfinite(x)
+    assert n == 10
+    np.testing.assert_array_equal(y[0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(y[1], [2.0, 2.0, 2.0, 2.0, 2.0])  # held flat at the ends
+    np.testing.assert_array_equal(y[2], 0.0)
+    assert np.isnan(x[0, 1])  # the input is left as it was
+
+
+def test_a_gap_in_a_lead_off_its_zero_leaves_no_step_after_the_high_pass():
+    """Zeros in a gap of a lead sitting at 0.8 mV are two 0.8-mV steps, which the high-pass
+    turns into deflections a QRS detector takes for beats; bridged, the gap is quiet."""
+    from team_code.nn.delineator.inputs import prepare
+
+    fs = 500.0
+    t = np.arange(5000) / fs
+    x = (0.8 + 0.05 * np.sin(2 * np.pi * 1.2 * t))[None, :].repeat(2, axis=0)
+    x[:, 1050:1170] = np.nan
+    _, bridged = prepare(x, fs, 0.0)
+    _, zeroed = prepare(np.nan_to_num(x), fs, 0.0)
+    gap = slice(1000 // 2, 1220 // 2)  # prepare works at 250 Hz
+    assert np.abs(bridged[:, gap]).max() < 0.1
+    assert np.abs(zeroed[:, gap]).max() > 0.3

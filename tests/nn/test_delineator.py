@@ -182,16 +182,19 @@ def test_post_processing_gives_the_mask_boundaries():
             "t_peak": r + 90,
             "t_end": r + 119,
         }
+        # an onset or offset on 500-Hz samples: half a sample before the first labelled
+        # sample's, after the last's (the input samples a label sample stands for)
         for name, v in expected.items():
-            assert p[COL[name]] == 2 * v, name
+            half = 0.0 if "peak" in name else (-0.5 if name.endswith("on") else 0.5)
+            assert p[COL[name]] == 2 * v + half, name
         assert ld.t_mv[0] == pytest.approx(-0.3)
         assert ld.p_mv[0] == pytest.approx(0.1)
     # the short run dropped: lead 1 keeps its QRS boundaries on the third beat
-    assert out[2].points[1, COL["qrs_on"]] == 2 * 640
+    assert out[2].points[1, COL["qrs_on"]] == 2 * 640 - 0.5
     # global boundaries: earliest onset, latest offset of the leads
     g = out[1].global_
-    assert g.qrs_on == 2 * 390 and g.qrs_off == 2 * 414 and g.t_end == 2 * 519
-    assert g.p_on == 2 * 340
+    assert g.qrs_on == 2 * 390 - 0.5 and g.qrs_off == 2 * 414 + 0.5 and g.t_end == 2 * 519 + 0.5
+    assert g.p_on == 2 * 340 - 0.5
 
 
 def test_post_processing_gives_no_p_wave_below_the_quorums():

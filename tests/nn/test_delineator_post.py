@@ -113,14 +113,14 @@ def test_segments_to_beats_with_subsample_points():
         "t_on": r + 69.6 + 0.5,
         "t_end": r + 119.4 - 0.5,
     }
-    for name, v in expected.items():
-        assert p[COL[name]] == pytest.approx(2 * v), name
+    for name, v in expected.items():  # on the input's samples: half a sample out (scale 2)
+        assert p[COL[name]] == pytest.approx(2 * v + (-0.5 if "on" in name else 0.5)), name
     # whole samples without the logits, or without the option
     (plain,) = d.segments_to_beats(labels, sig, 250.0, cfg, scale=2.0)
-    assert plain.points[0, COL["qrs_on"]] == 2 * (r - 10)
+    assert plain.points[0, COL["qrs_on"]] == 2 * (r - 10) - 0.5
     off = d.PostConfig(subsample=False, record_p=0.0)
     (plain,) = d.segments_to_beats(labels, sig, 250.0, off, scale=2.0, logits=logits)
-    assert plain.points[0, COL["qrs_on"]] == 2 * (r - 10)
+    assert plain.points[0, COL["qrs_on"]] == 2 * (r - 10) - 0.5
     with pytest.raises(ValueError, match="logits"):
         d.segments_to_beats(labels, sig, 250.0, cfg, logits=logits[:, :, :-1])
 
@@ -185,6 +185,18 @@ def test_input_low_pass_is_the_weights_own(tmp_path, one_thread):
     assert d.load(path).config.lowpass_hz == 0.0
 
 
+def _tents(labels: np.ndarray) -> np.ndarray:
+    """A signal with a tent over every run of one class (peak in the run's middle)."""
+    sig = np.zeros(labels.shape)
+    for row, lab in enumerate(labels):
+        edges = np.flatnonzero(np.diff(lab) != 0) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, lab.size]):
+            if lab[a] != d.NONE:
+                t = np.arange(a, b)
+                sig[row, a:b] = np.minimum(t - a, b - 1 - t) * 0.01
+    return sig
+
+
 def test_lead_shrink_moves_each_leads_boundaries_toward_the_median_only():
     n, beats = 1000, [150, 400, 650]
     leads = []
@@ -192,7 +204,7 @@ def test_lead_shrink_moves_each_leads_boundaries_toward_the_median_only():
         lab = _beats(n, beats, split=False)
         leads.append(np.roll(lab, shift))
     labels = np.stack(leads)
-    sig = np.zeros((4, n))
+    sig = _tents(labels)  # each wave's peak in its middle, away from its boundaries
     own = d.segments_to_beats(labels, sig, 250.0, d.PostConfig(lead_shrink=0.0))
     shrunk = d.segments_to_beats(labels, sig, 250.0)  # the kit's 0.25
     assert d.PostConfig().lead_shrink == 0.25
@@ -211,21 +223,61 @@ def test_lead_shrink_moves_each_leads_boundaries_toward_the_median_only():
         d.PostConfig(lead_shrink=1.5)
 
 
-def test_lead_shrink_keeps_a_boundary_no_usable_lead_has():
-    # only lead 2 (not usable: it does not vote) finds T waves: the usable leads' median has
-    # no T end to pull toward, so lead 2's own T end stays (it was erased to NaN)
+def test_a_lead_that_does_not_vote_is_not_delineated_and_moves_no_global_boundary():
+    """A flat or noise-only lead (not usable: its normalisation magnifies noise into waves)
+    gets no points, and the global boundaries and the leads' median are those of the usable
+    leads alone: here its early P and QRS would have set the global onsets."""
     n, beats = 1000, [150, 400, 650]
-    no_t = _beats(n, beats, split=False)
-    no_t[no_t == d.T] = d.NONE
-    labels = np.stack([no_t, no_t, np.roll(_beats(n, beats, split=False), 4)])
-    usable = np.array([True, True, False])
+    lab = _beats(n, beats, split=False)
+    labels = np.stack([lab, np.roll(lab, 2), np.roll(lab, -20)])
     sig = np.zeros((3, n))
-    own = d.segments_to_beats(labels, sig, 250.0, d.PostConfig(lead_shrink=0.0), usable=usable)
-    shrunk = d.segments_to_beats(labels, sig, 250.0, usable=usable)
-    assert len(own) == len(shrunk) == len(beats)
-    for a, b, r in zip(own, shrunk, beats):
-        assert b.points[2, COL["t_end"]] == a.points[2, COL["t_end"]] == r + 123
-        assert np.isnan(b.points[:2, COL["t_end"]]).all()
-        # the boundaries the usable leads do have still move toward their median
-        assert a.points[2, COL["qrs_on"]] == r - 6
-        assert b.points[2, COL["qrs_on"]] == r - 7  # a quarter of the way to r - 10
+    usable = np.array([True, True, False])
+    got = d.segments_to_beats(labels, sig, 250.0, usable=usable)
+    alone = d.segments_to_beats(labels[:2], sig[:2], 250.0)
+    assert len(got) == len(alone) == len(beats)
+    for a, b in zip(got, alone):
+        assert np.isnan(a.points[2]).all()
+        assert np.isnan(a.t_mv[2]) and np.isnan(a.p_mv[2])
+        assert a.global_ == b.global_
+        np.testing.assert_array_equal(a.points[:2], b.points)
+
+
+def test_a_shrunk_boundary_never_passes_its_own_wave_s_peak():
+    """A lead whose P wave lies far before the others': its onset, pulled a quarter of the way
+    toward the leads' median, would pass its own P peak; it is held at the peak."""
+    n, r = 600, 300
+    lab = _beats(n, [r], split=False)
+    early = lab.copy()
+    early[r - 60 : r - 40] = d.NONE
+    early[r - 120 : r - 112] = d.P  # a short P 60 samples early
+    labels = np.stack([lab, lab, lab, early])
+    sig = np.zeros((4, n))
+    sig[3, r - 118] = 0.2  # lead 3's P peak, 2 samples after its onset
+    sig[:3, r - 50] = 0.2
+    (own,) = d.segments_to_beats(labels, sig, 250.0, d.PostConfig(lead_shrink=0.0))
+    (shrunk,) = d.segments_to_beats(labels, sig, 250.0)
+    assert own.points[3, COL["p_on"]] == r - 120 and own.points[3, COL["p_peak"]] == r - 118
+    # a quarter of the way from r - 120 to the median's r - 60 would be r - 105: past the peak
+    assert shrunk.points[3, COL["p_on"]] == r - 118
+    for pts in shrunk.points:
+        for on, peak, off in (("p_on", "p_peak", "p_off"), ("qrs_on", "qrs_peak", "qrs_off")):
+            assert pts[COL[on]] <= pts[COL[peak]] <= pts[COL[off]]
+
+
+def test_whole_label_samples_stand_for_the_input_samples_they_cover():
+    """Labels at 250 Hz of waves marked on 500 Hz samples (a label sample is in a wave where
+    the input sample it falls on is): over onsets and offsets of either parity, the points
+    on the input's samples are right on average (each within half a sample), where reading
+    the first and last labelled samples alone was 1 ms late at onsets and early at offsets."""
+    n_in, r = 1200, 600
+    errors = {"qrs_on": [], "qrs_off": []}
+    for on in range(r - 24, r - 16):
+        for off in range(r + 20, r + 28):
+            inside = (np.arange(0, n_in, 2) >= on) & (np.arange(0, n_in, 2) <= off)
+            labels = np.where(inside, d.QRS, d.NONE)[None, :].repeat(2, axis=0)
+            (ld,) = d.segments_to_beats(labels, np.zeros((2, n_in // 2)), 250.0, scale=2.0)
+            errors["qrs_on"].append(ld.points[0, COL["qrs_on"]] - on)
+            errors["qrs_off"].append(ld.points[0, COL["qrs_off"]] - off)
+    for name, e in errors.items():
+        assert abs(np.mean(e)) < 1e-9, name
+        assert np.max(np.abs(e)) == 0.5, name

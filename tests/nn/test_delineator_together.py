@@ -95,9 +95,10 @@ def test_delineate_together_gives_the_global_labels_boundaries(monkeypatch):
     for ld, r in zip(out, beats):
         assert 2 * (r - 10) <= ld.r_index <= 2 * (r + 14)  # the R peak inside the QRS
         g = ld.global_
-        assert (g.p_on, g.p_off) == (2 * (r - 60), 2 * (r - 41))
-        assert (g.qrs_on, g.qrs_off) == (2 * (r - 10), 2 * (r + 14))
-        assert g.t_end == 2 * (r + 119)
+        # half a 500-Hz sample before the first labelled sample, after the last
+        assert (g.p_on, g.p_off) == (2 * (r - 60) - 0.5, 2 * (r - 41) + 0.5)
+        assert (g.qrs_on, g.qrs_off) == (2 * (r - 10) - 0.5, 2 * (r + 14) + 0.5)
+        assert g.t_end == 2 * (r + 119) + 0.5
 
 
 def test_the_command_line_trains_folds_together_and_the_benchmark_reads_them(

@@ -10,12 +10,17 @@ is no P wave (no lead and no global boundary has one). Every beat becomes a
 :class:`team_code.dsp.delineation.LeadDelineation` (the structure ``delineate_leads``
 returns; points in samples of the input record), whose global boundaries come from
 :func:`team_code.dsp.delineation.global_from_leads` (earliest onset and latest offset among
-the leads within 3 MAD of their median), anchored on the leads' median. Then each lead's P
-onset and offset, QRS onset and offset and T end move a quarter of the way to the usable
-leads' median on that beat (``PostConfig.lead_shrink``, chosen by a nested loop on LUDB's
-folds; the T onset, the global boundaries, peaks and amplitudes stay as the leads' own give
-them). Sub-sample onsets and offsets from the logits (``PostConfig.subsample``,
-:func:`subsample_edges`) were compared and not shipped.
+the leads within 3 scaled MADs, 3 x 1.4826 x the median absolute deviation, of their
+median), anchored on the leads' median. Then each lead's P onset and offset, QRS onset and
+offset and T end move a quarter of the way to the usable leads' median on that beat
+(``PostConfig.lead_shrink``, chosen by a nested loop on LUDB's folds; the T onset, the global
+boundaries, peaks and amplitudes stay as the leads' own give them; an onset is never moved
+past its wave's peak, nor an offset). A lead that does not count towards the quorums (flat
+or noise-only) is not delineated. Where the labels are coarser than the input (``scale`` >
+1), onsets move (scale - 1) / 2 input samples earlier and offsets as much later: the place,
+on the input's samples, that a wave's first and last labelled samples stand for. Sub-sample
+onsets and offsets from the logits (``PostConfig.subsample``, :func:`subsample_edges`) were
+compared and not shipped.
 """
 
 from __future__ import annotations
@@ -175,6 +180,24 @@ def _refine_edges(pts: np.ndarray, logits: np.ndarray, col: dict[str, int]) -> N
 
 
 _BOUNDARY_COLS = [dl.LEAD_POINTS.index(c) for c in dl.BOUNDARY_POINTS]
+#: Each wave's onset, peak and offset.
+_WAVES = (
+    ("p_on", "p_peak", "p_off"),
+    ("qrs_on", "qrs_peak", "qrs_off"),
+    ("t_on", "t_peak", "t_end"),
+)
+
+
+def _keep_order(points: np.ndarray, col: dict[str, int]) -> None:
+    """No onset after its own wave's peak and no offset before it (in place; ``points``:
+    (n_leads, points)): an onset or offset moved towards the leads' median past a peak that
+    stays where the lead has it is held at that peak."""
+    for on, peak, off in _WAVES:
+        p = points[:, col[peak]]
+        for name, later in ((on, False), (off, True)):
+            v = points[:, col[name]]
+            both = np.isfinite(v) & np.isfinite(p)
+            v[both] = np.maximum(v[both], p[both]) if later else np.minimum(v[both], p[both])
 
 
 def segments_to_beats(
@@ -272,7 +295,20 @@ def segments_to_beats(
         _refine_edges(pts, np.asarray(logits), col)
     r = dl.nanmedian(pts[:, usable, col["qrs_peak"]], axis=1)
     r = np.where(np.isfinite(r), r, (bs + be) / 2.0)
+    # a lead that does not vote is not delineated: a flat or noise-only lead, which its
+    # normalisation magnifies, would otherwise give waves of noise and move the global ones
+    pts[:, ~usable, :] = np.nan
+    t_mv[:, ~usable] = np.nan
+    p_mv[:, ~usable] = np.nan
     pts *= scale
+    if scale > 1:
+        # a wave's first and last labelled samples stand for ``scale`` input samples each:
+        # the onset of marks on the input's own samples lies half of the rest earlier, the
+        # offset as much later (an onset read on whole label samples is otherwise late by
+        # (scale - 1) / 2 input samples, an offset as early: 1 ms each at 500 Hz)
+        half = (scale - 1.0) / 2.0
+        for name, _, onset in _EDGES:
+            pts[:, :, col[name]] += -half if onset else half
     med = dl.nanmedian(pts[:, usable, :], axis=1)
     p_amp = dl.nanmedian(np.abs(p_mv[:, usable]), axis=1)
     lead_cfg = dl.LeadDelineationConfig(global_rule=cfg.global_rule)
@@ -294,5 +330,6 @@ def segments_to_beats(
             for c in _BOUNDARY_COLS:
                 if math.isfinite(med[b, c]):  # else no usable lead has it: the leads' own stay
                     own[:, c] += cfg.lead_shrink * (med[b, c] - own[:, c])
+            _keep_order(own, col)
         out.append(dl.LeadDelineation(out_fs, r_index, own, t_mv[b], p_mv[b], glob))
     return out
