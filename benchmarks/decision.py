@@ -17,7 +17,9 @@ matrices alone (:mod:`team_code.classifiers.decision`):
   in the choice.
 
 Printed: per source and pooled, the prevalence floor, the shipped rules (``RulesClassifier``
-as shipped, trained on the training sources), each policy's own leave-one-source-out figure
+as shipped, trained on the training sources; its ``expected`` policy) and the rules at their
+operating thresholds (``decision_policy="thresholds"``: the ``vote`` policy), each policy's
+own leave-one-source-out figure
 and the nested choice, with bootstrap intervals and record counts; what each split chose; a
 reliability table per class on held-out sources (predicted probability bins against the
 observed frequency, for the raw graded scores and the calibrated ones).
@@ -225,8 +227,10 @@ def nested_policies(bank: ScoreBank, digests, names: Sequence[str] = POLICIES) -
     return {"labels": labels, "nested": nested, "chosen": chosen}
 
 
-def shipped_rules(values: dict, records, digests, task) -> np.ndarray:
-    """Leave-one-source-out labels of ``RulesClassifier`` as shipped (default options)."""
+def shipped_rules(values: dict, records, digests, task, **options) -> np.ndarray:
+    """Leave-one-source-out labels of ``RulesClassifier`` as shipped (default options, or
+    ``options`` over them: ``decision_policy="thresholds"`` labels at the vote's operating
+    thresholds)."""
     from benchmarks.rules import cached_rules
     from team_code.classifiers.cv import leave_one_source_out
     from team_code.data.records import record_source
@@ -236,7 +240,7 @@ def shipped_rules(values: dict, records, digests, task) -> np.ndarray:
     out = np.zeros((len(loaded), len(task.classes)), bool)
     rules_class = cached_rules(values)
     for _, train, test in leave_one_source_out(sources, np.asarray(digests)):
-        model = rules_class().fit([loaded[i] for i in train], task)
+        model = rules_class(rules_class.Config(**options)).fit([loaded[i] for i in train], task)
         out[test] = model.predict([loaded[i] for i in test])
     return out
 
@@ -386,6 +390,9 @@ def main(args: argparse.Namespace) -> int:
     binary = {
         "prevalence": floor_labels(truth, sources, digests),
         "shipped rules": shipped_rules(values, records, digests, task),
+        "rules at operating thresholds": shipped_rules(
+            values, records, digests, task, decision_policy="thresholds"
+        ),
         **{f"policy {name}": result["labels"][name] for name in policies},
         f"nested choice ({len(policies)} policies)": result["nested"],
     }

@@ -380,7 +380,9 @@ def vote_table(records, values, sources, digests, truth, task, options: dict, ab
     then, with every other class at its chosen threshold and this class silent or at each
     level it may take, the challenge metric of each training source's held-out records
     (scored by rules tuned without that source: the records the vote reads) and of the
-    held-out source (the rules fitted on all training sources), and the records it fires on.
+    held-out source (the rules fitted on all training sources), and the records it fires on;
+    every class labelled at its operating threshold (as with ``decision_policy="thresholds"``:
+    the default expected-metric policy labels from the same scores otherwise).
     Returns ``{held-out source: {"chosen": threshold, "rows": [{"threshold", "inner":
     {source: metric}, "inner_fires": {source: n}, "held_out": metric, "fires": n}]}}``."""
     from team_code.classifiers.cv import leave_one_source_out

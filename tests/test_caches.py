@@ -44,7 +44,7 @@ def hybrid_config(cache, n_folds):
     # its windows, computed at prediction time, which is not the cache this test counts.
     quick = {**dataclasses.asdict(parallel_cnn.ParallelCNNClassifier.quick_config()), "length": 300}
     options = {
-        "rules": {"tune": True, "decision": "half"},
+        "rules": {"tune": True, "decision": "half", "decision_policy": "thresholds"},
         "parallel_cnn": quick,
     }
     return HybridConfig(members=("rules", "parallel_cnn"), n_folds=n_folds, member_options=options)
@@ -126,7 +126,7 @@ def test_cached_measurements_equal_direct_ones(records, tmp_path, monkeypatch):
 
 def train_rules(data, model, **kwargs):
     messages = []
-    options = {"rules": {"decision": "half"}}
+    options = {"rules": {"decision": "half", "decision_policy": "thresholds"}}
     harness.train(data, model, ["rules"], options, log=messages.append, workers=1, **kwargs)
     return messages
 

@@ -147,7 +147,7 @@ def test_the_example_trains_and_runs_through_the_harness(family, synthetic, tmp_
     options = {
         NAME: {"c": "0.5"},
         "hybrid": {"members": f"rules,{NAME}", "n_folds": "2"},
-        "rules": {"tune": "false", "decision": "half"},
+        "rules": {"tune": "false", "decision": "half", "decision_policy": "thresholds"},
     }
     manifest = harness.train(
         root / "train",

@@ -22,6 +22,7 @@ QUICK = [
     "--set", "hybrid.members=rules,parallel_cnn", "--set", "hybrid.n_folds=2",
     "--set", "hybrid.fold_groups=signal",
     "--set", "rules.tune=false", "--set", "rules.decision=half",
+    "--set", "rules.decision_policy=thresholds",
     "--set", "parallel_cnn.fs_hz=100", "--set", "parallel_cnn.length=200",
     "--set", "parallel_cnn.filters=4", "--set", "parallel_cnn.n_blocks=3",
     "--set", "parallel_cnn.epochs=1", "--set", "parallel_cnn.val_fraction=0.25",

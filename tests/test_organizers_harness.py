@@ -34,7 +34,7 @@ N_RECORDS = 8
 #: A cheap default: the rules (untuned) fused with a tiny parallel_cnn, in seconds.
 QUICK = {
     "hybrid": {"members": "rules,parallel_cnn", "n_folds": "2", "fold_groups": "signal"},
-    "rules": {"tune": "false", "decision": "half"},
+    "rules": {"tune": "false", "decision": "half", "decision_policy": "thresholds"},
     "parallel_cnn": {
         "fs_hz": "100",
         "length": "200",

@@ -757,7 +757,9 @@ class HybridClassifier(Classifier):
             if reason:
                 self._log(f"hybrid: {name} left out ({reason})")
                 continue
-            policy = getattr(config, "decision_policy", "thresholds")
+            # a policy the user named for a member (its own default is not news: the hybrid
+            # reads every member's scores and operating thresholds alike)
+            policy = self.config.member_options.get(name, {}).get("decision_policy", "thresholds")
             if policy != "thresholds":
                 self._log(
                     f"warning: hybrid: {name}.decision_policy={policy} is not read by the "

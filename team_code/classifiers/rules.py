@@ -21,12 +21,13 @@ Learning (``fit``) has two phases, both on the training records only:
    stays silent (threshold above every score). Where the training records come from one
    source, ``decision_folds`` grouped folds stand in for the sources. ``decision="half"``
    takes 0.5 everywhere; ``"challenge"`` searches thresholds on the training scores.
-3. ``decision_policy``: ``"thresholds"`` (the default) labels a class where its score reaches
-   its operating threshold; a name of :data:`team_code.classifiers.decision.NAMED_POLICIES`
-   fits that decision policy on the held-out training-source scores of step 2 instead (for
-   example ``"expected"``: per record, the label set with the highest expected challenge
-   metric under the scoring table's partial credits, from Platt-calibrated scores). The
-   operating thresholds are still chosen and saved: the report and the hybrid read them.
+3. ``decision_policy``: a name of :data:`team_code.classifiers.decision.NAMED_POLICIES`
+   fits that decision policy on the held-out training-source scores of step 2; the default,
+   ``"expected"``, gives per record the label set with the highest expected challenge metric
+   under the scoring table's partial credits, from Platt-calibrated scores (chosen by a rule
+   declared before most of its figures: docs/decision.md). ``"thresholds"`` labels a class
+   where its score reaches its operating threshold. The operating thresholds are chosen and
+   saved either way: the report and the hybrid read them.
 
 Sources label the same concept differently (see the rule book): the operating thresholds
 follow the pooled training labels, the rules' clinical definitions stay as the book writes
@@ -105,18 +106,22 @@ OBJECTIVES = ("vote", "pooled")
 OPERATING_LEVELS: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
 
 #: Decision variants ``decision_select`` may name, each as the options it sets over the
-#: configured ones: ``configured`` (the options as given: by default the source vote),
-#: ``pooled-8`` (the pooled objective, graded levels for classes of 8 or more positives),
-#: ``vote-vocabulary`` (each class judged on the sources that use its label), ``half`` (0.5
-#: everywhere) and ``bagged-15`` (thresholds most of 15 bootstrap resamples choose). These are
-#: the five variants of the nested protocol of ``benchmarks/rules.py``, under its names
-#: (``configured`` is its ``shipped``).
+#: configured ones: ``configured`` (the options as given: by default the expected-metric
+#: label sets), ``vote`` (each class at the operating threshold the source vote chose: the
+#: default before), ``pooled-8`` (the pooled objective, graded levels for classes of 8 or more
+#: positives), ``vote-vocabulary`` (each class judged on the sources that use its label),
+#: ``half`` (0.5 everywhere) and ``bagged-15`` (thresholds most of 15 bootstrap resamples
+#: choose); the last five label at operating thresholds. ``configured`` and the last four are
+#: the five variants of the nested protocol of ``benchmarks/rules.py`` as first declared,
+#: under its names (``configured`` is its ``shipped``), when the vote was the default.
+_AT_THRESHOLDS = {"decision_policy": "thresholds"}
 DECISION_VARIANTS: dict[str, dict] = {
     "configured": {},
-    "pooled-8": {"decision_objective": "pooled", "decision_min_positives": 8},
-    "vote-vocabulary": {"decision_vocabulary": True},
-    "half": {"decision": "half"},
-    "bagged-15": {"decision_bagging": 15},
+    "vote": dict(_AT_THRESHOLDS),
+    "pooled-8": {"decision_objective": "pooled", "decision_min_positives": 8, **_AT_THRESHOLDS},
+    "vote-vocabulary": {"decision_vocabulary": True, **_AT_THRESHOLDS},
+    "half": {"decision": "half", **_AT_THRESHOLDS},
+    "bagged-15": {"decision_bagging": 15, **_AT_THRESHOLDS},
 }
 
 
@@ -294,11 +299,11 @@ class RulesClassifier(Classifier):
         # intervals and lead T amplitudes from "wavelet" (the rules' own delineation) or
         # "cnn" (the learned delineator, team_code.nn.delineator; see features.DELINEATORS)
         delineator: str = FeatureConfig.delineator
-        # How scores become labels: "thresholds", each class at its operating threshold (as
-        # ``decision`` chose it); or a policy of decision.NAMED_POLICIES fitted on the
-        # held-out training-source scores ("expected": the label set with the highest
-        # expected challenge metric, from Platt-calibrated scores).
-        decision_policy: str = "thresholds"
+        # How scores become labels: a policy of decision.NAMED_POLICIES fitted on the
+        # held-out training-source scores ("expected", the default: the label set with the
+        # highest expected challenge metric, from Platt-calibrated scores; docs/decision.md),
+        # or "thresholds": each class at its operating threshold (as ``decision`` chose it).
+        decision_policy: str = "expected"
         # Names of DECISION_VARIANTS, comma-separated: the training records choose among
         # them (each source decided by every variant fitted without it; the first listed
         # kept within one standard error of the best, else the best), and the chosen one
@@ -345,7 +350,7 @@ class RulesClassifier(Classifier):
     @classmethod
     def quick_config(cls):
         """Published thresholds and 0.5: fits instantly (no measurement pass)."""
-        return cls.Config(tune=False, decision="half")
+        return cls.Config(tune=False, decision="half", decision_policy="thresholds")
 
     # -- measurements --------------------------------------------------------------------
     def _feature_config(self) -> FeatureConfig:

@@ -84,7 +84,9 @@ def test_classifier_contract(name, training_records, request, tmp_path):
     scores = model.predict_proba(few)
     assert scores.shape == (4, len(classes))
     assert np.all(np.isfinite(scores)) and scores.min() >= 0 and scores.max() <= 1
-    np.testing.assert_array_equal(model.predict(few), scores >= model.thresholds_)
+    # labels are the family's own decision on its scores: each class at its threshold, or a
+    # joint decision policy where the family fitted one (the rules' default)
+    np.testing.assert_array_equal(model.predict(few), model.decide(scores))
     # The per-record report's evidence: one Evidence per record from every family, which an
     # ensemble gathers from its members (a family's own feature matrix goes by another name).
     shown = model.evidence(few)
@@ -97,6 +99,7 @@ def test_classifier_contract(name, training_records, request, tmp_path):
     loaded = type(model).load(tmp_path / name)
     np.testing.assert_allclose(loaded.predict_proba(few), scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(loaded.thresholds_, model.thresholds_)
+    np.testing.assert_array_equal(loaded.decide(scores), model.decide(scores))
 
     flat, long, shuffled, real = _unusual_records(training_records)
     unusual = loaded.predict_proba([flat, long, shuffled])
@@ -200,7 +203,7 @@ def test_a_new_family_needs_only_its_module_and_one_registration(records_dir, tm
         options = {
             "mean_test": {"shrink": "0.25"},
             "hybrid": {"members": "rules,mean_test", "n_folds": "2"},
-            "rules": {"tune": "false", "decision": "half"},
+            "rules": {"tune": "false", "decision": "half", "decision_policy": "thresholds"},
         }
         manifest = harness.train(
             data,

@@ -227,9 +227,9 @@ def test_bad_names_and_inputs_are_refused(held_out):
 
 
 def test_rules_decision_policy_option(records_dir, tmp_path):
-    """rules.decision_policy=expected: fitted on the held-out scores the operating thresholds
-    use, applied by predict and decide, saved and loaded with the model; the default keeps
-    today's thresholds."""
+    """rules.decision_policy=expected (the default): fitted on the held-out scores the
+    operating thresholds use, applied by predict and decide, saved and loaded with the model;
+    "thresholds" labels at the same operating thresholds."""
     from team_code.classifiers.rules import RulesClassifier
     from team_code.data.records import RecordSet, find_records
 
@@ -237,12 +237,13 @@ def test_rules_decision_policy_option(records_dir, tmp_path):
     names = [f"{'AE'[i % 2]}{i:04d}" for i in range(len(records))]  # two sources
     records = [dataclasses.replace(r, name=n) for r, n in zip(records, names, strict=True)]
     task = Task.of_classes(list(scored_classes().codes))
-    default = RulesClassifier().fit(records, task)
-    assert default.policy_ is None
-    expected = RulesClassifier(RulesClassifier.Config(decision_policy="expected"))
-    expected.fit(records, task)
+    at_thresholds = RulesClassifier(RulesClassifier.Config(decision_policy="thresholds"))
+    at_thresholds.fit(records, task)
+    assert at_thresholds.policy_ is None
+    expected = RulesClassifier().fit(records, task)
+    assert RulesClassifier.Config().decision_policy == "expected"
     assert isinstance(expected.policy_, ExpectedMetricPolicy)
-    np.testing.assert_array_equal(default.thresholds_, expected.thresholds_)
+    np.testing.assert_array_equal(at_thresholds.thresholds_, expected.thresholds_)
     scores = expected.predict_proba(records)
     np.testing.assert_array_equal(expected.predict(records), expected.policy_.apply(scores))
     expected.save(tmp_path / "m")

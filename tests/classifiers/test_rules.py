@@ -247,10 +247,10 @@ def test_one_sources_folds_do_not_depend_on_the_order_of_the_records(monkeypatch
 @pytest.mark.parametrize(
     "options, reads",
     [
-        ({}, True),  # the vote over held-out sources
-        ({"decision": "challenge"}, False),
-        ({"decision": "challenge", "decision_policy": "expected"}, True),
-        ({"decision": "half", "tune": True}, False),
+        ({}, True),  # the vote over held-out sources, the expected-metric policy
+        ({"decision": "challenge", "decision_policy": "thresholds"}, False),
+        ({"decision": "challenge"}, True),  # the default policy reads held-out scores
+        ({"decision": "half", "tune": True, "decision_policy": "thresholds"}, False),
     ],
 )
 def test_signal_digests_are_computed_only_for_decisions_that_read_held_out_scores(

@@ -123,7 +123,13 @@ def test_a_model_refuses_delineator_weights_it_was_not_trained_with(tmp_path, mo
     weights = tmp_path / "delineator.safetensors"
     weights.write_bytes(b"the network it was trained with")
     monkeypatch.setenv(WEIGHTS_ENV, str(weights))
-    options = {"delineator": "cnn", "tune": "false", "decision": "half"}  # fits unmeasured
+    # fits unmeasured
+    options = {
+        "delineator": "cnn",
+        "tune": "false",
+        "decision": "half",
+        "decision_policy": "thresholds",
+    }
     signal, _ = synth.synthesize(synth.RecordSpec(), 500, 10, seed=0)
     records = [Record(signal=signal, fs=500.0, leads=synth.LEADS, name="X0001")]
     model = RulesClassifier(build_config(RulesClassifier, options)).fit(records, Task())

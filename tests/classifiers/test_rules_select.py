@@ -44,7 +44,7 @@ def _fitted(config, names, values, truth, digests, rows):
     )
 
 
-@pytest.mark.parametrize("select", ["vote", "half,half", "configured,,bagged"])
+@pytest.mark.parametrize("select", ["voting", "half,half", "configured,,bagged"])
 def test_decision_select_names_distinct_known_variants(select):
     with pytest.raises(ValueError, match="decision_select"):
         RulesClassifier.Config(decision_select=select)
