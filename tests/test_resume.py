@@ -196,6 +196,17 @@ def test_hybrid_reads_back_only_the_parts_trained_with_the_same_settings(
     assert "fold 1/2: fitting prevalence" in log and log.count("fitting parallel_cnn") == 3
     assert log.count("read back") == 2
 
+    # A finished part saved by a kit that kept no decisions beside its scores (the member's
+    # own labels, which a joint decision policy needs) is trained again.
+    from team_code.fileio import load_arrays, save_arrays
+
+    outputs = tmp_path / "work" / "prevalence" / "fold2" / "outputs.safetensors"
+    save_arrays(outputs, {k: v for k, v in load_arrays(outputs).items() if k != "labels"})
+    HybridClassifier(config).fit(records, task, resume)
+    log = capsys.readouterr().err
+    assert "keeps no decisions (an earlier kit); training afresh" in log
+    assert "fold 2/2: fitting prevalence" in log and "fold 1/2: prevalence read back" in log
+
     HybridClassifier(config).fit(records, task, run)  # no resume: every part trains afresh
     assert "read back" not in capsys.readouterr().err
 

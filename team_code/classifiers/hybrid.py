@@ -90,6 +90,9 @@ THRESHOLDINGS = ("own", "searched")
 CHOICES = ("global", "per_class")
 #: The per-class candidate that predicts each class by its training prevalence decision.
 FLOOR = "floor"
+#: The mode of the candidate that takes a member's own decision policy for every class
+#: (``"rules/policy"``: the rules' expected-metric label sets), beside the per-class choice.
+POLICY = "policy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -568,10 +571,26 @@ class _Nested:
     fusers, inner scores and searched thresholds are memoised by the subset they saw.
     """
 
-    def __init__(self, hybrid, members, truth, folds, scores, own, evidence, candidates):
+    def __init__(
+        self,
+        hybrid,
+        members,
+        truth,
+        folds,
+        scores,
+        own,
+        evidence,
+        candidates,
+        labels=None,
+        policies: Sequence[int] = (),
+    ):
         self.hybrid = hybrid
         self.members = list(members)
         self.truth, self.scores, self.own, self.evidence = truth, scores, own, evidence
+        # (n, members, classes): each fold model's own decisions on its held-out records; and
+        # the members whose own decision is a joint policy (a candidate for every class)
+        self.labels = labels
+        self.policies = list(policies)
         self.parts = [np.asarray(test, dtype=int) for _, test in folds]
         self.everything = frozenset(range(len(self.parts)))
         self.candidates = list(candidates)
@@ -663,6 +682,9 @@ class _Nested:
         out = {}
         for key in keys:
             kind, mode = _split(key)
+            if mode == POLICY:  # the fold model's own decisions: nothing fitted on the subset
+                out[key] = self.labels[rows, self.members.index(kind)]
+                continue
             fused = self.fused(kind, subset, rows)
             start = self.fuser(kind, subset).start_thresholds(self.own[rows])
             if mode == "searched":
@@ -692,7 +714,39 @@ class _Nested:
             return [self.candidates[0]] * classes, {}
         rows = self.rows(subset)
         decisions = {key: d[rows] for key, d in self.oof(subset).items()}
-        return self.hybrid._choose(decisions, self.truth[rows])
+        choice, report = self.hybrid._choose(decisions, self.truth[rows])
+        return self.or_policy(choice, report, decisions, rows)
+
+    def or_policy(self, choice: list[str], report: dict, decisions: dict, rows) -> tuple:
+        """The per-class ``choice``, or a member's own joint decision policy for every class
+        where the member has one (:attr:`policies`): the per-class choice is kept unless a
+        policy's out-of-fold decisions beat its decisions by more than one standard error of
+        the paired per-record difference (:func:`first_within_one_se`; the per-class
+        decisions are those the choice was made on, so the comparison leans to it)."""
+        if not self.policies:
+            return choice, report
+        truth, classes = self.truth[rows], self.hybrid.classes_
+        composite = np.column_stack([decisions[key][:, j] for j, key in enumerate(choice)])
+        outputs = {"per class": composite}
+        for m in self.policies:
+            outputs[f"{self.members[m]}/{POLICY}"] = self.labels[rows, m]
+        best, se = first_within_one_se(outputs, truth, classes, self.hybrid.task_.scored)
+        metric = {
+            key: challenge_score(truth, binary, classes, self.hybrid.task_.scored)
+            for key, binary in outputs.items()
+        }
+        if best == "per class":
+            return choice, report
+        why = (
+            f"{best} for every class: out-of-fold challenge metric {metric[best]:.3f} against "
+            f"the per-class choice's {metric['per class']:.3f} (more than one standard "
+            f"error, {se['per class']:.3f}, above it)"
+        )
+        report = {
+            code: {**entry, "served_by": best, "why": why, "dropped": {}}
+            for code, entry in report.items()
+        }
+        return [best] * len(classes), report
 
     def validate(self) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold decisions of the whole choice (made again inside every outer fold on
@@ -757,10 +811,11 @@ class HybridClassifier(Classifier):
             if reason:
                 self._log(f"hybrid: {name} left out ({reason})")
                 continue
-            # a policy the user named for a member (its own default is not news: the hybrid
-            # reads every member's scores and operating thresholds alike)
+            # the global choice reads every member's scores and operating thresholds alike: a
+            # policy the user named for a member is said (the per-class choice weighs a
+            # member's own joint policy as a candidate for every class)
             policy = self.config.member_options.get(name, {}).get("decision_policy", "thresholds")
-            if policy != "thresholds":
+            if policy != "thresholds" and self._choice_mode() == "global":
                 self._log(
                     f"warning: hybrid: {name}.decision_policy={policy} is not read by the "
                     f"hybrid, which decides on {name}'s scores with its operating thresholds; "
@@ -873,12 +928,15 @@ class HybridClassifier(Classifier):
         self.early_dropped_: list[str] = []
         # Per member: out-of-fold scores, the own thresholds of the fold model that made each
         # score, and evidence.
-        outputs = {name: [np.zeros((n, c)), np.zeros((n, c)), None] for name in members}
+        outputs = {
+            name: [np.zeros((n, c)), np.zeros((n, c)), None, np.zeros((n, c), bool)]
+            for name in members
+        }
         active = list(members)
         for k, (train_index, test_index) in enumerate(folds):
             for name in list(active):
                 try:
-                    scores, evidence, own = self._fold_outputs(
+                    scores, evidence, own, labels = self._fold_outputs(
                         name, k, len(folds), take(records, train_index), take(records, test_index)
                     )
                 except TrainingDiverged as error:  # stops the training (exit 3), as alone
@@ -891,6 +949,7 @@ class HybridClassifier(Classifier):
                     continue
                 out = outputs[name]
                 out[0][test_index], out[1][test_index] = scores, own
+                out[3][test_index] = labels
                 if out[2] is None:
                     out[2] = np.zeros((n, evidence.shape[1]))
                 out[2][test_index] = evidence
@@ -956,8 +1015,24 @@ class HybridClassifier(Classifier):
         scores = np.concatenate([empty] + [outputs[name][0][:, None] for name in members], 1)
         own = np.concatenate([empty] + [outputs[name][1][:, None] for name in members], 1)
         evidence = np.concatenate([empty[:, :, 0]] + [outputs[name][2] for name in members], 1)
+        labels = np.concatenate(
+            [empty.astype(bool)] + [outputs[name][3][:, None] for name in members], 1
+        )
         candidates = self._candidates(members)
-        return _Nested(self, members, truth, folds, scores, own, evidence, candidates)
+        policies = (
+            [m for m, name in enumerate(members) if self._joint_policy(name)]
+            if self._choice_mode() == "per_class"
+            else []
+        )
+        return _Nested(
+            self, members, truth, folds, scores, own, evidence, candidates, labels, policies
+        )
+
+    def _joint_policy(self, name: str) -> bool:
+        """Whether member ``name`` decides by a joint policy of its own (the rules' default
+        ``decision_policy="expected"``), not class by class at its thresholds."""
+        policy = getattr(self._member_config(name), "decision_policy", "thresholds")
+        return policy != "thresholds"
 
     # -- work folders and resume -----------------------------------------------------------
     def _part(self, name: str, part: str, train, held_out) -> tuple:
@@ -1000,23 +1075,31 @@ class HybridClassifier(Classifier):
 
     def _fold_outputs(self, name: str, k: int, n_folds: int, train, held_out) -> tuple:
         """Member ``name`` trained on fold ``k``'s training records: its scores and evidence
-        for the held-out records, and its own thresholds (read back when a resumed run
-        finished this fold)."""
+        for the held-out records, its own thresholds, and its own decisions on those records
+        (its ``decide``: the thresholds', or its joint decision policy's; read back when a
+        resumed run finished this fold)."""
         config, ctx, finished, key = self._part(name, f"fold{k + 1}", train, held_out)
         if finished is not None:
-            self._log(f"hybrid: fold {k + 1}/{n_folds}: {name} read back from {finished}")
             saved = load_arrays(finished / OUTPUTS_FILE)
-            return saved["scores"], saved["evidence"], saved["own"]
+            if "labels" in saved:
+                self._log(f"hybrid: fold {k + 1}/{n_folds}: {name} read back from {finished}")
+                labels = saved["labels"].astype(bool)
+                return saved["scores"], saved["evidence"], saved["own"], labels
+            self._log(f"hybrid: {finished} keeps no decisions (an earlier kit); training afresh")
         self._log(f"hybrid: fold {k + 1}/{n_folds}: fitting {name}")
         model = registry.get(name)(config).fit(train, self.task_, ctx)
         work = Path(ctx.workdir) if ctx.workdir else None
         own = np.clip(np.asarray(model.thresholds_, dtype=float), 0.0, NEVER)
         scores, evidence = self._member_outputs(name, model, held_out)
+        labels = np.zeros(scores.shape, bool)
+        scored = np.isfinite(scores).all(axis=1)  # a record the member could not process: none
+        if scored.any():
+            labels[scored] = model.decide(scores[scored])
         if work is not None:
-            arrays = {"scores": scores, "evidence": evidence, "own": own}
-            save_arrays(work / OUTPUTS_FILE, arrays)
+            arrays = {"scores": scores, "evidence": evidence, "own": own, "labels": labels}
+            save_arrays(work / OUTPUTS_FILE, {k: np.asarray(v) for k, v in arrays.items()})
             self._write_part(work, key, finished=True)
-        return scores, evidence, own
+        return scores, evidence, own, labels
 
     def _refit(self, name: str, records) -> Classifier:
         """Member ``name`` fitted on all records (read back when a resumed run had done it)."""
@@ -1092,6 +1175,9 @@ class HybridClassifier(Classifier):
             key: challenge_score(truth, binary, classes, scored)
             for key, binary in decisions.items()
         }
+        for m in nested.policies:  # a member's own joint decisions, every class
+            key = f"{nested.members[m]}/{POLICY}"
+            self.fusion_scores_[key] = challenge_score(truth, nested.labels[:, m], classes, scored)
         # The members alone, each with its fold models' own thresholds.
         self.member_scores_ = {
             name: challenge_score(
@@ -1128,6 +1214,10 @@ class HybridClassifier(Classifier):
         )
         if mode == "global":
             self._log(f"hybrid: using {choice[0]}")
+        served = {entry["served_by"] for entry in report.values()}
+        if len(served) == 1 and _split(next(iter(served)))[1] == POLICY:
+            self._log(f"hybrid: every class: {next(iter(report.values()))['why']}")
+            report = {}  # said once, not class by class
         for entry in report.values():
             others = ", ".join(f"{k}: {why}" for k, why in entry["dropped"].items())
             self._log(
@@ -1272,6 +1362,17 @@ class HybridClassifier(Classifier):
         return _Selector(
             min_positives=self.config.selection_min_positives, first=members.index(kind)
         )
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Labels of fused scores: each class at its threshold, or, where the choice took a
+        member's own decision policy for every class (``<member>/policy``; its scores are then
+        the fused scores), that member's decision."""
+        kinds = {_split(key) for key in self.choice_}
+        if len(kinds) == 1:
+            ((kind, mode),) = kinds
+            if mode == POLICY:
+                return self.members_[kind].decide(scores)
+        return super().decide(scores)
 
     def member_predictions(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """Each member's scores for ``records`` (for reports and comparisons; NaN where a

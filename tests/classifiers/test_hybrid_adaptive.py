@@ -396,3 +396,106 @@ def test_a_selections_thresholds_are_searched_on_one_members_scores():
     inner = chooser.inner("selection", chooser.everything)
     member = chooser.fuser("selection", chooser.everything).choice_[j]
     np.testing.assert_array_equal(inner[:, j], scores[np.sort(np.concatenate(parts)), member, j])
+
+
+# -- a member's own joint decision policy ---------------------------------------------------------
+
+
+def _joint_case(n: int, seed: int, policy_quality: float):
+    """Out-of-fold inputs of one member whose scores no per-class threshold reads well (a
+    record-wide offset) and its own decisions: right on a share ``policy_quality`` of the
+    records (the truth), noise on the others."""
+    rng = np.random.default_rng(seed)
+    truth, folds, _, own, evidence = _oof(n, 1, seed)
+    offset = rng.uniform(0.0, 0.5, (n, 1))
+    scores = (offset + 0.2 * truth + rng.uniform(0, 0.15, truth.shape))[:, None, :]
+    noise = rng.random(truth.shape) < truth.mean(axis=0)
+    right = rng.random(n) < policy_quality
+    labels = np.where(right[:, None], truth, noise)[:, None, :]
+    return truth, folds, scores, own, evidence, labels
+
+
+def _chooser(truth, folds, scores, own, evidence, labels, policies=(0,)):
+    model = _model(choice="per_class", members=("rules",))
+    nested = _Nested(
+        model, ["rules"], truth, folds, scores, own, evidence,
+        model._candidates(["rules"]), labels, policies,
+    )  # fmt: skip
+    return model, nested
+
+
+def test_a_members_own_joint_decision_serves_every_class_where_it_beats_the_per_class_choice():
+    truth, folds, scores, own, evidence, labels = _joint_case(500, 7, policy_quality=0.9)
+    _, nested = _chooser(truth, folds, scores, own, evidence, labels)
+    choice, report = nested.choose(nested.everything)
+    assert choice == ["rules/policy"] * truth.shape[1]
+    assert all(entry["served_by"] == "rules/policy" for entry in report.values())
+    # nested: the choice made again inside each outer fold takes the member's own decisions
+    chosen, floor = nested.validate()
+    np.testing.assert_array_equal(chosen, labels[:, 0])
+    metric = {k: _record_contributions(truth, b, _model().classes_, None).sum() for k, b in
+              (("chosen", chosen), ("floor", floor))}  # fmt: skip
+    assert metric["chosen"] > metric["floor"]
+    # without the policy as a candidate, the per-class choice of the same scores
+    _, plain = _chooser(truth, folds, scores, own, evidence, labels, policies=())
+    assert "rules/policy" not in plain.choose(plain.everything)[0]
+
+
+def test_a_members_own_joint_decision_that_does_not_beat_the_per_class_choice_is_not_taken():
+    truth, folds, scores, own, evidence, labels = _joint_case(500, 8, policy_quality=0.0)
+    _, nested = _chooser(truth, folds, scores, own, evidence, labels)
+    choice, _ = nested.choose(nested.everything)
+    assert "rules/policy" not in choice
+    _, plain = _chooser(truth, folds, scores, own, evidence, labels, policies=())
+    assert choice == plain.choose(plain.everything)[0]
+
+
+class _JointOracle(PrevalenceClassifier):
+    """Scores with a record-wide offset that no per-class threshold sees past, and its own
+    decision (a joint policy: each record's classes scored above its own median + 0.1)
+    reads them: a stand-in for the rules' expected-metric label sets."""
+
+    name = "joint_test"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        decision_policy: str = "above-median"
+
+    def predict_proba(self, records):
+        rng = [np.random.default_rng(abs(hash(r.name)) % 2**32) for r in records]
+        offset = np.array([[g.uniform(0.0, 0.5)] for g in rng])
+        return np.clip(offset + 0.3 * self.label_matrix(records), 0.0, 1.0)
+
+    def fit(self, records, task, ctx=None):
+        super().fit(records, task, ctx)
+        self.thresholds_ = np.full(len(self.classes_), 0.5)
+        return self
+
+    def decide(self, scores):
+        return scores > np.median(scores, axis=1, keepdims=True) + 0.1
+
+
+def test_a_fit_ships_a_members_joint_decision_and_decides_with_it(
+    challenge_dir, tmp_path, monkeypatch
+):
+    registry.register(_JointOracle.name)(_JointOracle)
+    try:
+        records = RecordSet.from_folder(challenge_dir)
+        config = HybridConfig(members=("joint_test",), choice="per_class", n_folds=4)
+        said = []
+        model = HybridClassifier(config).fit(records, Task(), RunContext(log=said.append))
+        assert model.choice_ == ["joint_test/policy"] * len(model.classes_)
+        assert sum(m.startswith("hybrid: every class: joint_test/policy") for m in said) == 1
+        assert not any(m.startswith("hybrid: AF (") for m in said)  # said once, not per class
+        assert "joint_test/policy" in model.fusion_scores_
+        few = records.subset(list(range(0, 231, 15)))
+        scores = model.predict_proba(few)
+        member = model.members_["joint_test"]
+        np.testing.assert_allclose(scores, member.predict_proba(few))
+        np.testing.assert_array_equal(model.predict(few), member.decide(scores))
+        assert model.validation_["challenge_metric"] > model.validation_["prevalence"]
+        model.save(tmp_path / "h")
+        loaded = HybridClassifier.load(tmp_path / "h")
+        np.testing.assert_array_equal(loaded.predict(few), model.predict(few))
+    finally:
+        registry._REGISTERED.pop(_JointOracle.name, None)
