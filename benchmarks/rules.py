@@ -10,8 +10,9 @@ Tables printed:
    per class and source the predicted / labelled / both counts and F-measure, and the
    operating thresholds each split chose (silent classes named).
    ``--protocols nested`` estimates a *choice* among rules variants honestly: for each
-   held-out source, every variant (``--variant``; by default the shipped options, the
-   previous version's pooled objective, the vocabulary option and 0.5 thresholds) is scored
+   held-out source, every variant (``--variant``; by default the shipped options (the
+   expected-metric decision), the operating thresholds' vote, the pooled objective, the
+   vocabulary option and 0.5 thresholds, the last four labelling at thresholds) is scored
    by leave one source out over the training sources alone, the best one is refitted on them
    and scores the held-out source. The table gives the nested figure, the count of variants
    and what each split chose; a variant's own LOSO row is in-sample for the choice.
@@ -368,9 +369,14 @@ def cross_predict(
 #: and 0.5 on the graded scores. Each is a set of ``rules`` options.
 NESTED_VARIANTS: dict[str, dict[str, str]] = {
     "shipped": {},
-    "pooled-8": {"decision_objective": "pooled", "decision_min_positives": "8"},
-    "vote-vocabulary": {"decision_vocabulary": "true"},
-    "half": {"decision": "half"},
+    "vote": {"decision_policy": "thresholds"},
+    "pooled-8": {
+        "decision_objective": "pooled",
+        "decision_min_positives": "8",
+        "decision_policy": "thresholds",
+    },
+    "vote-vocabulary": {"decision_vocabulary": "true", "decision_policy": "thresholds"},
+    "half": {"decision": "half", "decision_policy": "thresholds"},
 }
 
 

@@ -34,7 +34,8 @@ from team_code.threads import apply_threads, choose_threads, requested_threads
 
 
 def decide(model, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, labels)`` of ``records``: the model's scores and its thresholds' labels; a
+    """``(scores, labels)`` of ``records``: the model's scores and its own decision's labels
+    (``model.decide``: each class at its threshold, or a joint decision policy's); a
     :class:`~team_code.model_folder.LeadSetModels` decides each record by its lead set's model
     and thresholds. A record that has none of the leads the model reads raises
     :class:`RecordError` (nothing of it could be measured)."""

@@ -3,7 +3,8 @@
 ``__init__(config)`` stores; ``fit(records, task, ctx)`` learns (:mod:`team_code.context`:
 ``task`` is the problem, saved with the model; ``ctx`` how this run goes, never saved), and
 learned state ends in ``_``; ``predict_proba(records)`` returns (n_records, n_classes) scores
-in [0, 1]; ``predict`` applies ``thresholds_``; ``use(ctx)`` sets how inference runs (device,
+in [0, 1]; ``predict`` applies ``decide`` (``thresholds_``, or a family's joint decision
+policy); ``use(ctx)`` sets how inference runs (device,
 cache); ``save(folder)`` / ``load(folder)`` write and read JSON plus tensors, never pickle. A
 family declares a frozen dataclass ``Config`` with a comment per field: what defines the model,
 nothing about a run. An ensemble declares the families it trains with :meth:`Classifier.members`

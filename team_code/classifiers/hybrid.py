@@ -742,9 +742,17 @@ class _Nested:
             f"the per-class choice's {metric['per class']:.3f} (more than one standard "
             f"error, {se['per class']:.3f}, above it)"
         )
-        report = {
-            code: {**entry, "served_by": best, "why": why, "dropped": {}}
-            for code, entry in report.items()
+        chosen = outputs[best]
+        report = {  # the account's figures are the member's own decisions', not the per-class
+            code: {
+                "class": entry["class"],
+                "positives": entry["positives"],
+                "served_by": best,
+                "why": why,
+                "dropped": {},
+                **({"f1": _f1(truth[:, j], chosen[:, j])} if entry["positives"] else {}),
+            }
+            for j, (code, entry) in enumerate(report.items())
         }
         return [best] * len(classes), report
 

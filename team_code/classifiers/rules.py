@@ -451,8 +451,11 @@ class RulesClassifier(Classifier):
         sources = [record_source(n) for n in names]
         fit = _GroupFit(self, all_values, truth, sources, digests)
         config = self.config
-        if len(self._candidates()) > 1 and len(all_values) > 0:
+        candidates = self._candidates()
+        if len(candidates) > 1 and len(all_values) > 0:
             config = self._select_decision(fit)
+        elif _variant_names(self.config.decision_select):  # one variant named: that one
+            config = next(iter(candidates.values()))
         self.rule_thresholds_, self.tuning_ = fit.tuned(frozenset())
         self.thresholds_, self.policy_, self.decision_ = fit.decision(config, frozenset())
         return self

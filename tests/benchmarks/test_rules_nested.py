@@ -13,6 +13,12 @@ from benchmarks import rules as bench
 
 def test_variants_parse_and_default():
     assert bench.parse_variants([]) == bench.NESTED_VARIANTS
+    # the shipped options label by the expected-metric decision; the others at thresholds
+    assert all(
+        v.get("decision_policy") == "thresholds"
+        for name, v in bench.NESTED_VARIANTS.items()
+        if name != "shipped"
+    )
     parsed = bench.parse_variants(["a=decision=half", "b=", "c=decision_objective=pooled,n_grid=5"])
     assert parsed == {
         "a": {"decision": "half"},

@@ -19,6 +19,7 @@ from team_code.classifiers.hybrid import (
     FLOOR,
     HybridClassifier,
     HybridConfig,
+    _f1,
     _leading_members,
     _Nested,
     _record_contributions,
@@ -430,6 +431,11 @@ def test_a_members_own_joint_decision_serves_every_class_where_it_beats_the_per_
     choice, report = nested.choose(nested.everything)
     assert choice == ["rules/policy"] * truth.shape[1]
     assert all(entry["served_by"] == "rules/policy" for entry in report.values())
+    # the account's figures are the member's own decisions', not the per-class candidates'
+    for j, entry in enumerate(report.values()):
+        assert "challenge_gain" not in entry and "floor_f1" not in entry
+        if entry["positives"]:
+            assert entry["f1"] == pytest.approx(_f1(truth[:, j], labels[:, 0, j]))
     # nested: the choice made again inside each outer fold takes the member's own decisions
     chosen, floor = nested.validate()
     np.testing.assert_array_equal(chosen, labels[:, 0])

@@ -136,3 +136,20 @@ def test_the_one_se_choice_does_not_hang_on_the_order_of_tied_best_variants():
         chosen, se = first_within_one_se({k: variants[k] for k in order}, truth, classes)
         assert chosen == "F", order
         assert se[order[1]] == 0.0  # the standard errors are against the first listed best
+
+
+def test_one_variant_named_is_the_one_that_decides(measured):
+    """decision_select=vote alone (the operating thresholds, the default before) decides as
+    decision_policy=thresholds does, not as the configured default."""
+    names, values, truth, digests, _ = measured
+    rows = np.arange(len(names))
+    one = _fitted(
+        RulesClassifier.Config(min_positives=2, decision_select="vote"),
+        names, values, truth, digests, rows,
+    )  # fmt: skip
+    plain = _fitted(
+        RulesClassifier.Config(min_positives=2, decision_policy="thresholds"),
+        names, values, truth, digests, rows,
+    )  # fmt: skip
+    assert one.policy_ is None and RulesClassifier.Config().decision_policy == "expected"
+    np.testing.assert_array_equal(one.thresholds_, plain.thresholds_)
