@@ -71,10 +71,10 @@ def axis_band_counts(axis_deg, positive, sources, order) -> list[tuple[str, list
     axis = np.asarray(axis_deg, dtype=np.float64)
     y = np.asarray(positive, dtype=bool)
     sources = np.asarray(sources)
+    bands = [(axis >= lo) & (axis < hi) for lo, hi in AXIS_BANDS] + [~np.isfinite(axis)]
     out = []
     for s in order:
         m = sources == s
-        bands = [(axis >= lo) & (axis < hi) for lo, hi in AXIS_BANDS] + [~np.isfinite(axis)]
         out.append(
             (s, [int((b & m & y).sum()) for b in bands], [int((b & m & ~y).sum()) for b in bands])
         )

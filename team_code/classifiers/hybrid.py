@@ -731,12 +731,12 @@ class _Nested:
         for m in self.policies:
             outputs[f"{self.members[m]}/{POLICY}"] = self.labels[rows, m]
         best, se = first_within_one_se(outputs, truth, classes, self.hybrid.task_.scored)
-        metric = {
-            key: challenge_score(truth, binary, classes, self.hybrid.task_.scored)
-            for key, binary in outputs.items()
-        }
         if best == "per class":
             return choice, report
+        metric = {
+            key: challenge_score(truth, outputs[key], classes, self.hybrid.task_.scored)
+            for key in ("per class", best)
+        }
         why = (
             f"{best} for every class: out-of-fold challenge metric {metric[best]:.3f} against "
             f"the per-class choice's {metric['per class']:.3f} (more than one standard "
@@ -1105,7 +1105,7 @@ class HybridClassifier(Classifier):
             labels[scored] = model.decide(scores[scored])
         if work is not None:
             arrays = {"scores": scores, "evidence": evidence, "own": own, "labels": labels}
-            save_arrays(work / OUTPUTS_FILE, {k: np.asarray(v) for k, v in arrays.items()})
+            save_arrays(work / OUTPUTS_FILE, arrays)
             self._write_part(work, key, finished=True)
         return scores, evidence, own, labels
 

@@ -153,7 +153,8 @@ def average_beat(
     flat = _normalised_rows(qrs.reshape(n_beats, -1))
     corr = flat @ flat.T
     similar = corr >= config.same_morphology
-    alike = (similar.sum(axis=1) - 1) > 0 if n_beats > 1 else np.zeros(1, bool)
+    # beats with a look-alike besides themselves
+    alike_fraction = float((similar.sum(axis=1) > 1).mean()) if n_beats > 1 else math.nan
     on_time = ~premature_beats(r, fs)[inside]
     rank = similar[:, on_time].sum(axis=1) * (n_beats + 1.0) + similar.sum(axis=1)
     seed = int(np.argmax(rank + 1e-3 * corr.mean(axis=1)))
@@ -193,5 +194,5 @@ def average_beat(
         dominant=dom_all,
         kept=kept_all,
         qrs_corr=corr_all,
-        alike_fraction=float(alike.mean()) if n_beats > 1 else math.nan,
+        alike_fraction=alike_fraction,
     )
